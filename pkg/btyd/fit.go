@@ -1,0 +1,249 @@
+package btyd
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+)
+
+// ErrNoData is returned when a fit has no usable customers.
+var ErrNoData = errors.New("no usable customers to fit")
+
+// ErrNotConverged is returned when the optimizer ends without meeting its
+// tolerance.
+var ErrNotConverged = errors.New("maximum-likelihood fit did not converge")
+
+// BGNBDFit is the result of fitting the BG/NBD model.
+type BGNBDFit struct {
+	Params    BGNBD
+	LogLik    float64
+	Customers int
+	Evals     int
+}
+
+// GammaGammaFit is the result of fitting the Gamma-Gamma model.
+type GammaGammaFit struct {
+	Params    GammaGamma
+	LogLik    float64
+	Customers int // customers with X > 0 and a positive mean spend
+	Evals     int
+}
+
+// FitBGNBD finds the maximum-likelihood BG/NBD parameters for the summaries
+// by Nelder-Mead search over the logarithms of the parameters (which keeps
+// them positive without constraints), restarted from its own optimum until
+// the log-likelihood stops improving.
+func FitBGNBD(ss []Summary) (BGNBDFit, error) {
+	if len(ss) == 0 {
+		return BGNBDFit{}, fmt.Errorf("fitting BG/NBD: %w", ErrNoData)
+	}
+	for i, s := range ss {
+		if err := s.Validate(); err != nil {
+			return BGNBDFit{}, fmt.Errorf("fitting BG/NBD: customer %d: %w", i, err)
+		}
+	}
+	pop := compress(ss, func(s Summary) Summary { s.Monetary = 0; return s })
+	nll := func(v []float64) float64 {
+		m := BGNBD{R: math.Exp(v[0]), Alpha: math.Exp(v[1]), A: math.Exp(v[2]), B: math.Exp(v[3])}
+		var ll float64
+		for _, g := range pop {
+			ll += g.n * m.LogLikelihood(g.s)
+		}
+		if math.IsNaN(ll) {
+			return math.Inf(1)
+		}
+		return -ll
+	}
+	v, f, evals, err := minimize(nll, []float64{0, 0, 0, 0})
+	if err != nil {
+		return BGNBDFit{}, fmt.Errorf("fitting BG/NBD: %w", err)
+	}
+	return BGNBDFit{
+		Params:    BGNBD{R: math.Exp(v[0]), Alpha: math.Exp(v[1]), A: math.Exp(v[2]), B: math.Exp(v[3])},
+		LogLik:    -f,
+		Customers: len(ss),
+		Evals:     evals,
+	}, nil
+}
+
+// FitGammaGamma finds the maximum-likelihood Gamma-Gamma parameters from the
+// customers with at least one repeat purchase and a positive mean spend;
+// the others carry no information about spend and are ignored.
+func FitGammaGamma(ss []Summary) (GammaGammaFit, error) {
+	var rep []Summary
+	for i, s := range ss {
+		if err := s.Validate(); err != nil {
+			return GammaGammaFit{}, fmt.Errorf("fitting Gamma-Gamma: customer %d: %w", i, err)
+		}
+		if s.X > 0 && s.Monetary > 0 {
+			rep = append(rep, s)
+		}
+	}
+	if len(rep) == 0 {
+		return GammaGammaFit{}, fmt.Errorf("fitting Gamma-Gamma: %w (no repeat customers with positive spend)", ErrNoData)
+	}
+	pop := compress(rep, func(s Summary) Summary { s.TX, s.T = 0, 0; return s })
+	nll := func(v []float64) float64 {
+		m := GammaGamma{P: math.Exp(v[0]), Q: math.Exp(v[1]), Gamma: math.Exp(v[2])}
+		var ll float64
+		for _, g := range pop {
+			ll += g.n * m.LogLikelihood(g.s)
+		}
+		if math.IsNaN(ll) {
+			return math.Inf(1)
+		}
+		return -ll
+	}
+	v, f, evals, err := minimize(nll, []float64{0, 0, 0})
+	if err != nil {
+		return GammaGammaFit{}, fmt.Errorf("fitting Gamma-Gamma: %w", err)
+	}
+	return GammaGammaFit{
+		Params:    GammaGamma{P: math.Exp(v[0]), Q: math.Exp(v[1]), Gamma: math.Exp(v[2])},
+		LogLik:    -f,
+		Customers: len(rep),
+		Evals:     evals,
+	}, nil
+}
+
+type group struct {
+	s Summary
+	n float64
+}
+
+// compress merges identical summaries (after projecting out the fields a
+// model ignores) so that each distinct history is evaluated once. The
+// result is sorted, which also makes the floating-point sum independent of
+// input order.
+func compress(ss []Summary, project func(Summary) Summary) []group {
+	idx := make(map[Summary]int, len(ss))
+	var out []group
+	for _, s := range ss {
+		s = project(s)
+		if i, ok := idx[s]; ok {
+			out[i].n++
+			continue
+		}
+		idx[s] = len(out)
+		out = append(out, group{s: s, n: 1})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].s, out[j].s
+		if a.X != b.X {
+			return a.X < b.X
+		}
+		if a.TX != b.TX {
+			return a.TX < b.TX
+		}
+		if a.T != b.T {
+			return a.T < b.T
+		}
+		return a.Monetary < b.Monetary
+	})
+	return out
+}
+
+// minimize runs Nelder-Mead from x0, restarting from the best point with a
+// fresh simplex until a restart no longer improves the objective by more
+// than 1e-10 (restarts guard against the simplex collapsing early).
+func minimize(f func([]float64) float64, x0 []float64) ([]float64, float64, int, error) {
+	x := append([]float64(nil), x0...)
+	fx := f(x)
+	if math.IsInf(fx, 0) || math.IsNaN(fx) {
+		return nil, 0, 1, fmt.Errorf("%w: objective is not finite at the starting point", ErrNotConverged)
+	}
+	evals := 1
+	for restart := 0; restart < 50; restart++ {
+		nx, nf, n := nelderMead(f, x, 0.5, 1e-12, 20000)
+		evals += n
+		improved := fx - nf
+		x, fx = nx, nf
+		if restart > 0 && improved < 1e-10 {
+			return x, fx, evals, nil
+		}
+	}
+	return nil, 0, evals, ErrNotConverged
+}
+
+// nelderMead is the standard downhill-simplex method (reflection 1,
+// expansion 2, contraction 1/2, shrink 1/2) started from a simplex with the
+// given step along each axis. It stops when the spread of objective values
+// across the simplex falls below ftol (relative) or after maxEval
+// evaluations.
+func nelderMead(f func([]float64) float64, x0 []float64, step, ftol float64, maxEval int) ([]float64, float64, int) {
+	n := len(x0)
+	pts := make([][]float64, n+1)
+	vals := make([]float64, n+1)
+	for i := range pts {
+		p := append([]float64(nil), x0...)
+		if i > 0 {
+			p[i-1] += step
+		}
+		pts[i] = p
+		vals[i] = f(p)
+	}
+	evals := n + 1
+	order := make([]int, n+1)
+	centroid := make([]float64, n)
+	trial := func(coef float64) ([]float64, float64) {
+		worst := pts[order[n]]
+		p := make([]float64, n)
+		for j := range p {
+			p[j] = centroid[j] + coef*(worst[j]-centroid[j])
+		}
+		evals++
+		return p, f(p)
+	}
+	for evals < maxEval {
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(i, j int) bool { return vals[order[i]] < vals[order[j]] })
+		best, worst, second := order[0], order[n], order[n-1]
+		if math.Abs(vals[worst]-vals[best]) <= ftol*(math.Abs(vals[best])+1e-300) {
+			break
+		}
+		for j := range centroid {
+			centroid[j] = 0
+			for _, i := range order[:n] {
+				centroid[j] += pts[i][j]
+			}
+			centroid[j] /= float64(n)
+		}
+		xr, fr := trial(-1)
+		switch {
+		case fr < vals[best]:
+			if xe, fe := trial(-2); fe < fr {
+				pts[worst], vals[worst] = xe, fe
+			} else {
+				pts[worst], vals[worst] = xr, fr
+			}
+		case fr < vals[second]:
+			pts[worst], vals[worst] = xr, fr
+		default:
+			coef := 0.5 // inside contraction
+			if fr < vals[worst] {
+				coef = -0.5 // outside contraction
+			}
+			if xc, fc := trial(coef); fc < math.Min(fr, vals[worst]) {
+				pts[worst], vals[worst] = xc, fc
+			} else {
+				for _, i := range order[1:] {
+					for j := range pts[i] {
+						pts[i][j] = pts[best][j] + 0.5*(pts[i][j]-pts[best][j])
+					}
+					vals[i] = f(pts[i])
+					evals++
+				}
+			}
+		}
+	}
+	bi := 0
+	for i := range vals {
+		if vals[i] < vals[bi] {
+			bi = i
+		}
+	}
+	return pts[bi], vals[bi], evals
+}
