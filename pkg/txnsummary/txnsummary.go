@@ -258,7 +258,7 @@ type TimeUnit string
 // The supported time units.
 const (
 	UnitWeek TimeUnit = "week"
-	UnitDay TimeUnit = "day"
+	UnitDay  TimeUnit = "day"
 )
 
 // ParseTimeUnit validates a time unit name.
