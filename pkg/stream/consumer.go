@@ -1,0 +1,256 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+)
+
+// ConsumerConfig configures a consumer-group consumer.
+type ConsumerConfig struct {
+	Brokers []string
+	GroupID string
+	Topics  []string
+	// BatchSize is the most records handed to the handler at once.
+	BatchSize int
+	// Linger is how long to wait for more records after the first one of a batch arrived.
+	Linger time.Duration
+	// MaxFetchBytes bounds one fetch response per partition.
+	MaxFetchBytes int
+	// MaxWait bounds how long the broker holds a fetch that has no data.
+	MaxWait time.Duration
+	// StartFromLatest makes a group with no committed offsets start at the end instead of
+	// the beginning of each partition.
+	StartFromLatest bool
+	SessionTimeout  time.Duration
+	// DrainTimeout bounds how long an in-flight batch may still run after shutdown began.
+	DrainTimeout time.Duration
+	// RetryBackoffMax caps the pause between retries of a failing batch.
+	RetryBackoffMax time.Duration
+	Security        Security
+}
+
+// WithDefaults fills unset fields with values tuned for throughput on small machines.
+func (c ConsumerConfig) WithDefaults() ConsumerConfig {
+	if c.BatchSize == 0 {
+		c.BatchSize = 1000
+	}
+	if c.Linger == 0 {
+		c.Linger = 50 * time.Millisecond
+	}
+	if c.MaxFetchBytes == 0 {
+		c.MaxFetchBytes = 8 << 20
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = 500 * time.Millisecond
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.RetryBackoffMax == 0 {
+		c.RetryBackoffMax = 10 * time.Second
+	}
+	return c
+}
+
+// Validate reports the first problem, naming the field.
+func (c ConsumerConfig) Validate() error {
+	if err := validateBrokers(c.Brokers); err != nil {
+		return err
+	}
+	switch {
+	case c.GroupID == "":
+		return errors.New("GroupID: required")
+	case len(c.Topics) == 0:
+		return errors.New("Topics: at least one topic is required")
+	case c.BatchSize < 1 || c.BatchSize > 100_000:
+		return fmt.Errorf("BatchSize: %d is not in 1..100000", c.BatchSize)
+	case c.Linger < 0 || c.Linger > time.Minute:
+		return fmt.Errorf("Linger: %s is not in 0..1m", c.Linger)
+	case c.MaxFetchBytes < 1024:
+		return fmt.Errorf("MaxFetchBytes: %d is below 1024", c.MaxFetchBytes)
+	case c.DrainTimeout <= 0:
+		return errors.New("DrainTimeout: must be positive")
+	}
+	return c.Security.Validate()
+}
+
+// Consumer reads a consumer group's topics in micro-batches and commits each batch's offsets
+// only after its handler returned nil.
+type Consumer struct {
+	cfg     ConsumerConfig
+	reader  *kafka.Reader
+	handler Handler
+	metrics *Metrics
+	log     *zap.Logger
+}
+
+// NewConsumer validates cfg (after WithDefaults) and prepares the group reader. metrics may
+// be nil.
+func NewConsumer(cfg ConsumerConfig, handler Handler, metrics *Metrics, log *zap.Logger) (*Consumer, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consumer config: %w", err)
+	}
+	dialer, err := cfg.Security.dialer()
+	if err != nil {
+		return nil, err
+	}
+	start := kafka.FirstOffset
+	if cfg.StartFromLatest {
+		start = kafka.LastOffset
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	rc := kafka.ReaderConfig{
+		Brokers:               cfg.Brokers,
+		GroupID:               cfg.GroupID,
+		GroupTopics:           cfg.Topics,
+		Dialer:                dialer,
+		MinBytes:              1,
+		MaxBytes:              cfg.MaxFetchBytes,
+		MaxWait:               cfg.MaxWait,
+		QueueCapacity:         cfg.BatchSize,
+		CommitInterval:        0, // synchronous: CommitMessages returns once the broker has the offsets
+		StartOffset:           start,
+		SessionTimeout:        cfg.SessionTimeout,
+		HeartbeatInterval:     cfg.SessionTimeout / 4,
+		RebalanceTimeout:      cfg.SessionTimeout * 3,
+		JoinGroupBackoff:      500 * time.Millisecond,
+		ReadBackoffMin:        50 * time.Millisecond,
+		ReadBackoffMax:        time.Second,
+		Logger:                kafka.LoggerFunc(func(msg string, args ...any) { log.Debug(fmt.Sprintf(msg, args...)) }),
+		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { log.Warn(fmt.Sprintf(msg, args...)) }),
+		WatchPartitionChanges: true,
+	}
+	return &Consumer{cfg: cfg, reader: kafka.NewReader(rc), handler: handler, metrics: metrics, log: log}, nil
+}
+
+// Run consumes until ctx is cancelled, then finishes and commits the in-flight batch (within
+// DrainTimeout) and closes the reader. It returns nil on a clean shutdown.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer func() {
+		if err := c.reader.Close(); err != nil {
+			c.log.Warn("closing reader", zap.Error(err))
+		}
+	}()
+	for {
+		msgs, err := c.fetchBatch(ctx)
+		if err != nil && len(msgs) == 0 {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("fetching: %w", err)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		// The batch is finished even if shutdown begins now: drain, do not abandon.
+		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
+		err = c.handle(ctx, work, msgs)
+		if err == nil {
+			c.commit(work, msgs)
+		}
+		cancel()
+		if err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// fetchBatch blocks for the first record, then gathers more until BatchSize or Linger.
+func (c *Consumer) fetchBatch(ctx context.Context) ([]Message, error) {
+	first, err := c.reader.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msgs := make([]Message, 0, c.cfg.BatchSize)
+	msgs = append(msgs, c.convert(first))
+	lingerCtx, cancel := context.WithTimeout(ctx, c.cfg.Linger)
+	defer cancel()
+	for len(msgs) < c.cfg.BatchSize {
+		m, err := c.reader.FetchMessage(lingerCtx)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
+				return msgs, nil
+			}
+			return msgs, err
+		}
+		msgs = append(msgs, c.convert(m))
+	}
+	return msgs, nil
+}
+
+func (c *Consumer) convert(m kafka.Message) Message {
+	var headers []Header
+	if len(m.Headers) > 0 {
+		headers = make([]Header, len(m.Headers))
+		for i, h := range m.Headers {
+			headers[i] = Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	msg := Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HighWaterMark: m.HighWaterMark,
+		Key: m.Key, Value: m.Value, Headers: headers, Time: m.Time}
+	c.metrics.observeLag(msg)
+	return msg
+}
+
+// handle runs the handler until it succeeds. A failing batch (Redis or Kafka unreachable) is
+// retried with capped exponential backoff; it is never skipped, and shutdown stops the retries
+// without committing, so the batch is redelivered to whoever owns the partition next.
+func (c *Consumer) handle(runCtx, work context.Context, msgs []Message) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := c.handler.HandleBatch(work, NewBatch(msgs))
+		if err == nil {
+			if attempt > 1 {
+				c.log.Info("batch succeeded after retries", zap.Int("attempts", attempt))
+			}
+			return nil
+		}
+		c.log.Warn("batch failed; retrying", zap.Error(err), zap.Int("attempt", attempt),
+			zap.Int("records", len(msgs)), zap.Duration("backoff", backoff))
+		select {
+		case <-runCtx.Done():
+			return fmt.Errorf("giving up on batch at shutdown: %w", err)
+		case <-work.Done():
+			return fmt.Errorf("batch not done within the drain timeout: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.cfg.RetryBackoffMax)
+	}
+}
+
+// commit commits the highest offset of each partition in the batch. A failed commit (say,
+// the partition moved to another member in a rebalance) is logged, not fatal: the records
+// are redelivered and the state store skips them as already applied.
+func (c *Consumer) commit(ctx context.Context, msgs []Message) {
+	type tp struct {
+		topic     string
+		partition int
+	}
+	last := map[tp]kafka.Message{}
+	for _, m := range msgs {
+		k := tp{m.Topic, m.Partition}
+		if cur, ok := last[k]; !ok || m.Offset > cur.Offset {
+			last[k] = kafka.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+		}
+	}
+	commits := make([]kafka.Message, 0, len(last))
+	for _, m := range last {
+		commits = append(commits, m)
+	}
+	if err := c.reader.CommitMessages(ctx, commits...); err != nil {
+		c.metrics.commitErrors.Inc()
+		c.log.Warn("committing offsets", zap.Error(err))
+	}
+}

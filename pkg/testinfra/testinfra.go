@@ -1,0 +1,63 @@
+// Package testinfra gives integration tests a Kafka broker and a Redis server: the real ones
+// named by KAFKA_BROKERS and REDIS_ADDR (what CI starts with deploy/local/infra.sh), and
+// otherwise an in-process kfake broker and a redis-server child process. A test never skips
+// for lack of a service: it gets one, or fails saying how to install one.
+package testinfra
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/loyalty-scoring/loyalty/pkg/embedded"
+)
+
+// Kafka returns broker addresses: KAFKA_BROKERS when set and non-empty, else a fresh
+// in-process broker that is closed when the test ends.
+func Kafka(t testing.TB) []string {
+	t.Helper()
+	if env := strings.TrimSpace(os.Getenv("KAFKA_BROKERS")); env != "" {
+		return strings.Split(env, ",")
+	}
+	k, err := embedded.StartKafka("", 4)
+	if err != nil {
+		t.Fatalf("starting in-process Kafka: %v", err)
+	}
+	t.Cleanup(k.Close)
+	return k.Brokers()
+}
+
+// RealKafka reports whether tests run against an external broker.
+func RealKafka() bool { return strings.TrimSpace(os.Getenv("KAFKA_BROKERS")) != "" }
+
+// Redis returns the address of a Redis server: REDIS_ADDR when set, else a redis-server child
+// process stopped when the test ends. Tests sharing an external server must isolate their keys
+// with Namespace.
+func Redis(t testing.TB) string {
+	t.Helper()
+	if env := strings.TrimSpace(os.Getenv("REDIS_ADDR")); env != "" {
+		return env
+	}
+	r, err := embedded.StartRedisServer(context.Background(), t.TempDir())
+	if errors.Is(err, embedded.ErrNoRedisServer) {
+		t.Fatalf("integration tests need a real Redis: set REDIS_ADDR, or install redis-server " +
+			"(sudo apt-get install -y redis-server; `make test` does it for you)")
+	}
+	if err != nil {
+		t.Fatalf("starting redis-server: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r.Addr
+}
+
+// Name returns prefix plus a random suffix: a topic, group or key namespace no other test run
+// uses, so tests can share one broker and one Redis.
+func Name(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
