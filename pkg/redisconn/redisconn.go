@@ -1,0 +1,128 @@
+// Package redisconn builds the Redis client every service uses (standalone, Sentinel or
+// Cluster, by configuration, behind go-redis's UniversalClient) and loads the Lua scripts the
+// state store runs, calling them by SHA with a fallback to EVAL when a server has lost its
+// script cache (after a restart or failover).
+package redisconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Config selects and configures the Redis deployment.
+//
+//   - one address, no MasterName: a standalone server;
+//   - MasterName set: Sentinel, Addrs are the sentinels;
+//   - several addresses (or Cluster true): Redis Cluster, Addrs are seed nodes.
+type Config struct {
+	Addrs      []string
+	Cluster    bool
+	MasterName string
+	Username   string
+	Password   string
+	DB         int
+	TLS        bool
+	PoolSize   int
+	// DialTimeout, ReadTimeout and WriteTimeout bound each network step.
+	DialTimeout  time.Duration
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+}
+
+// Validate reports the first problem, naming the field.
+func (c Config) Validate() error {
+	if len(c.Addrs) == 0 {
+		return errors.New("Addrs: at least one host:port is required")
+	}
+	for _, a := range c.Addrs {
+		if !strings.Contains(a, ":") {
+			return fmt.Errorf("Addrs: %q is not host:port", a)
+		}
+	}
+	if c.DB != 0 && (c.Cluster || len(c.Addrs) > 1 && c.MasterName == "") {
+		return errors.New("DB: Redis Cluster has only database 0")
+	}
+	if c.DB < 0 || c.DB > 15 {
+		return fmt.Errorf("DB: %d is not in 0..15", c.DB)
+	}
+	if c.PoolSize < 0 {
+		return errors.New("PoolSize: must not be negative")
+	}
+	return nil
+}
+
+// New returns a client for cfg after validating it. It does not connect; call Ping to check.
+func New(cfg Config) (redis.UniversalClient, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("redis config: %w", err)
+	}
+	opts := &redis.UniversalOptions{
+		Addrs:        cfg.Addrs,
+		MasterName:   cfg.MasterName,
+		Username:     cfg.Username,
+		Password:     cfg.Password,
+		DB:           cfg.DB,
+		PoolSize:     cfg.PoolSize,
+		DialTimeout:  orDefault(cfg.DialTimeout, 5*time.Second),
+		ReadTimeout:  orDefault(cfg.ReadTimeout, 5*time.Second),
+		WriteTimeout: orDefault(cfg.WriteTimeout, 5*time.Second),
+		MaxRetries:   3,
+	}
+	if cfg.TLS {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg.Cluster && cfg.MasterName == "" {
+		return redis.NewClusterClient(opts.Cluster()), nil
+	}
+	return redis.NewUniversalClient(opts), nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Script is a Lua script called by SHA (EVALSHA), falling back to EVAL when the server does
+// not have it cached, which go-redis's Script.Run does for us.
+type Script struct {
+	Name   string
+	script *redis.Script
+}
+
+// NewScript wraps Lua source.
+func NewScript(name, src string) *Script {
+	return &Script{Name: name, script: redis.NewScript(src)}
+}
+
+// Load caches the script on the server(s) ahead of the first call, so a misconfigured script
+// fails at start-up rather than on the first batch. On a cluster client go-redis sends
+// SCRIPT LOAD to every master.
+func (s *Script) Load(ctx context.Context, c redis.Scripter) error {
+	if err := s.script.Load(ctx, c).Err(); err != nil {
+		return fmt.Errorf("loading script %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// Run executes the script with keys and args (EVALSHA, then EVAL on NOSCRIPT).
+func (s *Script) Run(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd {
+	return s.script.Run(ctx, c, keys, args...)
+}
+
+// LoadAll loads scripts in order, stopping at the first failure.
+func LoadAll(ctx context.Context, c redis.Scripter, scripts ...*Script) error {
+	for _, s := range scripts {
+		if err := s.Load(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
