@@ -1,0 +1,112 @@
+# Loyalty scoring pipeline — developer and CI entry points.
+#
+#   make test         go test -race ./...  Against real brokers when KAFKA_BROKERS / REDIS_ADDR
+#                     are set (eval "$(deploy/local/infra.sh env)"); otherwise the tests start
+#                     an in-process Kafka (kfake) and a redis-server child themselves.
+#   make test-kfake   the same tests forced onto the in-process broker (KAFKA_BROKERS empty)
+#   make infra-up     real Kafka 4.x + Redis on 127.0.0.1 (deploy/local/infra.sh); prints the env
+#   make lint | bench | fuzz | build
+#
+# Variables: TEST_FLAGS (extra go test flags, e.g. TEST_FLAGS='-run TestX -v'), PKGS,
+# BENCH, BENCH_FLAGS, FUZZTIME.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+GO          ?= go
+PKGS        ?= ./...
+TEST_FLAGS  ?=
+TEST_TIMEOUT ?= 15m
+BENCH       ?= .
+BENCH_FLAGS ?= -benchtime=1s
+FUZZTIME    ?= 10s
+
+GOLANGCI_LINT_VERSION := v2.15.0
+BIN           := $(CURDIR)/bin
+GOLANGCI_LINT := $(BIN)/golangci-lint
+
+INFRA := deploy/local/infra.sh
+GO_FILES = find . -name '*.go' -not -path './.git/*' -not -path './bin/*' -not -path '*/testdata/*' -not -path './deploy/local/.run/*'
+
+.PHONY: all test test-kfake redis-server lint lint-tools fmt bench fuzz build \
+        infra-up infra-down infra-status run help
+
+all: lint test
+
+help:
+	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
+
+## ---- build & test ----------------------------------------------------------------------
+
+build:
+	$(GO) build ./...
+
+# The in-process harness needs a redis-server binary when REDIS_ADDR is unset: install it
+# (as root) or fail with the command to run — never skip.
+redis-server:
+	@if [ -z "$${REDIS_ADDR:-}" ]; then deploy/local/redis.sh install; fi
+
+test: redis-server
+	@echo "go test -race: KAFKA_BROKERS=$${KAFKA_BROKERS:-<in-process kfake>} REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+
+# Empty KAFKA_BROKERS = in-process broker (the harness treats empty like unset).
+test-kfake: redis-server
+	@echo "go test -race: KAFKA_BROKERS=<in-process kfake> REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
+	KAFKA_BROKERS= $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) $(PKGS)
+
+# Every Fuzz target, FUZZTIME each. `go test -list` prints a package's matching names and then
+# its "ok <pkg>" line, so the names are attributed to the package that follows them.
+fuzz:
+	@targets=$$($(GO) test -list '^Fuzz' $(PKGS) | awk '/^Fuzz/ { names = names " " $$1; next } \
+	  /^ok / { n = split(names, a, " "); for (i = 1; i <= n; i++) print $$2, a[i]; names = "" }'); \
+	if [ -z "$$targets" ]; then echo "no Fuzz targets found"; exit 0; fi; \
+	while read -r pkg name; do \
+	  echo "== fuzz $$pkg $$name ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+	done <<< "$$targets"
+
+## ---- lint ------------------------------------------------------------------------------
+
+lint: lint-tools
+	@echo "== gofmt"; \
+	unformatted=$$(gofmt -l $$($(GO_FILES))); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	@echo "== go vet"
+	$(GO) vet $(PKGS)
+	@echo "== golangci-lint $(GOLANGCI_LINT_VERSION)"
+	$(GOLANGCI_LINT) run $(PKGS)
+
+fmt:
+	gofmt -w $$($(GO_FILES))
+
+lint-tools:
+	@if ! [ -x $(GOLANGCI_LINT) ] || ! $(GOLANGCI_LINT) version 2>/dev/null | grep -q 'version $(patsubst v%,%,$(GOLANGCI_LINT_VERSION)) '; then \
+	  echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) into $(BIN)"; \
+	  GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
+
+## ---- real local infrastructure (no Docker) ---------------------------------------------
+
+infra-up:
+	@$(INFRA) up
+	@echo '# in your shell: eval "$$($(INFRA) env)"'
+
+infra-down:
+	@$(INFRA) down
+
+infra-status:
+	@$(INFRA) status
+
+## ---- running the pipeline (owned by the pipeline/services work) ------------------------
+
+run:
+	$(GO) run ./services/loyaltyctl demo
+
+# services-up:    start every service of ./services against $(INFRA) (to be added)
+# services-down:  stop them (to be added)
+# bench-e2e:      end-to-end throughput/latency against real Kafka + Redis (to be added)
