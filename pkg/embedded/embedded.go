@@ -108,10 +108,11 @@ func StartRedisServer(ctx context.Context, dir string) (*Redis, error) {
 	}
 }
 
-func startRedisOn(ctx context.Context, bin, dir string, port int) (*Redis, error) {
+func startRedisOn(ctx context.Context, bin, dir string, port int, extra ...string) (*Redis, error) {
 	logFile := filepath.Join(dir, "redis.log")
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
-		"--save", "", "--appendonly", "no", "--logfile", logFile, "--protected-mode", "yes")
+	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
+		"--save", "", "--appendonly", "no", "--logfile", logFile, "--protected-mode", "yes"}
+	cmd := exec.Command(bin, append(args, extra...)...)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting redis-server: %w", err)
 	}

@@ -77,6 +77,9 @@ func (k Keyspace) Outbox(shard int) string { return "loy:" + k.ns + ":outbox:" +
 // Deadlines is the shard's sorted set of customer ids by next inactivity deadline (ms).
 func (k Keyspace) Deadlines(shard int) string { return "loy:" + k.ns + ":due:" + tag(shard) }
 
+// Histogram is the shard's hash of population histogram counters (RFM cut points).
+func (k Keyspace) Histogram(shard int) string { return "loy:" + k.ns + ":hist:" + tag(shard) }
+
 // Prefix returns the prefix of every key of the namespace, for SCAN-based maintenance.
 func (k Keyspace) Prefix() string { return "loy:" + k.ns + ":" }
 

@@ -112,6 +112,9 @@ func (s *Script) Load(ctx context.Context, c redis.Scripter) error {
 	return nil
 }
 
+// SHA is the script's SHA1, for EVALSHA in pipelines.
+func (s *Script) SHA() string { return s.script.Hash() }
+
 // Run executes the script with keys and args (EVALSHA, then EVAL on NOSCRIPT).
 func (s *Script) Run(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd {
 	return s.script.Run(ctx, c, keys, args...)

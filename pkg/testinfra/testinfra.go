@@ -54,6 +54,24 @@ func Redis(t testing.TB) string {
 	return r.Addr
 }
 
+// RedisCluster returns the seed addresses of a Redis Cluster: REDIS_CLUSTER_ADDRS
+// (comma-separated) when set, else a three-node cluster of redis-server child processes.
+func RedisCluster(t testing.TB) []string {
+	t.Helper()
+	if env := strings.TrimSpace(os.Getenv("REDIS_CLUSTER_ADDRS")); env != "" {
+		return strings.Split(env, ",")
+	}
+	c, err := embedded.StartRedisCluster(context.Background(), t.TempDir(), 3)
+	if errors.Is(err, embedded.ErrNoRedisServer) {
+		t.Fatalf("cluster tests need redis-server: sudo apt-get install -y redis-server")
+	}
+	if err != nil {
+		t.Fatalf("starting a local Redis Cluster: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c.Addrs
+}
+
 // Name returns prefix plus a random suffix: a topic, group or key namespace no other test run
 // uses, so tests can share one broker and one Redis.
 func Name(prefix string) string {

@@ -1,0 +1,54 @@
+-- Atomic per-customer state write with a version check. See store.go.
+-- KEYS[1] outbox stream, KEYS[2] deadline zset, KEYS[3] histogram hash, KEYS[4..] customers.
+-- ARGV per customer: id, expected version, n fields, (field, value)*, deadline ms or "",
+-- n outbox entries, (topic, key, event id, value)*, n histogram deltas, (field, delta)*.
+-- Returns the 0-based indexes of customers whose version had moved (nothing written for them).
+local conflicts = {}
+local a = 1
+for i = 4, #KEYS do
+  local key = KEYS[i]
+  local id = ARGV[a]
+  local expected = ARGV[a + 1]
+  local nf = tonumber(ARGV[a + 2])
+  a = a + 3
+  local current = redis.call('HGET', key, '_v') or '0'
+  if current ~= expected then
+    conflicts[#conflicts + 1] = i - 4
+    a = a + 2 * nf + 1
+    local no = tonumber(ARGV[a])
+    a = a + 1 + 4 * no
+    local nh = tonumber(ARGV[a])
+    a = a + 1 + 2 * nh
+  else
+    redis.call('DEL', key)
+    local args = {}
+    for j = 0, nf - 1 do
+      args[#args + 1] = ARGV[a + 2 * j]
+      args[#args + 1] = ARGV[a + 2 * j + 1]
+    end
+    a = a + 2 * nf
+    args[#args + 1] = '_v'
+    args[#args + 1] = tostring(tonumber(expected) + 1)
+    redis.call('HSET', key, unpack(args))
+    local deadline = ARGV[a]
+    a = a + 1
+    if deadline == '' then
+      redis.call('ZREM', KEYS[2], id)
+    else
+      redis.call('ZADD', KEYS[2], deadline, id)
+    end
+    local no = tonumber(ARGV[a])
+    a = a + 1
+    for _ = 1, no do
+      redis.call('XADD', KEYS[1], '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3])
+      a = a + 4
+    end
+    local nh = tonumber(ARGV[a])
+    a = a + 1
+    for _ = 1, nh do
+      redis.call('HINCRBY', KEYS[3], ARGV[a], ARGV[a + 1])
+      a = a + 2
+    end
+  end
+end
+return conflicts

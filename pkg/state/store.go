@@ -1,0 +1,327 @@
+// Package state is the customer store in Redis. It reads a batch of customers' states, lets
+// the caller's pure computation derive the new states, and writes them back with one Lua call
+// per shard that, atomically per customer:
+//
+//   - checks the customer's version is still the one read (compare-and-set; the three consumer
+//     services and the sweeper may update one customer at the same moment) and bumps it;
+//   - replaces the state hash (small fields, so Redis keeps its compact listpack encoding);
+//   - appends the derived events to the shard's outbox stream, which the relay publishes;
+//   - sets or clears the customer's inactivity deadline in the shard's due-time sorted set;
+//   - adjusts the shard's population histograms (for the RFM cut points).
+//
+// Customers whose version moved are re-read and recomputed. Which source offsets were
+// applied is part of the state itself, so the same atomic write records them.
+package state
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+)
+
+//go:embed apply.lua
+var applyLua string
+
+var applyScript = redisconn.NewScript("state-apply", applyLua)
+
+// versionField holds the per-customer version in the state hash.
+const versionField = "_v"
+
+// OutboxEntry is one derived event waiting to be published.
+type OutboxEntry struct {
+	Topic   string // logical output topic, e.g. event.TopicTierChanges
+	Key     string // customer id (the Kafka key)
+	EventID string
+	Value   []byte // the encoded record value
+}
+
+// Update is the new state of one customer and what goes with it.
+type Update struct {
+	// Fields is the complete new state; nil means "unchanged, write nothing".
+	Fields map[string]string
+	Outbox []OutboxEntry
+	// Deadline is the customer's next inactivity deadline; zero removes it.
+	Deadline time.Time
+	// Histogram holds increments to the shard's population histogram fields.
+	Histogram map[string]int64
+}
+
+// ComputeFunc derives a customer's update from the state read from Redis (empty for a new
+// customer). It may run more than once for the same customer when a concurrent writer won
+// the race, so it must be a pure function of its inputs.
+type ComputeFunc func(customerID string, current map[string]string) (Update, error)
+
+// Metrics are the store's Prometheus metrics.
+type Metrics struct {
+	conflicts prometheus.Counter
+	writes    prometheus.Counter
+	outbox    prometheus.Counter
+}
+
+// NewMetrics creates and registers (when reg is not nil) the store metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_store_conflicts_total",
+			Help: "Customer writes rejected by the version check and retried."}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_store_writes_total",
+			Help: "Customer states written."}),
+		outbox: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_derived_events_total",
+			Help: "Derived events appended to the outbox."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.conflicts, m.writes, m.outbox)
+	}
+	return m
+}
+
+// Store is the customer store of one namespace.
+type Store struct {
+	rdb     redis.UniversalClient
+	keys    keyspace.Keyspace
+	metrics *Metrics
+	// MaxAttempts bounds compare-and-set retries of one customer within a call.
+	MaxAttempts int
+}
+
+// ErrTooManyConflicts is returned when a customer kept changing under the store.
+var ErrTooManyConflicts = errors.New("customer state kept changing concurrently")
+
+// New returns a store and loads its script (so a broken server setup fails at start-up).
+// metrics may be nil.
+func New(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, metrics *Metrics) (*Store, error) {
+	if err := applyScript.Load(ctx, rdb); err != nil {
+		return nil, err
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	return &Store{rdb: rdb, keys: keys, metrics: metrics, MaxAttempts: 32}, nil
+}
+
+// Keys returns the store's keyspace.
+func (s *Store) Keys() keyspace.Keyspace { return s.keys }
+
+// Result summarises one Apply call.
+type Result struct {
+	Written   int
+	Conflicts int
+	Outbox    int
+}
+
+// Apply reads the customers, computes their updates and writes them atomically. Duplicated
+// ids are processed once. It returns after every customer was written or the first error.
+func (s *Store) Apply(ctx context.Context, customerIDs []string, compute ComputeFunc) (Result, error) {
+	var res Result
+	pending := dedupe(customerIDs)
+	for attempt := 1; len(pending) > 0; attempt++ {
+		if attempt > s.MaxAttempts {
+			return res, fmt.Errorf("%w: %d customers after %d attempts", ErrTooManyConflicts, len(pending), s.MaxAttempts)
+		}
+		if attempt > 1 {
+			// Jittered backoff, so writers racing for the same customers fall out of step.
+			pause := time.Duration(rand.Int64N(int64(min(attempt*attempt, 50)) * int64(time.Millisecond)))
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(pause):
+			}
+		}
+		states, err := s.read(ctx, pending)
+		if err != nil {
+			return res, err
+		}
+		byShard := map[int][]prepared{}
+		for i, id := range pending {
+			cur := states[i]
+			version := cur[versionField]
+			if version == "" {
+				version = "0"
+			}
+			delete(cur, versionField)
+			u, err := compute(id, cur)
+			if err != nil {
+				return res, fmt.Errorf("computing customer %s: %w", id, err)
+			}
+			if u.Fields == nil {
+				continue
+			}
+			shard := s.keys.Shard(id)
+			byShard[shard] = append(byShard[shard], prepared{id: id, version: version, update: u})
+		}
+		conflicted, written, outbox, err := s.write(ctx, byShard)
+		if err != nil {
+			return res, err
+		}
+		res.Written += written
+		res.Outbox += outbox
+		res.Conflicts += len(conflicted)
+		s.metrics.conflicts.Add(float64(len(conflicted)))
+		s.metrics.writes.Add(float64(written))
+		s.metrics.outbox.Add(float64(outbox))
+		pending = conflicted
+	}
+	return res, nil
+}
+
+type prepared struct {
+	id      string
+	version string
+	update  Update
+}
+
+func dedupe(ids []string) []string {
+	seen := make(map[string]struct{}, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// read fetches the state hashes of ids in one pipelined round trip (go-redis splits it by
+// node on a cluster).
+func (s *Store) read(ctx context.Context, ids []string) ([]map[string]string, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, s.keys.Customer(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("reading %d customer states: %w", len(ids), err)
+	}
+	out := make([]map[string]string, len(ids))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
+}
+
+// Get returns one customer's state fields and version, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, customerID string) (map[string]string, error) {
+	m, err := s.rdb.HGetAll(ctx, s.keys.Customer(customerID)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading customer state: %w", err)
+	}
+	if len(m) == 0 {
+		return nil, ErrNotFound
+	}
+	delete(m, versionField)
+	return m, nil
+}
+
+// Deadline returns the customer's scheduled inactivity deadline, if any.
+func (s *Store) Deadline(ctx context.Context, customerID string) (time.Time, bool, error) {
+	ms, err := s.rdb.ZScore(ctx, s.keys.Deadlines(s.keys.Shard(customerID)), customerID).Result()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("reading deadline: %w", err)
+	}
+	return time.UnixMilli(int64(ms)).UTC(), true, nil
+}
+
+// ErrNotFound is returned for a customer with no state.
+var ErrNotFound = errors.New("customer not found")
+
+// write runs the apply script once per shard, pipelined, and returns the ids whose version
+// check failed.
+func (s *Store) write(ctx context.Context, byShard map[int][]prepared) (conflicted []string, written, outbox int, err error) {
+	if len(byShard) == 0 {
+		return nil, 0, 0, nil
+	}
+	shards := make([]int, 0, len(byShard))
+	for shard := range byShard {
+		shards = append(shards, shard)
+	}
+	sort.Ints(shards)
+	run := func(useEval bool) ([]*redis.Cmd, error) {
+		pipe := s.rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(shards))
+		for i, shard := range shards {
+			keys, args := s.scriptArgs(shard, byShard[shard])
+			if useEval {
+				cmds[i] = pipe.Eval(ctx, applyLua, keys, args...)
+			} else {
+				cmds[i] = pipe.EvalSha(ctx, applyScript.SHA(), keys, args...)
+			}
+		}
+		_, err := pipe.Exec(ctx)
+		return cmds, err
+	}
+	cmds, err := run(false)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The server lost its script cache (restart, failover): send the source this time;
+		// EVAL caches it again for the next batch.
+		cmds, err = run(true)
+	}
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("writing customer states: %w", err)
+	}
+	for i, shard := range shards {
+		batch := byShard[shard]
+		idx, err := cmds[i].Int64Slice()
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("writing shard %d: %w", shard, err)
+		}
+		bad := make(map[int64]bool, len(idx))
+		for _, j := range idx {
+			bad[j] = true
+		}
+		for j, p := range batch {
+			if bad[int64(j)] {
+				conflicted = append(conflicted, p.id)
+				continue
+			}
+			written++
+			outbox += len(p.update.Outbox)
+		}
+	}
+	return conflicted, written, outbox, nil
+}
+
+func (s *Store) scriptArgs(shard int, batch []prepared) ([]string, []any) {
+	keys := make([]string, 0, 3+len(batch))
+	keys = append(keys, s.keys.Outbox(shard), s.keys.Deadlines(shard), s.keys.Histogram(shard))
+	args := make([]any, 0, len(batch)*48)
+	for _, p := range batch {
+		keys = append(keys, s.keys.Customer(p.id))
+		args = append(args, p.id, p.version, len(p.update.Fields))
+		fields := make([]string, 0, len(p.update.Fields))
+		for f := range p.update.Fields {
+			fields = append(fields, f)
+		}
+		sort.Strings(fields) // deterministic command text, easier to debug
+		for _, f := range fields {
+			args = append(args, f, p.update.Fields[f])
+		}
+		if p.update.Deadline.IsZero() {
+			args = append(args, "")
+		} else {
+			args = append(args, strconv.FormatInt(p.update.Deadline.UnixMilli(), 10))
+		}
+		args = append(args, len(p.update.Outbox))
+		for _, o := range p.update.Outbox {
+			args = append(args, o.Topic, o.Key, o.EventID, o.Value)
+		}
+		args = append(args, len(p.update.Histogram))
+		for f, d := range p.update.Histogram {
+			args = append(args, f, d)
+		}
+	}
+	return keys, args
+}
