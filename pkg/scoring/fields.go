@@ -1,0 +1,395 @@
+package scoring
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The field layout of a stored State. Every value is ASCII and at most
+// maxFieldLen bytes, so Redis keeps the hash in its compact listpack
+// encoding (hash-max-listpack-value defaults to 64). Numbers are base 36;
+// lists are varint-packed and base64url-encoded, the window split across
+// w0, w1, ... Empty parts are omitted.
+const (
+	fieldsVersion = "1"
+	maxFieldLen   = 60
+	offsetPrefix  = "o:" // o:<topic> holds the last applied offset of that topic
+)
+
+// ErrCorruptState is returned (wrapped) by UnmarshalFields.
+var ErrCorruptState = errors.New("corrupt stored state")
+
+var b64 = base64.RawURLEncoding
+
+func i36(v int64) string { return strconv.FormatInt(v, 36) }
+
+func join36(vs ...int64) string {
+	var b strings.Builder
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(i36(v))
+	}
+	return b.String()
+}
+
+// MarshalFields encodes the state as small hash fields. The encoding is
+// deterministic and lossless: UnmarshalFields(s.MarshalFields()) == s.
+func (s State) MarshalFields() map[string]string {
+	m := make(map[string]string, 16)
+	if !s.started() && s.CustomerID == "" {
+		return m
+	}
+	m["v"] = fieldsVersion
+	m["id"] = s.CustomerID
+	m["ck"] = i36(s.ClockMs)
+	m["ed"] = i36(int64(s.EvalDay))
+	if s.PurchaseDays > 0 {
+		m["p"] = join36(int64(s.FirstDay), int64(s.LastDay), int64(s.OldLastDay), int64(s.PurchaseDays))
+	}
+	if len(s.Window) > 0 {
+		var buf []byte
+		prev := Day(0)
+		for _, e := range s.Window {
+			flag := uint64(0)
+			if e.Purchase {
+				flag = 1
+			}
+			buf = binary.AppendUvarint(buf, uint64(e.Day-prev)<<1|flag)
+			buf = binary.AppendVarint(buf, e.Net)
+			prev = e.Day
+		}
+		enc := b64.EncodeToString(buf)
+		for i := 0; len(enc) > 0; i++ {
+			n := min(len(enc), maxFieldLen)
+			m["w"+strconv.Itoa(i)] = enc[:n]
+			enc = enc[n:]
+		}
+	}
+	if len(s.Orders) > 0 {
+		var buf []byte
+		prev := Day(0)
+		for _, o := range s.Orders {
+			buf = append(buf, byte(o.Hash>>16), byte(o.Hash>>8), byte(o.Hash))
+			buf = binary.AppendUvarint(buf, uint64(o.Day-prev))
+			prev = o.Day
+		}
+		m["or"] = b64.EncodeToString(buf)
+	}
+	if s.LoginBits != [2]uint64{} {
+		var raw [16]byte
+		binary.LittleEndian.PutUint64(raw[:8], s.LoginBits[0])
+		binary.LittleEndian.PutUint64(raw[8:], s.LoginBits[1])
+		b := raw[:]
+		for len(b) > 0 && b[len(b)-1] == 0 {
+			b = b[:len(b)-1]
+		}
+		m["lg"] = i36(int64(s.LoginTop)) + "." + b64.EncodeToString(b)
+	}
+	for _, f := range []struct {
+		key string
+		h   ScoreHistory
+	}{{"fn", s.NPS}, {"fs", s.CSAT}} {
+		if f.h != (ScoreHistory{}) {
+			m[f.key] = join36(int64(f.h.Latest.Day), int64(f.h.Latest.Score), int64(f.h.Previous.Day), int64(f.h.Previous.Score))
+		}
+	}
+	if c := s.Complaints; c != (Complaints{}) {
+		m["cp"] = join36(int64(c.Opened), int64(c.Closed), int64(c.Day), int64(c.DayOpened), int64(c.DayClosed))
+	}
+	if s.Tier != 0 || s.BaseTier != 0 || s.BaseReached != 0 || s.BaseReview != 0 || s.TierFloor != 0 {
+		m["t"] = join36(int64(s.Tier), int64(s.BaseTier), int64(s.BaseReached), int64(s.BaseReview), int64(s.TierFloor))
+	}
+	if s.ChurnSince != 0 || s.Churn != 0 || s.ChurnScore != 0 || s.ChurnModel {
+		model := int64(0)
+		if s.ChurnModel {
+			model = 1
+		}
+		m["c"] = join36(int64(s.Churn), int64(s.ChurnSince), int64(s.ChurnScore), model)
+	}
+	if s.Segment != 0 || s.ValueLayer != 0 || s.LastRFM != (RFM{}) {
+		m["s"] = join36(int64(s.Segment), int64(s.ValueLayer), int64(s.LastRFM.R*100+s.LastRFM.F*10+s.LastRFM.M))
+	}
+	for topic, off := range s.Offsets {
+		m[offsetPrefix+topic] = i36(off)
+	}
+	var ring [4 * recentRing]byte
+	for i, h := range s.Recent {
+		binary.BigEndian.PutUint32(ring[4*i:], h)
+	}
+	if s.Recent != [recentRing]uint32{} || s.RecentNext != 0 {
+		m["r"] = strconv.Itoa(int(s.RecentNext)) + b64.EncodeToString(ring[:])
+	}
+	return m
+}
+
+// FieldsSize is the number of bytes of field names and values, the figure
+// the per-customer budget (about 400 bytes) refers to.
+func FieldsSize(m map[string]string) int {
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// UnmarshalFields decodes fields written by MarshalFields. An empty map is
+// the zero State (a customer never seen). Unknown fields, a different
+// format version or malformed values are errors wrapping ErrCorruptState.
+func UnmarshalFields(m map[string]string) (State, error) {
+	var s State
+	if len(m) == 0 {
+		return s, nil
+	}
+	bad := func(field string, err error) (State, error) {
+		return State{}, fmt.Errorf("%w: field %q: %w", ErrCorruptState, field, err)
+	}
+	if v := m["v"]; v != fieldsVersion {
+		return bad("v", fmt.Errorf("format version %q, want %q", v, fieldsVersion))
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var window strings.Builder
+	for _, k := range keys {
+		v := m[k]
+		if len(v) > 200 {
+			return bad(k, errors.New("value too long"))
+		}
+		var err error
+		switch {
+		case k == "v":
+		case k == "id":
+			if v == "" || len(v) > MaxCustomerIDLen {
+				err = errors.New("customer id must be 1–60 bytes")
+			}
+			s.CustomerID = v
+		case k == "ck":
+			s.ClockMs, err = strconv.ParseInt(v, 36, 64)
+		case k == "ed":
+			var d int64
+			d, err = strconv.ParseInt(v, 36, 32)
+			s.EvalDay = Day(d)
+		case k == "p":
+			var xs []int64
+			if xs, err = split36(v, 4); err == nil {
+				s.FirstDay, s.LastDay, s.OldLastDay, s.PurchaseDays = Day(xs[0]), Day(xs[1]), Day(xs[2]), int32(xs[3])
+			}
+		case strings.HasPrefix(k, "w") && len(k) > 1 && isDigits(k[1:]):
+			// gathered below in numeric order
+		case k == "or":
+			s.Orders, err = decodeOrders(v)
+		case k == "lg":
+			err = s.decodeLogins(v)
+		case k == "fn" || k == "fs":
+			var xs []int64
+			if xs, err = split36(v, 4); err == nil {
+				h := ScoreHistory{Latest: ScoreMark{Day(xs[0]), int8(xs[1])}, Previous: ScoreMark{Day(xs[2]), int8(xs[3])}}
+				if xs[1] < 0 || xs[1] > 10 || xs[3] < 0 || xs[3] > 10 {
+					err = errors.New("score out of range")
+				}
+				if k == "fn" {
+					s.NPS = h
+				} else {
+					s.CSAT = h
+				}
+			}
+		case k == "cp":
+			var xs []int64
+			if xs, err = split36(v, 5); err == nil {
+				s.Complaints = Complaints{Opened: int32(xs[0]), Closed: int32(xs[1]), Day: Day(xs[2]), DayOpened: int32(xs[3]), DayClosed: int32(xs[4])}
+			}
+		case k == "t":
+			var xs []int64
+			if xs, err = split36(v, 5); err == nil {
+				s.Tier, s.BaseTier = uint8(xs[0]), uint8(xs[1])
+				s.BaseReached, s.BaseReview, s.TierFloor = Day(xs[2]), Day(xs[3]), Day(xs[4])
+			}
+		case k == "c":
+			var xs []int64
+			if xs, err = split36(v, 4); err == nil {
+				s.Churn, s.ChurnSince, s.ChurnScore, s.ChurnModel = Level(xs[0]), Day(xs[1]), uint16(xs[2]), xs[3] == 1
+				if xs[0] > int64(LevelHigh) || xs[2] > 1000 || xs[3] > 1 {
+					err = errors.New("value out of range")
+				}
+			}
+		case k == "s":
+			var xs []int64
+			if xs, err = split36(v, 3); err == nil {
+				s.Segment, s.ValueLayer = Segment(xs[0]), ValueLayer(xs[1])
+				s.LastRFM = RFM{R: int(xs[2] / 100), F: int(xs[2] / 10 % 10), M: int(xs[2] % 10)}
+				if xs[0] > int64(SegmentLost) || xs[1] > int64(LayerLowValueAtRisk) || xs[2] < 0 || xs[2] > 555 {
+					err = errors.New("value out of range")
+				}
+			}
+		case strings.HasPrefix(k, offsetPrefix) && len(k) > len(offsetPrefix):
+			var off int64
+			if off, err = strconv.ParseInt(v, 36, 64); err == nil {
+				if s.Offsets == nil {
+					s.Offsets = map[string]int64{}
+				}
+				s.Offsets[k[len(offsetPrefix):]] = off
+			}
+		case k == "r":
+			err = s.decodeRing(v)
+		default:
+			err = errors.New("unknown field")
+		}
+		if err != nil {
+			return bad(k, err)
+		}
+	}
+	for i := 0; ; i++ {
+		v, ok := m["w"+strconv.Itoa(i)]
+		if !ok {
+			break
+		}
+		window.WriteString(v)
+	}
+	for k := range m {
+		if strings.HasPrefix(k, "w") && isDigits(k[1:]) && len(k) > 1 {
+			if n, _ := strconv.Atoi(k[1:]); strconv.Itoa(n) != k[1:] || m["w"+strconv.Itoa(n)] == "" {
+				return bad(k, errors.New("window chunks must be w0, w1, ... without gaps"))
+			}
+		}
+	}
+	if window.Len() > 0 {
+		var err error
+		if s.Window, err = decodeWindow(window.String()); err != nil {
+			return bad("w", err)
+		}
+	}
+	if _, ok := m["w0"]; !ok && window.Len() == 0 {
+		for k := range m {
+			if len(k) > 1 && k[0] == 'w' && isDigits(k[1:]) {
+				return bad(k, errors.New("window chunk without w0"))
+			}
+		}
+	}
+	return s, nil
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func split36(v string, n int) ([]int64, error) {
+	parts := strings.Split(v, ".")
+	if len(parts) != n {
+		return nil, fmt.Errorf("want %d base-36 numbers, got %d", n, len(parts))
+	}
+	out := make([]int64, n)
+	for i, p := range parts {
+		x, err := strconv.ParseInt(p, 36, 64)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = x
+	}
+	return out, nil
+}
+
+func decodeWindow(v string) ([]DayNet, error) {
+	buf, err := b64.DecodeString(v)
+	if err != nil {
+		return nil, err
+	}
+	var out []DayNet
+	prev := Day(0)
+	for len(buf) > 0 {
+		u, n := binary.Uvarint(buf)
+		if n <= 0 || u>>1 > 1<<30 {
+			return nil, errors.New("bad day delta")
+		}
+		buf = buf[n:]
+		net, n := binary.Varint(buf)
+		if n <= 0 {
+			return nil, errors.New("bad amount")
+		}
+		buf = buf[n:]
+		d := prev + Day(u>>1)
+		if len(out) > 0 && d <= prev {
+			return nil, errors.New("days not ascending")
+		}
+		out = append(out, DayNet{Day: d, Net: net, Purchase: u&1 == 1})
+		prev = d
+	}
+	if len(out) > MaxWindowEntries {
+		return nil, errors.New("too many entries")
+	}
+	return out, nil
+}
+
+func decodeOrders(v string) ([]Order, error) {
+	buf, err := b64.DecodeString(v)
+	if err != nil {
+		return nil, err
+	}
+	var out []Order
+	prev := Day(0)
+	for len(buf) > 0 {
+		if len(buf) < 4 {
+			return nil, errors.New("truncated order")
+		}
+		h := uint32(buf[0])<<16 | uint32(buf[1])<<8 | uint32(buf[2])
+		u, n := binary.Uvarint(buf[3:])
+		if n <= 0 || u > 1<<30 {
+			return nil, errors.New("bad order day")
+		}
+		buf = buf[3+n:]
+		prev += Day(u)
+		out = append(out, Order{Hash: h, Day: prev})
+	}
+	if len(out) > maxOrders {
+		return nil, errors.New("too many orders")
+	}
+	return out, nil
+}
+
+func (s *State) decodeLogins(v string) error {
+	top, bits, ok := strings.Cut(v, ".")
+	if !ok {
+		return errors.New("want top.bits")
+	}
+	t, err := strconv.ParseInt(top, 36, 32)
+	if err != nil {
+		return err
+	}
+	raw, err := b64.DecodeString(bits)
+	if err != nil || len(raw) > 16 || len(raw) == 0 || raw[len(raw)-1] == 0 {
+		return errors.New("bad login bitmap")
+	}
+	var full [16]byte
+	copy(full[:], raw)
+	s.LoginTop = Day(t)
+	s.LoginBits = [2]uint64{binary.LittleEndian.Uint64(full[:8]), binary.LittleEndian.Uint64(full[8:])}
+	return nil
+}
+
+func (s *State) decodeRing(v string) error {
+	if len(v) < 1 || v[0] < '0' || v[0] >= '0'+recentRing {
+		return errors.New("bad ring position")
+	}
+	raw, err := b64.DecodeString(v[1:])
+	if err != nil || len(raw) != 4*recentRing {
+		return errors.New("bad ring")
+	}
+	s.RecentNext = v[0] - '0'
+	for i := range s.Recent {
+		s.Recent[i] = binary.BigEndian.Uint32(raw[4*i:])
+	}
+	return nil
+}

@@ -1,0 +1,295 @@
+package scoring
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"time"
+
+	"github.com/loyalty-scoring/loyalty/pkg/btyd"
+)
+
+// Policy is every rule, weight and threshold the scoring uses. Build it with
+// ParsePolicy, LoadPolicy or DefaultPolicy (which validate it); a Policy
+// must not be modified after validation. Cut points change more often than
+// the rest and are swapped with WithCutpoints.
+type Policy struct {
+	// Version is stamped on every tier change (policy_version).
+	Version string `yaml:"version"`
+	// Currency is the ISO 4217 code all amounts are in.
+	Currency string `yaml:"currency"`
+	// AllowedLateness is how far behind the newest event time an event
+	// may arrive and still be scored exactly as if it had arrived in order.
+	AllowedLateness time.Duration `yaml:"allowed_lateness"`
+	// MaxDeadlineDays bounds how far ahead NextDeadline looks; a customer
+	// with no change in that horizon is re-checked at its end.
+	MaxDeadlineDays int `yaml:"max_deadline_days"`
+
+	Tiers     TierPolicy    `yaml:"tiers"`
+	Churn     ChurnPolicy   `yaml:"churn"`
+	Segments  SegmentPolicy `yaml:"segments"`
+	Cutpoints Cutpoints     `yaml:"cutpoints"`
+}
+
+// TierPolicy is the loyalty ladder.
+type TierPolicy struct {
+	// WindowDays is the rolling qualification window (365).
+	WindowDays int `yaml:"window_days"`
+	// ReviewAfterDays is how long after reaching a tier it is reviewed (365).
+	ReviewAfterDays int `yaml:"review_after_days"`
+	// WarningDays is how many days before a review a customer on pace to
+	// miss it is warned (30).
+	WarningDays int `yaml:"warning_days"`
+	// ReturnsWindowDays is how long after a purchase its refund still
+	// reverses its qualifying spend (30).
+	ReturnsWindowDays int `yaml:"returns_window_days"`
+	// Levels lists the tiers from lowest to highest; the first must have
+	// MinSpendMinor 0.
+	Levels []TierLevel `yaml:"levels"`
+}
+
+// TierLevel is one rung of the ladder.
+type TierLevel struct {
+	Name          string `yaml:"name"`
+	MinSpendMinor int64  `yaml:"min_spend_minor"`
+}
+
+// ChurnPolicy configures the churn-risk score and levels.
+type ChurnPolicy struct {
+	ModelVersion string `yaml:"model_version"`
+	RulesVersion string `yaml:"rules_version"`
+	// TimeUnitDays is the time unit the BG/NBD parameters were fitted in
+	// (7 for weeks).
+	TimeUnitDays float64    `yaml:"time_unit_days"`
+	BGNBD        btyd.BGNBD `yaml:"bgnbd"`
+	// The model is used once a customer has MinRepeatPurchases repeat
+	// purchase days and MinTenureDays since the first purchase; before
+	// that the rules fallback scores them.
+	MinRepeatPurchases int `yaml:"min_repeat_purchases"`
+	MinTenureDays      int `yaml:"min_tenure_days"`
+	// FallbackGapDays is the "usual gap" assumed by the rules fallback.
+	FallbackGapDays float64 `yaml:"fallback_gap_days"`
+	// GapRatioFullRisk is the gap/usual-gap ratio at which the gap risk
+	// reaches 1 (it is 0 at a ratio of 1).
+	GapRatioFullRisk float64 `yaml:"gap_ratio_full_risk"`
+	// Login trend: active days in the recent window against the long one.
+	LoginRecentDays int `yaml:"login_recent_days"`
+	LoginLongDays   int `yaml:"login_long_days"`
+	// Feedback signals count for this many days.
+	NPSWindowDays  int          `yaml:"nps_window_days"`
+	CSATWindowDays int          `yaml:"csat_window_days"`
+	Weights        ChurnWeights `yaml:"weights"`
+	Feedback       FeedbackRisk `yaml:"feedback"`
+	Medium         Hysteresis   `yaml:"medium"`
+	High           Hysteresis   `yaml:"high"`
+	// MinDwellDays is the least time a customer stays at a level.
+	MinDwellDays int `yaml:"min_dwell_days"`
+}
+
+// ChurnWeights weighs the score's components; components that do not apply
+// to a customer are left out and the rest renormalised.
+type ChurnWeights struct {
+	PAlive   float64 `yaml:"p_alive"`
+	Gap      float64 `yaml:"gap"`
+	Login    float64 `yaml:"login"`
+	Feedback float64 `yaml:"feedback"`
+}
+
+// FeedbackRisk is the feedback component's value (0–1) for each signal; the
+// component is the largest active one.
+type FeedbackRisk struct {
+	NPSDetractor  float64 `yaml:"nps_detractor"`
+	CSATLow       float64 `yaml:"csat_low"`
+	OpenComplaint float64 `yaml:"open_complaint"`
+}
+
+// Hysteresis thresholds for one level: a customer enters it when the score
+// reaches Enter and leaves it when the score falls below Leave.
+type Hysteresis struct {
+	Enter float64 `yaml:"enter"`
+	Leave float64 `yaml:"leave"`
+}
+
+// SegmentPolicy configures RFM.
+type SegmentPolicy struct {
+	// WindowDays is the window frequency and monetary value are counted in.
+	WindowDays int `yaml:"window_days"`
+}
+
+// Cutpoints are population quantile boundaries (20/40/60/80%) for the RFM
+// scores, versioned so every segment change names the cut points it used.
+// Recency is in days since the last purchase (lower is better), Frequency
+// in purchase days and Monetary in minor units over the segment window.
+type Cutpoints struct {
+	Version   string     `yaml:"version"`
+	Recency   [4]float64 `yaml:"recency_days"`
+	Frequency [4]float64 `yaml:"frequency"`
+	Monetary  [4]float64 `yaml:"monetary_minor"`
+}
+
+// ErrInvalidPolicy is returned (wrapped) for a policy that fails validation.
+var ErrInvalidPolicy = errors.New("invalid policy")
+
+var tierName = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,31}$`)
+
+// Validate checks every field and returns all problems, each naming its
+// field (for example "tiers.levels[2].min_spend_minor: must be greater than
+// tiers.levels[1] (200000)").
+func (p *Policy) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if p.Version == "" || len(p.Version) > 40 {
+		add("version", "must be 1–40 characters")
+	}
+	if !regexp.MustCompile(`^[A-Z]{3}$`).MatchString(p.Currency) {
+		add("currency", "must be a three-letter ISO 4217 code, got %q", p.Currency)
+	}
+	if p.AllowedLateness < 0 || p.AllowedLateness >= 24*time.Hour {
+		add("allowed_lateness", "must be at least 0 and less than 24h, got %s", p.AllowedLateness)
+	}
+	if p.MaxDeadlineDays < 1 || p.MaxDeadlineDays > 3650 {
+		add("max_deadline_days", "must be between 1 and 3650")
+	}
+	t := p.Tiers
+	posDays := func(field string, v, max int) {
+		if v < 1 || v > max {
+			add(field, "must be between 1 and %d, got %d", max, v)
+		}
+	}
+	posDays("tiers.window_days", t.WindowDays, 730)
+	posDays("tiers.review_after_days", t.ReviewAfterDays, 3650)
+	posDays("tiers.returns_window_days", t.ReturnsWindowDays, 365)
+	if t.WarningDays < 0 || t.WarningDays >= t.ReviewAfterDays {
+		add("tiers.warning_days", "must be between 0 and review_after_days-1, got %d", t.WarningDays)
+	}
+	if len(t.Levels) < 1 || len(t.Levels) > 9 {
+		add("tiers.levels", "must list 1 to 9 tiers, got %d", len(t.Levels))
+	}
+	seen := map[string]bool{}
+	for i, l := range t.Levels {
+		f := fmt.Sprintf("tiers.levels[%d]", i)
+		if !tierName.MatchString(l.Name) {
+			add(f+".name", "must be an upper-case code like GOLD, got %q", l.Name)
+		} else if seen[l.Name] {
+			add(f+".name", "duplicate tier %q", l.Name)
+		}
+		seen[l.Name] = true
+		switch {
+		case i == 0 && l.MinSpendMinor != 0:
+			add(f+".min_spend_minor", "the lowest tier must start at 0, got %d", l.MinSpendMinor)
+		case i > 0 && l.MinSpendMinor <= t.Levels[i-1].MinSpendMinor:
+			add(f+".min_spend_minor", "must be greater than tiers.levels[%d] (%d), got %d", i-1, t.Levels[i-1].MinSpendMinor, l.MinSpendMinor)
+		}
+	}
+	c := p.Churn
+	if c.ModelVersion == "" || c.RulesVersion == "" || c.ModelVersion == c.RulesVersion {
+		add("churn.model_version", "model_version and rules_version must be set and differ")
+	}
+	if !(c.TimeUnitDays > 0) {
+		add("churn.time_unit_days", "must be > 0")
+	}
+	for _, b := range []struct {
+		f string
+		v float64
+	}{{"r", c.BGNBD.R}, {"alpha", c.BGNBD.Alpha}, {"a", c.BGNBD.A}, {"b", c.BGNBD.B}} {
+		if !(b.v > 0) || math.IsInf(b.v, 0) {
+			add("churn.bgnbd."+b.f, "must be a finite number > 0, got %v", b.v)
+		}
+	}
+	if c.MinRepeatPurchases < 1 {
+		add("churn.min_repeat_purchases", "must be >= 1")
+	}
+	if c.MinTenureDays < 0 {
+		add("churn.min_tenure_days", "must be >= 0")
+	}
+	if !(c.FallbackGapDays >= 1) {
+		add("churn.fallback_gap_days", "must be >= 1")
+	}
+	if !(c.GapRatioFullRisk > 1) {
+		add("churn.gap_ratio_full_risk", "must be > 1")
+	}
+	posDays("churn.login_recent_days", c.LoginRecentDays, 127)
+	posDays("churn.login_long_days", c.LoginLongDays, 127)
+	if c.LoginRecentDays >= c.LoginLongDays {
+		add("churn.login_recent_days", "must be less than login_long_days")
+	}
+	posDays("churn.nps_window_days", c.NPSWindowDays, 3650)
+	posDays("churn.csat_window_days", c.CSATWindowDays, 3650)
+	for _, w := range []struct {
+		f string
+		v float64
+	}{
+		{"churn.weights.p_alive", c.Weights.PAlive}, {"churn.weights.gap", c.Weights.Gap},
+		{"churn.weights.login", c.Weights.Login}, {"churn.weights.feedback", c.Weights.Feedback},
+		{"churn.feedback.nps_detractor", c.Feedback.NPSDetractor}, {"churn.feedback.csat_low", c.Feedback.CSATLow},
+		{"churn.feedback.open_complaint", c.Feedback.OpenComplaint},
+	} {
+		if !(w.v >= 0 && w.v <= 1) {
+			add(w.f, "must be between 0 and 1, got %v", w.v)
+		}
+	}
+	if c.Weights.Gap+c.Weights.Login+c.Weights.Feedback == 0 {
+		add("churn.weights", "gap, login and feedback weights must not all be 0")
+	}
+	for _, h := range []struct {
+		f string
+		v Hysteresis
+	}{{"churn.medium", c.Medium}, {"churn.high", c.High}} {
+		if !(h.v.Leave > 0 && h.v.Leave <= h.v.Enter && h.v.Enter <= 1) {
+			add(h.f, "want 0 < leave <= enter <= 1, got leave %v enter %v", h.v.Leave, h.v.Enter)
+		}
+	}
+	if !(c.High.Enter > c.Medium.Enter && c.High.Leave > c.Medium.Leave) {
+		add("churn.high", "enter and leave must be above churn.medium's")
+	}
+	if c.MinDwellDays < 0 || c.MinDwellDays > 365 {
+		add("churn.min_dwell_days", "must be between 0 and 365")
+	}
+	posDays("segments.window_days", p.Segments.WindowDays, t.WindowDays)
+	if err := p.Cutpoints.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalidPolicy, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Validate checks that the cut points are versioned, finite and
+// non-decreasing.
+func (c Cutpoints) Validate() error {
+	var errs []error
+	if c.Version == "" || len(c.Version) > 40 {
+		errs = append(errs, errors.New("cutpoints.version: must be 1–40 characters"))
+	}
+	for _, s := range []struct {
+		f string
+		v [4]float64
+	}{{"cutpoints.recency_days", c.Recency}, {"cutpoints.frequency", c.Frequency}, {"cutpoints.monetary_minor", c.Monetary}} {
+		for i, v := range s.v {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				errs = append(errs, fmt.Errorf("%s[%d]: must be a finite number >= 0, got %v", s.f, i, v))
+			} else if i > 0 && v < s.v[i-1] {
+				errs = append(errs, fmt.Errorf("%s[%d]: must not be less than %s[%d]", s.f, i, s.f, i-1))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WithCutpoints returns a copy of the policy that uses c.
+func (p *Policy) WithCutpoints(c Cutpoints) (*Policy, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+	}
+	q := *p
+	q.Tiers.Levels = append([]TierLevel(nil), p.Tiers.Levels...)
+	q.Cutpoints = c
+	return &q, nil
+}
+
+// TierName is the name of tier index i.
+func (p *Policy) TierName(i int) string { return p.Tiers.Levels[i].Name }

@@ -1,0 +1,151 @@
+package scoring
+
+import "fmt"
+
+// qualifiedTier is the highest tier whose threshold spend meets.
+func qualifiedTier(spend int64, p *Policy) int {
+	t := 0
+	for i, l := range p.Tiers.Levels {
+		if spend >= l.MinSpendMinor {
+			t = i
+		}
+	}
+	return t
+}
+
+// earliestQualification is the first day in [from, to] on which the rolling
+// window spend reaches min, or false. The window sum only rises on days
+// with a booking, so only from and those days need checking.
+func (s *State) earliestQualification(min int64, from, to Day, p *Policy) (Day, bool) {
+	if from <= to && s.spend(from, p.Tiers.WindowDays) >= min {
+		return from, true
+	}
+	for _, e := range s.Window {
+		if e.Day <= from || e.Net <= 0 {
+			continue
+		}
+		if e.Day > to {
+			break
+		}
+		if s.spend(e.Day, p.Tiers.WindowDays) >= min {
+			return e.Day, true
+		}
+	}
+	return 0, false
+}
+
+// upgradeTier is the tier the customer holds by the data known up to day to:
+// the highest tier above the settled base whose threshold was reached on
+// or after the floor day, with that day, or the base tier itself.
+func (s *State) upgradeTier(to Day, p *Policy) (tier int, reached Day) {
+	for t := len(p.Tiers.Levels) - 1; t > int(s.BaseTier); t-- {
+		if d, ok := s.earliestQualification(p.Tiers.Levels[t].MinSpendMinor, s.TierFloor, to, p); ok {
+			return t, d
+		}
+	}
+	return int(s.BaseTier), s.BaseReached
+}
+
+func money(minor int64, p *Policy) string {
+	sign := ""
+	if minor < 0 {
+		sign, minor = "-", -minor
+	}
+	return fmt.Sprintf("%s%d.%02d %s", sign, minor/100, minor%100, p.Currency)
+}
+
+// syncTier reports the current tier as the data now supports it: an
+// upgrade as soon as the spend qualifies, or the reversal of an upgrade
+// whose qualifying spend was refunded within the returns window.
+//
+// Upgrades count only spend booked up to day upTo (an end-of-day evaluation
+// must not announce an upgrade earned on a later day); reversals look at
+// everything known.
+func (s *State) syncTier(upTo Day, occurred func() (int64, Source), p *Policy, out []Change) []Change {
+	t, reached := s.upgradeTier(upTo, p)
+	if t <= int(s.Tier) {
+		if t, reached = s.upgradeTier(s.clockDay(), p); t >= int(s.Tier) {
+			return out
+		}
+	}
+	at := upTo
+	from := int(s.Tier)
+	s.Tier = uint8(t)
+	ms, src := occurred()
+	c := &TierChange{CustomerID: s.CustomerID, From: p.TierName(from), To: p.TierName(t),
+		PolicyVersion: p.Version, Source: src, OccurredAt: msTime(ms)}
+	spend := s.spend(at, p.Tiers.WindowDays)
+	if t > from {
+		c.Direction = DirectionUp
+		c.Reasons = []Reason{{Code: ReasonSpendQualifies, Value: float64(spend),
+			Message: fmt.Sprintf("net spend %s over %d days reached the %s threshold of %s on %s", money(spend, p),
+				p.Tiers.WindowDays, p.TierName(t), money(p.Tiers.Levels[t].MinSpendMinor, p), reached.Start().Format("2006-01-02"))}}
+	} else {
+		c.Direction = DirectionDown
+		c.Reasons = []Reason{{Code: ReasonRefundReversal, Value: float64(spend),
+			Message: fmt.Sprintf("a refund within the %d-day returns window brought qualifying spend below the %s threshold of %s",
+				p.Tiers.ReturnsWindowDays, p.TierName(from), money(p.Tiers.Levels[from].MinSpendMinor, p))}}
+	}
+	c.EventID = EventID(s.CustomerID, "tier", string(c.Direction)+":"+c.To, c.OccurredAt)
+	return append(out, c)
+}
+
+// settleTier runs the end-of-day tier rules for day d using only what is
+// known up to d: an upgrade older than the returns window becomes the
+// settled base; a review that is due lowers the base by at most one tier
+// when the spend no longer qualifies; a warning goes out warning_days
+// before a review the customer is on pace to miss.
+func (s *State) settleTier(d Day, src Source, p *Policy, out []Change) []Change {
+	tp := &p.Tiers
+	t, reached := s.upgradeTier(d, p)
+	if t > int(s.BaseTier) && d-reached >= Day(tp.ReturnsWindowDays) {
+		s.BaseTier, s.BaseReached, s.BaseReview, s.TierFloor = uint8(t), reached, reached+Day(tp.ReviewAfterDays), reached
+		t = int(s.BaseTier)
+	}
+	if t != int(s.BaseTier) || s.BaseTier == 0 {
+		return out // a pending upgrade supersedes the base's review
+	}
+	base := int(s.BaseTier)
+	at := (d + 1).Start()
+	spend := s.spend(d, tp.WindowDays)
+	threshold := tp.Levels[base].MinSpendMinor
+	switch {
+	case d+1 >= s.BaseReview:
+		if q := qualifiedTier(spend, p); q >= base {
+			s.BaseReview += Day(tp.ReviewAfterDays)
+		} else {
+			nt := max(q, base-1)
+			s.BaseTier, s.BaseReached, s.BaseReview, s.TierFloor = uint8(nt), d+1, d+1+Day(tp.ReviewAfterDays), d+1
+			if int(s.Tier) == base {
+				s.Tier = uint8(nt)
+				c := &TierChange{CustomerID: s.CustomerID, From: p.TierName(base), To: p.TierName(nt),
+					Direction: DirectionDown, PolicyVersion: p.Version, OccurredAt: at, Source: src,
+					Reasons: []Reason{{Code: ReasonReviewMissed, Value: float64(spend),
+						Message: fmt.Sprintf("at the review, net spend over %d days was %s, below the %s threshold of %s",
+							tp.WindowDays, money(spend, p), p.TierName(base), money(threshold, p))}}}
+				c.EventID = EventID(s.CustomerID, "tier", "DOWN:"+c.To, at)
+				out = append(out, c)
+			}
+		}
+	case tp.WarningDays > 0 && d+1 == s.BaseReview-Day(tp.WarningDays):
+		review := s.BaseReview
+		remaining := int64(0)
+		for _, e := range s.Window {
+			if e.Day > review-1-Day(tp.WindowDays) && e.Day <= d {
+				remaining += e.Net
+			}
+		}
+		daysLeft := int64(review - 1 - d)
+		projected := remaining + spend*daysLeft/int64(tp.WindowDays)
+		if projected < threshold {
+			c := &TierChange{CustomerID: s.CustomerID, From: p.TierName(base), To: p.TierName(base),
+				Direction: DirectionWarning, PolicyVersion: p.Version, OccurredAt: at, Source: src,
+				Reasons: []Reason{{Code: ReasonReviewAtRisk, Value: float64(projected),
+					Message: fmt.Sprintf("on pace for %s at the %s review on %s, below the %s threshold of %s",
+						money(projected, p), p.TierName(base), review.Start().Format("2006-01-02"), p.TierName(base), money(threshold, p))}}}
+			c.EventID = EventID(s.CustomerID, "tier", "WARNING:"+c.To, at)
+			out = append(out, c)
+		}
+	}
+	return out
+}
