@@ -193,13 +193,11 @@ func (s *State) step(d Day, src Source, p *Policy, out []Change) []Change {
 
 func (s *State) stepChurn(d Day, at time.Time, src Source, p *Policy, out []Change) []Change {
 	c := &p.Churn
-	if s.ChurnSince == 0 {
-		s.Churn, s.ChurnSince = LevelLow, d
-	}
 	f := assessRisk(s, d, p)
 	s.ChurnScore, s.ChurnModel = uint16(math.Round(f.score*1000)), f.model
 	next := nextLevel(s.Churn, f.score, c)
-	if next == s.Churn || d+1-s.ChurnSince < Day(c.MinDwellDays) {
+	// ChurnSince 0 is the initial LOW level, which has no dwell time.
+	if next == s.Churn || (s.ChurnSince != 0 && d+1-s.ChurnSince < Day(c.MinDwellDays)) {
 		return out
 	}
 	ch := &ChurnRiskChange{CustomerID: s.CustomerID, FromLevel: s.Churn, ToLevel: next,

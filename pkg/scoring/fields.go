@@ -247,31 +247,23 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			return bad(k, err)
 		}
 	}
-	for i := 0; ; i++ {
+	chunks := 0
+	for k := range m {
+		if len(k) > 1 && k[0] == 'w' && isDigits(k[1:]) {
+			chunks++
+		}
+	}
+	for i := 0; i < chunks; i++ {
 		v, ok := m["w"+strconv.Itoa(i)]
-		if !ok {
-			break
+		if !ok || v == "" {
+			return bad("w"+strconv.Itoa(i), errors.New("window chunks must be w0, w1, ... without gaps"))
 		}
 		window.WriteString(v)
-	}
-	for k := range m {
-		if strings.HasPrefix(k, "w") && isDigits(k[1:]) && len(k) > 1 {
-			if n, _ := strconv.Atoi(k[1:]); strconv.Itoa(n) != k[1:] || m["w"+strconv.Itoa(n)] == "" {
-				return bad(k, errors.New("window chunks must be w0, w1, ... without gaps"))
-			}
-		}
 	}
 	if window.Len() > 0 {
 		var err error
 		if s.Window, err = decodeWindow(window.String()); err != nil {
 			return bad("w", err)
-		}
-	}
-	if _, ok := m["w0"]; !ok && window.Len() == 0 {
-		for k := range m {
-			if len(k) > 1 && k[0] == 'w' && isDigits(k[1:]) {
-				return bad(k, errors.New("window chunk without w0"))
-			}
 		}
 	}
 	return s, nil

@@ -168,7 +168,7 @@ func ComputeCutpoints(version string, sample []RFMValues) (Cutpoints, error) {
 		sort.Float64s(xs)
 		var out [4]float64
 		for i := range out {
-			rank := int(math.Ceil(float64(i+1)*0.2*float64(len(xs)))) - 1
+			rank := int(math.Ceil(float64((i+1)*len(xs))/5-1e-9)) - 1
 			out[i] = xs[max(rank, 0)]
 		}
 		return out

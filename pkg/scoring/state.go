@@ -157,8 +157,9 @@ type State struct {
 	Tier, BaseTier                     uint8
 	BaseReached, BaseReview, TierFloor Day
 
-	// Churn risk level (0 LOW, 1 MEDIUM, 2 HIGH) since ChurnSince, the
-	// last score in thousandths, and whether it came from the model.
+	// Churn risk level (0 LOW, 1 MEDIUM, 2 HIGH) since ChurnSince (0 for
+	// the initial LOW), the last score in thousandths, and whether it came
+	// from the model.
 	Churn      Level
 	ChurnSince Day
 	ChurnScore uint16

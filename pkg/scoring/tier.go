@@ -2,6 +2,17 @@ package scoring
 
 import "fmt"
 
+// spendBetween is the net spend booked on days from..to inclusive.
+func (s *State) spendBetween(from, to Day) int64 {
+	var sum int64
+	for _, e := range s.Window {
+		if e.Day >= from && e.Day <= to {
+			sum += e.Net
+		}
+	}
+	return sum
+}
+
 // qualifiedTier is the highest tier whose threshold spend meets.
 func qualifiedTier(spend int64, p *Policy) int {
 	t := 0
@@ -107,10 +118,12 @@ func (s *State) settleTier(d Day, src Source, p *Policy, out []Change) []Change 
 	}
 	base := int(s.BaseTier)
 	at := (d + 1).Start()
-	spend := s.spend(d, tp.WindowDays)
 	threshold := tp.Levels[base].MinSpendMinor
 	switch {
 	case d+1 >= s.BaseReview:
+		// The review day's window: the window_days ending on the review
+		// day, of which everything up to the day before is known.
+		spend := s.spendBetween(d+1-Day(tp.WindowDays)+1, d)
 		if q := qualifiedTier(spend, p); q >= base {
 			s.BaseReview += Day(tp.ReviewAfterDays)
 		} else {
@@ -128,15 +141,12 @@ func (s *State) settleTier(d Day, src Source, p *Policy, out []Change) []Change 
 			}
 		}
 	case tp.WarningDays > 0 && d+1 == s.BaseReview-Day(tp.WarningDays):
+		// Projected spend at the review: what will still be in the review
+		// day's window, plus the current window's daily pace until then.
 		review := s.BaseReview
-		remaining := int64(0)
-		for _, e := range s.Window {
-			if e.Day > review-1-Day(tp.WindowDays) && e.Day <= d {
-				remaining += e.Net
-			}
-		}
+		remaining := s.spendBetween(review-Day(tp.WindowDays)+1, d)
 		daysLeft := int64(review - 1 - d)
-		projected := remaining + spend*daysLeft/int64(tp.WindowDays)
+		projected := remaining + s.spend(d, tp.WindowDays)*daysLeft/int64(tp.WindowDays)
 		if projected < threshold {
 			c := &TierChange{CustomerID: s.CustomerID, From: p.TierName(base), To: p.TierName(base),
 				Direction: DirectionWarning, PolicyVersion: p.Version, OccurredAt: at, Source: src,

@@ -1,0 +1,88 @@
+package scoring
+
+import (
+	"testing"
+	"time"
+)
+
+func BenchmarkApply(b *testing.B) {
+	p := DefaultPolicy()
+	s := typicalCustomer(b, p)
+	next := msTime(s.ClockMs)
+	var g evGen
+	g.n = 1 << 20
+	b.Run("purchase", func(b *testing.B) {
+		e := g.purchase(next.Add(time.Minute), 4200, "bench")
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := Apply(s, e, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("login", func(b *testing.B) {
+		e := g.login(next.Add(time.Minute))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := Apply(s, e, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("login_next_day", func(b *testing.B) {
+		// Closes a day, so one end-of-day evaluation runs.
+		e := g.login(next.Add(26 * time.Hour))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := Apply(s, e, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("duplicate", func(b *testing.B) {
+		e := g.login(next.Add(time.Minute))
+		s2, _ := mustApply(b, s, e, p)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := Apply(s2, e, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkEvaluate(b *testing.B) {
+	p := DefaultPolicy()
+	s := typicalCustomer(b, p)
+	now := msTime(s.ClockMs)
+	for _, c := range []struct {
+		name string
+		at   time.Time
+	}{{"one_day", now.Add(24 * time.Hour)}, {"thirty_days", now.Add(30 * 24 * time.Hour)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Evaluate(s, c.at, p)
+			}
+		})
+	}
+}
+
+func BenchmarkNextDeadline(b *testing.B) {
+	p := DefaultPolicy()
+	s := typicalCustomer(b, p)
+	b.ReportAllocs()
+	for b.Loop() {
+		NextDeadline(s, p)
+	}
+}
+
+func BenchmarkMarshalFields(b *testing.B) {
+	s := typicalCustomer(b, DefaultPolicy())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := UnmarshalFields(s.MarshalFields()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
