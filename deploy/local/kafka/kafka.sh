@@ -88,7 +88,9 @@ cmd_fetch() {
   tmp="$KAFKA_LIB.tmp.$$"
   rm -rf "$tmp"
   # Full plugin coordinates: no plugin-prefix lookup, same plugin version everywhere.
-  if ! mvn "${args[@]}" "$DEP_PLUGIN:copy-dependencies" -DoutputDirectory="$tmp" -DincludeScope=runtime; then
+  # (the sed drops the colour escapes that Maven 3.8 prints even in batch mode)
+  if ! mvn "${args[@]}" "$DEP_PLUGIN:copy-dependencies" -DoutputDirectory="$tmp" -DincludeScope=runtime 2>&1 |
+      sed 's/\x1b\[[0-9;]*m//g'; then
     rm -rf "$tmp"
     die "mvn could not fetch Kafka $KAFKA_VERSION (is it on Maven Central? override KAFKA_VERSION)"
   fi
