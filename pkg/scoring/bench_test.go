@@ -86,3 +86,16 @@ func BenchmarkMarshalFields(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNextDeadlineDormant is the worst case: a customer whose scores no
+// longer change, so the whole look-ahead horizon is simulated.
+func BenchmarkNextDeadlineDormant(b *testing.B) {
+	p := DefaultPolicy()
+	var g evGen
+	s, _ := mustApply(b, State{}, g.purchase(day(0), 100, "a"), p)
+	s, _ = Evaluate(s, day(800), p)
+	b.ReportAllocs()
+	for b.Loop() {
+		NextDeadline(s, p)
+	}
+}

@@ -367,21 +367,26 @@ func shl128(b [2]uint64, n uint) [2]uint64 {
 
 // loginDays counts login days in the n days ending on day d.
 func (s *State) loginDays(d Day, n int) int {
+	lo := int(s.LoginTop - d) // bit index of day d
+	hi := lo + n - 1          // bit index of day d-n+1
+	lo, hi = max(lo, 0), min(hi, loginBits-1)
+	if lo > hi {
+		return 0
+	}
 	count := 0
-	for k := 0; k < n; k++ {
-		i := int(s.LoginTop - (d - Day(k)))
-		if i < 0 || i >= loginBits {
+	for w := 0; w < 2; w++ {
+		a, b := max(lo, 64*w), min(hi, 64*w+63)
+		if a > b {
 			continue
 		}
-		if s.LoginBits[i/64]&(1<<(uint(i)%64)) != 0 {
-			count++
+		width := uint(b - a + 1)
+		mask := ^uint64(0)
+		if width < 64 {
+			mask = (uint64(1)<<width - 1)
 		}
+		count += bits.OnesCount64(s.LoginBits[w] >> uint(a-64*w) & mask)
 	}
 	return count
-}
-
-func (s *State) totalLoginBits() int {
-	return bits.OnesCount64(s.LoginBits[0]) + bits.OnesCount64(s.LoginBits[1])
 }
 
 // --- feedback ---

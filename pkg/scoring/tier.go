@@ -25,24 +25,48 @@ func qualifiedTier(spend int64, p *Policy) int {
 }
 
 // earliestQualification is the first day in [from, to] on which the rolling
-// window spend reaches min, or false. The window sum only rises on days
-// with a booking, so only from and those days need checking.
+// window spend reaches min, or false. The window sum is piecewise constant:
+// it changes only on a day with a booking and on the day a booking leaves
+// the window, so one sweep over those days in order finds it.
 func (s *State) earliestQualification(min int64, from, to Day, p *Policy) (Day, bool) {
-	if from <= to && s.spend(from, p.Tiers.WindowDays) >= min {
-		return from, true
+	if from > to {
+		return 0, false
 	}
-	for _, e := range s.Window {
-		if e.Day <= from || e.Net <= 0 {
-			continue
+	const never = Day(1<<31 - 1)
+	w := Day(p.Tiers.WindowDays)
+	n := len(s.Window)
+	i, j := 0, 0 // next booking to add; next booking to remove (on its Day+w)
+	var sum int64
+	checkedFrom := false
+	for {
+		next := never
+		if i < n {
+			next = s.Window[i].Day
 		}
-		if e.Day > to {
-			break
+		if j < n && s.Window[j].Day+w < next {
+			next = s.Window[j].Day + w
 		}
-		if s.spend(e.Day, p.Tiers.WindowDays) >= min {
-			return e.Day, true
+		if !checkedFrom && next > from {
+			if sum >= min {
+				return from, true
+			}
+			checkedFrom = true
+		}
+		if next == never || next > to {
+			return 0, false
+		}
+		for i < n && s.Window[i].Day == next {
+			sum += s.Window[i].Net
+			i++
+		}
+		for j < i && s.Window[j].Day+w == next {
+			sum -= s.Window[j].Net
+			j++
+		}
+		if next >= from && sum >= min {
+			return next, true
 		}
 	}
-	return 0, false
 }
 
 // upgradeTier is the tier the customer holds by the data known up to day to:
