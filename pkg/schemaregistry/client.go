@@ -347,7 +347,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := c.sleepFor(ctx, c.backoffFor(attempt)); err != nil {
-				return fmt.Errorf("%s %s: %w (after %d attempts, last error: %v)", method, path, err, attempt, lastErr)
+				return fmt.Errorf("%s %s: %w (after %d attempts, last error: %w)", method, path, err, attempt, lastErr)
 			}
 		}
 		retryable, err := c.attempt(ctx, method, path, body, out)

@@ -399,8 +399,9 @@ func TestContextCancellation(t *testing.T) {
 		if el := time.Since(start); el > 5*time.Second {
 			t.Fatalf("backoff ignored the context: took %v", el)
 		}
-		if !strings.Contains(err.Error(), "503") {
-			t.Fatalf("error should mention the last failure: %v", err)
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != 503 {
+			t.Fatalf("error should wrap the last failure (HTTP 503): %v", err)
 		}
 	})
 	t.Run("already cancelled", func(t *testing.T) {
