@@ -37,20 +37,18 @@ type Reason struct {
 
 // Reason codes.
 const (
-	ReasonSpendQualifies   = "SPEND_QUALIFIES"
-	ReasonReviewMissed     = "REVIEW_SPEND_BELOW_THRESHOLD"
-	ReasonReviewAtRisk     = "REVIEW_ON_PACE_TO_MISS"
-	ReasonRefundReversal   = "REFUND_REVERSED_QUALIFYING_SPEND"
-	ReasonPAlive           = "P_ALIVE"
-	ReasonPurchaseGap      = "PURCHASE_GAP"
-	ReasonLoginDecline     = "LOGIN_DECLINE"
-	ReasonNPSDetractor     = "NPS_DETRACTOR"
-	ReasonLowCSAT          = "LOW_CSAT"
-	ReasonOpenComplaint    = "OPEN_COMPLAINT"
-	ReasonRiskSubsided     = "RISK_SUBSIDED"
-	ReasonRulesFallback    = "RULES_FALLBACK"
-	ReasonNoPurchaseYet    = "NO_PURCHASE_YET"
-	ReasonInsufficientData = "INSUFFICIENT_HISTORY"
+	ReasonSpendQualifies = "SPEND_QUALIFIES"
+	ReasonReviewMissed   = "REVIEW_SPEND_BELOW_THRESHOLD"
+	ReasonReviewAtRisk   = "REVIEW_ON_PACE_TO_MISS"
+	ReasonRefundReversal = "REFUND_REVERSED_QUALIFYING_SPEND"
+	ReasonPAlive         = "P_ALIVE"
+	ReasonPurchaseGap    = "PURCHASE_GAP"
+	ReasonLoginDecline   = "LOGIN_DECLINE"
+	ReasonNPSDetractor   = "NPS_DETRACTOR"
+	ReasonLowCSAT        = "LOW_CSAT"
+	ReasonOpenComplaint  = "OPEN_COMPLAINT"
+	ReasonRiskSubsided   = "RISK_SUBSIDED"
+	ReasonRulesFallback  = "RULES_FALLBACK"
 )
 
 // TierChange reports a tier upgrade, downgrade or review warning.
