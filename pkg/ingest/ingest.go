@@ -19,24 +19,31 @@ import (
 type Record struct {
 	Message stream.Message
 	Event   event.Input
+	batch   *stream.Batch
+	index   int
 }
+
+// Reject marks the record for the dead-letter topic (a rule of a later stage refused it).
+func (r Record) Reject(code string, err error) { r.batch.Reject(r.index, code, err) }
 
 // Source returns the record's position as carried by derived events.
 func (r Record) Source() event.Source {
 	return event.Source{Topic: r.Message.Topic, Partition: int32(r.Message.Partition), Offset: r.Message.Offset}
 }
 
-// RecordsHandler processes the valid records of a batch, in batch order.
+// RecordsHandler processes the valid records of a batch, in batch order. It is called for
+// every batch, even one whose records were all rejected (records is then empty), so it can
+// account for the batch's position on each partition.
 type RecordsHandler interface {
-	HandleRecords(ctx context.Context, records []Record) error
+	HandleRecords(ctx context.Context, b *stream.Batch, records []Record) error
 }
 
 // RecordsHandlerFunc adapts a function to RecordsHandler.
-type RecordsHandlerFunc func(ctx context.Context, records []Record) error
+type RecordsHandlerFunc func(ctx context.Context, b *stream.Batch, records []Record) error
 
 // HandleRecords implements RecordsHandler.
-func (f RecordsHandlerFunc) HandleRecords(ctx context.Context, records []Record) error {
-	return f(ctx, records)
+func (f RecordsHandlerFunc) HandleRecords(ctx context.Context, b *stream.Batch, records []Record) error {
+	return f(ctx, b, records)
 }
 
 // schemaForTopic is the contract each input topic carries.
@@ -88,12 +95,9 @@ func Handler(dec Decoder, validator *event.Validator, topicOf func(string) strin
 				b.Reject(i, "invalid", err)
 				continue
 			}
-			records = append(records, Record{Message: m, Event: in})
+			records = append(records, Record{Message: m, Event: in, batch: b, index: i})
 		}
-		if len(records) == 0 {
-			return nil
-		}
-		return next.HandleRecords(ctx, records)
+		return next.HandleRecords(ctx, b, records)
 	})
 }
 

@@ -24,7 +24,7 @@ type collector struct {
 	dead    []event.DeadLetter
 }
 
-func (c *collector) HandleRecords(_ context.Context, rs []ingest.Record) error {
+func (c *collector) HandleRecords(_ context.Context, _ *stream.Batch, rs []ingest.Record) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.records = append(c.records, rs...)

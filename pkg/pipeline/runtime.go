@@ -1,0 +1,375 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/loyalty-scoring/loyalty/pkg/codec"
+	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/ops"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/relay"
+	"github.com/loyalty-scoring/loyalty/pkg/schemaregistry"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/watermark"
+)
+
+// Runtime is what every process of the pipeline shares: connections, the codec, the policy
+// and the ops server. Build it once with NewRuntime; the services' Run functions take it.
+type Runtime struct {
+	Config   config.Common
+	Log      *zap.Logger
+	Redis    redis.UniversalClient
+	Codec    *codec.Codec
+	Producer *stream.Producer
+	Keys     keyspace.Keyspace
+	Policy   *scoring.Policy
+	Ops      *ops.Server
+	// Replay marks derived events as coming from a replay (never acted upon).
+	Replay bool
+	// TopicSuffix is appended to every topic name; tests use it to share one broker.
+	TopicSuffix string
+}
+
+// Topic returns the physical name of a logical topic.
+func (rt *Runtime) Topic(logical string) string { return logical + rt.TopicSuffix }
+
+// Logical returns the logical name of a physical topic.
+func (rt *Runtime) Logical(physical string) string {
+	return strings.TrimSuffix(physical, rt.TopicSuffix)
+}
+
+// Registry returns the schema registry the configuration selects: the HTTP registry when
+// SCHEMA_REGISTRY_URL is set, otherwise the embedded manifest.
+func Registry(cfg config.Common) (codec.Registry, error) {
+	if cfg.SchemaRegistryURL == "" {
+		return codec.NewEmbeddedRegistry()
+	}
+	return schemaregistry.NewClient(schemaregistry.ClientConfig{URL: cfg.SchemaRegistryURL,
+		Username: cfg.RegistryUsername, Password: cfg.RegistryPassword})
+}
+
+// Options are the programmatic settings of a runtime that are not environment configuration.
+type Options struct {
+	Ops         *ops.Server // nil: a fresh server
+	Replay      bool
+	TopicSuffix string
+}
+
+// NewRuntime connects to Redis and Kafka, registers the schemas, creates missing topics and
+// loads the policy.
+func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Options) (*Runtime, error) {
+	rt := &Runtime{Config: cfg, Log: log, Ops: opts.Ops, Replay: opts.Replay, TopicSuffix: opts.TopicSuffix}
+	if rt.Ops == nil {
+		rt.Ops = ops.NewServer(log)
+	}
+	var err error
+	if rt.Keys, err = keyspace.New(cfg.Namespace, cfg.Shards); err != nil {
+		return nil, err
+	}
+	if rt.Policy, err = loadPolicy(cfg.PolicyFile); err != nil {
+		return nil, err
+	}
+	if rt.Redis, err = redisconn.New(cfg.Redis); err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, "redis", func(ctx context.Context) error { return rt.Redis.Ping(ctx).Err() }); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	rt.Ops.AddCheck("redis", func(ctx context.Context) error { return rt.Redis.Ping(ctx).Err() })
+	reg, err := Registry(cfg)
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	if err := waitFor(ctx, "schema registry", func(ctx context.Context) error {
+		c, err := codec.New(ctx, reg)
+		rt.Codec = c
+		return err
+	}); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	if err := waitFor(ctx, "kafka", func(ctx context.Context) error { return rt.EnsureTopics(ctx) }); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	rt.Ops.AddCheck("kafka", func(ctx context.Context) error {
+		_, err := stream.PartitionCount(ctx, cfg.KafkaBrokers, cfg.KafkaSecurity, rt.Topic(event.TopicPurchases))
+		return err
+	})
+	if rt.Producer, err = stream.NewProducer(stream.ProducerConfig{Brokers: cfg.KafkaBrokers, Security: cfg.KafkaSecurity}, log); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	if cp, ok, err := LoadCutpoints(ctx, rt.Redis, rt.Keys); err != nil {
+		log.Warn("ignoring stored cut points", zap.Error(err))
+	} else if ok {
+		if p, err := rt.Policy.WithCutpoints(cp); err == nil {
+			rt.Policy = p
+		}
+	}
+	return rt, nil
+}
+
+func loadPolicy(path string) (*scoring.Policy, error) {
+	if path == "" {
+		return scoring.DefaultPolicy(), nil
+	}
+	p, err := scoring.LoadPolicy(path)
+	if err != nil {
+		return nil, fmt.Errorf("POLICY_FILE: %w", err)
+	}
+	return p, nil
+}
+
+// waitFor retries a start-up step for up to a minute: in a fresh docker-compose stack the
+// broker may come up after the services.
+func waitFor(ctx context.Context, what string, step func(context.Context) error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := step(sctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("connecting to %s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// EnsureTopics creates every topic of the pipeline that is missing.
+func (rt *Runtime) EnsureTopics(ctx context.Context) error {
+	var specs []stream.TopicSpec
+	for _, t := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
+		specs = append(specs, stream.TopicSpec{Name: rt.Topic(t), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
+	}
+	return stream.EnsureTopics(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, specs...)
+}
+
+// Close releases connections.
+func (rt *Runtime) Close() {
+	if rt.Producer != nil {
+		_ = rt.Producer.Close()
+	}
+	if rt.Redis != nil {
+		_ = rt.Redis.Close()
+	}
+}
+
+// Watermarks returns the namespace's watermark tracker.
+func (rt *Runtime) Watermarks(ctx context.Context) (*watermark.Tracker, error) {
+	return watermark.NewTracker(ctx, rt.Redis, rt.Keys.Global("watermarks"), rt.Policy.AllowedLateness)
+}
+
+// ConsumerConfig configures one consumer service.
+type ConsumerConfig struct {
+	Service string
+	Topics  []string
+	GroupID string
+	// StartFromLatest starts a new group at the end of its topics.
+	StartFromLatest bool
+}
+
+// RunConsumer runs a consumer service (purchases, logins or feedback) until ctx ends.
+func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
+	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(rt.Ops.Registry))
+	if err != nil {
+		return err
+	}
+	wm, err := rt.Watermarks(ctx)
+	if err != nil {
+		return err
+	}
+	scorer := NewScorer(rt.Policy, rt.Codec, rt.Replay)
+	validator, err := event.NewValidator(event.DefaultLimits())
+	if err != nil {
+		return err
+	}
+	processor := &Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: NewSuppressor(rt.Redis, rt.Keys)}
+	metrics := stream.NewMetrics(rt.Ops.Registry)
+	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service, Topic: rt.Topic(event.TopicDeadLetter)}
+	handler := stream.Chain(ingest.Handler(rt.Codec, validator, rt.Logical, processor),
+		stream.Instrument(metrics), stream.DeadLetter(dlq), stream.Recover(), stream.Oversize(1<<20))
+	group := cfg.GroupID
+	if group == "" {
+		group = "loyalty-" + rt.Keys.Namespace() + "-" + cfg.Service
+	}
+	topics := make([]string, len(cfg.Topics))
+	for i, t := range cfg.Topics {
+		topics[i] = rt.Topic(t)
+	}
+	consumer, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group, Topics: topics,
+		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
+		StartFromLatest: cfg.StartFromLatest}, handler, metrics, rt.Log)
+	if err != nil {
+		return err
+	}
+	return runAll(ctx, consumer.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) })
+}
+
+// RunRelay runs the outbox relay until ctx ends. topicFor maps logical to physical output
+// topics (nil: rt.Topic).
+func RunRelay(ctx context.Context, rt *Runtime, topicFor func(string) string) error {
+	if topicFor == nil {
+		topicFor = rt.Topic
+	}
+	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, rt.Keys, rt.Producer, relay.NewMetrics(rt.Ops.Registry), rt.Log)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}
+
+// RunSweeper runs the inactivity sweeper, and the cut-point refresh when refresh > 0.
+func RunSweeper(ctx context.Context, rt *Runtime, refresh time.Duration) error {
+	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(rt.Ops.Registry))
+	if err != nil {
+		return err
+	}
+	wm, err := rt.Watermarks(ctx)
+	if err != nil {
+		return err
+	}
+	scorer := NewScorer(rt.Policy, rt.Codec, rt.Replay)
+	sw, err := NewSweeper(ctx, SweeperConfig{}, rt.Redis, store, scorer, wm, rt.Ops.Registry, rt.Log)
+	if err != nil {
+		return err
+	}
+	tasks := []func(context.Context) error{sw.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) }}
+	if refresh > 0 {
+		tasks = append(tasks, func(ctx context.Context) error { return refreshCutpoints(ctx, rt, refresh) })
+	}
+	return runAll(ctx, tasks...)
+}
+
+// watchCutpoints swaps newly stored cut points into the scorer's policy.
+func watchCutpoints(ctx context.Context, rt *Runtime, scorer *Scorer) error {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		cp, ok, err := LoadCutpoints(ctx, rt.Redis, rt.Keys)
+		if err != nil || !ok || cp.Version == scorer.Policy().Cutpoints.Version {
+			continue
+		}
+		if p, err := scorer.Policy().WithCutpoints(cp); err == nil {
+			scorer.SetPolicy(p)
+			rt.Log.Info("cut points updated", zap.String("version", cp.Version))
+		}
+	}
+}
+
+// refreshCutpoints derives new cut points from the population histograms every interval.
+// Concurrent sweepers may both refresh; the result is the same data under two version names,
+// which is harmless.
+func refreshCutpoints(ctx context.Context, rt *Runtime, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			version := "cp-" + now.UTC().Format("20060102T150405Z")
+			cp, err := ComputeFromHistograms(ctx, rt.Redis, rt.Keys, version, 100)
+			if errors.Is(err, ErrPopulationTooSmall) {
+				continue
+			}
+			if err == nil {
+				err = StoreCutpoints(ctx, rt.Redis, rt.Keys, cp)
+			}
+			if err != nil {
+				rt.Log.Warn("refreshing cut points", zap.Error(err))
+			}
+		}
+	}
+}
+
+// runAll runs tasks until the first returns; then cancels the rest and waits for them. It
+// returns the first error.
+func runAll(ctx context.Context, tasks ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(tasks))
+	for _, task := range tasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- task(ctx)
+			cancel()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var first error
+	for err := range errs {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Main is the whole of a service's main: configuration from the environment, the runtime,
+// the ops server, run until SIGINT/SIGTERM, exit code.
+func Main(service, httpDefault string, run func(ctx context.Context, rt *Runtime) error) int {
+	cfg, err := config.Load(config.FromOS(), httpDefault)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: configuration: %v\n", service, err)
+		return 2
+	}
+	log, err := cfg.Logger(service)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: logger: %v\n", service, err)
+		return 2
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opsServer := ops.NewServer(log)
+	rt, err := NewRuntime(ctx, cfg, log, Options{Ops: opsServer})
+	if err != nil {
+		log.Error("starting", zap.Error(err))
+		return 1
+	}
+	defer rt.Close()
+	log.Info("started", zap.Strings("kafka", cfg.KafkaBrokers), zap.Strings("redis", cfg.Redis.Addrs),
+		zap.String("namespace", cfg.Namespace), zap.String("http", cfg.HTTPAddr))
+	err = runAll(ctx, func(ctx context.Context) error { return run(ctx, rt) },
+		func(ctx context.Context) error { return opsServer.Serve(ctx, cfg.HTTPAddr) })
+	if err != nil {
+		log.Error("stopped", zap.Error(err))
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}

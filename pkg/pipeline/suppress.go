@@ -1,0 +1,48 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+)
+
+// RedisSuppressor is the erasure suppression list: customer ids that were erased (GDPR) and
+// must not be recreated by later events or by a replay of history. It is kept outside any
+// namespace, so a promoted replay namespace honours it too.
+type RedisSuppressor struct {
+	rdb redis.UniversalClient
+	key string
+}
+
+// SuppressionKey is the set of erased customer ids.
+const SuppressionKey = "loy:erased"
+
+// NewSuppressor returns the suppression list reader.
+func NewSuppressor(rdb redis.UniversalClient, _ keyspace.Keyspace) *RedisSuppressor {
+	return &RedisSuppressor{rdb: rdb, key: SuppressionKey}
+}
+
+// Suppressed returns which of ids are on the list, in one round trip.
+func (s *RedisSuppressor) Suppressed(ctx context.Context, ids []string) (map[string]bool, error) {
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		members[i] = id
+	}
+	flags, err := s.rdb.SMIsMember(ctx, s.key, members...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the erasure list: %w", err)
+	}
+	var out map[string]bool
+	for i, f := range flags {
+		if f {
+			if out == nil {
+				out = map[string]bool{}
+			}
+			out[ids[i]] = true
+		}
+	}
+	return out, nil
+}

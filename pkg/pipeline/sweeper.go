@@ -1,0 +1,134 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/loyalty-scoring/loyalty/pkg/lease"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
+	"github.com/loyalty-scoring/loyalty/pkg/watermark"
+)
+
+// SweeperConfig configures the inactivity sweeper.
+type SweeperConfig struct {
+	// BatchSize is the most due customers evaluated per shard per pass.
+	BatchSize int
+	// Poll is the pause after a pass that found nothing due.
+	Poll     time.Duration
+	LeaseTTL time.Duration
+	Owner    string
+	// Now is the wall clock that caught-up partitions count as; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c SweeperConfig) withDefaults() SweeperConfig {
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.Poll == 0 {
+		c.Poll = 200 * time.Millisecond
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 10 * time.Second
+	}
+	if c.Owner == "" {
+		host, _ := os.Hostname()
+		c.Owner = host + ":" + strconv.Itoa(os.Getpid()) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Sweeper evaluates customers whose inactivity deadline the pipeline watermark has passed.
+// It is a service of its own (services/sweeper) rather than a goroutine in every consumer:
+// its clock needs the watermark of all three input topics, and one process per shard is
+// enough work. Several sweepers split the shards with leases and take over from a dead one.
+type Sweeper struct {
+	cfg        SweeperConfig
+	rdb        redis.UniversalClient
+	store      *state.Store
+	scorer     *Scorer
+	watermarks *watermark.Tracker
+	leases     *lease.Set
+	evaluated  prometheus.Counter
+	log        *zap.Logger
+}
+
+// NewSweeper returns a sweeper; reg may be nil.
+func NewSweeper(ctx context.Context, cfg SweeperConfig, rdb redis.UniversalClient, store *state.Store, scorer *Scorer,
+	wm *watermark.Tracker, reg prometheus.Registerer, log *zap.Logger) (*Sweeper, error) {
+	cfg = cfg.withDefaults()
+	keys := store.Keys()
+	leaseKeys := make([]string, keys.Shards())
+	for i := range leaseKeys {
+		leaseKeys[i] = keys.Global("lease:sweeper:") + "{s" + strconv.Itoa(i) + "}"
+	}
+	leases, err := lease.NewSet(ctx, rdb, cfg.Owner, cfg.LeaseTTL, leaseKeys)
+	if err != nil {
+		return nil, err
+	}
+	evaluated := prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_sweeper_evaluations_total",
+		Help: "Customers evaluated because their inactivity deadline passed."})
+	if reg != nil {
+		reg.MustRegister(evaluated)
+	}
+	return &Sweeper{cfg: cfg, rdb: rdb, store: store, scorer: scorer, watermarks: wm, leases: leases, evaluated: evaluated, log: log}, nil
+}
+
+// Run sweeps until ctx is cancelled.
+func (s *Sweeper) Run(ctx context.Context) error {
+	defer func() { _ = s.leases.Release(context.WithoutCancel(ctx)) }()
+	for ctx.Err() == nil {
+		n, err := s.Pass(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep failed; retrying", zap.Error(err))
+		}
+		if n == 0 || err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(s.cfg.Poll):
+			}
+		}
+	}
+	return nil
+}
+
+// Pass evaluates the due customers of every held shard once and returns how many it
+// evaluated.
+func (s *Sweeper) Pass(ctx context.Context) (int, error) {
+	clock, ok, err := s.watermarks.Clock(ctx, s.cfg.Now())
+	if err != nil || !ok {
+		return 0, err
+	}
+	held, err := s.leases.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	keys := s.store.Keys()
+	total := 0
+	for _, shard := range held {
+		ids, err := s.rdb.ZRangeByScore(ctx, keys.Deadlines(shard), &redis.ZRangeBy{
+			Min: "-inf", Max: strconv.FormatInt(clock.UnixMilli(), 10), Count: int64(s.cfg.BatchSize)}).Result()
+		if err != nil {
+			return total, fmt.Errorf("reading due customers of shard %d: %w", shard, err)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		if _, err := s.store.Apply(ctx, ids, s.scorer.EvaluateCompute(clock)); err != nil {
+			return total, fmt.Errorf("evaluating shard %d: %w", shard, err)
+		}
+		total += len(ids)
+		s.evaluated.Add(float64(len(ids)))
+	}
+	return total, nil
+}

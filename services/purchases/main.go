@@ -1,0 +1,18 @@
+// Command purchases consumes purchases events (event.TopicPurchases) in a consumer group, applies them to
+// customer state in Redis and queues the derived tier, churn-risk and segment changes in the
+// outbox. Configuration is the environment; see the README.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+)
+
+func main() {
+	os.Exit(pipeline.Main("purchases", "127.0.0.1:9101", func(ctx context.Context, rt *pipeline.Runtime) error {
+		return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: "purchases", Topics: []string{event.TopicPurchases}})
+	}))
+}

@@ -1,0 +1,17 @@
+// Command relay publishes the derived events queued in the Redis outbox to their Kafka topics
+// (loyalty.tier-changes.v1, loyalty.churn-risk.v1, loyalty.segment-changes.v1), deleting each
+// only after Kafka acknowledged it. Run one or more; they share the outbox shards by lease.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+)
+
+func main() {
+	os.Exit(pipeline.Main("relay", "127.0.0.1:9104", func(ctx context.Context, rt *pipeline.Runtime) error {
+		return pipeline.RunRelay(ctx, rt, nil)
+	}))
+}
