@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -17,12 +19,19 @@ func hash32(s string) uint32 {
 	return h.Sum32()
 }
 
+// offsetKey names the offset a source is compared with: offsets are only ordered within one
+// partition, and a customer moves partition when a topic's partition count grows, so the
+// partition is part of the key.
+func offsetKey(src Source) string {
+	return src.Topic + "#" + strconv.Itoa(int(src.Partition))
+}
+
 // IsDuplicate reports whether e was already applied to s: its source offset
-// is at or below the last one applied from its topic, or its event id is
-// among the recent ones.
+// is at or below the last one applied from its topic partition, or its event
+// id is among the recent ones.
 func IsDuplicate(s State, e Event) bool {
 	if e.Source.Topic != "" {
-		if last, ok := s.Offsets[e.Source.Topic]; ok && e.Source.Offset <= last {
+		if last, ok := s.Offsets[offsetKey(e.Source)]; ok && e.Source.Offset <= last {
 			return true
 		}
 	}
@@ -60,7 +69,13 @@ func Apply(s State, e Event, p *Policy) (State, []Change, error) {
 		if s.Offsets == nil {
 			s.Offsets = make(map[string]int64, 1)
 		}
-		s.Offsets[e.Source.Topic] = e.Source.Offset
+		key := offsetKey(e.Source)
+		for k := range s.Offsets { // the customer's former partition of this topic, if any
+			if k != key && strings.HasPrefix(k, e.Source.Topic+"#") {
+				delete(s.Offsets, k)
+			}
+		}
+		s.Offsets[key] = e.Source.Offset
 	}
 	s.Recent[s.RecentNext%recentRing] = hash32(e.EventID)
 	s.RecentNext = (s.RecentNext + 1) % recentRing

@@ -59,7 +59,7 @@ func ExampleState_MarshalFields() {
 		OccurredAt: time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC), Source: scoring.Source{Topic: "loyalty.logins.v1", Offset: 7}}, policy)
 	fields := st.MarshalFields() // HSET these in one hash per customer
 	back, err := scoring.UnmarshalFields(fields)
-	fmt.Println(err, back.Offsets["loyalty.logins.v1"], scoring.FieldsSize(fields) < 400)
+	fmt.Println(err, back.Offsets["loyalty.logins.v1#0"], scoring.FieldsSize(fields) < 400)
 	// Output:
 	// <nil> 7 true
 }
