@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
@@ -180,6 +181,12 @@ func (rt *Runtime) Close() {
 	}
 }
 
+// Registerer returns the metrics registerer of one service of the process: every metric
+// carries a service label, so several services can share one process (the demo, tests).
+func (rt *Runtime) Registerer(service string) prometheus.Registerer {
+	return prometheus.WrapRegistererWith(prometheus.Labels{"service": service}, rt.Ops.Registry)
+}
+
 // Watermarks returns the namespace's watermark tracker.
 func (rt *Runtime) Watermarks(ctx context.Context) (*watermark.Tracker, error) {
 	return watermark.NewTracker(ctx, rt.Redis, rt.Keys.Global("watermarks"), rt.Policy.AllowedLateness)
@@ -196,7 +203,8 @@ type ConsumerConfig struct {
 
 // RunConsumer runs a consumer service (purchases, logins or feedback) until ctx ends.
 func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
-	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(rt.Ops.Registry))
+	reg := rt.Registerer(cfg.Service)
+	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -210,7 +218,7 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 		return err
 	}
 	processor := &Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: NewSuppressor(rt.Redis, rt.Keys)}
-	metrics := stream.NewMetrics(rt.Ops.Registry)
+	metrics := stream.NewMetrics(reg)
 	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service, Topic: rt.Topic(event.TopicDeadLetter)}
 	handler := stream.Chain(ingest.Handler(rt.Codec, validator, rt.Logical, processor),
 		stream.Instrument(metrics), stream.DeadLetter(dlq), stream.Recover(), stream.Oversize(1<<20))
@@ -237,7 +245,7 @@ func RunRelay(ctx context.Context, rt *Runtime, topicFor func(string) string) er
 	if topicFor == nil {
 		topicFor = rt.Topic
 	}
-	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, rt.Keys, rt.Producer, relay.NewMetrics(rt.Ops.Registry), rt.Log)
+	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, rt.Keys, rt.Producer, relay.NewMetrics(rt.Registerer("relay")), rt.Log)
 	if err != nil {
 		return err
 	}
@@ -246,7 +254,8 @@ func RunRelay(ctx context.Context, rt *Runtime, topicFor func(string) string) er
 
 // RunSweeper runs the inactivity sweeper, and the cut-point refresh when refresh > 0.
 func RunSweeper(ctx context.Context, rt *Runtime, refresh time.Duration) error {
-	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(rt.Ops.Registry))
+	reg := rt.Registerer("sweeper")
+	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -255,7 +264,7 @@ func RunSweeper(ctx context.Context, rt *Runtime, refresh time.Duration) error {
 		return err
 	}
 	scorer := NewScorer(rt.Policy, rt.Codec, rt.Replay)
-	sw, err := NewSweeper(ctx, SweeperConfig{}, rt.Redis, store, scorer, wm, rt.Ops.Registry, rt.Log)
+	sw, err := NewSweeper(ctx, SweeperConfig{}, rt.Redis, store, scorer, wm, reg, rt.Log)
 	if err != nil {
 		return err
 	}
