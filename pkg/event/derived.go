@@ -37,64 +37,66 @@ const (
 // Reason explains a derived event: a machine code, a sentence for people, and the number
 // behind it (days, a ratio, a score).
 type Reason struct {
-	Code    string
-	Message string
-	Value   float64
+	Code    string  `json:"code"`
+	Message string  `json:"message"`
+	Value   float64 `json:"value"`
 }
 
 // Source is the input record that triggered a derived event.
 type Source struct {
-	Topic     string
-	Partition int32
-	Offset    int64
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
 }
 
 // TierChanged is published on TopicTierChanges.
 type TierChanged struct {
-	EventID       string
-	CustomerID    string
-	OccurredAt    time.Time
-	FromTier      Tier
-	ToTier        Tier
-	Direction     TierDirection
-	Reasons       []Reason
-	PolicyVersion string
-	Replay        bool
-	Source        Source
+	EventID       string        `json:"event_id"`
+	CustomerID    string        `json:"customer_id"`
+	OccurredAt    time.Time     `json:"occurred_at"`
+	FromTier      Tier          `json:"from_tier"`
+	ToTier        Tier          `json:"to_tier"`
+	Direction     TierDirection `json:"direction"`
+	Reasons       []Reason      `json:"reasons"`
+	PolicyVersion string        `json:"policy_version"`
+	Replay        bool          `json:"replay"`
+	Source        Source        `json:"source"`
 }
 
 // ChurnRiskChanged is published on TopicChurnRisk.
 type ChurnRiskChanged struct {
-	EventID      string
-	CustomerID   string
-	OccurredAt   time.Time
-	FromLevel    ChurnLevel
-	ToLevel      ChurnLevel
-	Score        float64
-	PAlive       float64
-	Reasons      []Reason
-	ModelVersion string
-	Replay       bool
-	Source       Source
+	EventID      string     `json:"event_id"`
+	CustomerID   string     `json:"customer_id"`
+	OccurredAt   time.Time  `json:"occurred_at"`
+	FromLevel    ChurnLevel `json:"from_level"`
+	ToLevel      ChurnLevel `json:"to_level"`
+	Score        float64    `json:"score"`
+	PAlive       float64    `json:"p_alive"`
+	Reasons      []Reason   `json:"reasons"`
+	ModelVersion string     `json:"model_version"`
+	Replay       bool       `json:"replay"`
+	Source       Source     `json:"source"`
 }
 
 // RFM holds recency, frequency and monetary scores, each 1–5.
 type RFM struct {
-	R, F, M int32
+	R int32 `json:"r"`
+	F int32 `json:"f"`
+	M int32 `json:"m"`
 }
 
 // SegmentChanged is published on TopicSegmentChanges.
 type SegmentChanged struct {
-	EventID          string
-	CustomerID       string
-	OccurredAt       time.Time
-	FromSegment      string
-	ToSegment        string
-	ValueLayer       string
-	RFM              RFM
-	CutpointsVersion string
-	Replay           bool
-	Source           Source
+	EventID          string    `json:"event_id"`
+	CustomerID       string    `json:"customer_id"`
+	OccurredAt       time.Time `json:"occurred_at"`
+	FromSegment      string    `json:"from_segment"`
+	ToSegment        string    `json:"to_segment"`
+	ValueLayer       string    `json:"value_layer"`
+	RFM              RFM       `json:"rfm"`
+	CutpointsVersion string    `json:"cutpoints_version"`
+	Replay           bool      `json:"replay"`
+	Source           Source    `json:"source"`
 }
 
 // ActionKind is what the notifier decided to do.
@@ -122,27 +124,27 @@ const (
 
 // ActionDecided records one notifier decision on TopicActions.
 type ActionDecided struct {
-	ActionID       string
-	CustomerID     string
-	DecidedAt      time.Time
-	Kind           ActionKind
-	Outcome        ActionOutcome
-	Reason         string
-	TriggerEventID string
-	Channel        string
+	ActionID       string        `json:"action_id"`
+	CustomerID     string        `json:"customer_id"`
+	DecidedAt      time.Time     `json:"decided_at"`
+	Kind           ActionKind    `json:"kind"`
+	Outcome        ActionOutcome `json:"outcome"`
+	Reason         string        `json:"reason"`
+	TriggerEventID string        `json:"trigger_event_id"`
+	Channel        string        `json:"channel"`
 }
 
 // DeadLetter wraps a record that could not be processed, on TopicDeadLetter.
 type DeadLetter struct {
-	SourceTopic     string
-	SourcePartition int32
-	SourceOffset    int64
-	Key             []byte
-	Value           []byte
-	ErrorCode       string
-	ErrorMessage    string
-	Service         string
-	FailedAt        time.Time
+	SourceTopic     string    `json:"source_topic"`
+	SourcePartition int32     `json:"source_partition"`
+	SourceOffset    int64     `json:"source_offset"`
+	Key             []byte    `json:"key"`
+	Value           []byte    `json:"value"`
+	ErrorCode       string    `json:"error_code"`
+	ErrorMessage    string    `json:"error_message"`
+	Service         string    `json:"service"`
+	FailedAt        time.Time `json:"failed_at"`
 }
 
 // Schema implements Event.

@@ -51,15 +51,15 @@ const (
 // Purchase is a completed order or a refund of one. Amounts are integer minor units (cents)
 // of Currency and always positive; Kind says which way they count.
 type Purchase struct {
-	EventID         string
-	CustomerID      string
-	OccurredAt      time.Time
-	OrderID         string
-	Kind            PurchaseKind
-	AmountMinor     int64
-	Currency        string
-	RefundOfOrderID string // optional; empty means absent
-	Channel         string // optional; empty means absent
+	EventID         string       `json:"event_id"`
+	CustomerID      string       `json:"customer_id"`
+	OccurredAt      time.Time    `json:"occurred_at"`
+	OrderID         string       `json:"order_id"`
+	Kind            PurchaseKind `json:"kind"`
+	AmountMinor     int64        `json:"amount_minor"`
+	Currency        string       `json:"currency"`
+	RefundOfOrderID string       `json:"refund_of_order_id,omitempty"` // optional; empty means absent
+	Channel         string       `json:"channel,omitempty"`            // optional; empty means absent
 }
 
 // LoginChannel is where a customer signed in.
@@ -74,10 +74,10 @@ const (
 
 // Login is a customer signing in.
 type Login struct {
-	EventID    string
-	CustomerID string
-	OccurredAt time.Time
-	Channel    LoginChannel
+	EventID    string       `json:"event_id"`
+	CustomerID string       `json:"customer_id"`
+	OccurredAt time.Time    `json:"occurred_at"`
+	Channel    LoginChannel `json:"channel"`
 }
 
 // FeedbackKind is the kind of a feedback record.
@@ -93,12 +93,12 @@ const (
 
 // Feedback is an NPS or CSAT answer, or a complaint case opened or closed.
 type Feedback struct {
-	EventID    string
-	CustomerID string
-	OccurredAt time.Time
-	Kind       FeedbackKind
-	Score      *int32 // NPS 0–10 or CSAT 1–5; nil for complaints
-	CaseID     string // complaint case; empty means absent
+	EventID    string       `json:"event_id"`
+	CustomerID string       `json:"customer_id"`
+	OccurredAt time.Time    `json:"occurred_at"`
+	Kind       FeedbackKind `json:"kind"`
+	Score      *int32       `json:"score,omitempty"`   // NPS 0–10 or CSAT 1–5; nil for complaints
+	CaseID     string       `json:"case_id,omitempty"` // complaint case; empty means absent
 }
 
 // Schema implements Event.

@@ -422,3 +422,14 @@ func (s *State) feedbackAsOf(d Day, p *Policy) feedbackFacts {
 	f.openComplaints = s.Complaints.openAsOf(d)
 	return f
 }
+
+// NetSpend is the net spend (purchases less refunds) booked over the tier window ending on
+// day d, in minor units: the amount tiers qualify on.
+func (s State) NetSpend(d Day, p *Policy) int64 {
+	return s.spendBetween(d-Day(p.Tiers.WindowDays)+1, d)
+}
+
+// OpenComplaints is the number of complaint cases open at the end of day d.
+func (s State) OpenComplaints(d Day) int {
+	return int(s.Complaints.openAsOf(d))
+}

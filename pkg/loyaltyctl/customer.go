@@ -1,0 +1,132 @@
+package loyaltyctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
+)
+
+func init() {
+	Register(Command{Name: "customer", Summary: "print a customer's state, scores, tier, churn level and next deadline as JSON (customer ID)", Run: runCustomer})
+}
+
+// CustomerView is what `loyaltyctl customer` prints.
+type CustomerView struct {
+	CustomerID       string             `json:"customer_id"`
+	Namespace        string             `json:"namespace"`
+	LastEventAt      time.Time          `json:"last_event_at"`
+	Tier             string             `json:"tier"`
+	TierReviewOn     string             `json:"tier_review_on,omitempty"`
+	NetSpend365Minor int64              `json:"net_spend_365d_minor"`
+	ChurnLevel       string             `json:"churn_level"`
+	ChurnScore       float64            `json:"churn_score"`
+	ChurnModel       string             `json:"churn_model"`
+	ChurnSince       string             `json:"churn_since,omitempty"`
+	Segment          string             `json:"segment"`
+	ValueLayer       string             `json:"value_layer"`
+	RFM              scoring.RFM        `json:"rfm"`
+	RFMValues        *scoring.RFMValues `json:"rfm_values,omitempty"`
+	OpenComplaints   int                `json:"open_complaints"`
+	NextDeadline     *time.Time         `json:"next_deadline,omitempty"`
+	AppliedOffsets   map[string]int64   `json:"applied_offsets"`
+	StateFields      map[string]string  `json:"state_fields"`
+	StateBytes       int                `json:"state_bytes"`
+}
+
+func runCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("customer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ns := fs.String("namespace", "", "key namespace (default LOYALTY_NAMESPACE or live)")
+	if err := fs.Parse(args); err != nil {
+		return Usagef("%v", err)
+	}
+	if fs.NArg() != 1 {
+		return Usagef("usage: loyaltyctl customer [--namespace NS] ID")
+	}
+	id := fs.Arg(0)
+	env, err := loadEnvironment()
+	if err != nil {
+		return err
+	}
+	if *ns != "" {
+		env.cfg.Namespace = *ns
+	}
+	rdb, err := env.redis(ctx)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	keys, err := keyspace.New(env.cfg.Namespace, env.cfg.Shards)
+	if err != nil {
+		return err
+	}
+	store, err := state.New(ctx, rdb, keys, nil)
+	if err != nil {
+		return err
+	}
+	fields, err := store.Get(ctx, id)
+	if errors.Is(err, state.ErrNotFound) {
+		return fmt.Errorf("customer %q has no state in namespace %s", id, keys.Namespace())
+	}
+	if err != nil {
+		return err
+	}
+	policy := scoring.DefaultPolicy()
+	if env.cfg.PolicyFile != "" {
+		if policy, err = scoring.LoadPolicy(env.cfg.PolicyFile); err != nil {
+			return err
+		}
+	}
+	view, err := BuildCustomerView(fields, policy)
+	if err != nil {
+		return err
+	}
+	view.Namespace = keys.Namespace()
+	if d, ok, err := store.Deadline(ctx, id); err != nil {
+		return err
+	} else if ok {
+		view.NextDeadline = &d
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(view)
+}
+
+// BuildCustomerView decodes stored state fields into the inspection view.
+func BuildCustomerView(fields map[string]string, p *scoring.Policy) (CustomerView, error) {
+	st, err := scoring.UnmarshalFields(fields)
+	if err != nil {
+		return CustomerView{}, err
+	}
+	v := CustomerView{
+		CustomerID: st.CustomerID, LastEventAt: time.UnixMilli(st.ClockMs).UTC(),
+		Tier: p.TierName(int(st.Tier)), ChurnLevel: st.Churn.String(), ChurnScore: float64(st.ChurnScore) / 1000,
+		Segment: st.Segment.String(), ValueLayer: st.ValueLayer.String(), RFM: st.LastRFM,
+		AppliedOffsets: st.Offsets, StateFields: fields, StateBytes: scoring.FieldsSize(fields),
+		ChurnModel: p.Churn.RulesVersion,
+	}
+	if st.ChurnModel {
+		v.ChurnModel = p.Churn.ModelVersion
+	}
+	if st.BaseReview != 0 {
+		v.TierReviewOn = st.BaseReview.Start().Format(time.DateOnly)
+	}
+	if st.ChurnSince != 0 {
+		v.ChurnSince = st.ChurnSince.Start().Format(time.DateOnly)
+	}
+	day := scoring.DayOf(v.LastEventAt)
+	v.NetSpend365Minor = st.NetSpend(day, p)
+	v.OpenComplaints = st.OpenComplaints(day)
+	if rv, ok := st.RFMValuesAt(day, p); ok {
+		v.RFMValues = &rv
+	}
+	return v, nil
+}
