@@ -84,7 +84,7 @@ func StartRedisCluster(ctx context.Context, dir string, n int) (*RedisCluster, e
 			}
 			if time.Now().After(deadline) {
 				_ = cl.Close()
-				return fail(fmt.Errorf("cluster at %s not ok after 30s: %v %s", addr, err, info))
+				return fail(fmt.Errorf("cluster at %s not ok after 30s (%s): %w", addr, info, err))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -113,11 +113,13 @@ func startRedisOn(ctx context.Context, bin, dir string, port int, extra ...strin
 	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
 		"--save", "", "--appendonly", "no", "--logfile", logFile, "--protected-mode", "yes"}
 	cmd := exec.Command(bin, append(args, extra...)...)
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting redis-server: %w", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	stop := func() error {
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
@@ -135,9 +137,9 @@ func startRedisOn(ctx context.Context, bin, dir string, port int, extra ...strin
 			return &Redis{Addr: addr, Kind: "redis-server", stop: stop}, nil
 		}
 		select {
-		case err := <-done:
+		case <-done:
 			logTail, _ := os.ReadFile(logFile)
-			return nil, fmt.Errorf("redis-server exited at start (%v): %s", err, lastLines(string(logTail), 5))
+			return nil, fmt.Errorf("redis-server exited at start (%w): %s", waitErr, lastLines(string(logTail), 5))
 		case <-ctx.Done():
 			_ = stop()
 			return nil, ctx.Err()

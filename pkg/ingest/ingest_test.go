@@ -159,11 +159,15 @@ func TestEventsRoundTripThroughKafkaAndBadRecordsAreDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = dlqConsumer.Run(runCtx) }()
+	dlqDone := make(chan error, 1)
+	go func() { dlqDone <- dlqConsumer.Run(runCtx) }()
 	waitFor(t, "three dead letters", func() bool { _, n := got.counts(); return n >= 3 })
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("consumer: %v", err)
+	}
+	if err := <-dlqDone; err != nil {
+		t.Fatalf("dead-letter consumer: %v", err)
 	}
 
 	got.mu.Lock()

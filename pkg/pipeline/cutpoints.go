@@ -24,12 +24,12 @@ import (
 
 const cutpointsKey = "cutpoints"
 
-// histogram is the population's bucket counts for one measure.
-type histogram map[int]int64
+// Histogram is the population's bucket counts for one measure.
+type Histogram map[int]int64
 
 // ReadHistograms sums the per-shard histograms of a namespace.
-func ReadHistograms(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) (r, f, m histogram, err error) {
-	r, f, m = histogram{}, histogram{}, histogram{}
+func ReadHistograms(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) (r, f, m Histogram, err error) {
+	r, f, m = Histogram{}, Histogram{}, Histogram{}
 	pipe := rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, keys.Shards())
 	for i := range cmds {
@@ -61,7 +61,7 @@ func ReadHistograms(ctx context.Context, rdb redis.UniversalClient, keys keyspac
 
 // quantiles returns the 20/40/60/80% points of h, mapping each bucket back to its lower
 // bound with value.
-func (h histogram) quantiles(value func(bucket int) float64) ([4]float64, int64) {
+func (h Histogram) quantiles(value func(bucket int) float64) ([4]float64, int64) {
 	buckets := make([]int, 0, len(h))
 	var total int64
 	for b, n := range h {

@@ -124,7 +124,7 @@ func TestChurnModelExplainsTheGap(t *testing.T) {
 	for i := 0; i < 10; i++ { // a purchase every 10 days for 90 days
 		s, _ = mustApply(t, s, g.purchase(day(10*i), 4000, "o"), p)
 	}
-	s, ch := Evaluate(s, day(200), p)
+	_, ch := Evaluate(s, day(200), p)
 	cs := only[*ChurnRiskChange](ch)
 	if len(cs) == 0 {
 		t.Fatalf("a regular buyer silent for 110 days raised no churn change: %s", describe(ch))

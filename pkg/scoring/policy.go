@@ -154,9 +154,9 @@ func (p *Policy) Validate() error {
 		add("max_deadline_days", "must be between 1 and 3650")
 	}
 	t := p.Tiers
-	posDays := func(field string, v, max int) {
-		if v < 1 || v > max {
-			add(field, "must be between 1 and %d, got %d", max, v)
+	posDays := func(field string, v, limit int) {
+		if v < 1 || v > limit {
+			add(field, "must be between 1 and %d, got %d", limit, v)
 		}
 	}
 	posDays("tiers.window_days", t.WindowDays, 730)

@@ -25,10 +25,10 @@ func qualifiedTier(spend int64, p *Policy) int {
 }
 
 // earliestQualification is the first day in [from, to] on which the rolling
-// window spend reaches min, or false. The window sum is piecewise constant:
+// window spend reaches threshold, or false. The window sum is piecewise constant:
 // it changes only on a day with a booking and on the day a booking leaves
 // the window, so one sweep over those days in order finds it.
-func (s *State) earliestQualification(min int64, from, to Day, p *Policy) (Day, bool) {
+func (s *State) earliestQualification(threshold int64, from, to Day, p *Policy) (Day, bool) {
 	if from > to {
 		return 0, false
 	}
@@ -47,7 +47,7 @@ func (s *State) earliestQualification(min int64, from, to Day, p *Policy) (Day, 
 			next = s.Window[j].Day + w
 		}
 		if !checkedFrom && next > from {
-			if sum >= min {
+			if sum >= threshold {
 				return from, true
 			}
 			checkedFrom = true
@@ -63,7 +63,7 @@ func (s *State) earliestQualification(min int64, from, to Day, p *Policy) (Day, 
 			sum -= s.Window[j].Net
 			j++
 		}
-		if next >= from && sum >= min {
+		if next >= from && sum >= threshold {
 			return next, true
 		}
 	}

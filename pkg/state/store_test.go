@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -104,7 +105,7 @@ var contract = []struct {
 		if err != nil || res.Written != 0 {
 			t.Fatalf("%+v %v", res, err)
 		}
-		if _, err := s.Get(context.Background(), "c1"); err != state.ErrNotFound {
+		if _, err := s.Get(context.Background(), "c1"); !errors.Is(err, state.ErrNotFound) {
 			t.Fatalf("got %v, want ErrNotFound", err)
 		}
 	}},

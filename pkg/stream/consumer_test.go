@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,9 +114,8 @@ func TestAFailingBatchIsRetriedUntilItSucceedsAndOnlyThenCommitted(t *testing.T)
 		return nil
 	}), func() bool { return again.len() >= 10 })
 	for v := range again.m {
-		var n int
-		fmt.Sscan(v, &n)
-		if n < 50 {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 50 {
 			t.Errorf("record %d was redelivered after its batch was committed", n)
 		}
 	}

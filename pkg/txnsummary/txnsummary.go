@@ -180,7 +180,7 @@ func ReadCSV(r io.Reader) ([]Transaction, error) {
 	header := true
 	for {
 		rec, err := cr.Read()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
