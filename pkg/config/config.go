@@ -37,6 +37,10 @@ type Common struct {
 	LogLevel   zapcore.Level
 	BatchSize  int
 	Linger     time.Duration
+
+	// TopicSuffix is appended to every Kafka topic name (LOYALTY_TOPIC_SUFFIX, empty by
+	// default). It lets tests and side-by-side environments share one broker.
+	TopicSuffix string
 }
 
 // Env reads variables; os.Getenv in production, a map in tests.
@@ -130,6 +134,7 @@ func Load(env Env, httpDefault string) (Common, error) {
 		RegistryUsername:  p.str("SCHEMA_REGISTRY_USERNAME", ""),
 		RegistryPassword:  p.str("SCHEMA_REGISTRY_PASSWORD", ""),
 		Namespace:         p.str("LOYALTY_NAMESPACE", "live"),
+		TopicSuffix:       p.str("LOYALTY_TOPIC_SUFFIX", ""),
 		Shards:            p.int("LOYALTY_SHARDS", keyspace.DefaultShards, 1, 4096),
 		PolicyFile:        p.str("POLICY_FILE", ""),
 		HTTPAddr:          p.str("HTTP_ADDR", httpDefault),
@@ -153,10 +158,27 @@ func Load(env Env, httpDefault string) (Common, error) {
 	if err := keyspace.ValidateNamespace(c.Namespace); err != nil {
 		p.errs = append(p.errs, fmt.Errorf("LOYALTY_NAMESPACE: %w", err))
 	}
+	if err := validateTopicSuffix(c.TopicSuffix); err != nil {
+		p.errs = append(p.errs, fmt.Errorf("LOYALTY_TOPIC_SUFFIX: %w", err))
+	}
 	if len(c.KafkaBrokers) == 0 {
 		p.errs = append(p.errs, errors.New("KAFKA_BROKERS: at least one host:port is required"))
 	}
 	return c, errors.Join(p.errs...)
+}
+
+// validateTopicSuffix accepts what Kafka accepts in topic names, short enough that every
+// suffixed topic stays within Kafka's 249-byte limit.
+func validateTopicSuffix(s string) error {
+	if len(s) > 64 {
+		return errors.New("at most 64 bytes")
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("%q: only letters, digits, '.', '_' and '-' are allowed", s)
+		}
+	}
+	return nil
 }
 
 // Logger builds the JSON production logger at the configured level.

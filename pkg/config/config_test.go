@@ -22,12 +22,12 @@ func TestDefaultsAreUsableOnALaptop(t *testing.T) {
 func TestEveryBadVariableIsReportedByName(t *testing.T) {
 	_, err := config.Load(env(map[string]string{
 		"BATCH_SIZE": "zero", "BATCH_LINGER": "soon", "REDIS_DB": "99", "KAFKA_SASL_MECHANISM": "KERBEROS",
-		"LOYALTY_NAMESPACE": "bad name", "LOG_LEVEL": "loud", "REDIS_CLUSTER": "maybe",
+		"LOYALTY_NAMESPACE": "bad name", "LOG_LEVEL": "loud", "REDIS_CLUSTER": "maybe", "LOYALTY_TOPIC_SUFFIX": "a/b",
 	}), "")
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, name := range []string{"BATCH_SIZE", "BATCH_LINGER", "REDIS_DB", "KAFKA_", "LOYALTY_NAMESPACE", "LOG_LEVEL", "REDIS_CLUSTER"} {
+	for _, name := range []string{"BATCH_SIZE", "BATCH_LINGER", "REDIS_DB", "KAFKA_", "LOYALTY_NAMESPACE", "LOG_LEVEL", "REDIS_CLUSTER", "LOYALTY_TOPIC_SUFFIX"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}

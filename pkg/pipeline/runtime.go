@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,15 +68,16 @@ func Registry(cfg config.Common) (codec.Registry, error) {
 
 // Options are the programmatic settings of a runtime that are not environment configuration.
 type Options struct {
-	Ops         *ops.Server // nil: a fresh server
-	Replay      bool
+	Ops    *ops.Server // nil: a fresh server
+	Replay bool
+	// TopicSuffix overrides the configuration's LOYALTY_TOPIC_SUFFIX when not empty.
 	TopicSuffix string
 }
 
 // NewRuntime connects to Redis and Kafka, registers the schemas, creates missing topics and
 // loads the policy.
 func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Options) (*Runtime, error) {
-	rt := &Runtime{Config: cfg, Log: log, Ops: opts.Ops, Replay: opts.Replay, TopicSuffix: opts.TopicSuffix}
+	rt := &Runtime{Config: cfg, Log: log, Ops: opts.Ops, Replay: opts.Replay, TopicSuffix: cmp.Or(opts.TopicSuffix, cfg.TopicSuffix)}
 	if rt.Ops == nil {
 		rt.Ops = ops.NewServer(log)
 	}
