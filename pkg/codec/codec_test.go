@@ -41,6 +41,7 @@ var samples = []event.Event{
 		Reason: "churn HIGH and tier GOLD", TriggerEventID: "d-2", Channel: "webhook:care"},
 	event.DeadLetter{SourceTopic: event.TopicPurchases, SourcePartition: 2, SourceOffset: 41, Key: []byte("c-1"),
 		Value: []byte{0, 0, 0}, ErrorCode: "malformed", ErrorMessage: "bad", Service: "purchases", FailedAt: at},
+	event.CustomerErased{EventID: "x-1", CustomerID: "c-9", ErasedAt: at, RequestedBy: "ticket-42", KeysRemoved: 5},
 }
 
 func newCodec(t testing.TB) (*codec.Codec, *codec.EmbeddedRegistry) {
@@ -111,7 +112,7 @@ func TestTheWireFormatIsWhatAnyConfluentConsumerReads(t *testing.T) {
 func TestEmbeddedIDsAreTheManifestIDs(t *testing.T) {
 	c, _ := newCodec(t)
 	want := map[string]int{"Purchase": 1, "Login": 2, "Feedback": 3, "TierChanged": 4, "ChurnRiskChanged": 5,
-		"SegmentChanged": 6, "ActionDecided": 7, "DeadLetter": 8}
+		"SegmentChanged": 6, "ActionDecided": 7, "DeadLetter": 8, "CustomerErased": 9}
 	for name, id := range want {
 		if got, _ := c.SchemaID(name); got != id {
 			t.Errorf("%s: id %d, manifest says %d", name, got, id)

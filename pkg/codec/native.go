@@ -206,6 +206,22 @@ var converters = map[string]converter{
 			return d, r.err
 		},
 	},
+	"CustomerErased": {
+		toMap: func(e event.Event) (map[string]any, error) {
+			c, err := as[event.CustomerErased](e)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"event_id": c.EventID, "customer_id": c.CustomerID, "erased_at": millis(c.ErasedAt),
+				"requested_by": c.RequestedBy, "keys_removed": c.KeysRemoved}, nil
+		},
+		fromMap: func(m map[string]any) (event.Event, error) {
+			r := reader{m: m}
+			c := event.CustomerErased{EventID: r.str("event_id"), CustomerID: r.str("customer_id"), ErasedAt: r.time("erased_at"),
+				RequestedBy: r.str("requested_by"), KeysRemoved: r.int("keys_removed")}
+			return c, r.err
+		},
+	},
 }
 
 // as accepts both T and *T.

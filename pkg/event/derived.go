@@ -161,3 +161,15 @@ func (ActionDecided) Schema() string { return "ActionDecided" }
 
 // Schema implements Event.
 func (DeadLetter) Schema() string { return "DeadLetter" }
+
+// CustomerErased announces a GDPR erasure on TopicErasures.
+type CustomerErased struct {
+	EventID     string    `json:"event_id"`
+	CustomerID  string    `json:"customer_id"`
+	ErasedAt    time.Time `json:"erased_at"`
+	RequestedBy string    `json:"requested_by"`
+	KeysRemoved int32     `json:"keys_removed"`
+}
+
+// Schema implements Event.
+func (CustomerErased) Schema() string { return "CustomerErased" }

@@ -18,13 +18,14 @@ const (
 	TopicSegmentChanges = "loyalty.segment-changes.v1"
 	TopicActions        = "loyalty.actions.v1"
 	TopicDeadLetter     = "loyalty.dlq.v1"
+	TopicErasures       = "loyalty.erasures.v1"
 )
 
 // InputTopics are the topics the consumer services read.
 var InputTopics = []string{TopicPurchases, TopicLogins, TopicFeedback}
 
 // OutputTopics are the topics of derived events and decisions.
-var OutputTopics = []string{TopicTierChanges, TopicChurnRisk, TopicSegmentChanges, TopicActions, TopicDeadLetter}
+var OutputTopics = []string{TopicTierChanges, TopicChurnRisk, TopicSegmentChanges, TopicActions, TopicDeadLetter, TopicErasures}
 
 // Event is any record with an Avro contract. Schema names the schema in the manifest.
 type Event interface {

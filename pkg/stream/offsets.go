@@ -1,0 +1,168 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Offsets maps partition → offset for one topic.
+type Offsets map[int]int64
+
+func (s Security) client(brokers []string) (*kafka.Client, error) {
+	if err := validateBrokers(brokers); err != nil {
+		return nil, err
+	}
+	transport, err := s.transport()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: transport}, nil
+}
+
+func listOffsets(ctx context.Context, c *kafka.Client, topic string, partitions int, req func(p int) kafka.OffsetRequest) (map[int]kafka.PartitionOffsets, error) {
+	reqs := make([]kafka.OffsetRequest, partitions)
+	for p := range partitions {
+		reqs[p] = req(p)
+	}
+	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("listing offsets of %s: %w", topic, err)
+	}
+	out := make(map[int]kafka.PartitionOffsets, partitions)
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("listing offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		out[po.Partition] = po
+	}
+	return out, nil
+}
+
+// EndOffsets returns each partition's high-water mark (the offset the next record gets).
+func EndOffsets(ctx context.Context, brokers []string, sec Security, topic string) (Offsets, error) {
+	c, err := sec.client(brokers)
+	if err != nil {
+		return nil, err
+	}
+	n, err := PartitionCount(ctx, brokers, sec, topic)
+	if err != nil {
+		return nil, err
+	}
+	last, err := listOffsets(ctx, c, topic, n, kafka.LastOffsetOf)
+	if err != nil {
+		return nil, err
+	}
+	out := make(Offsets, n)
+	for p, po := range last {
+		out[p] = po.LastOffset
+	}
+	return out, nil
+}
+
+// OffsetsForTime returns, per partition, the first offset whose record timestamp is at or
+// after t (Kafka's ListOffsets by timestamp), or the partition's end when there is none. A
+// zero t means the start of each partition.
+func OffsetsForTime(ctx context.Context, brokers []string, sec Security, topic string, t time.Time) (Offsets, error) {
+	c, err := sec.client(brokers)
+	if err != nil {
+		return nil, err
+	}
+	n, err := PartitionCount(ctx, brokers, sec, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(Offsets, n)
+	if t.IsZero() {
+		first, err := listOffsets(ctx, c, topic, n, kafka.FirstOffsetOf)
+		if err != nil {
+			return nil, err
+		}
+		for p, po := range first {
+			out[p] = po.FirstOffset
+		}
+		return out, nil
+	}
+	byTime, err := listOffsets(ctx, c, topic, n, func(p int) kafka.OffsetRequest { return kafka.TimeOffsetOf(p, t) })
+	if err != nil {
+		return nil, err
+	}
+	ends, err := EndOffsets(ctx, brokers, sec, topic)
+	if err != nil {
+		return nil, err
+	}
+	for p := range n {
+		out[p] = ends[p]
+		for off := range byTime[p].Offsets {
+			if off >= 0 {
+				out[p] = off
+			}
+		}
+	}
+	return out, nil
+}
+
+// GroupOffsets returns a consumer group's committed offsets on topic; partitions without a
+// commit are absent.
+func GroupOffsets(ctx context.Context, brokers []string, sec Security, group, topic string) (Offsets, error) {
+	c, err := sec.client(brokers)
+	if err != nil {
+		return nil, err
+	}
+	n, err := PartitionCount(ctx, brokers, sec, topic)
+	if err != nil {
+		return nil, err
+	}
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	if err != nil {
+		return nil, fmt.Errorf("fetching offsets of group %s: %w", group, err)
+	}
+	if resp.Error != nil {
+		return nil, fmt.Errorf("fetching offsets of group %s: %w", group, resp.Error)
+	}
+	out := Offsets{}
+	for _, p := range resp.Topics[topic] {
+		if p.Error == nil && p.CommittedOffset >= 0 {
+			out[p.Partition] = p.CommittedOffset
+		}
+	}
+	return out, nil
+}
+
+// ErrGroupActive is returned by CommitGroupOffsets when the group has live members: offsets
+// of a running group cannot be reset from outside.
+var ErrGroupActive = errors.New("consumer group has active members; stop them first")
+
+// CommitGroupOffsets sets a consumer group's committed offsets on topic, as the position its
+// members start from. kafka-go cannot seek a group, so this is how a new group is placed at
+// a time, and how reset-offsets works. The group must have no active members.
+func CommitGroupOffsets(ctx context.Context, brokers []string, sec Security, group, topic string, offsets Offsets) error {
+	c, err := sec.client(brokers)
+	if err != nil {
+		return err
+	}
+	commits := make([]kafka.OffsetCommit, 0, len(offsets))
+	for p, off := range offsets {
+		commits = append(commits, kafka.OffsetCommit{Partition: p, Offset: off})
+	}
+	resp, err := c.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{topic: commits}})
+	if err != nil {
+		return fmt.Errorf("committing offsets of group %s: %w", group, err)
+	}
+	for _, p := range resp.Topics[topic] {
+		if p.Error != nil {
+			if errors.Is(p.Error, kafka.IllegalGeneration) || errors.Is(p.Error, kafka.UnknownMemberId) || errors.Is(p.Error, kafka.RebalanceInProgress) {
+				return fmt.Errorf("group %s: %w (%w)", group, ErrGroupActive, p.Error)
+			}
+			return fmt.Errorf("committing %s/%d for group %s: %w", topic, p.Partition, group, p.Error)
+		}
+	}
+	return nil
+}
