@@ -72,6 +72,9 @@ type Options struct {
 	Replay bool
 	// TopicSuffix overrides the configuration's LOYALTY_TOPIC_SUFFIX when not empty.
 	TopicSuffix string
+	// FollowActive makes the runtime use the promoted namespace (ActiveKey) instead of
+	// LOYALTY_NAMESPACE when one was promoted: what the live services do.
+	FollowActive bool
 }
 
 // NewRuntime connects to Redis and Kafka, registers the schemas, creates missing topics and
@@ -82,9 +85,6 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Ops = ops.NewServer(log)
 	}
 	var err error
-	if rt.Keys, err = keyspace.New(cfg.Namespace, cfg.Shards); err != nil {
-		return nil, err
-	}
 	if rt.Policy, err = loadPolicy(cfg.PolicyFile); err != nil {
 		return nil, err
 	}
@@ -94,6 +94,29 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 	if err := waitFor(ctx, "redis", func(ctx context.Context) error { return rt.Redis.Ping(ctx).Err() }); err != nil {
 		rt.Close()
 		return nil, err
+	}
+	if opts.FollowActive {
+		if rt.Config.Namespace, err = ActiveNamespace(ctx, rt.Redis, cfg.Namespace); err != nil {
+			rt.Close()
+			return nil, err
+		}
+	}
+	if rt.Keys, err = keyspace.New(rt.Config.Namespace, cfg.Shards); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	if err := rt.Redis.SAdd(ctx, NamespacesKey, rt.Keys.Namespace()).Err(); err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("registering namespace: %w", err)
+	}
+	if yaml, ok, err := StoredPolicy(ctx, rt.Redis, rt.Keys); err != nil {
+		rt.Close()
+		return nil, err
+	} else if ok {
+		if rt.Policy, err = scoring.ParsePolicy(yaml); err != nil {
+			rt.Close()
+			return nil, fmt.Errorf("policy stored for namespace %s: %w", rt.Keys.Namespace(), err)
+		}
 	}
 	rt.Ops.AddCheck("redis", func(ctx context.Context) error { return rt.Redis.Ping(ctx).Err() })
 	reg, err := Registry(cfg)
@@ -367,16 +390,23 @@ func Main(service, httpDefault string, run func(ctx context.Context, rt *Runtime
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opsServer := ops.NewServer(log)
-	rt, err := NewRuntime(ctx, cfg, log, Options{Ops: opsServer})
+	rt, err := NewRuntime(ctx, cfg, log, Options{Ops: opsServer, FollowActive: true})
 	if err != nil {
 		log.Error("starting", zap.Error(err))
 		return 1
 	}
 	defer rt.Close()
 	log.Info("started", zap.Strings("kafka", cfg.KafkaBrokers), zap.Strings("redis", cfg.Redis.Addrs),
-		zap.String("namespace", cfg.Namespace), zap.String("http", cfg.HTTPAddr))
+		zap.String("namespace", rt.Keys.Namespace()), zap.String("http", cfg.HTTPAddr))
 	err = runAll(ctx, func(ctx context.Context) error { return run(ctx, rt) },
-		func(ctx context.Context) error { return opsServer.Serve(ctx, cfg.HTTPAddr) })
+		func(ctx context.Context) error { return opsServer.Serve(ctx, cfg.HTTPAddr) },
+		func(ctx context.Context) error {
+			return WatchActive(ctx, rt.Redis, rt.Keys.Namespace(), cfg.Namespace, 5*time.Second)
+		})
+	if errors.Is(err, ErrPromoted) {
+		log.Info("stopping for a restart on the promoted namespace", zap.Error(err))
+		return ExitPromoted
+	}
 	if err != nil {
 		log.Error("stopped", zap.Error(err))
 		return 1
