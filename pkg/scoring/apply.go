@@ -81,10 +81,17 @@ func Apply(s State, e Event, p *Policy) (State, []Change, error) {
 	s.RecentNext = (s.RecentNext + 1) % recentRing
 
 	d := DayOf(e.OccurredAt)
-	if !s.started() {
+	firstOpen := DayOf(e.OccurredAt.Add(-p.AllowedLateness)) - 1
+	switch {
+	case !s.started():
 		// No event within the allowed lateness of this one can fall on an
 		// earlier day than this, so no earlier day needs an evaluation.
-		s.EvalDay = DayOf(e.OccurredAt.Add(-p.AllowedLateness)) - 1
+		s.EvalDay = firstOpen
+	case !s.hasDataAsOf(s.EvalDay):
+		// Nothing has been evaluated with data yet, so an earlier first event
+		// (another topic's, consumed later) moves the start back: the first
+		// evaluated day must not depend on which topic was read first.
+		s.EvalDay = min(s.EvalDay, firstOpen)
 	}
 	// Days closed by the new event time are evaluated first, from what was
 	// known before this event: an event within the allowed lateness is never

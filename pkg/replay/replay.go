@@ -1,0 +1,564 @@
+// Package replay rebuilds customer state from the input topics into a fresh Redis namespace,
+// for backfills and for trying a new policy on history without touching what live customers
+// see. It reads a time range of the three input topics (start offsets resolved by timestamp
+// and committed to the replay's own consumer group, which also records its progress so an
+// interrupted replay resumes), merges them in event-time order, and applies them through the
+// same pipeline the live services use. Derived events carry the replay marker and go to
+// shadow topics ("<topic>.replay.<namespace>") or nowhere.
+package replay
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
+)
+
+// Outputs says where a replay's derived events go.
+const (
+	OutputsShadow = "shadow"
+	OutputsNone   = "none"
+)
+
+// Config configures one replay.
+type Config struct {
+	Namespace string
+	From      time.Time
+	// To bounds the range (exclusive); zero replays up to the end offsets of when the replay
+	// first started, and then the replay counts as caught up (deadlines fire up to now, as
+	// they do live).
+	To time.Time
+	// PolicyYAML is the policy to replay with; nil uses the live namespace's.
+	PolicyYAML []byte
+	Outputs    string
+	BatchSize  int
+	// Progress receives a progress line every second; nil disables it.
+	Progress io.Writer
+}
+
+// Validate reports the first problem, naming the flag.
+func (c Config) Validate() error {
+	switch {
+	case c.Namespace == "":
+		return errors.New("--namespace: required")
+	case c.Outputs != OutputsShadow && c.Outputs != OutputsNone:
+		return fmt.Errorf("--outputs %q: want shadow or none", c.Outputs)
+	case !c.To.IsZero() && !c.To.After(c.From):
+		return errors.New("--to: must be after --from")
+	}
+	return nil
+}
+
+// ShadowTopic is where a replay into namespace ns publishes what live publishes on topic.
+func ShadowTopic(topic, ns string) string { return topic + ".replay." + ns }
+
+// Group is the consumer group that holds a replay's position.
+func Group(ns string) string { return "loyalty-replay-" + ns }
+
+// Metadata is what a replay records about itself in its namespace, to resume and to diff.
+type Metadata struct {
+	From       time.Time                 `json:"from"`
+	To         time.Time                 `json:"to"`
+	Outputs    string                    `json:"outputs"`
+	PolicyHash string                    `json:"policy_hash"`
+	Live       string                    `json:"live_namespace"`
+	Ends       map[string]stream.Offsets `json:"ends"`
+	Status     string                    `json:"status"` // running, done
+	Started    time.Time                 `json:"started"`
+	Finished   time.Time                 `json:"finished,omitzero"`
+}
+
+// LoadMetadata returns a namespace's replay metadata, if it is a replay namespace.
+func LoadMetadata(ctx context.Context, rdb redis.UniversalClient, rt *pipeline.Runtime) (Metadata, bool, error) {
+	b, err := rdb.Get(ctx, rt.Keys.Global("replay")).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Metadata{}, false, nil
+	}
+	if err != nil {
+		return Metadata{}, false, err
+	}
+	var m Metadata
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Metadata{}, false, fmt.Errorf("decoding replay metadata: %w", err)
+	}
+	return m, true, nil
+}
+
+func saveMetadata(ctx context.Context, rt *pipeline.Runtime, m Metadata) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return rt.Redis.Set(ctx, rt.Keys.Global("replay"), b, 0).Err()
+}
+
+// Summary is what a finished replay reports.
+type Summary struct {
+	Namespace string        `json:"namespace"`
+	Events    int64         `json:"events"`
+	Rejected  int64         `json:"rejected"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	PerSecond float64       `json:"events_per_second"`
+	Resumed   bool          `json:"resumed"`
+}
+
+// Run replays into cfg.Namespace and returns when the range is applied and every derived
+// event is published (or dropped), or when ctx ends (the replay can then be resumed by
+// running it again with the same arguments).
+func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (Summary, error) {
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 1000
+	}
+	if err := cfg.Validate(); err != nil {
+		return Summary{}, err
+	}
+	liveCfg := base
+	liveRT, err := pipeline.NewRuntime(ctx, liveCfg, log, pipeline.Options{FollowActive: true})
+	if err != nil {
+		return Summary{}, err
+	}
+	defer liveRT.Close()
+	if liveRT.Keys.Namespace() == cfg.Namespace {
+		return Summary{}, fmt.Errorf("--namespace %s is the live namespace", cfg.Namespace)
+	}
+	rcfg := base
+	rcfg.Namespace = cfg.Namespace
+	rt, err := pipeline.NewRuntime(ctx, rcfg, log, pipeline.Options{Replay: true})
+	if err != nil {
+		return Summary{}, err
+	}
+	defer rt.Close()
+
+	meta, resumed, err := prepare(ctx, liveRT, rt, cfg)
+	if err != nil {
+		return Summary{}, err
+	}
+	if err := ensureShadowTopics(ctx, rt, cfg); err != nil {
+		return Summary{}, err
+	}
+	start := time.Now()
+	sum := Summary{Namespace: cfg.Namespace, Resumed: resumed}
+	err = apply(ctx, rt, cfg, meta, &sum)
+	sum.Elapsed = time.Since(start)
+	if sum.Elapsed > 0 {
+		sum.PerSecond = float64(sum.Events) / sum.Elapsed.Seconds()
+	}
+	if err != nil {
+		return sum, err
+	}
+	meta.Status, meta.Finished = "done", time.Now().UTC()
+	return sum, saveMetadata(context.WithoutCancel(ctx), rt, meta)
+}
+
+// prepare starts a fresh replay (policy, cut points, start offsets committed to the group) or
+// checks that a resumed one has the same arguments.
+func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Metadata, bool, error) {
+	policyYAML := cfg.PolicyYAML
+	if policyYAML == nil {
+		if y, ok, err := pipeline.StoredPolicy(ctx, liveRT.Redis, liveRT.Keys); err != nil {
+			return Metadata{}, false, err
+		} else if ok {
+			policyYAML = y
+		}
+	}
+	hash := sha256.Sum256(policyYAML)
+	policyHash := hex.EncodeToString(hash[:8])
+	if existing, ok, err := LoadMetadata(ctx, rt.Redis, rt); err != nil {
+		return Metadata{}, false, err
+	} else if ok {
+		if !existing.From.Equal(cfg.From) || !existing.To.Equal(cfg.To) || existing.Outputs != cfg.Outputs || existing.PolicyHash != policyHash {
+			return Metadata{}, false, fmt.Errorf("namespace %s holds a replay with other arguments (from %s, to %s, outputs %s); drop it first",
+				cfg.Namespace, existing.From.Format(time.RFC3339), existing.To.Format(time.RFC3339), existing.Outputs)
+		}
+		return existing, true, nil
+	}
+	if n, _, err := rt.Redis.Scan(ctx, 0, rt.Keys.Prefix()+"c:*", 100).Result(); err != nil {
+		return Metadata{}, false, err
+	} else if len(n) > 0 {
+		return Metadata{}, false, fmt.Errorf("namespace %s already holds customer state and is not a replay; choose a fresh namespace", cfg.Namespace)
+	}
+	if policyYAML != nil {
+		p, err := scoring.ParsePolicy(policyYAML)
+		if err != nil {
+			return Metadata{}, false, fmt.Errorf("--policy: %w", err)
+		}
+		if err := pipeline.StorePolicy(ctx, rt.Redis, rt.Keys, policyYAML); err != nil {
+			return Metadata{}, false, err
+		}
+		rt.Policy = p
+	}
+	// One fixed cut-point version for the whole replay: live's current one.
+	if cp, ok, err := pipeline.LoadCutpoints(ctx, liveRT.Redis, liveRT.Keys); err != nil {
+		return Metadata{}, false, err
+	} else if ok {
+		if err := pipeline.StoreCutpoints(ctx, rt.Redis, rt.Keys, cp); err != nil {
+			return Metadata{}, false, err
+		}
+		if p, err := rt.Policy.WithCutpoints(cp); err == nil {
+			rt.Policy = p
+		}
+	}
+	meta := Metadata{From: cfg.From, To: cfg.To, Outputs: cfg.Outputs, PolicyHash: policyHash, Live: liveRT.Keys.Namespace(),
+		Ends: map[string]stream.Offsets{}, Status: "running", Started: time.Now().UTC()}
+	for _, logical := range event.InputTopics {
+		topic := rt.Topic(logical)
+		starts, err := stream.OffsetsForTime(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic, cfg.From)
+		if err != nil {
+			return Metadata{}, false, err
+		}
+		var ends stream.Offsets
+		if cfg.To.IsZero() {
+			ends, err = stream.EndOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic)
+		} else {
+			ends, err = stream.OffsetsForTime(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic, cfg.To)
+		}
+		if err != nil {
+			return Metadata{}, false, err
+		}
+		meta.Ends[logical] = ends
+		if err := stream.CommitGroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, Group(cfg.Namespace), topic, starts); err != nil {
+			return Metadata{}, false, err
+		}
+	}
+	return meta, false, saveMetadata(ctx, rt, meta)
+}
+
+func ensureShadowTopics(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
+	if cfg.Outputs != OutputsShadow {
+		return nil
+	}
+	var specs []stream.TopicSpec
+	for _, t := range []string{event.TopicTierChanges, event.TopicChurnRisk, event.TopicSegmentChanges, event.TopicDeadLetter} {
+		specs = append(specs, stream.TopicSpec{Name: ShadowTopic(rt.Topic(t), cfg.Namespace), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
+	}
+	return stream.EnsureTopics(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, specs...)
+}
+
+// countingSink drops rejections of a replay without outputs, counting them.
+type countingSink struct{ n *int64 }
+
+func (s countingSink) DeadLetter(_ context.Context, r []stream.Rejection) error {
+	*s.n += int64(len(r))
+	return nil
+}
+
+// apply merges the range into the namespace, running the relay and the sweeper beside it,
+// and waits until everything derived is published.
+func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata, sum *Summary) error {
+	group := Group(cfg.Namespace)
+	var sources []*source
+	readCtx, stopReaders := context.WithCancel(ctx)
+	defer stopReaders()
+	var readers sync.WaitGroup
+	readErr := make(chan error, 64)
+	var total int64
+	for _, logical := range event.InputTopics {
+		topic := rt.Topic(logical)
+		positions, err := stream.GroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, group, topic)
+		if err != nil {
+			return err
+		}
+		ends := meta.Ends[logical]
+		parts := make([]int, 0, len(ends))
+		for p := range ends {
+			parts = append(parts, p)
+		}
+		sort.Ints(parts)
+		for _, p := range parts {
+			s := &source{topic: topic, partition: p, next: positions[p], end: ends[p], ch: make(chan stream.Message, 2000)}
+			sources = append(sources, s)
+			if s.end > s.next {
+				total += s.end - s.next
+			}
+			readers.Add(1)
+			go func() {
+				defer readers.Done()
+				defer close(s.ch)
+				if err := stream.ReadRange(readCtx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, s.topic, s.partition, s.next, s.end, s.ch); err != nil && readCtx.Err() == nil {
+					readErr <- err
+				}
+			}()
+		}
+	}
+	defer readers.Wait()
+
+	store, err := state.New(ctx, rt.Redis, rt.Keys, nil)
+	if err != nil {
+		return err
+	}
+	wm, err := rt.Watermarks(ctx)
+	if err != nil {
+		return err
+	}
+	validator, err := event.NewValidator(event.DefaultLimits())
+	if err != nil {
+		return err
+	}
+	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
+	processor := &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: pipeline.NewSuppressor(rt.Redis, rt.Keys)}
+	var sink stream.DeadLetterSink = countingSink{n: &sum.Rejected}
+	topicFor := func(string) string { return "" }
+	if cfg.Outputs == OutputsShadow {
+		sink = &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: "replay", Topic: ShadowTopic(rt.Topic(event.TopicDeadLetter), cfg.Namespace)}
+		topicFor = func(logical string) string { return ShadowTopic(rt.Topic(logical), cfg.Namespace) }
+	}
+	handler := stream.Chain(ingest.Handler(rt.Codec, validator, rt.Logical, processor), stream.DeadLetter(sink), stream.Recover(), stream.Oversize(1<<20))
+
+	// The relay and the sweeper of the namespace run beside the merge.
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	bgErr := make(chan error, 2)
+	for _, task := range []func(context.Context) error{
+		func(ctx context.Context) error { return pipeline.RunRelay(ctx, rt, topicFor) },
+		func(ctx context.Context) error { return pipeline.RunSweeper(ctx, rt, 0) },
+	} {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			if err := task(bgCtx); err != nil {
+				bgErr <- err
+			}
+		}()
+	}
+	defer func() { stopBackground(); bg.Wait() }()
+
+	m := &merger{sources: sources, timeOf: inputTime(ctx, rt.Codec)}
+	progress := newProgress(cfg.Progress, sources, total)
+	defer progress.stop()
+	caughtUpAtEnd := cfg.To.IsZero()
+	for {
+		select {
+		case err := <-readErr:
+			return err
+		case err := <-bgErr:
+			return err
+		default:
+		}
+		msgs, err := m.next(ctx, cfg.BatchSize)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		// The watermark sees a partition as caught up when the replay reaches the end of its
+		// range, and only for a replay up to "now": a bounded replay's clock stops at its end.
+		for i := range msgs {
+			msgs[i].HighWaterMark = 0
+			if caughtUpAtEnd {
+				msgs[i].HighWaterMark = meta.Ends[rt.Logical(msgs[i].Topic)][msgs[i].Partition]
+			}
+		}
+		if err := handleWithRetry(ctx, handler, msgs, rt.Log); err != nil {
+			return err
+		}
+		if err := commitPositions(ctx, rt, group, msgs); err != nil {
+			return err
+		}
+		sum.Events += int64(len(msgs))
+		progress.add(msgs)
+	}
+	return drain(ctx, rt, bgErr)
+}
+
+// handleWithRetry retries a failing batch (Redis or Kafka briefly unavailable) until ctx ends.
+func handleWithRetry(ctx context.Context, h stream.Handler, msgs []stream.Message, log *zap.Logger) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := h.HandleBatch(ctx, stream.NewBatch(msgs))
+		if err == nil {
+			return nil
+		}
+		log.Warn("replay batch failed; retrying", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("replay interrupted: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// commitPositions records the replay's progress in its consumer group.
+func commitPositions(ctx context.Context, rt *pipeline.Runtime, group string, msgs []stream.Message) error {
+	next := map[string]stream.Offsets{}
+	for _, m := range msgs {
+		if next[m.Topic] == nil {
+			next[m.Topic] = stream.Offsets{}
+		}
+		if m.Offset+1 > next[m.Topic][m.Partition] {
+			next[m.Topic][m.Partition] = m.Offset + 1
+		}
+	}
+	for topic, offs := range next {
+		if err := stream.CommitGroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, group, topic, offs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// drain waits until the sweeper has nothing due and the outbox is empty.
+func drain(ctx context.Context, rt *pipeline.Runtime, bgErr <-chan error) error {
+	quietSince := time.Time{}
+	for {
+		select {
+		case err := <-bgErr:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		busy, err := pending(ctx, rt)
+		if err != nil {
+			return err
+		}
+		if busy {
+			quietSince = time.Time{}
+			continue
+		}
+		if quietSince.IsZero() {
+			quietSince = time.Now()
+		}
+		if time.Since(quietSince) > time.Second {
+			return nil
+		}
+	}
+}
+
+// pending reports whether outbox entries or due deadlines remain.
+func pending(ctx context.Context, rt *pipeline.Runtime) (bool, error) {
+	clock, ok, err := func() (time.Time, bool, error) {
+		wm, err := rt.Watermarks(ctx)
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		return wm.Clock(ctx, time.Now())
+	}()
+	if err != nil {
+		return false, err
+	}
+	pipe := rt.Redis.Pipeline()
+	var lens []*redis.IntCmd
+	var due []*redis.IntCmd
+	for s := range rt.Keys.Shards() {
+		lens = append(lens, pipe.XLen(ctx, rt.Keys.Outbox(s)))
+		if ok {
+			due = append(due, pipe.ZCount(ctx, rt.Keys.Deadlines(s), "-inf", fmt.Sprint(clock.UnixMilli())))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, err
+	}
+	for _, c := range append(lens, due...) {
+		if c.Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// progress prints one status line a second: a bar, events/s, records left per topic, ETA.
+type progress struct {
+	w     io.Writer
+	total int64
+	mu    sync.Mutex
+	left  map[string]int64 // by physical topic
+	done  int64
+	start time.Time
+	quit  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newProgress(w io.Writer, sources []*source, total int64) *progress {
+	p := &progress{w: w, total: total, left: map[string]int64{}, start: time.Now(), quit: make(chan struct{})}
+	for _, s := range sources {
+		p.left[s.topic] += max(s.end-s.next, 0)
+	}
+	if w == nil {
+		return p
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.quit:
+				p.print(true)
+				return
+			case <-t.C:
+				p.print(false)
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) add(msgs []stream.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += int64(len(msgs))
+	for _, m := range msgs {
+		p.left[m.Topic]--
+	}
+}
+
+func (p *progress) stop() {
+	close(p.quit)
+	p.wg.Wait()
+}
+
+func (p *progress) print(final bool) {
+	p.mu.Lock()
+	done := p.done
+	topics := make([]string, 0, len(p.left))
+	for t := range p.left {
+		topics = append(topics, t)
+	}
+	sort.Strings(topics)
+	parts := make([]string, 0, len(topics))
+	for _, t := range topics {
+		name := strings.TrimPrefix(t, "loyalty.")
+		name = name[:strings.Index(name+".", ".")]
+		parts = append(parts, fmt.Sprintf("%s: %d left", name, p.left[t]))
+	}
+	p.mu.Unlock()
+	elapsed := time.Since(p.start).Seconds()
+	rate := float64(done) / max(elapsed, 0.001)
+	frac := 1.0
+	if p.total > 0 {
+		frac = min(float64(done)/float64(p.total), 1)
+	}
+	const width = 24
+	filled := int(frac * width)
+	bar := strings.Repeat("#", filled) + strings.Repeat(".", width-filled)
+	eta := "--"
+	if rate > 0 && p.total > done {
+		eta = time.Duration(float64(p.total-done) / rate * float64(time.Second)).Round(time.Second).String()
+	}
+	end := ""
+	if final {
+		end = "\n"
+	}
+	fmt.Fprintf(p.w, "\r[%s] %5.1f%% %8.0f events/s  %s  ETA %s   %s", bar, 100*frac, rate, strings.Join(parts, ", "), eta, end)
+}
