@@ -79,9 +79,9 @@ func (m *merger) fill(ctx context.Context, s *source) error {
 
 // next returns up to max records in merged order; an empty result means every source is
 // exhausted.
-func (m *merger) next(ctx context.Context, max int) ([]stream.Message, error) {
-	out := make([]stream.Message, 0, max)
-	for len(out) < max {
+func (m *merger) next(ctx context.Context, limit int) ([]stream.Message, error) {
+	out := make([]stream.Message, 0, limit)
+	for len(out) < limit {
 		for _, s := range m.sources {
 			if err := m.fill(ctx, s); err != nil {
 				return out, err

@@ -1,0 +1,135 @@
+// Package erasure is the GDPR right-to-erasure path: it removes a customer's state, pending
+// outbox entries and deadlines from every namespace, adds the id to the suppression list the
+// consumers honour (so neither new events nor a replay of history bring the customer back),
+// and publishes a CustomerErased record for downstream systems.
+package erasure
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
+)
+
+// CustomerKeys lists extra per-customer keys other components keep in a namespace (the
+// notifier's decision history, say), so erasure removes them too.
+type CustomerKeys func(keys keyspace.Keyspace, customerID string) []string
+
+// SettleDelay is how long erasure waits before its second pass: longer than a consumer batch
+// takes to apply.
+var SettleDelay = 2 * time.Second
+
+// Result says what was removed.
+type Result struct {
+	Namespaces int `json:"namespaces"`
+	Removed    int `json:"removed"`
+	Record     event.CustomerErased
+}
+
+// Erase removes the customer everywhere and publishes the erasure record on rt's erasure
+// topic. It is idempotent: erasing twice removes nothing the second time but still records
+// the request.
+func Erase(ctx context.Context, rt *pipeline.Runtime, customerID, requestedBy string, extra ...CustomerKeys) (Result, error) {
+	if customerID == "" {
+		return Result{}, fmt.Errorf("customer id: required")
+	}
+	// Suppress first: from now on the consumers drop the customer's events, so nothing
+	// recreates what is removed below.
+	if err := rt.Redis.SAdd(ctx, pipeline.SuppressionKey, customerID).Err(); err != nil {
+		return Result{}, fmt.Errorf("adding to the erasure list: %w", err)
+	}
+	namespaces, err := rt.Redis.SMembers(ctx, pipeline.NamespacesKey).Result()
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Namespaces: len(namespaces)}
+	// Two passes: a consumer batch that read the customer before the suppression took effect
+	// may still be writing; the second pass, after such a batch is done, removes what it wrote.
+	for pass := range 2 {
+		if pass == 1 {
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(SettleDelay):
+			}
+		}
+		for _, ns := range namespaces {
+			keys, err := keyspace.New(ns, rt.Keys.Shards())
+			if err != nil {
+				continue
+			}
+			n, err := eraseIn(ctx, rt.Redis, keys, customerID, extra)
+			if err != nil {
+				return res, fmt.Errorf("namespace %s: %w", ns, err)
+			}
+			res.Removed += n
+		}
+	}
+	now := time.Now().UTC()
+	sum := sha256.Sum256([]byte(customerID + "\x00" + strconv.FormatInt(now.UnixNano(), 10)))
+	res.Record = event.CustomerErased{EventID: hex.EncodeToString(sum[:16]), CustomerID: customerID, ErasedAt: now,
+		RequestedBy: requestedBy, KeysRemoved: int32(res.Removed)}
+	value, err := rt.Codec.Encode(res.Record)
+	if err != nil {
+		return res, err
+	}
+	if err := rt.Producer.Produce(ctx, stream.Record{Topic: rt.Topic(event.TopicErasures), Key: []byte(customerID), Value: value}); err != nil {
+		return res, fmt.Errorf("publishing the erasure record: %w", err)
+	}
+	return res, nil
+}
+
+func eraseIn(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string, extra []CustomerKeys) (int, error) {
+	shard := keys.Shard(id)
+	removed := 0
+	toDelete := []string{keys.Customer(id)}
+	for _, f := range extra {
+		toDelete = append(toDelete, f(keys, id)...)
+	}
+	for _, k := range toDelete {
+		n, err := rdb.Del(ctx, k).Result()
+		if err != nil {
+			return removed, err
+		}
+		removed += int(n)
+	}
+	n, err := rdb.ZRem(ctx, keys.Deadlines(shard), id).Result()
+	if err != nil {
+		return removed, err
+	}
+	removed += int(n)
+	// Outbox entries of the customer not yet published: they carry the customer's data.
+	start := "-"
+	for {
+		entries, err := rdb.XRangeN(ctx, keys.Outbox(shard), start, "+", 1000).Result()
+		if err != nil {
+			return removed, err
+		}
+		var ids []string
+		for _, e := range entries {
+			if k, _ := e.Values["k"].(string); k == id {
+				ids = append(ids, e.ID)
+			}
+		}
+		if len(ids) > 0 {
+			n, err := rdb.XDel(ctx, keys.Outbox(shard), ids...).Result()
+			if err != nil {
+				return removed, err
+			}
+			removed += int(n)
+		}
+		if len(entries) < 1000 {
+			return removed, nil
+		}
+		start = "(" + entries[len(entries)-1].ID
+	}
+}

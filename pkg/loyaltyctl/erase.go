@@ -1,0 +1,47 @@
+package loyaltyctl
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"os"
+
+	"github.com/loyalty-scoring/loyalty/pkg/erasure"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+)
+
+func init() {
+	Register(Command{Name: "erase", Summary: "GDPR erasure: remove a customer everywhere and keep them out of replays (erase ID)", Run: runErase})
+}
+
+func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("erase", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	by := fs.String("requested-by", os.Getenv("USER"), "who asked (operator or ticket reference), recorded in the erasure event")
+	if err := fs.Parse(args); err != nil {
+		return Usagef("%v", err)
+	}
+	if fs.NArg() != 1 {
+		return Usagef("usage: loyaltyctl erase [--requested-by WHO] ID")
+	}
+	env, err := loadEnvironment()
+	if err != nil {
+		return err
+	}
+	rt, err := pipeline.NewRuntime(ctx, env.cfg, env.log, pipeline.Options{FollowActive: true})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	res, err := erasure.Erase(ctx, rt, fs.Arg(0), *by, erasureKeys...)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(res)
+}
+
+// erasureKeys are the per-customer keys of other components that erasure must remove.
+var erasureKeys []erasure.CustomerKeys
