@@ -107,6 +107,27 @@ infra-status:
 run:
 	$(GO) run ./services/loyaltyctl demo
 
-# services-up:    start every service of ./services against $(INFRA) (to be added)
-# services-down:  stop them (to be added)
-# bench-e2e:      end-to-end throughput/latency against real Kafka + Redis (to be added)
+.PHONY: services-up services-down services-status bench-e2e
+
+SERVICES := deploy/local/services.sh
+BENCH_E2E_EVENTS ?= 1000000
+BENCH_E2E_FLAGS  ?=
+
+# Every service of ./services as a background process against `make infra-up`'s Kafka and
+# Redis (deploy/local/.run/env); logs and PID files in deploy/local/.run/services/.
+services-up:
+	@$(SERVICES) up
+
+services-down:
+	@$(SERVICES) down
+
+services-status:
+	@$(SERVICES) status
+
+# End-to-end benchmark against real Kafka + Redis (`make infra-up` first): builds and starts
+# its own services in a fresh namespace and topic suffix, produces BENCH_E2E_EVENTS events,
+# prints a table and JSON (also written to deploy/local/.run/bench-e2e.json).
+bench-e2e:
+	@if [ -z "$${KAFKA_BROKERS:-}" ] && [ -f deploy/local/.run/env ]; then source deploy/local/.run/env; fi; \
+	if [ -z "$${KAFKA_BROKERS:-}" ]; then echo "bench-e2e needs real Kafka and Redis: make infra-up" >&2; exit 1; fi; \
+	$(GO) run ./services/loyaltyctl bench-e2e --events $(BENCH_E2E_EVENTS) --json deploy/local/.run/bench-e2e.json $(BENCH_E2E_FLAGS)
