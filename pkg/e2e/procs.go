@@ -3,6 +3,17 @@
 // of `loyaltyctl bench-e2e`. A Cluster is one isolated pipeline on a shared broker and Redis:
 // its own topic suffix (LOYALTY_TOPIC_SUFFIX) and its own Redis namespace (LOYALTY_NAMESPACE),
 // so several can run side by side and be compared.
+//
+// Determinism, and what a comparison may expect: the scoring is independent of arrival order
+// only for events within the policy's allowed lateness of a customer's newest event
+// (docs/scoring.md). The three consumer services read their topics independently, so when a
+// long history is fed through them at once (a backfill, a replay through consumer groups, or
+// a restart after a consumer was down) one topic runs days of event time ahead of another
+// and the slower topics' events arrive "late": two runs over the same year-long history then
+// end in different churn and segment decisions even without any crash. Tests that compare
+// runs therefore squeeze the history into the lateness (HistoryConfig.Span), which is what
+// live traffic looks like to the pipeline; replaying history needs an event-time merge of
+// the topics instead.
 package e2e
 
 import (

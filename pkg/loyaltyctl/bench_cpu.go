@@ -1,0 +1,5 @@
+package loyaltyctl
+
+import "runtime"
+
+func numCPU() int { return runtime.NumCPU() }

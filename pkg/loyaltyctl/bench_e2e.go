@@ -1,0 +1,548 @@
+package loyaltyctl
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loyalty-scoring/loyalty/pkg/e2e"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
+)
+
+func init() {
+	Register(Command{Name: "bench-e2e", Summary: "end-to-end benchmark: produce N events into Kafka with the services running; report events/s, latency, bytes/customer, conflicts", Run: runBenchE2E})
+}
+
+// BenchReport is the result of one end-to-end benchmark run (the JSON form).
+type BenchReport struct {
+	Events    int     `json:"events"`
+	Customers int     `json:"customers"`
+	Namespace string  `json:"namespace"`
+	Suffix    string  `json:"topic_suffix"`
+	Rate      float64 `json:"produce_rate_limit"`
+	Kafka     string  `json:"kafka"`
+	Redis     string  `json:"redis"`
+	CPUs      int     `json:"cpus"`
+	// ProduceSeconds is how long producing the input took; ProduceEventsPerSec its rate.
+	ProduceSeconds      float64 `json:"produce_seconds"`
+	ProduceEventsPerSec float64 `json:"produce_events_per_sec"`
+	// ConsumedSeconds is from the first produce until every input record was committed by
+	// its consumer group; EventsPerSec = Events / ConsumedSeconds (sustained, end to end).
+	ConsumedSeconds float64 `json:"consumed_seconds"`
+	EventsPerSec    float64 `json:"events_per_sec"`
+	// DrainedSeconds is until the outbox was empty and no deadline was due.
+	DrainedSeconds float64 `json:"drained_seconds"`
+	Derived        int     `json:"derived_events"`
+	// Latency is from the produce time of the input record named in a derived event's
+	// source to the moment the benchmark consumed the derived event (sweeper events, which
+	// no record triggers, are not counted).
+	LatencySamples int     `json:"latency_samples"`
+	LatencyP50Ms   float64 `json:"latency_p50_ms"`
+	LatencyP99Ms   float64 `json:"latency_p99_ms"`
+	LatencyMaxMs   float64 `json:"latency_max_ms"`
+	// BytesPerCustomer is the mean MEMORY USAGE of sampled customer state hashes.
+	BytesPerCustomer float64 `json:"redis_bytes_per_customer"`
+	BytesSampled     int     `json:"redis_customers_sampled"`
+	CompactEncoded   float64 `json:"redis_compact_share"`
+	// StoreWrites and StoreConflicts are summed over every service's /metrics;
+	// ConflictRate = conflicts / (writes + conflicts), the share of write attempts retried.
+	StoreWrites    float64 `json:"store_writes"`
+	StoreConflicts float64 `json:"store_conflicts"`
+	ConflictRate   float64 `json:"store_conflict_rate"`
+}
+
+func runBenchE2E(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench-e2e", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.Int("events", 1_000_000, "input events to produce (about; a realistic mix of purchases, refunds, logins, feedback)")
+	days := fs.Int("days", 365, "days of history the events span")
+	jsonPath := fs.String("json", "", "also write the report as JSON to this file")
+	binDir := fs.String("bin", "", "directory with prebuilt service binaries (default: go build into a temporary directory)")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
+	rate := fs.Float64("rate", 0, "produce at most this many events/s (0: as fast as possible, a backlog; below the sustained throughput, the latency is the pipeline's own)")
+	keep := fs.Bool("keep", false, "keep the benchmark's Redis namespace (default: delete its keys at the end)")
+	if err := fs.Parse(args); err != nil {
+		return Usagef("%v", err)
+	}
+	if *n < 1 || *days < 1 || *rate < 0 {
+		return Usagef("--events and --days must be positive")
+	}
+	env, err := loadEnvironment()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	b := &bench{env: env, log: stderr}
+	rep, err := b.run(ctx, *n, *days, *rate, *binDir, *keep)
+	if err != nil {
+		return err
+	}
+	printBenchTable(stdout, rep)
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	fmt.Fprintf(stdout, "%s\n", js)
+	if *jsonPath != "" {
+		return os.WriteFile(*jsonPath, append(js, '\n'), 0o644)
+	}
+	return nil
+}
+
+type bench struct {
+	env *environment
+	log io.Writer
+}
+
+func (b *bench) say(format string, args ...any) {
+	fmt.Fprintf(b.log, "bench-e2e: "+format+"\n", args...)
+}
+
+func randomName(prefix string) string {
+	buf := make([]byte, 4)
+	_, _ = rand.Read(buf)
+	return prefix + hex.EncodeToString(buf)
+}
+
+func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir string, keep bool) (BenchReport, error) {
+	cfg := b.env.cfg
+	rep := BenchReport{Rate: rate, Namespace: randomName("bench-"), Suffix: "." + randomName("bench-"),
+		Kafka: strings.Join(cfg.KafkaBrokers, ","), Redis: strings.Join(cfg.Redis.Addrs, ","), CPUs: numCPU()}
+	codec, err := b.env.codec(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rdb, err := b.env.redis(ctx)
+	if err != nil {
+		return rep, err
+	}
+	defer rdb.Close()
+	keys, err := keyspace.New(rep.Namespace, cfg.Shards)
+	if err != nil {
+		return rep, err
+	}
+
+	// The input, generated and encoded before any clock starts.
+	rep.Customers = e2e.CustomersFor(n, days)
+	b.say("generating %d customers over %d days", rep.Customers, days)
+	history := e2e.History(e2e.HistoryConfig{Customers: rep.Customers, Days: days, End: time.Now().Add(-time.Minute), Seed: 1, Prefix: "b"})
+	rep.Events = len(history)
+	topicOf := map[string]string{"Purchase": event.TopicPurchases, "Login": event.TopicLogins, "Feedback": event.TopicFeedback}
+	recs := make([]stream.Record, len(history))
+	for i, in := range history {
+		v, err := codec.Encode(in)
+		if err != nil {
+			return rep, err
+		}
+		recs[i] = stream.Record{Topic: topicOf[in.Schema()] + rep.Suffix, Key: []byte(in.Customer()), Value: v}
+	}
+
+	var specs []stream.TopicSpec
+	for _, t := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
+		specs = append(specs, stream.TopicSpec{Name: t + rep.Suffix, Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})
+	}
+	if err := stream.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaSecurity, specs...); err != nil {
+		return rep, err
+	}
+
+	// The services, as processes of their own.
+	bins := map[string]string{}
+	if binDir != "" {
+		for _, s := range e2e.Services {
+			bins[s] = binDir + "/" + s
+		}
+	} else {
+		dir, err := os.MkdirTemp("", "bench-e2e-")
+		if err != nil {
+			return rep, err
+		}
+		defer os.RemoveAll(dir)
+		b.say("building %s", strings.Join(e2e.Services, ", "))
+		if bins, err = e2e.Build(ctx, dir, e2e.Services...); err != nil {
+			return rep, err
+		}
+	}
+	logDir, err := os.MkdirTemp("", "bench-e2e-logs-")
+	if err != nil {
+		return rep, err
+	}
+	cluster := &e2e.Cluster{Brokers: cfg.KafkaBrokers, Redis: cfg.Redis.Addrs[0], Namespace: rep.Namespace, Suffix: rep.Suffix,
+		Bins: bins, LogDir: logDir}
+	defer func() {
+		if err := cluster.Stop(40 * time.Second); err != nil {
+			b.say("stopping services: %v (logs in %s)", err, logDir)
+		}
+		if !keep {
+			deleteNamespace(context.WithoutCancel(ctx), rdb, keys)
+		}
+	}()
+	procs, err := cluster.StartAll(ctx, e2e.Services...)
+	if err != nil {
+		return rep, fmt.Errorf("%w (logs in %s)", err, logDir)
+	}
+	b.say("services running (namespace %s, topic suffix %s, logs in %s)", rep.Namespace, rep.Suffix, logDir)
+	observer := &e2e.Observer{Brokers: cfg.KafkaBrokers, Redis: rdb, Keys: keys, Suffix: rep.Suffix}
+
+	// Derived events are read from the output topics' current ends as they appear.
+	inputFrom, err := e2e.Positions(ctx, cfg.KafkaBrokers, observer.InputTopic("purchases"), observer.InputTopic("logins"), observer.InputTopic("feedback"))
+	if err != nil {
+		return rep, err
+	}
+	outFrom, err := e2e.Positions(ctx, cfg.KafkaBrokers, observer.OutputTopics()...)
+	if err != nil {
+		return rep, err
+	}
+	collectCtx, stopCollect := context.WithCancel(ctx)
+	defer stopCollect()
+	seen := newArrivals()
+	for topic, offs := range outFrom {
+		for p, from := range offs {
+			go seen.collect(collectCtx, cfg.KafkaBrokers, codec, topic, p, from)
+		}
+	}
+
+	start := time.Now()
+	b.say("producing %d events", len(recs))
+	producer, err := b.env.producer()
+	if err != nil {
+		return rep, err
+	}
+	chunkSize := 5000
+	if rate > 0 {
+		chunkSize = max(1, int(rate/20)) // 20 chunks a second
+	}
+	for i := 0; i < len(recs); i += chunkSize {
+		if rate > 0 {
+			if wait := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
+		chunk := recs[i:min(i+chunkSize, len(recs))]
+		now := time.Now()
+		for j := range chunk {
+			chunk[j].Time = now
+		}
+		if err := producer.Produce(ctx, chunk...); err != nil {
+			_ = producer.Close()
+			return rep, err
+		}
+	}
+	_ = producer.Close()
+	rep.ProduceSeconds = time.Since(start).Seconds()
+	rep.ProduceEventsPerSec = float64(rep.Events) / rep.ProduceSeconds
+	b.say("produced in %.1fs; waiting for the pipeline", rep.ProduceSeconds)
+
+	alive := func() error {
+		for name, p := range procs {
+			if done, err := p.Exited(); done {
+				return fmt.Errorf("service %s exited: %w (log %s)", name, err, p.LogPath)
+			}
+		}
+		return nil
+	}
+	for last := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		if err := alive(); err != nil {
+			return rep, err
+		}
+		pr, err := observer.Progress(ctx, time.Now())
+		if err != nil {
+			return rep, err
+		}
+		if pr.Lag == 0 {
+			rep.ConsumedSeconds = time.Since(start).Seconds()
+			break
+		}
+		if time.Since(last) > 10*time.Second {
+			b.say("%s", pr)
+			last = time.Now()
+		}
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+	}
+	rep.EventsPerSec = float64(rep.Events) / rep.ConsumedSeconds
+	if err := observer.WaitDone(ctx, 10*time.Minute, alive); err != nil {
+		return rep, err
+	}
+	rep.DrainedSeconds = time.Since(start).Seconds()
+	outTo, err := e2e.Positions(ctx, cfg.KafkaBrokers, observer.OutputTopics()...)
+	if err != nil {
+		return rep, err
+	}
+	if err := seen.waitFor(ctx, outFrom, outTo); err != nil {
+		return rep, err
+	}
+	stopCollect()
+
+	// Metrics before the services stop.
+	for _, p := range procs {
+		w, c, err := storeCounters(ctx, p.HTTPAddr)
+		if err != nil {
+			return rep, err
+		}
+		rep.StoreWrites += w
+		rep.StoreConflicts += c
+	}
+	if rep.StoreWrites+rep.StoreConflicts > 0 {
+		rep.ConflictRate = rep.StoreConflicts / (rep.StoreWrites + rep.StoreConflicts)
+	}
+
+	b.say("reading input timestamps for the latency")
+	inputTo, err := e2e.Positions(ctx, cfg.KafkaBrokers, observer.InputTopic("purchases"), observer.InputTopic("logins"), observer.InputTopic("feedback"))
+	if err != nil {
+		return rep, err
+	}
+	produced, err := produceTimes(ctx, cfg.KafkaBrokers, inputFrom, inputTo)
+	if err != nil {
+		return rep, err
+	}
+	var lat []float64
+	for _, a := range seen.all() {
+		rep.Derived++
+		if t, ok := produced[srcKey{a.src.Topic, int(a.src.Partition), a.src.Offset}]; ok {
+			lat = append(lat, float64(a.at.Sub(t))/float64(time.Millisecond))
+		}
+	}
+	slices.Sort(lat)
+	rep.LatencySamples = len(lat)
+	if len(lat) > 0 {
+		rep.LatencyP50Ms, rep.LatencyP99Ms, rep.LatencyMaxMs = quantile(lat, 0.50), quantile(lat, 0.99), lat[len(lat)-1]
+	}
+	rep.BytesPerCustomer, rep.BytesSampled, rep.CompactEncoded, err = memoryPerCustomer(ctx, rdb, keys, 2000)
+	return rep, err
+}
+
+func quantile(sorted []float64, q float64) float64 {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+type srcKey struct {
+	topic     string
+	partition int
+	offset    int64
+}
+
+type arrival struct {
+	at  time.Time
+	src event.Source
+}
+
+// arrivals records when each derived event was consumed, per output partition.
+type arrivals struct {
+	mu   sync.Mutex
+	list []arrival
+	next map[string]map[int]int64 // topic -> partition -> next offset
+	errs []error
+}
+
+func newArrivals() *arrivals { return &arrivals{next: map[string]map[int]int64{}} }
+
+func (a *arrivals) collect(ctx context.Context, brokers []string, c interface {
+	Decode(context.Context, []byte) (event.Event, error)
+}, topic string, partition int, from int64) {
+	ch := make(chan stream.Message, 256)
+	go func() {
+		defer close(ch)
+		if err := stream.ReadRange(ctx, brokers, stream.Security{}, topic, partition, from, math.MaxInt64, ch); err != nil && ctx.Err() == nil {
+			a.mu.Lock()
+			a.errs = append(a.errs, err)
+			a.mu.Unlock()
+		}
+	}()
+	for m := range ch {
+		at := time.Now()
+		ev, err := c.Decode(ctx, m.Value)
+		a.mu.Lock()
+		if err == nil {
+			_, _, src := e2e.Identify(ev)
+			a.list = append(a.list, arrival{at: at, src: src})
+		}
+		if a.next[topic] == nil {
+			a.next[topic] = map[int]int64{}
+		}
+		a.next[topic][partition] = m.Offset + 1
+		a.mu.Unlock()
+	}
+}
+
+// waitFor waits until every partition was read up to to.
+func (a *arrivals) waitFor(ctx context.Context, from, to map[string]stream.Offsets) error {
+	for {
+		a.mu.Lock()
+		done, err := true, errors.Join(a.errs...)
+		for topic, offs := range to {
+			for p, end := range offs {
+				if end > from[topic][p] && a.next[topic][p] < end {
+					done = false
+				}
+			}
+		}
+		a.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (a *arrivals) all() []arrival {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.list)
+}
+
+// produceTimes reads the input records' Kafka timestamps (set by the benchmark's producer
+// when it handed each chunk over) by topic, partition and offset.
+func produceTimes(ctx context.Context, brokers []string, from, to map[string]stream.Offsets) (map[srcKey]time.Time, error) {
+	out := map[srcKey]time.Time{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for topic, offs := range to {
+		for p, end := range offs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ch := make(chan stream.Message, 1024)
+				go func() {
+					defer close(ch)
+					if err := stream.ReadRange(ctx, brokers, stream.Security{}, topic, p, from[topic][p], end, ch); err != nil {
+						errs <- err
+					}
+				}()
+				for m := range ch {
+					mu.Lock()
+					out[srcKey{topic, p, m.Offset}] = m.Time
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	return out, <-errs
+}
+
+// storeCounters scrapes loyalty_store_writes_total and loyalty_store_conflicts_total from a
+// service's /metrics (summed over label sets).
+func storeCounters(ctx context.Context, addr string) (writes, conflicts float64, err error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("scraping %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		name, rest, _ := strings.Cut(line, " ")
+		if i := strings.IndexByte(line, '{'); i >= 0 {
+			name = line[:i]
+			rest = line[strings.LastIndexByte(line, '}')+1:]
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "loyalty_store_writes_total":
+			writes += v
+		case "loyalty_store_conflicts_total":
+			conflicts += v
+		}
+	}
+	return writes, conflicts, sc.Err()
+}
+
+// memoryPerCustomer samples up to n customer hashes: mean MEMORY USAGE, and the share in the
+// compact listpack encoding.
+func memoryPerCustomer(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, n int) (float64, int, float64, error) {
+	var sampled, compact int
+	var total int64
+	var cursor uint64
+	for sampled < n {
+		batch, next, err := rdb.Scan(ctx, cursor, keys.Prefix()+"c:*", 500).Result()
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("scanning customers: %w", err)
+		}
+		for _, k := range batch {
+			if sampled >= n {
+				break
+			}
+			size, err := rdb.MemoryUsage(ctx, k, 0).Result()
+			if err != nil {
+				return 0, 0, 0, fmt.Errorf("MEMORY USAGE: %w", err)
+			}
+			if enc, _ := rdb.ObjectEncoding(ctx, k).Result(); enc == "listpack" || enc == "ziplist" {
+				compact++
+			}
+			total += size
+			sampled++
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	if sampled == 0 {
+		return 0, 0, 0, errors.New("no customer state found")
+	}
+	return float64(total) / float64(sampled), sampled, float64(compact) / float64(sampled), nil
+}
+
+// deleteNamespace removes every key of the benchmark's namespace.
+func deleteNamespace(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) {
+	var cursor uint64
+	for {
+		batch, next, err := rdb.Scan(ctx, cursor, keys.Prefix()+"*", 2000).Result()
+		if err != nil {
+			return
+		}
+		if len(batch) > 0 {
+			_ = rdb.Unlink(ctx, batch...).Err()
+		}
+		if cursor = next; cursor == 0 {
+			return
+		}
+	}
+}
+
+func printBenchTable(w io.Writer, r BenchReport) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("input events", fmt.Sprintf("%d (%d customers)", r.Events, r.Customers))
+	row("produce", fmt.Sprintf("%.1f s (%.0f events/s)", r.ProduceSeconds, r.ProduceEventsPerSec))
+	row("sustained throughput", fmt.Sprintf("%.0f events/s (all input consumed after %.1f s)", r.EventsPerSec, r.ConsumedSeconds))
+	row("drained", fmt.Sprintf("%.1f s (outbox empty, nothing due)", r.DrainedSeconds))
+	row("derived events", fmt.Sprintf("%d (%d with an input record as source)", r.Derived, r.LatencySamples))
+	row("produce→derived latency", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms, max %.0f ms", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs))
+	row("redis bytes/customer", fmt.Sprintf("%.0f (MEMORY USAGE, %d sampled, %.0f%% listpack)", r.BytesPerCustomer, r.BytesSampled, 100*r.CompactEncoded))
+	row("store conflict rate", fmt.Sprintf("%.2f%% (%.0f conflicts, %.0f writes)", 100*r.ConflictRate, r.StoreConflicts, r.StoreWrites))
+	row("setup", fmt.Sprintf("kafka %s, redis %s, %d CPUs", r.Kafka, r.Redis, r.CPUs))
+	_ = tw.Flush()
+}
