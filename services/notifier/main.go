@@ -1,0 +1,24 @@
+// Command notifier decides care, win-back, VIP-welcome and downgrade-warning actions from the
+// tier and churn-risk topics, delivers them as signed webhooks (or to the log), and records
+// every decision on loyalty.actions.v1. Configuration: the common environment (pkg/config)
+// plus the NOTIFIER_* variables of notifier.ConfigFromEnv; see docs/webhooks.md.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/loyalty-scoring/loyalty/pkg/notifier"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+)
+
+func main() {
+	os.Exit(pipeline.Main(notifier.Service, "127.0.0.1:9106", func(ctx context.Context, rt *pipeline.Runtime) error {
+		cfg, err := notifier.ConfigFromEnv(os.Getenv, rt.Policy)
+		if err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+		return notifier.Run(ctx, rt, cfg)
+	}))
+}
