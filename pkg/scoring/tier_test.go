@@ -189,3 +189,24 @@ func TestTierChangesCarryReasonsAndPolicyVersion(t *testing.T) {
 		t.Fatalf("tier change %+v: wrong source, time or id", c)
 	}
 }
+
+// Spend that ages out of the window after the last purchase, while the sweeper closes the
+// days, must not flip an upgrade back and forth: only a refund within the returns window
+// reverses one.
+func TestAnUpgradeEarnedAsARefundAgesOutIsNotReversedWhenOldSpendAgesOutToo(t *testing.T) {
+	p := DefaultPolicy()
+	var g evGen
+	var s State
+	s, _ = mustApply(t, s, g.refund(day(0), 20000, ""), p)     // an old refund, ageing out on day 365
+	s, _ = mustApply(t, s, g.purchase(day(1), 100000, "o1"), p) // ageing out on day 366
+	s, _ = mustApply(t, s, g.purchase(day(300), 115000, "o2"), p)
+	// Window on day 365: 100000 + 115000 = 215000 ≥ GOLD; on day 366: 115000.
+	_, ch := Evaluate(s, day(370), p)
+	var dirs []string
+	for _, c := range only[*TierChange](ch) {
+		dirs = append(dirs, string(c.Direction)+":"+c.To)
+	}
+	if len(dirs) != 1 || dirs[0] != "UP:GOLD" {
+		t.Fatalf("tier changes %v, want exactly [UP:GOLD]", dirs)
+	}
+}
