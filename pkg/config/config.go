@@ -31,6 +31,9 @@ type Common struct {
 	RegistryPassword  string
 	// Namespace is the Redis key namespace of live state ("live" unless promoted).
 	Namespace  string
+	// Deployment names one installation sharing a Redis: the promoted-namespace pointer,
+	// the namespace registry and the erasure list are per deployment (LOYALTY_DEPLOYMENT).
+	Deployment string
 	Shards     int
 	PolicyFile string
 	HTTPAddr   string
@@ -134,6 +137,7 @@ func Load(env Env, httpDefault string) (Common, error) {
 		RegistryUsername:  p.str("SCHEMA_REGISTRY_USERNAME", ""),
 		RegistryPassword:  p.str("SCHEMA_REGISTRY_PASSWORD", ""),
 		Namespace:         p.str("LOYALTY_NAMESPACE", "live"),
+		Deployment:        p.str("LOYALTY_DEPLOYMENT", "loyalty"),
 		TopicSuffix:       p.str("LOYALTY_TOPIC_SUFFIX", ""),
 		Shards:            p.int("LOYALTY_SHARDS", keyspace.DefaultShards, 1, 4096),
 		PolicyFile:        p.str("POLICY_FILE", ""),
@@ -157,6 +161,9 @@ func Load(env Env, httpDefault string) (Common, error) {
 	}
 	if err := keyspace.ValidateNamespace(c.Namespace); err != nil {
 		p.errs = append(p.errs, fmt.Errorf("LOYALTY_NAMESPACE: %w", err))
+	}
+	if err := keyspace.ValidateNamespace(c.Deployment); err != nil {
+		p.errs = append(p.errs, fmt.Errorf("LOYALTY_DEPLOYMENT: %w", err))
 	}
 	if err := validateTopicSuffix(c.TopicSuffix); err != nil {
 		p.errs = append(p.errs, fmt.Errorf("LOYALTY_TOPIC_SUFFIX: %w", err))

@@ -44,10 +44,10 @@ func Erase(ctx context.Context, rt *pipeline.Runtime, customerID, requestedBy st
 	}
 	// Suppress first: from now on the consumers drop the customer's events, so nothing
 	// recreates what is removed below.
-	if err := rt.Redis.SAdd(ctx, pipeline.SuppressionKey, customerID).Err(); err != nil {
+	if err := rt.Redis.SAdd(ctx, pipeline.SuppressionKey(rt.Config.Deployment), customerID).Err(); err != nil {
 		return Result{}, fmt.Errorf("adding to the erasure list: %w", err)
 	}
-	namespaces, err := rt.Redis.SMembers(ctx, pipeline.NamespacesKey).Result()
+	namespaces, err := rt.Redis.SMembers(ctx, pipeline.NamespacesKey(rt.Config.Deployment)).Result()
 	if err != nil {
 		return Result{}, err
 	}

@@ -16,21 +16,29 @@ import (
 // and exit (code ExitPromoted) when it changes, so their supervisor restarts them on the new
 // namespace — a rolling restart, one service at a time, never two namespaces in one process.
 const (
-	// ActiveKey holds the name of the active namespace; absent means LOYALTY_NAMESPACE.
-	ActiveKey = "loy:active"
-	// NamespacesKey is the set of every namespace that ever held state (for erasure).
-	NamespacesKey = "loy:namespaces"
 	// ExitPromoted is the exit code of a service that stopped because the active namespace
 	// changed; supervisors restart it.
 	ExitPromoted = 3
 )
 
+// ActiveKey holds the name of a deployment's active namespace; absent means
+// LOYALTY_NAMESPACE.
+func ActiveKey(deployment string) string { return "loyd:" + deployment + ":active" }
+
+// NamespacesKey is the set of every namespace of a deployment that ever held state (for
+// erasure).
+func NamespacesKey(deployment string) string { return "loyd:" + deployment + ":namespaces" }
+
+// SuppressionKey is a deployment's set of erased customer ids.
+func SuppressionKey(deployment string) string { return "loyd:" + deployment + ":erased" }
+
 // ErrPromoted is returned by WatchActive when the active namespace changed.
 var ErrPromoted = errors.New("active namespace changed")
 
-// ActiveNamespace returns the promoted namespace, or fallback when none was promoted.
-func ActiveNamespace(ctx context.Context, rdb redis.UniversalClient, fallback string) (string, error) {
-	ns, err := rdb.Get(ctx, ActiveKey).Result()
+// ActiveNamespace returns the deployment's promoted namespace, or fallback when none was
+// promoted.
+func ActiveNamespace(ctx context.Context, rdb redis.UniversalClient, deployment, fallback string) (string, error) {
+	ns, err := rdb.Get(ctx, ActiveKey(deployment)).Result()
 	if errors.Is(err, redis.Nil) {
 		return fallback, nil
 	}
@@ -42,7 +50,7 @@ func ActiveNamespace(ctx context.Context, rdb redis.UniversalClient, fallback st
 
 // WatchActive polls the active namespace and returns ErrPromoted when it is no longer
 // current, or nil when ctx ends.
-func WatchActive(ctx context.Context, rdb redis.UniversalClient, current, fallback string, every time.Duration) error {
+func WatchActive(ctx context.Context, rdb redis.UniversalClient, deployment, current, fallback string, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -51,7 +59,7 @@ func WatchActive(ctx context.Context, rdb redis.UniversalClient, current, fallba
 			return nil
 		case <-t.C:
 		}
-		ns, err := ActiveNamespace(ctx, rdb, fallback)
+		ns, err := ActiveNamespace(ctx, rdb, deployment, fallback)
 		if err == nil && ns != current {
 			return fmt.Errorf("%w: %s → %s", ErrPromoted, current, ns)
 		}

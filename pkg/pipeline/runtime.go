@@ -96,7 +96,7 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		return nil, err
 	}
 	if opts.FollowActive {
-		if rt.Config.Namespace, err = ActiveNamespace(ctx, rt.Redis, cfg.Namespace); err != nil {
+		if rt.Config.Namespace, err = ActiveNamespace(ctx, rt.Redis, cfg.Deployment, cfg.Namespace); err != nil {
 			rt.Close()
 			return nil, err
 		}
@@ -105,7 +105,7 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
-	if err := rt.Redis.SAdd(ctx, NamespacesKey, rt.Keys.Namespace()).Err(); err != nil {
+	if err := rt.Redis.SAdd(ctx, NamespacesKey(cfg.Deployment), rt.Keys.Namespace()).Err(); err != nil {
 		rt.Close()
 		return nil, fmt.Errorf("registering namespace: %w", err)
 	}
@@ -242,7 +242,7 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	if err != nil {
 		return err
 	}
-	processor := &Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: NewSuppressor(rt.Redis, rt.Keys)}
+	processor := &Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: NewSuppressor(rt.Redis, rt.Config.Deployment)}
 	metrics := stream.NewMetrics(reg)
 	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service, Topic: rt.Topic(event.TopicDeadLetter)}
 	handler := stream.Chain(ingest.Handler(rt.Codec, validator, rt.Logical, processor),
@@ -401,7 +401,7 @@ func Main(service, httpDefault string, run func(ctx context.Context, rt *Runtime
 	err = runAll(ctx, func(ctx context.Context) error { return run(ctx, rt) },
 		func(ctx context.Context) error { return opsServer.Serve(ctx, cfg.HTTPAddr) },
 		func(ctx context.Context) error {
-			return WatchActive(ctx, rt.Redis, rt.Keys.Namespace(), cfg.Namespace, 5*time.Second)
+			return WatchActive(ctx, rt.Redis, cfg.Deployment, rt.Keys.Namespace(), cfg.Namespace, 5*time.Second)
 		})
 	if errors.Is(err, ErrPromoted) {
 		log.Info("stopping for a restart on the promoted namespace", zap.Error(err))

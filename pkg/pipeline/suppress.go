@@ -5,24 +5,19 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 )
 
 // RedisSuppressor is the erasure suppression list: customer ids that were erased (GDPR) and
-// must not be recreated by later events or by a replay of history. It is kept outside any
-// namespace, so a promoted replay namespace honours it too.
+// must not be recreated by later events or by a replay of history. It belongs to the
+// deployment, not to a namespace, so a promoted replay namespace honours it too.
 type RedisSuppressor struct {
 	rdb redis.UniversalClient
 	key string
 }
 
-// SuppressionKey is the set of erased customer ids.
-const SuppressionKey = "loy:erased"
-
-// NewSuppressor returns the suppression list reader.
-func NewSuppressor(rdb redis.UniversalClient, _ keyspace.Keyspace) *RedisSuppressor {
-	return &RedisSuppressor{rdb: rdb, key: SuppressionKey}
+// NewSuppressor returns the deployment's suppression list reader.
+func NewSuppressor(rdb redis.UniversalClient, deployment string) *RedisSuppressor {
+	return &RedisSuppressor{rdb: rdb, key: SuppressionKey(deployment)}
 }
 
 // Suppressed returns which of ids are on the list, in one round trip.

@@ -41,6 +41,8 @@ type OutputDiff struct {
 	Replay        int    `json:"replay"`
 	MissingReplay int    `json:"missing_in_replay"`
 	ExtraReplay   int    `json:"extra_in_replay"`
+	// Examples describe a few missing (-) and extra (+) events.
+	Examples []string `json:"examples,omitempty"`
 }
 
 // Diff is the comparison of a replay namespace with live.
@@ -219,21 +221,29 @@ func compareTopic(ctx context.Context, rt *pipeline.Runtime, liveTopic, shadowTo
 		return OutputDiff{}, err
 	}
 	o := OutputDiff{Topic: liveTopic, Live: len(liveIDs), Replay: len(shadowIDs)}
-	for id := range liveIDs {
-		if !shadowIDs[id] {
+	for id, what := range liveIDs {
+		if _, ok := shadowIDs[id]; !ok {
 			o.MissingReplay++
+			if len(o.Examples) < 6 {
+				o.Examples = append(o.Examples, "- "+what)
+			}
 		}
 	}
-	for id := range shadowIDs {
-		if !liveIDs[id] {
+	for id, what := range shadowIDs {
+		if _, ok := liveIDs[id]; !ok {
 			o.ExtraReplay++
+			if len(o.Examples) < 12 {
+				o.Examples = append(o.Examples, "+ "+what)
+			}
 		}
 	}
+	sort.Strings(o.Examples)
 	return o, nil
 }
 
-// topicIDs reads a topic from start to its current end and returns the derived event ids.
-func topicIDs(ctx context.Context, rt *pipeline.Runtime, topic string) (map[string]bool, error) {
+// topicIDs reads a topic from start to its current end and returns the derived event ids,
+// each with a one-line description.
+func topicIDs(ctx context.Context, rt *pipeline.Runtime, topic string) (map[string]string, error) {
 	brokers, sec := rt.Config.KafkaBrokers, rt.Config.KafkaSecurity
 	starts, err := stream.OffsetsForTime(ctx, brokers, sec, topic, time.Time{})
 	if err != nil {
@@ -243,14 +253,14 @@ func topicIDs(ctx context.Context, rt *pipeline.Runtime, topic string) (map[stri
 	if err != nil {
 		return nil, err
 	}
-	ids := map[string]bool{}
+	ids := map[string]string{}
 	for p, end := range ends {
 		ch := make(chan stream.Message, 1000)
 		errc := make(chan error, 1)
 		go func() { errc <- stream.ReadRange(ctx, brokers, sec, topic, p, starts[p], end, ch); close(ch) }()
 		for m := range ch {
-			if id := derivedID(ctx, rt.Codec, m.Value); id != "" {
-				ids[id] = true
+			if id, what := derivedID(ctx, rt.Codec, m.Value); id != "" {
+				ids[id] = what
 			}
 		}
 		if err := <-errc; err != nil {
@@ -260,20 +270,20 @@ func topicIDs(ctx context.Context, rt *pipeline.Runtime, topic string) (map[stri
 	return ids, nil
 }
 
-func derivedID(ctx context.Context, c *codec.Codec, value []byte) string {
+func derivedID(ctx context.Context, c *codec.Codec, value []byte) (id, what string) {
 	e, err := c.Decode(ctx, value)
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	switch v := e.(type) {
 	case event.TierChanged:
-		return v.EventID
+		return v.EventID, fmt.Sprintf("%s %s %s→%s at %s", v.CustomerID, v.Direction, v.FromTier, v.ToTier, v.OccurredAt.Format(time.RFC3339))
 	case event.ChurnRiskChanged:
-		return v.EventID
+		return v.EventID, fmt.Sprintf("%s churn %s→%s at %s", v.CustomerID, v.FromLevel, v.ToLevel, v.OccurredAt.Format(time.RFC3339))
 	case event.SegmentChanged:
-		return v.EventID
+		return v.EventID, fmt.Sprintf("%s segment %s→%s (%s) at %s", v.CustomerID, v.FromSegment, v.ToSegment, v.ValueLayer, v.OccurredAt.Format(time.RFC3339))
 	}
-	return ""
+	return "", ""
 }
 
 // WriteTable prints the diff for people.
@@ -306,6 +316,9 @@ func (d Diff) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "customers differing\t%d\t(tier %d, churn level %d)\n", d.Differing, d.TierDiffer, d.ChurnDiffer)
 	for _, o := range d.Outputs {
 		fmt.Fprintf(tw, "events %s\t%d\t%d\tmissing %d, extra %d\n", strings.TrimPrefix(o.Topic, "loyalty."), o.Live, o.Replay, o.MissingReplay, o.ExtraReplay)
+		for _, ex := range o.Examples {
+			fmt.Fprintf(tw, "  %s\n", ex)
+		}
 	}
 	if len(d.Sample) > 0 {
 		fmt.Fprintln(tw, "\nsample\tlive\treplay")

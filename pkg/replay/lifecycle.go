@@ -37,7 +37,7 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 	if meta.Status != "done" {
 		return "", fmt.Errorf("the replay into %s has not finished (status %s); run it again to resume", rt.Keys.Namespace(), meta.Status)
 	}
-	previous, err = pipeline.ActiveNamespace(ctx, rt.Redis, fallbackLive)
+	previous, err = pipeline.ActiveNamespace(ctx, rt.Redis, rt.Config.Deployment, fallbackLive)
 	if err != nil {
 		return "", err
 	}
@@ -66,7 +66,7 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 			return "", err
 		}
 	}
-	if err := rt.Redis.Set(ctx, pipeline.ActiveKey, rt.Keys.Namespace(), 0).Err(); err != nil {
+	if err := rt.Redis.Set(ctx, pipeline.ActiveKey(rt.Config.Deployment), rt.Keys.Namespace(), 0).Err(); err != nil {
 		return "", fmt.Errorf("switching the active namespace: %w", err)
 	}
 	return previous, nil
@@ -75,7 +75,7 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 // Drop deletes every key of a namespace that is not live. It returns the number of keys
 // deleted.
 func Drop(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (int64, error) {
-	active, err := pipeline.ActiveNamespace(ctx, rt.Redis, fallbackLive)
+	active, err := pipeline.ActiveNamespace(ctx, rt.Redis, rt.Config.Deployment, fallbackLive)
 	if err != nil {
 		return 0, err
 	}
@@ -118,5 +118,5 @@ func Drop(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (int64
 	if err != nil {
 		return deleted.Load(), fmt.Errorf("dropping namespace %s: %w", rt.Keys.Namespace(), err)
 	}
-	return deleted.Load(), rt.Redis.SRem(ctx, pipeline.NamespacesKey, rt.Keys.Namespace()).Err()
+	return deleted.Load(), rt.Redis.SRem(ctx, pipeline.NamespacesKey(rt.Config.Deployment), rt.Keys.Namespace()).Err()
 }

@@ -313,7 +313,7 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 		return err
 	}
 	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
-	processor := &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: pipeline.NewSuppressor(rt.Redis, rt.Keys)}
+	processor := &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: pipeline.NewSuppressor(rt.Redis, rt.Config.Deployment)}
 	var sink stream.DeadLetterSink = countingSink{n: &sum.Rejected}
 	topicFor := func(string) string { return "" }
 	if cfg.Outputs == OutputsShadow {

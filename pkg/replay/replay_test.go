@@ -28,13 +28,24 @@ type env struct {
 	redis   string
 	suffix  string
 	live    string
+	policy  string // POLICY_FILE, optional
 	log     *zap.Logger
+}
+
+// runtimeOf opens a namespace for inspection.
+func (e *env) runtimeOf(ns string) *pipeline.Runtime {
+	rt, err := pipeline.NewRuntime(context.Background(), e.config(ns), e.log, pipeline.Options{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(rt.Close)
+	return rt
 }
 
 func (e *env) config(ns string) config.Common {
 	cfg, err := config.Load(func(k string) string {
 		return map[string]string{"KAFKA_BROKERS": e.brokers[0], "REDIS_ADDR": e.redis, "LOYALTY_NAMESPACE": ns,
-			"HTTP_ADDR": "off", "KAFKA_PARTITIONS": "3", "LOYALTY_SHARDS": "8", "BATCH_LINGER": "10ms", "LOYALTY_TOPIC_SUFFIX": e.suffix}[k]
+			"HTTP_ADDR": "off", "KAFKA_PARTITIONS": "3", "LOYALTY_SHARDS": "8", "BATCH_LINGER": "10ms", "LOYALTY_TOPIC_SUFFIX": e.suffix, "POLICY_FILE": e.policy, "LOYALTY_DEPLOYMENT": e.live}[k]
 	}, "")
 	if err != nil {
 		e.t.Fatal(err)

@@ -1,0 +1,429 @@
+package replay_test
+
+import (
+	"compress/gzip"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loyalty-scoring/loyalty/pkg/erasure"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/replay"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
+	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
+)
+
+// invoice is one UCI Online Retail invoice: a purchase, or a cancellation (refund).
+type invoice struct {
+	no       string
+	customer string
+	at       time.Time
+	minor    int64 // positive; cancel says which way it counts
+	cancel   bool
+}
+
+// retailPath finds the data set beside the repository (or LOYALTY_RETAIL).
+func retailPath(t *testing.T) string {
+	if p := os.Getenv("LOYALTY_RETAIL"); p != "" {
+		return p
+	}
+	p, _ := filepath.Abs("../../../shared/datasets/retail/online_retail_uci.csv.gz")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("the UCI Online Retail data set is missing (%v): it is expected at %s beside the repository, or set LOYALTY_RETAIL", err, p)
+	}
+	return p
+}
+
+func loadRetail(t *testing.T) []invoice {
+	f, err := os.Open(retailPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := csv.NewReader(gz)
+	r.FieldsPerRecord = 8
+	if _, err := r.Read(); err != nil {
+		t.Fatal(err)
+	}
+	byNo := map[string]*invoice{}
+	var order []string
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		no, qtyText, dateText, priceText, cust := rec[0], rec[3], rec[4], rec[5], rec[6]
+		if cust == "" {
+			continue // guest checkout: not a customer event
+		}
+		qty, err1 := strconv.ParseFloat(qtyText, 64)
+		price, err2 := strconv.ParseFloat(priceText, 64)
+		at, err3 := time.Parse(time.DateTime, dateText)
+		if err1 != nil || err2 != nil || err3 != nil {
+			t.Fatalf("bad retail row %v", rec)
+		}
+		inv, ok := byNo[no]
+		if !ok {
+			inv = &invoice{no: no, customer: strings.TrimSuffix(cust, ".0"), at: at, cancel: strings.HasPrefix(no, "C")}
+			byNo[no] = inv
+			order = append(order, no)
+		}
+		inv.minor += int64(math.Round(qty * price * 100))
+	}
+	out := make([]invoice, 0, len(order))
+	for _, no := range order {
+		inv := byNo[no]
+		if inv.cancel {
+			inv.minor = -inv.minor
+		}
+		if inv.minor > 0 {
+			out = append(out, *inv)
+		}
+	}
+	return out
+}
+
+// retailEvents turns the invoices into input events: copies cohorts of the data set with
+// distinct customer ids, shifted so the newest invoice is a day old (a review or inactivity
+// decided by "now" then falls where it would have when the shop ran).
+func retailEvents(invoices []invoice, copies int, now time.Time) []event.Input {
+	last := invoices[0].at
+	for _, inv := range invoices {
+		if inv.at.After(last) {
+			last = inv.at
+		}
+	}
+	shift := now.UTC().Truncate(24 * time.Hour).AddDate(0, 0, -1).Sub(last.Truncate(24 * time.Hour))
+	var out []event.Input
+	for k := range copies {
+		cshift := shift - time.Duration(k)*20*24*time.Hour
+		for _, inv := range invoices {
+			p := event.Purchase{EventID: fmt.Sprintf("k%d-%s", k, inv.no), CustomerID: fmt.Sprintf("k%d-%s", k, inv.customer),
+				OccurredAt: inv.at.Add(cshift), OrderID: fmt.Sprintf("k%d-%s", k, inv.no), Kind: event.KindPurchase,
+				AmountMinor: inv.minor, Currency: "GBP"}
+			if inv.cancel {
+				p.Kind = event.KindRefund
+			}
+			out = append(out, p)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b event.Input) int { return a.Time().Compare(b.Time()) })
+	return out
+}
+
+// expectedTiers is an independent computation of each customer's tier from the raw events,
+// following the published tier rules day by day:
+//   - net spend over a rolling 365-day window (a cancellation is booked on its own day: the
+//     data set does not link it to its invoice, so it cannot reverse an upgrade);
+//   - upgrade at once to the highest tier whose threshold the window reached since the
+//     current tier was settled (or last reviewed down);
+//   - an upgrade settles when the 30-day returns window after reaching it has passed, and its
+//     review is due 365 days after it was reached;
+//   - at a review, a window (the 364 days before the review day) below the tier's threshold
+//     lowers the tier by one, otherwise the next review is a year later.
+func expectedTiers(events []event.Input, thresholds []int64, names []string, now time.Time) map[string]string {
+	const returnsWindow, reviewAfter = 30, 365
+	net := map[string]map[int]int64{}
+	first := map[string]int{}
+	for _, e := range events {
+		p := e.(event.Purchase)
+		d := int(p.OccurredAt.Unix() / 86400)
+		amt := p.AmountMinor
+		if p.Kind == event.KindRefund {
+			amt = -amt
+		}
+		if net[p.CustomerID] == nil {
+			net[p.CustomerID] = map[int]int64{}
+			first[p.CustomerID] = d
+		}
+		net[p.CustomerID][d] += amt
+	}
+	lastClosed := int(now.Unix()/86400) - 1
+	out := map[string]string{}
+	for c, byDay := range net {
+		sum := func(from, to int) int64 {
+			var s int64
+			for d, v := range byDay {
+				if d >= from && d <= to {
+					s += v
+				}
+			}
+			return s
+		}
+		top := len(thresholds) - 1
+		base, review, floor, tier := 0, 0, first[c], 0
+		reach := make([]int, len(thresholds)) // first day since floor the window reached each tier; -1 none
+		resetReach := func() {
+			for i := range reach {
+				reach[i] = -1
+			}
+		}
+		resetReach()
+		upgrade := func(d int) {
+			w := sum(d-364, d)
+			for t := top; t > base; t-- {
+				if reach[t] < 0 && d >= floor && w >= thresholds[t] {
+					reach[t] = d
+				}
+			}
+			for t := top; t > base; t-- {
+				if reach[t] >= 0 {
+					tier = max(tier, t)
+					return
+				}
+			}
+		}
+		for d := first[c]; d <= lastClosed; d++ {
+			// End of day d: settle, review, then the day's upgrades.
+			if tier > base && d-reach[tier] >= returnsWindow {
+				base, review, floor = tier, reach[tier]+reviewAfter, reach[tier]
+				resetReach()
+				for t := base + 1; t <= top; t++ { // qualifications since the new floor still count
+					for x := floor; x <= d; x++ {
+						if sum(x-364, x) >= thresholds[t] {
+							reach[t] = x
+							break
+						}
+					}
+				}
+			}
+			if tier == base && base > 0 && d+1 >= review {
+				spend := sum(d-363, d)
+				q := 0
+				for t, th := range thresholds {
+					if spend >= th {
+						q = t
+					}
+				}
+				if q >= base {
+					review += reviewAfter
+				} else {
+					base = max(q, base-1)
+					tier, review, floor = base, d+1+reviewAfter, d+1
+					resetReach()
+				}
+			}
+			upgrade(d)
+		}
+		out[c] = names[tier]
+	}
+	return out
+}
+
+func gbpPolicy(t *testing.T, goldMinor int64, version string) (string, *scoring.Policy) {
+	y := string(scoring.DefaultPolicyYAML())
+	y = strings.Replace(y, "currency: USD", "currency: GBP", 1)
+	y = strings.Replace(y, "version: default-2025.1", "version: "+version, 1)
+	y = strings.Replace(y, "min_spend_minor: 200000", "min_spend_minor: "+strconv.FormatInt(goldMinor, 10), 1)
+	p, err := scoring.ParsePolicy([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), version+".yaml")
+	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, p
+}
+
+// TestRetailBackfillReplayDiffPromoteAndErase is issue 6's acceptance run on real data.
+func TestRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
+	now := time.Now()
+	invoices := loadRetail(t)
+	copies := 4
+	if testing.Short() {
+		copies = 1
+	}
+	events := retailEvents(invoices, copies, now)
+	e := newEnv(t)
+	policyPath, policy := gbpPolicy(t, 200000, "retail-gbp-1")
+	e.policy = policyPath
+	ctx := context.Background()
+
+	liveRT, err := pipeline.NewRuntime(ctx, e.config(e.live), e.log, pipeline.Options{FollowActive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer liveRT.Close()
+	e.produce(liveRT, events)
+	start := time.Now()
+	stop := runServices(t, liveRT)
+	live := readAll(t, e, liveRT, 5*time.Second, e.outputs(liveRT, "")...)
+	stop()
+	t.Logf("live: %d events → %d derived events in %s", len(events), len(live), time.Since(start).Round(time.Second))
+
+	// 1. The same range, the same policy: zero differences, same ids on the shadow topics.
+	same := testinfra.Name("same")
+	sum, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: same, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Outputs: replay.OutputsShadow}, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("replay: %d events in %s = %.0f events/s", sum.Events, sum.Elapsed.Round(time.Millisecond), sum.PerSecond)
+	sameRT := e.runtimeOf(same)
+	d, err := replay.Compare(ctx, liveRT, sameRT, 5, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Zero() {
+		var b strings.Builder
+		_ = d.WriteTable(&b)
+		t.Fatalf("a replay with the same policy differs from live:\n%s", b.String())
+	}
+	for _, o := range d.Outputs {
+		if o.Live == 0 && o.Topic != liveRT.Topic(event.TopicChurnRisk) {
+			t.Errorf("no %s events to compare", o.Topic)
+		}
+	}
+
+	// 2. A higher GOLD threshold: diff names exactly the customers an independent
+	// computation says change tier.
+	newPath, newPolicy := gbpPolicy(t, 300000, "retail-gbp-2")
+	newYAML, _ := os.ReadFile(newPath)
+	higher := testinfra.Name("gold")
+	if _, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: higher, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		Outputs: replay.OutputsNone, PolicyYAML: newYAML}, e.log); err != nil {
+		t.Fatal(err)
+	}
+	higherRT := e.runtimeOf(higher)
+	d, err = replay.Compare(ctx, liveRT, higherRT, 5, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"BRONZE", "SILVER", "GOLD", "PLATINUM"}
+	oldTiers := expectedTiers(events, []int64{0, 50000, 200000, 500000}, names, now)
+	newTiers := expectedTiers(events, []int64{0, 50000, 300000, 500000}, names, now)
+	liveProfiles, err := replay.Profiles(ctx, liveRT.Redis, liveRT.Keys, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mismatch := 0
+	for c, want := range oldTiers {
+		if got := liveProfiles[c].Tier; got != want {
+			mismatch++
+			if mismatch <= 5 {
+				t.Errorf("customer %s: live tier %s, the independent computation says %s", c, got, want)
+			}
+		}
+	}
+	var want []string
+	for c := range oldTiers {
+		if oldTiers[c] != newTiers[c] {
+			want = append(want, c)
+		}
+	}
+	sort.Strings(want)
+	if len(want) == 0 {
+		t.Fatal("the new GOLD threshold changes no tier: the test proves nothing")
+	}
+	higherProfiles, err := replay.Profiles(ctx, higherRT.Redis, higherRT.Keys, newPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, want := range newTiers {
+		if got := higherProfiles[c].Tier; got != want {
+			t.Errorf("customer %s: tier %s under the new policy, the independent computation says %s", c, got, want)
+		}
+	}
+	if !slices.Equal(d.DifferingIDs, want) {
+		t.Errorf("diff reports %d customers, the independent computation %d (first: %v vs %v)", len(d.DifferingIDs), len(want),
+			d.DifferingIDs[:min(5, len(d.DifferingIDs))], want[:min(5, len(want))])
+	}
+	if d.TierDiffer != len(want) || d.ChurnDiffer != 0 {
+		t.Errorf("tier differs %d, churn differs %d; want %d and 0", d.TierDiffer, d.ChurnDiffer, len(want))
+	}
+	t.Logf("GOLD 2,000 → 3,000: %d customers change tier", len(want))
+
+	// 3. Promote: services started now run on the new namespace with its policy.
+	if _, err := replay.Promote(ctx, higherRT, e.live); err != nil {
+		t.Fatal(err)
+	}
+	promotedRT, err := pipeline.NewRuntime(ctx, e.config(e.live), e.log, pipeline.Options{FollowActive: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer promotedRT.Close()
+	if promotedRT.Keys.Namespace() != higher || promotedRT.Policy.Version != newPolicy.Version {
+		t.Fatalf("after promote the services run on %s with policy %s", promotedRT.Keys.Namespace(), promotedRT.Policy.Version)
+	}
+	// A customer buying 2,500.00 now is SILVER under the promoted policy (GOLD under the old).
+	newcomer := event.Purchase{EventID: "newcomer-1", CustomerID: "newcomer", OccurredAt: time.Now().Add(-time.Minute), OrderID: "n1",
+		Kind: event.KindPurchase, AmountMinor: 250000, Currency: "GBP"}
+	e.produce(promotedRT, []event.Input{newcomer})
+	stop = runServices(t, promotedRT)
+	store, _ := state.New(ctx, promotedRT.Redis, promotedRT.Keys, nil)
+	waitUntil(t, 30*time.Second, func() bool { _, err := store.Get(ctx, "newcomer"); return err == nil })
+	stop()
+	fields, _ := store.Get(ctx, "newcomer")
+	st, _ := scoring.UnmarshalFields(fields)
+	if got := newPolicy.TierName(int(st.Tier)); got != "SILVER" {
+		t.Errorf("the promoted services scored a 2,500.00 customer %s, want SILVER under the new GOLD threshold", got)
+	}
+
+	// 4. Erasure: no key left anywhere, and a full replay does not bring the customer back.
+	victim := want[0]
+	erasure.SettleDelay = 100 * time.Millisecond
+	if _, err := erasure.Erase(ctx, promotedRT, victim, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if keys := keysMentioning(t, promotedRT, victim); len(keys) > 0 {
+		t.Fatalf("keys left after erasing %s: %v", victim, keys)
+	}
+	again := testinfra.Name("again")
+	if _, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: again, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Outputs: replay.OutputsNone}, e.log); err != nil {
+		t.Fatal(err)
+	}
+	if keys := keysMentioning(t, promotedRT, victim); len(keys) > 0 {
+		t.Fatalf("a full replay recreated the erased customer: %v", keys)
+	}
+	againProfiles, _ := replay.Profiles(ctx, promotedRT.Redis, e.runtimeOf(again).Keys, newPolicy)
+	if _, ok := againProfiles[victim]; ok || len(againProfiles) < len(oldTiers)-1 {
+		t.Fatalf("replay after erasure: victim present %v, %d customers", ok, len(againProfiles))
+	}
+}
+
+func keysMentioning(t *testing.T, rt *pipeline.Runtime, id string) []string {
+	var out []string
+	iter := rt.Redis.Scan(context.Background(), 0, "*"+id+"*", 1000).Iterator()
+	for iter.Next(context.Background()) {
+		out = append(out, iter.Val())
+	}
+	for s := range rt.Keys.Shards() {
+		for _, ns := range rt.Redis.SMembers(context.Background(), pipeline.NamespacesKey(rt.Config.Deployment)).Val() {
+			if n, _ := rt.Redis.ZScore(context.Background(), "loy:"+ns+":due:{s"+strconv.Itoa(s)+"}", id).Result(); n != 0 {
+				out = append(out, "deadline in "+ns)
+			}
+		}
+	}
+	return out
+}
+
+func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
