@@ -30,7 +30,7 @@ type Common struct {
 	RegistryUsername  string
 	RegistryPassword  string
 	// Namespace is the Redis key namespace of live state ("live" unless promoted).
-	Namespace  string
+	Namespace string
 	// Deployment names one installation sharing a Redis: the promoted-namespace pointer,
 	// the namespace registry and the erasure list are per deployment (LOYALTY_DEPLOYMENT).
 	Deployment string

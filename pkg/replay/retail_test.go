@@ -113,7 +113,7 @@ func retailEvents(invoices []invoice, copies int, now time.Time) []event.Input {
 			last = inv.at
 		}
 	}
-	shift := now.UTC().Truncate(24 * time.Hour).AddDate(0, 0, -1).Sub(last.Truncate(24 * time.Hour))
+	shift := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -1).Sub(last.Truncate(24 * time.Hour))
 	var out []event.Input
 	for k := range copies {
 		cshift := shift - time.Duration(k)*20*24*time.Hour

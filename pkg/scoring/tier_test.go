@@ -197,7 +197,7 @@ func TestAnUpgradeEarnedAsARefundAgesOutIsNotReversedWhenOldSpendAgesOutToo(t *t
 	p := DefaultPolicy()
 	var g evGen
 	var s State
-	s, _ = mustApply(t, s, g.refund(day(0), 20000, ""), p)     // an old refund, ageing out on day 365
+	s, _ = mustApply(t, s, g.refund(day(0), 20000, ""), p)      // an old refund, ageing out on day 365
 	s, _ = mustApply(t, s, g.purchase(day(1), 100000, "o1"), p) // ageing out on day 366
 	s, _ = mustApply(t, s, g.purchase(day(300), 115000, "o2"), p)
 	// Window on day 365: 100000 + 115000 = 215000 ≥ GOLD; on day 366: 115000.
