@@ -41,7 +41,7 @@ type infra struct {
 	redis   string
 }
 
-func newInfra(t *testing.T) infra {
+func newInfra(t testing.TB) infra {
 	return infra{brokers: testinfra.Kafka(t), redis: testinfra.Redis(t)}
 }
 
@@ -60,7 +60,7 @@ type received struct {
 // receiver is a webhook endpoint that checks every request the way a receiving team would,
 // independently of the notifier's own signing code.
 type receiver struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *httptest.Server
 	mu      sync.Mutex
 	reqs    []received
@@ -70,7 +70,7 @@ type receiver struct {
 	block chan struct{}
 }
 
-func newReceiver(t *testing.T, respond func(r received, nth int) int) *receiver {
+func newReceiver(t testing.TB, respond func(r received, nth int) int) *receiver {
 	rc := &receiver{t: t, respond: respond, perKey: map[string]int{}}
 	rc.srv = httptest.NewServer(http.HandlerFunc(rc.serve))
 	t.Cleanup(rc.srv.Close)
@@ -189,7 +189,7 @@ func (c *collector) deadLetters() []event.DeadLetter {
 
 // env is one isolated notifier with its relay, receiver and collectors.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	in       infra
 	ns       string
 	suffix   string
@@ -206,7 +206,7 @@ type env struct {
 var testDelivery = notifier.DeliveryConfig{Timeout: 2 * time.Second, MaxAttempts: 3, BackoffBase: 20 * time.Millisecond,
 	BackoffMax: 100 * time.Millisecond, Lease: 3 * time.Second, PollInterval: 50 * time.Millisecond, DrainTimeout: 2 * time.Second}
 
-func newEnv(t *testing.T, in infra, rules *notifier.Rules, respond func(received, int) int) *env {
+func newEnv(t testing.TB, in infra, rules *notifier.Rules, respond func(received, int) int) *env {
 	e := &env{t: t, in: in, ns: testinfra.Name("ns"), suffix: "." + testinfra.Name("n"),
 		log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 	e.rt = e.runtime()
@@ -391,7 +391,7 @@ func tier(id, eventID string, from, to event.Tier, dir event.TierDirection, at t
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -432,7 +432,7 @@ func (e *env) deliveriesFor(id string) []received {
 }
 
 // counter sums the samples of a counter in the runtime's registry whose labels include want.
-func counter(t *testing.T, rt *pipeline.Runtime, name string, want map[string]string) float64 {
+func counter(t testing.TB, rt *pipeline.Runtime, name string, want map[string]string) float64 {
 	t.Helper()
 	mfs, err := rt.Ops.Registry.Gather()
 	if err != nil {

@@ -130,6 +130,9 @@ func (h *handler) HandleBatch(ctx context.Context, b *stream.Batch) error {
 		items = append(items, item{i: i, t: t})
 		ids = append(ids, t.CustomerID())
 	}
+	if len(items) == 0 {
+		return nil // every record was rejected: the dead-letter middleware takes them
+	}
 	erased, err := h.suppressor.Suppressed(ctx, ids)
 	if err != nil {
 		return err

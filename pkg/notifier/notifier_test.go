@@ -2,6 +2,7 @@ package notifier_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 )
 
 func rulesWith(t *testing.T, yaml string) *notifier.Rules {
@@ -189,6 +192,22 @@ func TestArbitrationKeepsEachCustomerToOneExplainableAction(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		if n := len(e.deliveriesFor(id)); n != 1 {
 			t.Fatalf("%d deliveries, want 1", n)
+		}
+	})
+
+	t.Run("an undecodable trigger is dead-lettered and does not hold up the next one", func(t *testing.T) {
+		id := treated(def, "garbage")
+		e.seed(id, customer{purchases: 10, amountMinor: 25000})
+		if err := e.rt.Producer.Produce(context.Background(), stream.Record{Topic: e.rt.Topic(event.TopicChurnRisk), Key: []byte(id), Value: []byte("not avro")}); err != nil {
+			t.Fatal(err)
+		}
+		e.produce(churn(id, "gb-1", event.ChurnMedium, event.ChurnHigh, t0))
+		if got := summarize(e.waitRecords(id, 1)); !sameSet(got, []string{"gb-1 SENT"}) {
+			t.Fatalf("records %v", got)
+		}
+		waitFor(t, 20*time.Second, "the dead letter", func() bool { return len(deadLettersFor(e, id)) == 1 })
+		if dl := deadLettersFor(e, id)[0]; dl.ErrorCode == "" || string(dl.Value) != "not avro" || dl.Service != notifier.Service {
+			t.Fatalf("dead letter %+v", dl)
 		}
 	})
 
@@ -465,4 +484,41 @@ func sameSet(got, want []string) bool {
 	slices.Sort(g)
 	slices.Sort(w)
 	return slices.Equal(g, w)
+}
+
+// BenchmarkTriggerToWebhook measures the end-to-end latency of one action: a tier upgrade
+// produced to Kafka until its signed webhook arrives at the receiver (consume, read the
+// customer, arbitrate, queue, claim, sign and POST). Run it with -benchtime=200x or so.
+func BenchmarkTriggerToWebhook(b *testing.B) {
+	in := infra{brokers: testinfra.Kafka(b), redis: testinfra.Redis(b)}
+	e := newEnv(b, in, nil, nil)
+	e.start(e.rt, e.cfg)
+	def := notifier.DefaultRules()
+	// Warm up: the consumer group has joined once the first action arrives.
+	warm := treated(def, "warm")
+	e.produce(tier(warm, "warm", event.TierSilver, event.TierGold, event.DirectionUp, t0))
+	waitFor(b, 60*time.Second, "the first delivery", func() bool { return len(e.hook.requests()) == 1 })
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		id := treated(def, fmt.Sprintf("bench%d", i))
+		start := time.Now()
+		e.produce(tier(id, "bench-"+id, event.TierSilver, event.TierGold, event.DirectionUp, t0))
+		waitForFast(b, 10*time.Second, func() bool { return len(e.hook.requests()) == i+2 })
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+func waitForFast(tb testing.TB, timeout time.Duration, cond func() bool) {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("timed out")
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
