@@ -52,7 +52,7 @@ func Run(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
 	dlv := newDeliverer(rt.Redis, k, cfg.Delivery, channels, rt.Codec, dlq, metrics, rt.Log, cfg.Now)
 	n := &handler{
 		rt: rt, rules: cfg.Rules, policy: rt.Policy, store: store, metrics: metrics, deliverer: dlv,
-		suppressor: pipeline.NewSuppressor(rt.Redis, rt.Keys),
+		suppressor: pipeline.NewSuppressor(rt.Redis, rt.Config.Deployment),
 		arb:        &arbiter{rdb: rt.Redis, keys: k, enc: rt.Codec, rules: cfg.Rules, now: cfg.Now},
 		channelOf:  func(kind event.ActionKind) string { return channelName(cfg.Channels[kind]) },
 	}
