@@ -277,8 +277,50 @@ func RunRelay(ctx context.Context, rt *Runtime, topicFor func(string) string) er
 	return r.Run(ctx)
 }
 
-// RunSweeper runs the inactivity sweeper, and the cut-point refresh when refresh > 0.
+// RunSweeper runs the inactivity sweeper, and the cut-point refresh when refresh > 0. Its
+// clock waits until every input partition that holds records has reported to the watermark.
 func RunSweeper(ctx context.Context, rt *Runtime, refresh time.Duration) error {
+	return RunSweeperWith(ctx, rt, refresh, rt.nonEmptyInputPartitions())
+}
+
+// nonEmptyInputPartitions lists the watermark fields of the input partitions holding records,
+// re-reading Kafka at most every 10 seconds.
+func (rt *Runtime) nonEmptyInputPartitions() func(ctx context.Context) ([]string, error) {
+	var (
+		mu      sync.Mutex
+		cached  []string
+		fetched time.Time
+	)
+	return func(ctx context.Context) ([]string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(fetched) < 10*time.Second {
+			return cached, nil
+		}
+		var out []string
+		for _, logical := range event.InputTopics {
+			topic := rt.Topic(logical)
+			first, err := stream.OffsetsForTime(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic, time.Time{})
+			if err != nil {
+				return nil, err
+			}
+			ends, err := stream.EndOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic)
+			if err != nil {
+				return nil, err
+			}
+			for p, end := range ends {
+				if end > first[p] {
+					out = append(out, watermark.Field(topic, p))
+				}
+			}
+		}
+		cached, fetched = out, time.Now()
+		return out, nil
+	}
+}
+
+// RunSweeperWith is RunSweeper with the list of partitions the clock waits for.
+func RunSweeperWith(ctx context.Context, rt *Runtime, refresh time.Duration, required func(context.Context) ([]string, error)) error {
 	reg := rt.Registerer("sweeper")
 	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
 	if err != nil {
@@ -289,7 +331,7 @@ func RunSweeper(ctx context.Context, rt *Runtime, refresh time.Duration) error {
 		return err
 	}
 	scorer := NewScorer(rt.Policy, rt.Codec, rt.Replay)
-	sw, err := NewSweeper(ctx, SweeperConfig{}, rt.Redis, store, scorer, wm, reg, rt.Log)
+	sw, err := NewSweeper(ctx, SweeperConfig{Required: required}, rt.Redis, store, scorer, wm, reg, rt.Log)
 	if err != nil {
 		return err
 	}

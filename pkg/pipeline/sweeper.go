@@ -26,6 +26,9 @@ type SweeperConfig struct {
 	Owner    string
 	// Now is the wall clock that caught-up partitions count as; nil means time.Now.
 	Now func() time.Time
+	// Required lists the watermark fields (watermark.Field) that must have reported before
+	// the clock is trusted: every input partition holding records. Nil requires none.
+	Required func(ctx context.Context) ([]string, error)
 }
 
 func (c SweeperConfig) withDefaults() SweeperConfig {
@@ -105,7 +108,14 @@ func (s *Sweeper) Run(ctx context.Context) error {
 // Pass evaluates the due customers of every held shard once and returns how many it
 // evaluated.
 func (s *Sweeper) Pass(ctx context.Context) (int, error) {
-	clock, ok, err := s.watermarks.Clock(ctx, s.cfg.Now())
+	var required []string
+	if s.cfg.Required != nil {
+		var err error
+		if required, err = s.cfg.Required(ctx); err != nil {
+			return 0, err
+		}
+	}
+	clock, ok, err := s.watermarks.Clock(ctx, s.cfg.Now(), required...)
 	if err != nil || !ok {
 		return 0, err
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/watermark"
 )
 
 // Outputs says where a replay's derived events go.
@@ -322,13 +323,22 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 	}
 	handler := stream.Chain(ingest.Handler(rt.Codec, validator, rt.Logical, processor), stream.DeadLetter(sink), stream.Recover(), stream.Oversize(1<<20))
 
+	// The sweeper's clock waits for every partition with records left in the range (those
+	// done before a resume have reported already).
+	var requiredFields []string
+	for _, s := range sources {
+		if s.end > s.next {
+			requiredFields = append(requiredFields, watermark.Field(s.topic, s.partition))
+		}
+	}
+	required := func(context.Context) ([]string, error) { return requiredFields, nil }
 	// The relay and the sweeper of the namespace run beside the merge.
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	var bg sync.WaitGroup
 	bgErr := make(chan error, 2)
 	for _, task := range []func(context.Context) error{
 		func(ctx context.Context) error { return pipeline.RunRelay(ctx, rt, topicFor) },
-		func(ctx context.Context) error { return pipeline.RunSweeper(ctx, rt, 0) },
+		func(ctx context.Context) error { return pipeline.RunSweeperWith(ctx, rt, 0, required) },
 	} {
 		bg.Add(1)
 		go func() {
@@ -376,7 +386,7 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 		sum.Events += int64(len(msgs))
 		progress.add(msgs)
 	}
-	return drain(ctx, rt, bgErr)
+	return drain(ctx, rt, requiredFields, bgErr)
 }
 
 // handleWithRetry retries a failing batch (Redis or Kafka briefly unavailable) until ctx ends.
@@ -417,7 +427,7 @@ func commitPositions(ctx context.Context, rt *pipeline.Runtime, group string, ms
 }
 
 // drain waits until the sweeper has nothing due and the outbox is empty.
-func drain(ctx context.Context, rt *pipeline.Runtime, bgErr <-chan error) error {
+func drain(ctx context.Context, rt *pipeline.Runtime, required []string, bgErr <-chan error) error {
 	quietSince := time.Time{}
 	for {
 		select {
@@ -427,7 +437,7 @@ func drain(ctx context.Context, rt *pipeline.Runtime, bgErr <-chan error) error 
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-		busy, err := pending(ctx, rt)
+		busy, err := pending(ctx, rt, required)
 		if err != nil {
 			return err
 		}
@@ -445,16 +455,19 @@ func drain(ctx context.Context, rt *pipeline.Runtime, bgErr <-chan error) error 
 }
 
 // pending reports whether outbox entries or due deadlines remain.
-func pending(ctx context.Context, rt *pipeline.Runtime) (bool, error) {
+func pending(ctx context.Context, rt *pipeline.Runtime, required []string) (bool, error) {
 	clock, ok, err := func() (time.Time, bool, error) {
 		wm, err := rt.Watermarks(ctx)
 		if err != nil {
 			return time.Time{}, false, err
 		}
-		return wm.Clock(ctx, time.Now())
+		return wm.Clock(ctx, time.Now(), required...)
 	}()
 	if err != nil {
 		return false, err
+	}
+	if !ok && len(required) > 0 {
+		return true, nil // a partition has not reported yet: the sweeper cannot have run
 	}
 	pipe := rt.Redis.Pipeline()
 	var lens []*redis.IntCmd

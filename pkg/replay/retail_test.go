@@ -250,7 +250,7 @@ func gbpPolicy(t *testing.T, goldMinor int64, version string) (string, *scoring.
 func TestRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	now := time.Now()
 	invoices := loadRetail(t)
-	copies := 4
+	copies := 5 // 5 × 22,186 invoices with a customer: the acceptance run needs ≥ 100k events
 	if testing.Short() {
 		copies = 1
 	}
@@ -382,8 +382,12 @@ func TestRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	// 4. Erasure: no key left anywhere, and a full replay does not bring the customer back.
 	victim := want[0]
 	erasure.SettleDelay = 100 * time.Millisecond
-	if _, err := erasure.Erase(ctx, promotedRT, victim, "test"); err != nil {
+	res, err := erasure.Erase(ctx, promotedRT, victim, "test")
+	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Removed == 0 || res.Record.CustomerID != victim {
+		t.Fatalf("erasure removed nothing: %+v", res)
 	}
 	if keys := keysMentioning(t, promotedRT, victim); len(keys) > 0 {
 		t.Fatalf("keys left after erasing %s: %v", victim, keys)
@@ -401,15 +405,18 @@ func TestRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	}
 }
 
+// keysMentioning lists the keys of the deployment's namespaces that name the customer, and
+// the deadline sets that still hold them.
 func keysMentioning(t *testing.T, rt *pipeline.Runtime, id string) []string {
+	ctx := context.Background()
 	var out []string
-	iter := rt.Redis.Scan(context.Background(), 0, "*"+id+"*", 1000).Iterator()
-	for iter.Next(context.Background()) {
-		out = append(out, iter.Val())
-	}
-	for s := range rt.Keys.Shards() {
-		for _, ns := range rt.Redis.SMembers(context.Background(), pipeline.NamespacesKey(rt.Config.Deployment)).Val() {
-			if n, _ := rt.Redis.ZScore(context.Background(), "loy:"+ns+":due:{s"+strconv.Itoa(s)+"}", id).Result(); n != 0 {
+	for _, ns := range rt.Redis.SMembers(ctx, pipeline.NamespacesKey(rt.Config.Deployment)).Val() {
+		iter := rt.Redis.Scan(ctx, 0, "loy:"+ns+":*"+id+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			out = append(out, iter.Val())
+		}
+		for s := range rt.Keys.Shards() {
+			if _, err := rt.Redis.ZScore(ctx, "loy:"+ns+":due:{s"+strconv.Itoa(s)+"}", id).Result(); err == nil {
 				out = append(out, "deadline in "+ns)
 			}
 		}

@@ -71,7 +71,7 @@ func (t *Tracker) Report(ctx context.Context, positions []Position) error {
 		if p.CaughtUp {
 			caught = "1"
 		}
-		args = append(args, p.Topic+"/"+strconv.Itoa(p.Partition), p.MaxEventTime.UnixMilli(), caught)
+		args = append(args, Field(p.Topic, p.Partition), p.MaxEventTime.UnixMilli(), caught)
 	}
 	if err := report.Run(ctx, t.rdb, []string{t.key}, args...).Err(); err != nil {
 		return fmt.Errorf("reporting watermarks: %w", err)
@@ -79,12 +79,23 @@ func (t *Tracker) Report(ctx context.Context, positions []Position) error {
 	return nil
 }
 
-// Clock returns the pipeline's event-time clock given the wall clock now, and false when no
-// partition has reported yet (nothing to evaluate).
-func (t *Tracker) Clock(ctx context.Context, now time.Time) (time.Time, bool, error) {
+// Field names a partition in the watermark hash, as Required lists it.
+func Field(topic string, partition int) string { return topic + "/" + strconv.Itoa(partition) }
+
+// Clock returns the pipeline's event-time clock given the wall clock now, and false when it is
+// not known yet: no partition reported, or one of the required partitions (those that hold
+// records) has not reported since it started. A partition that has not reported may hold
+// events older than every other's, so evaluating before it reports would close days too
+// early.
+func (t *Tracker) Clock(ctx context.Context, now time.Time, required ...string) (time.Time, bool, error) {
 	all, err := t.rdb.HGetAll(ctx, t.key).Result()
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("reading watermarks: %w", err)
+	}
+	for _, f := range required {
+		if _, ok := all[f]; !ok {
+			return time.Time{}, false, nil
+		}
 	}
 	var clock time.Time
 	for _, v := range all {

@@ -34,6 +34,14 @@ func TestTheClockIsTheSlowestPartitionMinusLatenessAndCaughtUpPartitionsCountAsN
 	if c, _, _ := tr.Clock(ctx, now); !c.Equal(t1.Add(-time.Hour)) {
 		t.Fatalf("clock %v, want %v", c, t1.Add(-time.Hour))
 	}
+	// A partition that holds records but has not reported yet may hold the oldest events:
+	// no clock until it reports.
+	if _, ok, _ := tr.Clock(ctx, now, watermark.Field("feedback", 0)); ok {
+		t.Fatal("a clock while a required partition has not reported")
+	}
+	if _, ok, _ := tr.Clock(ctx, now, watermark.Field("purchases", 1)); !ok {
+		t.Fatal("no clock although every required partition reported")
+	}
 	// A report with an older time (a new owner after a rebalance) never moves a partition back.
 	_ = tr.Report(ctx, []watermark.Position{{Topic: "purchases", Partition: 1, MaxEventTime: t1.Add(-48 * time.Hour)}})
 	if c, _, _ := tr.Clock(ctx, now); !c.Equal(t1.Add(-time.Hour)) {
