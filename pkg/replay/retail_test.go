@@ -19,6 +19,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/erasure"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
@@ -272,6 +273,14 @@ func TestRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	stop()
 	t.Logf("live: %d events → %d derived events in %s", len(events), len(live), time.Since(start).Round(time.Second))
 
+	// The notifier runs through the replays below, as it would in production: it must act on
+	// none of the replayed events (they go to shadow topics and carry the replay marker).
+	notifierCtx, stopNotifier := context.WithCancel(ctx)
+	notifierDone := make(chan error, 1)
+	go func() {
+		notifierDone <- notifier.Run(notifierCtx, liveRT, notifier.Config{Channels: notifier.LogChannels(), StartFromLatest: true, GroupID: testinfra.Name("notifier")})
+	}()
+
 	// 1. The same range, the same policy: zero differences, same ids on the shadow topics.
 	same := testinfra.Name("same")
 	sum, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: same, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Outputs: replay.OutputsShadow}, e.log)
@@ -293,6 +302,15 @@ func TestRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 		if o.Live == 0 && o.Topic != liveRT.Topic(event.TopicChurnRisk) {
 			t.Errorf("no %s events to compare", o.Topic)
 		}
+	}
+
+	time.Sleep(2 * time.Second) // let the notifier see anything that might have reached it
+	stopNotifier()
+	if err := <-notifierDone; err != nil {
+		t.Fatalf("notifier: %v", err)
+	}
+	if actions := readAll(t, e, liveRT, time.Second, liveRT.Topic(event.TopicActions)); len(actions) != 0 {
+		t.Fatalf("the notifier decided %d actions during the replay, e.g. %+v", len(actions), actions[0])
 	}
 
 	// 2. A higher GOLD threshold: diff names exactly the customers an independent
