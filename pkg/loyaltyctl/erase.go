@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/loyalty-scoring/loyalty/pkg/erasure"
+	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 )
 
@@ -44,4 +45,4 @@ func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // erasureKeys are the per-customer keys of other components that erasure must remove.
-var erasureKeys []erasure.CustomerKeys
+var erasureKeys = []erasure.CustomerKeys{notifier.CustomerKeys}

@@ -47,3 +47,10 @@ func (k keys) pending(shard int) string { return k.ks.Prefix() + "notify-pending
 // outbox is the shard's outbox stream, which the relay publishes (loyalty.actions.v1 records
 // go through it like every other derived event).
 func (k keys) outbox(shard int) string { return k.ks.Outbox(shard) }
+
+// CustomerKeys lists the notifier's keys about one customer in a namespace — arbitration
+// state, recent triggers, decision history — for erasure.
+func CustomerKeys(ks keyspace.Keyspace, customerID string) []string {
+	k := keys{ks: ks}
+	return []string{k.customer(customerID), k.triggers(customerID), k.history(customerID)}
+}
