@@ -105,7 +105,7 @@ infra-status:
 ## ---- running the pipeline (owned by the pipeline/services work) ------------------------
 
 run:
-	$(GO) run ./services/loyaltyctl demo
+	$(GO) run ./services/loyaltyctl demo --for 60s
 
 .PHONY: services-up services-down services-status bench-e2e
 

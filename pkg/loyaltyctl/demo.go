@@ -1,0 +1,394 @@
+package loyaltyctl
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"go.uber.org/zap"
+
+	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/embedded"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/notifier"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
+	"github.com/loyalty-scoring/loyalty/pkg/synth"
+)
+
+func init() {
+	Register(Command{Name: "demo", Summary: "run the whole pipeline in-process on generated customers (no Kafka or Redis needed)", Run: runDemo})
+}
+
+const demoUsage = `usage: loyaltyctl demo [--for D] [--customers N] [--months M] [--rate EV/S] [--seed S]
+                       [--data-dir DIR] [--redis auto|redis-server|miniredis] [--http ADDR|off]
+
+Runs the whole pipeline in this process: an in-process Kafka-protocol broker, redis-server (or
+an in-process Redis when it is not installed), the purchases, logins and feedback consumers, the
+outbox relay, the inactivity sweeper and the notifier (delivering to the log). It produces months of generated customer history, shows
+progress on stderr every second, and prints a summary on stdout when it stops: after --for, or
+on Ctrl-C.`
+
+// demoOptions are the demo's settings; the flags of `loyaltyctl demo`.
+type demoOptions struct {
+	For       time.Duration // 0: until ctx ends (Ctrl-C)
+	Customers int
+	Months    int
+	Rate      float64 // events per second; 0: as fast as the pipeline takes them
+	Seed      uint64
+	DataDir   string
+	Redis     string // auto, redis-server or miniredis
+	HTTP      string // ops server address; "off" disables it
+	// Progress is the interval of the progress report.
+	Progress time.Duration
+	// Lead bounds how far, in event time, the producer runs ahead of the applied history.
+	Lead time.Duration
+	// StopAfterApplied, when positive, stops the demo this long after the whole history has
+	// been applied (For still caps the run). Tests use it to finish as soon as they can.
+	StopAfterApplied time.Duration
+}
+
+func (o demoOptions) validate() error {
+	switch {
+	case o.For < 0:
+		return Usagef("--for: must not be negative")
+	case o.Customers < 1 || o.Customers > 1_000_000:
+		return Usagef("--customers: %d is not in 1..1000000", o.Customers)
+	case o.Months < 1 || o.Months > 60:
+		return Usagef("--months: %d is not in 1..60", o.Months)
+	case o.Rate < 0:
+		return Usagef("--rate: must not be negative")
+	case o.Redis != "auto" && o.Redis != "redis-server" && o.Redis != "miniredis":
+		return Usagef("--redis: %q is not auto, redis-server or miniredis", o.Redis)
+	case o.Progress <= 0:
+		return Usagef("progress interval: must be positive")
+	}
+	return nil
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := demoOptions{Progress: time.Second}
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, demoUsage); fs.PrintDefaults() }
+	fs.DurationVar(&o.For, "for", 0, "stop after this long and print the summary (default: run until Ctrl-C)")
+	fs.IntVar(&o.Customers, "customers", 5000, "number of generated customers")
+	fs.IntVar(&o.Months, "months", 12, "months of history, ending now")
+	fs.Float64Var(&o.Rate, "rate", 0, "events produced per second (0: as fast as possible)")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the generated population")
+	fs.StringVar(&o.DataDir, "data-dir", defaultDemoDir(), "directory for the broker's log and Redis's files (the broker's log is cleared at start)")
+	fs.StringVar(&o.Redis, "redis", "auto", "auto (redis-server when on the PATH, else in-process), redis-server or miniredis")
+	fs.DurationVar(&o.Lead, "lead", 72*time.Hour, "how far in event time the producer may run ahead of the consumers (0: no limit)")
+	fs.StringVar(&o.HTTP, "http", "127.0.0.1:0", "address of the /metrics, /healthz and /readyz server, or off")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return Usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return Usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if err := o.validate(); err != nil {
+		return err
+	}
+	sum, err := runDemoPipeline(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	sum.print(stdout)
+	return nil
+}
+
+// defaultDemoDir is under the user's cache directory, or .run/demo when there is none.
+func defaultDemoDir() string {
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "loyalty-demo")
+	}
+	return filepath.Join(".run", "demo")
+}
+
+// demoMarker marks a data directory as the demo's, so that clearing its broker log at start can
+// never delete somebody else's files.
+const demoMarker = ".loyalty-demo"
+
+// prepareDataDir creates dir and returns its empty kafka subdirectory. The broker's log is
+// cleared at every start: Redis does not persist between runs, so offsets committed by a
+// previous run would skip its history.
+func prepareDataDir(dir string) (kafkaDir string, err error) {
+	kafkaDir = filepath.Join(dir, "kafka")
+	if _, err := os.Stat(kafkaDir); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, demoMarker)); err != nil {
+			return "", fmt.Errorf("refusing to clear %s: %s was not created by loyaltyctl demo (choose another --data-dir)", kafkaDir, dir)
+		}
+		if err := os.RemoveAll(kafkaDir); err != nil {
+			return "", fmt.Errorf("clearing the broker log: %w", err)
+		}
+	}
+	if err := os.MkdirAll(kafkaDir, 0o755); err != nil {
+		return "", fmt.Errorf("creating the data directory: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, demoMarker), []byte("created by loyaltyctl demo; its kafka/ is cleared at every start\n"), 0o644); err != nil {
+		return "", fmt.Errorf("marking the data directory: %w", err)
+	}
+	return kafkaDir, nil
+}
+
+// demoRedis is the Redis-protocol server the demo runs on.
+type demoRedis struct {
+	addr string
+	kind string // redis-server or miniredis
+	stop func()
+}
+
+// startDemoRedis starts the server mode asks for: auto is redis-server when it is on the PATH
+// and miniredis otherwise.
+func startDemoRedis(ctx context.Context, mode, dir string) (*demoRedis, error) {
+	if mode == "miniredis" {
+		m, err := miniredis.Run()
+		if err != nil {
+			return nil, fmt.Errorf("starting in-process redis: %w", err)
+		}
+		return &demoRedis{addr: m.Addr(), kind: "miniredis", stop: m.Close}, nil
+	}
+	start := embedded.StartRedis
+	if mode == "redis-server" {
+		start = embedded.StartRedisServer
+	}
+	r, err := start(ctx, dir)
+	if err != nil {
+		return nil, fmt.Errorf("starting redis: %w", err)
+	}
+	return &demoRedis{addr: r.Addr, kind: r.Kind, stop: func() { _ = r.Close() }}, nil
+}
+
+const (
+	demoNamespace  = "demo"
+	demoPartitions = 3
+	// demoBatch is the most records per produce call at full speed: large enough to keep the
+	// broker busy, small enough that the sweeper's clock advances smoothly.
+	demoBatch = 2000
+)
+
+// runDemoPipeline runs the demo until o.For has passed or ctx ends, and returns its summary.
+func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*demoSummary, error) {
+	started := time.Now()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	if o.For > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithDeadline(runCtx, started.Add(o.For))
+		defer cancel()
+	}
+
+	kafkaDir, err := prepareDataDir(o.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	kafka, err := embedded.StartKafka(kafkaDir, demoPartitions)
+	if err != nil {
+		return nil, err
+	}
+	defer kafka.Close()
+	rdb, err := startDemoRedis(ctx, o.Redis, filepath.Join(o.DataDir, "redis"))
+	if err != nil {
+		return nil, err
+	}
+	defer rdb.stop()
+	kind := map[string]string{"redis-server": "redis-server (child process)", "miniredis": "miniredis (in-process; redis-server is not on the PATH)"}[rdb.kind]
+	if o.Redis == "miniredis" {
+		kind = "miniredis (in-process, as --redis asks)"
+	}
+	fmt.Fprintf(stderr, "demo: kafka  kfake (in-process) on %s, log in %s\n", strings.Join(kafka.Brokers(), ","), kafkaDir)
+	fmt.Fprintf(stderr, "demo: redis  %s on %s\n", kind, rdb.addr)
+
+	cfg, err := config.Load(func(k string) string {
+		return map[string]string{"KAFKA_BROKERS": strings.Join(kafka.Brokers(), ","), "REDIS_ADDR": rdb.addr,
+			"LOYALTY_NAMESPACE": demoNamespace, "HTTP_ADDR": "off", "KAFKA_PARTITIONS": strconv.Itoa(demoPartitions),
+			"LOYALTY_SHARDS": "16", "BATCH_LINGER": "5ms", "LOG_LEVEL": "warn"}[k]
+	}, "")
+	if err != nil {
+		return nil, fmt.Errorf("configuring the pipeline: %w", err)
+	}
+	log, err := cfg.Logger("demo")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = log.Sync() }()
+	rt, err := pipeline.NewRuntime(runCtx, cfg, log, pipeline.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("starting the pipeline runtime: %w", err)
+	}
+	defer rt.Close()
+	if o.HTTP != "off" {
+		addr, stopHTTP, err := serveOps(rt, o.HTTP, log)
+		if err != nil {
+			return nil, err
+		}
+		defer stopHTTP()
+		fmt.Fprintf(stderr, "demo: metrics http://%s/metrics\n", addr)
+	}
+
+	// The history ends at the start of today (UTC): recent enough to be "now" for the sweeper,
+	// and every run of the same seed on the same day replays exactly the same events.
+	end := time.Now().UTC().Truncate(24 * time.Hour)
+	gen, err := synth.New(synth.Config{Customers: o.Customers, Months: o.Months, End: end, Seed: o.Seed})
+	if err != nil {
+		return nil, err
+	}
+	historyStart := end.AddDate(0, -o.Months, 0)
+	fmt.Fprintf(stderr, "demo: %d customers, %d months of history (%s to %s), seed %d\n", o.Customers, o.Months,
+		historyStart.UTC().Format(time.DateOnly), end.UTC().Format(time.DateOnly), o.Seed)
+
+	inputs := []string{rt.Topic(event.TopicPurchases), rt.Topic(event.TopicLogins), rt.Topic(event.TopicFeedback)}
+	clock := newEventClock(historyStart, func() map[string]float64 { return recordsIn(rt.Ops.Registry) })
+	tally := newTally(o.Customers)
+
+	// The collector reads the derived events (and dead letters) the relay publishes.
+	collect, err := newCollector(rt, tally, log)
+	if err != nil {
+		return nil, err
+	}
+	collectCtx, stopCollect := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCollect()
+	collectDone := make(chan error, 1)
+	go func() { collectDone <- collect.Run(collectCtx) }()
+
+	// Every service of the pipeline, in this process. They stop when the demo does, after the
+	// producer, so that they drain what was produced.
+	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServices()
+	failed := make(chan error, 8)
+	var services sync.WaitGroup
+	run := func(name string, f func(context.Context) error) {
+		services.Add(1)
+		go func() {
+			defer services.Done()
+			if err := f(svcCtx); err != nil && svcCtx.Err() == nil {
+				failed <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	for _, svc := range []struct{ name, topic string }{
+		{"purchases", event.TopicPurchases}, {"logins", event.TopicLogins}, {"feedback", event.TopicFeedback},
+	} {
+		run(svc.name, func(ctx context.Context) error {
+			return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: svc.name, Topics: []string{svc.topic}})
+		})
+	}
+	run("relay", func(ctx context.Context) error { return pipeline.RunRelay(ctx, rt, nil) })
+	run("sweeper", func(ctx context.Context) error { return runDemoSweeper(ctx, rt, clock.Now) })
+	run("notifier", func(ctx context.Context) error {
+		return notifier.Run(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
+	})
+
+	prod := &producer{rt: rt, gen: gen, clock: clock, rate: o.Rate, lead: o.Lead, topics: map[string]string{
+		"Purchase": inputs[0], "Login": inputs[1], "Feedback": inputs[2]}}
+	prodDone := make(chan error, 1)
+	go func() { prodDone <- prod.run(runCtx) }()
+
+	progress := newProgress(stderr, started, historyStart, end)
+	ticker := time.NewTicker(o.Progress)
+	defer ticker.Stop()
+	var runErr error
+	produced := prodDone // nil once the producer has finished
+loop:
+	for {
+		select {
+		case <-runCtx.Done():
+			break loop
+		case err := <-failed:
+			runErr = err
+			break loop
+		case err := <-produced:
+			produced = nil
+			if err != nil {
+				runErr = err
+				break loop
+			}
+		case <-ticker.C:
+			progress.report(prod.snapshot(), processed(recordsIn(rt.Ops.Registry), inputs), clock.Reached(), tally.snapshot())
+			if after := clock.appliedAfter(started); o.StopAfterApplied > 0 && after > 0 && time.Since(started) >= after+o.StopAfterApplied {
+				break loop
+			}
+		}
+	}
+
+	// Graceful stop: the producer first, then the services (each consumer drains its batch, the
+	// relay its last publish), then the collector once the output has gone quiet.
+	stopRun()
+	if produced != nil {
+		if err := <-produced; err != nil && runErr == nil {
+			runErr = err
+		}
+	}
+	stopServices()
+	services.Wait()
+	close(failed)
+	for err := range failed {
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	tally.waitQuiet(500*time.Millisecond, 5*time.Second)
+	stopCollect()
+	if err := <-collectDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("collecting derived events: %w", err)
+	}
+	progress.finish()
+	if runErr != nil {
+		return nil, runErr
+	}
+	return newSummary(o, rdb.kind, time.Since(started), prod.snapshot(), processed(recordsIn(rt.Ops.Registry), inputs), clock.appliedAfter(started), tally.snapshot()), nil
+}
+
+// runDemoSweeper runs the inactivity sweeper with the demo's event clock as its "wall clock".
+//
+// pipeline.RunSweeper counts a caught-up input partition as time.Now, which is right when events
+// arrive live. The demo replays months of history in seconds, and its consumers are often caught
+// up with a producer that is still months in the past; with the wall clock the sweeper would
+// evaluate every customer "today" before most of their history arrived. The event clock instead
+// says how far the applied history reaches, and becomes the wall clock once all of it is applied.
+func runDemoSweeper(ctx context.Context, rt *pipeline.Runtime, now func() time.Time) error {
+	reg := rt.Registerer("sweeper")
+	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
+	if err != nil {
+		return fmt.Errorf("opening the store: %w", err)
+	}
+	wm, err := rt.Watermarks(ctx)
+	if err != nil {
+		return fmt.Errorf("opening the watermarks: %w", err)
+	}
+	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, rt.Replay)
+	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Now: now}, rt.Redis, store, scorer, wm, reg, rt.Log)
+	if err != nil {
+		return fmt.Errorf("starting the sweeper: %w", err)
+	}
+	return sw.Run(ctx)
+}
+
+// serveOps serves the runtime's ops endpoints on addr and returns the bound address.
+func serveOps(rt *pipeline.Runtime, addr string, log *zap.Logger) (string, func(), error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("listening for metrics on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: rt.Ops.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("serving metrics", zap.Error(err))
+		}
+	}()
+	return l.Addr().String(), func() { _ = srv.Close() }, nil
+}
