@@ -1,6 +1,7 @@
 # Loyalty scoring pipeline — developer and CI entry points.
 #
-#   make test         go test -race ./...  Against real brokers when KAFKA_BROKERS / REDIS_ADDR
+#   make test         go test -race -short ./..., then the TestAcceptance* runs at full size.
+#                     Against real brokers when KAFKA_BROKERS / REDIS_ADDR
 #                     are set (eval "$(deploy/local/infra.sh env)"); otherwise the tests start
 #                     an in-process Kafka (kfake) and a redis-server child themselves.
 #   make test-kfake   the same tests forced onto the in-process broker (KAFKA_BROKERS empty)
@@ -47,14 +48,20 @@ build:
 redis-server:
 	@if [ -z "$${REDIS_ADDR:-}" ]; then deploy/local/redis.sh install; fi
 
+# Two passes: every test with the race detector (-short shrinks the two acceptance runs), then
+# the acceptance runs (TestAcceptance*: ≥ 100k events, kills, replays) at full size without it,
+# where the race detector's 5-10x slowdown would only measure the machine.
 test: redis-server
-	@echo "go test -race: KAFKA_BROKERS=$${KAFKA_BROKERS:-<in-process kfake>} REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+	@echo "go test -race -short: KAFKA_BROKERS=$${KAFKA_BROKERS:-<in-process kfake>} REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
+	$(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+	@echo "go test -run '^TestAcceptance' (full size): KAFKA_BROKERS=$${KAFKA_BROKERS:-<in-process kfake>}"
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestAcceptance' $(TEST_FLAGS) $(PKGS)
 
-# Empty KAFKA_BROKERS = in-process broker (the harness treats empty like unset).
+# Empty KAFKA_BROKERS = in-process broker (the harness treats empty like unset). The race
+# suite only: the full-size acceptance runs belong to the real broker.
 test-kfake: redis-server
-	@echo "go test -race: KAFKA_BROKERS=<in-process kfake> REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
-	KAFKA_BROKERS= $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+	@echo "go test -race -short: KAFKA_BROKERS=<in-process kfake> REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
+	KAFKA_BROKERS= $(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) $(PKGS)

@@ -176,7 +176,7 @@ func (w *world) uninterrupted(name string, timeout time.Duration) result {
 	return r.finish(timeout)
 }
 
-// TestKilledConsumersAndRebalancesLeaveTheSameStateAndEventsAsAnUninterruptedRun is the
+// TestAcceptanceKilledConsumersAndRebalancesLeaveTheSameStateAndEventsAsAnUninterruptedRun is the
 // failure test of the effectively-once design (ARCHITECTURE.md §6): the consumer services
 // run as real processes and are SIGKILLed at random points several times — once while a
 // second instance of the same service shares its group, so the survivor takes over its
@@ -185,7 +185,7 @@ func (w *world) uninterrupted(name string, timeout time.Duration) result {
 // repeat an event with the same id. A third, uninterrupted run over the same topics into a
 // fresh namespace (a replay from the beginning) must derive the same events in the same
 // order per customer.
-func TestKilledConsumersAndRebalancesLeaveTheSameStateAndEventsAsAnUninterruptedRun(t *testing.T) {
+func TestAcceptanceKilledConsumersAndRebalancesLeaveTheSameStateAndEventsAsAnUninterruptedRun(t *testing.T) {
 	events := 105_000 // at least 100k after the generator's rounding
 	if testing.Short() {
 		events = 20_000

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
@@ -30,6 +31,16 @@ type env struct {
 	live    string
 	policy  string // POLICY_FILE, optional
 	log     *zap.Logger
+}
+
+// waitDone waits until the live services of rt have nothing left to do: every input record
+// committed, the outbox empty and no inactivity deadline due (the sweeper caught up).
+func (e *env) waitDone(rt *pipeline.Runtime) {
+	e.t.Helper()
+	obs := &e2e.Observer{Brokers: e.brokers, Redis: rt.Redis, Keys: rt.Keys, Suffix: e.suffix}
+	if err := obs.WaitDone(context.Background(), 10*time.Minute, nil); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // runtimeOf opens a namespace for inspection.
@@ -267,8 +278,9 @@ func TestAReplayOfThePurchaseHistoryEqualsTheLiveRun(t *testing.T) {
 	// counts as the wall clock, so a trickle of months-old events would not be "live").
 	e.produce(rt, inputs)
 	stop := runServices(t, rt)
-	live := readAll(t, e, rt, 4*time.Second, e.outputs(rt, "")...)
+	e.waitDone(rt)
 	stop()
+	live := readAll(t, e, rt, 2*time.Second, e.outputs(rt, "")...)
 	if len(live) == 0 {
 		t.Fatal("the live run derived nothing")
 	}

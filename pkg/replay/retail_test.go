@@ -247,8 +247,8 @@ func gbpPolicy(t *testing.T, goldMinor int64, version string) (string, *scoring.
 	return path, p
 }
 
-// TestRetailBackfillReplayDiffPromoteAndErase is issue 6's acceptance run on real data.
-func TestRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
+// TestAcceptanceRetailBackfillReplayDiffPromoteAndErase is issue 6's acceptance run on real data.
+func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	now := time.Now()
 	invoices := loadRetail(t)
 	copies := 5 // 5 × 22,186 invoices with a customer: the acceptance run needs ≥ 100k events
@@ -269,8 +269,9 @@ func TestRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	e.produce(liveRT, events)
 	start := time.Now()
 	stop := runServices(t, liveRT)
-	live := readAll(t, e, liveRT, 5*time.Second, e.outputs(liveRT, "")...)
+	e.waitDone(liveRT)
 	stop()
+	live := readAll(t, e, liveRT, 2*time.Second, e.outputs(liveRT, "")...)
 	t.Logf("live: %d events → %d derived events in %s", len(events), len(live), time.Since(start).Round(time.Second))
 
 	// The notifier runs through the replays below, as it would in production: it must act on
