@@ -8,6 +8,8 @@ package lease
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +34,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0`)
+
+// DefaultOwner names this process for leases: host, pid and start time, unique enough that
+// a restarted process never inherits its predecessor's leases by name.
+func DefaultOwner() string {
+	host, _ := os.Hostname()
+	return host + ":" + strconv.Itoa(os.Getpid()) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
+}
 
 // Set manages the leases of one owner over a fixed list of keys.
 type Set struct {

@@ -143,39 +143,13 @@ func runDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return d.WriteTable(stdout)
 }
 
-func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("promote", flag.ContinueOnError)
+// withNamespace parses a command whose one required flag is --namespace and runs f with the
+// live runtime and the runtime of that namespace.
+func withNamespace(ctx context.Context, name, usage string, args []string, stderr io.Writer,
+	f func(env *environment, live, other *pipeline.Runtime) error) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	ns := fs.String("namespace", "", "finished replay namespace to make live")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
-	}
-	if *ns == "" {
-		return Usagef("--namespace: required")
-	}
-	env, err := loadEnvironment()
-	if err != nil {
-		return err
-	}
-	live, rep, err := runtimes(ctx, env, *ns)
-	if err != nil {
-		return err
-	}
-	defer live.Close()
-	defer rep.Close()
-	previous, err := replay.Promote(ctx, rep, env.cfg.Namespace)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "namespace %s is live (was %s). Running services restart on it within seconds (exit code %d, restarted by their supervisor); %s is kept until `loyaltyctl drop --namespace %s`.\n",
-		*ns, previous, pipeline.ExitPromoted, previous, previous)
-	return nil
-}
-
-func runDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("drop", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ns := fs.String("namespace", "", "namespace to delete")
+	ns := fs.String("namespace", "", usage)
 	if err := fs.Parse(args); err != nil {
 		return Usagef("%v", err)
 	}
@@ -192,12 +166,30 @@ func runDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer live.Close()
 	defer other.Close()
-	n, err := replay.Drop(ctx, other, env.cfg.Namespace)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "dropped namespace %s (%d keys)\n", *ns, n)
-	return nil
+	return f(env, live, other)
+}
+
+func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return withNamespace(ctx, "promote", "finished replay namespace to make live", args, stderr, func(env *environment, _, rep *pipeline.Runtime) error {
+		previous, err := replay.Promote(ctx, rep, env.cfg.Namespace)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "namespace %s is live (was %s). Running services restart on it within seconds (exit code %d, restarted by their supervisor); %s is kept until `loyaltyctl drop --namespace %s`.\n",
+			rep.Keys.Namespace(), previous, pipeline.ExitPromoted, previous, previous)
+		return nil
+	})
+}
+
+func runDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return withNamespace(ctx, "drop", "namespace to delete", args, stderr, func(env *environment, _, other *pipeline.Runtime) error {
+		n, err := replay.Drop(ctx, other, env.cfg.Namespace)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "dropped namespace %s (%d keys)\n", other.Keys.Namespace(), n)
+		return nil
+	})
 }
 
 func runResetOffsets(ctx context.Context, args []string, stdout, stderr io.Writer) error {

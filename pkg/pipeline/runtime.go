@@ -217,6 +217,20 @@ func (rt *Runtime) Watermarks(ctx context.Context) (*watermark.Tracker, error) {
 	return watermark.NewTracker(ctx, rt.Redis, rt.Keys.Global("watermarks"), rt.Policy.AllowedLateness)
 }
 
+// scoringParts builds what applies scores to the namespace: the store, the watermark tracker
+// and a scorer with the runtime's policy.
+func (rt *Runtime) scoringParts(ctx context.Context, reg prometheus.Registerer) (*state.Store, *watermark.Tracker, *Scorer, error) {
+	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	wm, err := rt.Watermarks(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return store, wm, NewScorer(rt.Policy, rt.Codec, rt.Replay), nil
+}
+
 // ConsumerConfig configures one consumer service.
 type ConsumerConfig struct {
 	Service string
@@ -229,15 +243,10 @@ type ConsumerConfig struct {
 // RunConsumer runs a consumer service (purchases, logins or feedback) until ctx ends.
 func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	reg := rt.Registerer(cfg.Service)
-	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
+	store, wm, scorer, err := rt.scoringParts(ctx, reg)
 	if err != nil {
 		return err
 	}
-	wm, err := rt.Watermarks(ctx)
-	if err != nil {
-		return err
-	}
-	scorer := NewScorer(rt.Policy, rt.Codec, rt.Replay)
 	validator, err := event.NewValidator(event.DefaultLimits())
 	if err != nil {
 		return err
@@ -322,15 +331,10 @@ func (rt *Runtime) nonEmptyInputPartitions() func(ctx context.Context) ([]string
 // RunSweeperWith is RunSweeper with the list of partitions the clock waits for.
 func RunSweeperWith(ctx context.Context, rt *Runtime, refresh time.Duration, required func(context.Context) ([]string, error)) error {
 	reg := rt.Registerer("sweeper")
-	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
+	store, wm, scorer, err := rt.scoringParts(ctx, reg)
 	if err != nil {
 		return err
 	}
-	wm, err := rt.Watermarks(ctx)
-	if err != nil {
-		return err
-	}
-	scorer := NewScorer(rt.Policy, rt.Codec, rt.Replay)
 	sw, err := NewSweeper(ctx, SweeperConfig{Required: required}, rt.Redis, store, scorer, wm, reg, rt.Log)
 	if err != nil {
 		return err

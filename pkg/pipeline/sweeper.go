@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"time"
 
@@ -42,8 +41,7 @@ func (c SweeperConfig) withDefaults() SweeperConfig {
 		c.LeaseTTL = 10 * time.Second
 	}
 	if c.Owner == "" {
-		host, _ := os.Hostname()
-		c.Owner = host + ":" + strconv.Itoa(os.Getpid()) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		c.Owner = lease.DefaultOwner()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"time"
 
@@ -55,8 +54,7 @@ func (c Config) WithDefaults() Config {
 		c.LeaseTTL = 10 * time.Second
 	}
 	if c.Owner == "" {
-		host, _ := os.Hostname()
-		c.Owner = host + ":" + strconv.Itoa(os.Getpid()) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		c.Owner = lease.DefaultOwner()
 	}
 	return c
 }
