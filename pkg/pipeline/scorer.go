@@ -77,7 +77,8 @@ func ScoringEvent(r ingest.Record) scoring.Event {
 }
 
 // update builds the store update from the state read (cur), the new state and its changes.
-func (s *Scorer) update(cur map[string]string, before, after scoring.State, changes []scoring.Change, p *scoring.Policy) (state.Update, error) {
+// deadline is NextDeadline(after), when the caller already knows it (zero: compute it).
+func (s *Scorer) update(cur map[string]string, before, after scoring.State, changes []scoring.Change, deadline time.Time, p *scoring.Policy) (state.Update, error) {
 	fields := after.MarshalFields()
 	if len(changes) == 0 && maps.Equal(fields, cur) {
 		return state.Update{}, nil // a duplicate or a no-op: write nothing
@@ -94,10 +95,13 @@ func (s *Scorer) update(cur map[string]string, before, after scoring.State, chan
 		}
 		outbox = append(outbox, state.OutboxEntry{Topic: TopicOf(out), Key: c.Customer(), EventID: c.ID(), Value: value})
 	}
+	if deadline.IsZero() {
+		deadline = scoring.NextDeadline(after, p)
+	}
 	return state.Update{
 		Fields:    fields,
 		Outbox:    outbox,
-		Deadline:  scoring.NextDeadline(after, p),
+		Deadline:  deadline,
 		Histogram: histogramDelta(before, after, p),
 	}, nil
 }
@@ -125,11 +129,13 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record) state.Compu
 			st = next
 			changes = append(changes, ch...)
 		}
-		return s.update(cur, before, st, changes, p)
+		return s.update(cur, before, st, changes, time.Time{}, p)
 	}
 }
 
-// EvaluateCompute returns the sweeper's computation: the passage of event time up to at.
+// EvaluateCompute returns the sweeper's computation: the passage of event time up to at,
+// through each deadline at has reached (scoring.Sweep), so the stored state does not depend
+// on the moment the sweeper ran.
 func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 	return func(id string, cur map[string]string) (state.Update, error) {
 		p := s.Policy()
@@ -140,16 +146,17 @@ func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 		if before.CustomerID == "" {
 			return state.Update{}, nil // erased or never seen: nothing to evaluate
 		}
-		after, changes := scoring.Evaluate(before, at, p)
-		u, err := s.update(cur, before, after, changes, p)
+		after, changes, deadline := scoring.Sweep(before, at, p)
+		u, err := s.update(cur, before, after, changes, deadline, p)
 		if err != nil {
 			return u, err
 		}
 		if u.Fields == nil {
-			// Nothing changed, but the deadline must still move past at, or the sweeper
-			// would pick the customer up again at once.
+			// Nothing changed (a deadline scheduled under another policy), but the
+			// deadline must still move past at, or the sweeper would pick the customer up
+			// again at once.
 			u.Fields = after.MarshalFields()
-			u.Deadline = scoring.NextDeadline(after, p)
+			u.Deadline = deadline
 			u.Histogram = nil
 		}
 		return u, nil

@@ -148,23 +148,58 @@ func Evaluate(s State, at time.Time, p *Policy) (State, []Change) {
 
 // NextDeadline is the event time at which this customer's scores would next
 // change if no new event arrived: the sweeper should call Evaluate once its
-// watermark reaches it. When nothing would change within the policy's
-// max_deadline_days it returns the end of that horizon (a re-check). The
-// zero time means the customer has never been seen.
+// watermark reaches it. When nothing would change before the next re-check
+// day it returns that day's end: re-check days are the days divisible by the
+// policy's max_deadline_days (at most that many days ahead), a fixed grid, so
+// that the chain of deadlines does not depend on when earlier evaluations ran.
+// The zero time means the customer has never been seen.
 func NextDeadline(s State, p *Policy) time.Time {
 	if !s.started() {
 		return time.Time{}
 	}
+	recheck := recheckDay(s.EvalDay, p)
 	sim := s.clone()
 	var buf []Change
-	for k := 1; k <= p.MaxDeadlineDays; k++ {
-		d := s.EvalDay + Day(k)
+	for d := s.EvalDay + 1; d < recheck; d++ {
 		buf = sim.step(d, Source{}, p, buf[:0])
 		if len(buf) > 0 {
 			return (d + 1).Start()
 		}
 	}
-	return (s.EvalDay + Day(p.MaxDeadlineDays) + 1).Start()
+	return (recheck + 1).Start()
+}
+
+// recheckDay is the first re-check day after d: the next day divisible by max_deadline_days.
+func recheckDay(d Day, p *Policy) Day {
+	n := int64(p.MaxDeadlineDays)
+	return Day((floorDiv(int64(d), n) + 1) * n)
+}
+
+// Sweep is the sweeper's evaluation at watermark at: it runs Evaluate at each of
+// the customer's deadlines that at has reached, one after another, and stops at
+// the last of them. It returns the new state, the changes and the next deadline
+// (after at).
+//
+// Stopping at a deadline rather than at at itself is what makes the stored state
+// independent of when the sweeper happened to run: the changes are the same
+// either way (no day between two deadlines changes anything), but the
+// evaluation day and the scores of the last evaluated day would otherwise record
+// the sweeper's clock at that moment. Two pipelines over the same history, whose
+// sweepers ran at different moments, hold identical states once their
+// watermarks have passed the same deadlines.
+func Sweep(s State, at time.Time, p *Policy) (State, []Change, time.Time) {
+	var out []Change
+	for {
+		due := NextDeadline(s, p)
+		if due.IsZero() || due.After(at) {
+			return s, out, due
+		}
+		next, changes := Evaluate(s, due, p)
+		if next.EvalDay <= s.EvalDay {
+			return s, out, due // unreachable: a deadline always closes a day after EvalDay
+		}
+		s, out = next, append(out, changes...)
+	}
 }
 
 // advance runs the end-of-day evaluation of every day that has ended by at.

@@ -217,11 +217,50 @@ func TestPropertyEvaluateBeforeTheDeadlineEmitsNothing(t *testing.T) {
 			t.Fatalf("Evaluate at %s, before the deadline %s, emitted %s", before, dl, describe(ch))
 		}
 		// And the deadline is a real one: evaluating there changes something,
-		// unless it is the end of the look-ahead horizon.
+		// unless it is the end of the look-ahead horizon (a re-check day).
 		_, ch = Evaluate(s2, dl, p)
-		horizon := (s.EvalDay + Day(p.MaxDeadlineDays) + 1).Start()
+		horizon := (recheckDay(s.EvalDay, p) + 1).Start()
 		if len(ch) == 0 && !dl.Equal(horizon) {
 			t.Fatalf("Evaluate at the deadline %s emitted nothing", dl)
+		}
+	})
+}
+
+// TestPropertySweepsAtDifferentClocksConverge: whether the sweeper ran often (at many
+// watermarks) or once, the customer ends in the same state with the same changes, so two
+// pipelines whose sweepers ran at different moments hold identical states.
+func TestPropertySweepsAtDifferentClocksConverge(t *testing.T) {
+	p := DefaultPolicy()
+	rapid.Check(t, func(t *rapid.T) {
+		events := withOffsets(genHistory(t, p))
+		s, _ := run(t, events, p)
+		end := msTime(s.ClockMs).Add(time.Duration(rapid.IntRange(1, 500).Draw(t, "days")) * 24 * time.Hour)
+		once, onceChanges, onceNext := Sweep(s, end, p)
+
+		often, oftenChanges := s, []Change(nil)
+		at := msTime(s.ClockMs)
+		for at.Before(end) {
+			at = at.Add(time.Duration(rapid.Int64Range(1, int64(40*24*time.Hour)).Draw(t, "step")))
+			if at.After(end) {
+				at = end
+			}
+			var ch []Change
+			often, ch, _ = Sweep(often, at, p)
+			oftenChanges = append(oftenChanges, ch...)
+		}
+		if a, b := once.MarshalFields(), often.MarshalFields(); !reflect.DeepEqual(a, b) {
+			t.Fatalf("one sweep and many sweeps to %s differ:\n once:  %v\n often: %v", end, a, b)
+		}
+		if describe(onceChanges) != describe(oftenChanges) {
+			t.Fatalf("changes differ:\n once:  %s\n often: %s", describe(onceChanges), describe(oftenChanges))
+		}
+		if !onceNext.After(end) || !onceNext.Equal(NextDeadline(once, p)) {
+			t.Fatalf("next deadline %s: want the state's own deadline, after %s", onceNext, end)
+		}
+		// And sweeping to end emits what evaluating every day to end emits.
+		_, daily := Evaluate(s, end, p)
+		if describe(daily) != describe(onceChanges) {
+			t.Fatalf("Sweep and Evaluate disagree:\n sweep:    %s\n evaluate: %s", describe(onceChanges), describe(daily))
 		}
 	})
 }
