@@ -261,6 +261,13 @@ func liveWindow() (end time.Time, span time.Duration) {
 func (w *world) withKills(t *testing.T, timeout time.Duration) (result, []string) {
 	ctx := context.Background()
 	r := w.newRun("crash")
+	// Smaller batches than the uninterrupted run: more batches to be killed in the middle
+	// of, and a check that the result does not depend on how the input was batched.
+	r.cluster.Env["BATCH_SIZE"] = "50"
+	total, err := r.observer.Progress(ctx, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	procs, err := r.cluster.StartAll(ctx, e2e.Services...)
 	if err != nil {
 		t.Fatal(err)
@@ -274,50 +281,64 @@ func (w *world) withKills(t *testing.T, timeout time.Duration) (result, []string
 	for _, s := range []string{"purchases", "feedback"} {
 		instances[s] = []*e2e.Process{procs[s]}
 	}
-
-	total, err := r.observer.Progress(ctx, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
+	// Five kills at random points of the run's progress (lag targets drawn between 90% and
+	// 10% of the input): the first of a logins instance while its twin runs (a rebalance:
+	// the twin takes its partitions over, then gives some back when it returns), the others
+	// of a random consumer service that still has input of its own left. Kill points are
+	// chosen by progress, not by elapsed time, so a fast machine or broker does not finish
+	// the run before the kills happen.
+	targets := make([]int64, 5)
+	for i := range targets {
+		targets[i] = int64(float64(total.Lag) * (0.1 + 0.8*rng.Float64()))
+	}
+	slices.SortFunc(targets, func(a, b int64) int { return int(b - a) })
 	var kills []string
-	// Five kills at random moments while input is left: the first of a logins instance while
-	// its twin runs (a rebalance: the twin takes its partitions over, then gives some back
-	// when it returns), the others of a random consumer service.
-	lastLag := total.Lag
-	for i := 0; i < 5; i++ {
-		// Kill while records are being processed: after the previous victim's group made
-		// progress again, at a random moment.
+	for i, target := range targets {
 		var pr e2e.Progress
-		for deadline := time.Now().Add(time.Minute); ; {
-			if pr, err = r.observer.Progress(ctx, time.Now()); err != nil {
+		var lags map[string]int64
+		for deadline := time.Now().Add(2 * time.Minute); ; {
+			if pr, lags, err = r.observer.ServiceLags(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if pr.Lag < lastLag || pr.Lag == 0 || time.Now().After(deadline) {
+			if pr.Lag <= target || time.Now().After(deadline) {
 				break
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(25 * time.Millisecond)
 		}
-		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond)
-		if pr, err = r.observer.Progress(ctx, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		if pr.Lag == 0 {
-			break
-		}
-		lastLag = pr.Lag
 		svc := "logins"
 		if i > 0 {
-			svc = e2e.ConsumerServices[rng.IntN(len(e2e.ConsumerServices))]
+			var left []string
+			for _, s := range e2e.ConsumerServices {
+				if lags[s] > 0 {
+					left = append(left, s)
+				}
+			}
+			if len(left) == 0 {
+				break
+			}
+			svc = left[rng.IntN(len(left))]
+		}
+		if lags[svc] == 0 {
+			break
 		}
 		k := rng.IntN(len(instances[svc]))
 		victim := instances[svc][k]
 		victim.Kill()
-		kills = append(kills, fmt.Sprintf("%s (pid %d) with %d of %d input records left, %d instance(s) in its group",
-			victim.Name, victim.Pid(), pr.Lag, total.Lag, len(instances[svc])))
+		kills = append(kills, fmt.Sprintf("%s (pid %d) with %d of its records left (%d of %d in all), %d instance(s) in its group",
+			victim.Name, victim.Pid(), lags[svc], pr.Lag, total.Lag, len(instances[svc])))
 		if i == 0 {
-			// Let the twin take the partitions over before the killed instance comes back.
-			time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
+			// Let the twin take the partitions over before the killed instance comes back:
+			// wait until the group commits progress again (or two seconds pass).
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				_, now, err := r.observer.ServiceLags(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if now[svc] < lags[svc] {
+					break
+				}
+			}
 		}
 		p, err := r.cluster.Start(ctx, svc)
 		if err != nil {

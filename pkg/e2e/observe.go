@@ -57,26 +57,38 @@ func (p Progress) String() string {
 	return fmt.Sprintf("lag %d, outbox %d, due %d", p.Lag, p.Outbox, p.Due)
 }
 
-// Progress measures the consumer groups' lag, the outbox depth and the due deadlines.
-func (o *Observer) Progress(ctx context.Context, now time.Time) (Progress, error) {
+// ServiceLags measures each consumer service's lag (input records its group has not
+// committed) and returns the total as a Progress with only Lag set.
+func (o *Observer) ServiceLags(ctx context.Context) (Progress, map[string]int64, error) {
 	var pr Progress
+	lags := make(map[string]int64, len(ConsumerServices))
 	for _, svc := range ConsumerServices {
 		topic := o.InputTopic(svc)
 		end, err := stream.EndOffsets(ctx, o.Brokers, stream.Security{}, topic)
 		if err != nil {
-			return pr, err
+			return pr, nil, err
 		}
 		committed, err := stream.GroupOffsets(ctx, o.Brokers, stream.Security{}, o.Group(svc), topic)
 		if err != nil {
-			return pr, err
+			return pr, nil, err
 		}
 		for p, e := range end {
 			c, ok := committed[p]
 			if !ok || c < 0 {
 				c = 0
 			}
-			pr.Lag += max(e-c, 0)
+			lags[svc] += max(e-c, 0)
 		}
+		pr.Lag += lags[svc]
+	}
+	return pr, lags, nil
+}
+
+// Progress measures the consumer groups' lag, the outbox depth and the due deadlines.
+func (o *Observer) Progress(ctx context.Context, now time.Time) (Progress, error) {
+	pr, _, err := o.ServiceLags(ctx)
+	if err != nil {
+		return pr, err
 	}
 	pipe := o.Redis.Pipeline()
 	lens := make([]*redis.IntCmd, o.Keys.Shards())

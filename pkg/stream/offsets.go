@@ -12,15 +12,18 @@ import (
 // Offsets maps partition → offset for one topic.
 type Offsets map[int]int64
 
-func (s Security) client(brokers []string) (*kafka.Client, error) {
+// client returns a one-off admin client and the function that closes its connections: each
+// kafka.Transport keeps a pool of open connections, so one left behind by every call of an
+// operator command or a polling loop would pile up idle connections on the brokers.
+func (s Security) client(brokers []string) (*kafka.Client, func(), error) {
 	if err := validateBrokers(brokers); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	transport, err := s.transport()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: transport}, nil
+	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: transport}, transport.CloseIdleConnections, nil
 }
 
 func listOffsets(ctx context.Context, c *kafka.Client, topic string, partitions int, req func(p int) kafka.OffsetRequest) (map[int]kafka.PartitionOffsets, error) {
@@ -44,10 +47,11 @@ func listOffsets(ctx context.Context, c *kafka.Client, topic string, partitions 
 
 // EndOffsets returns each partition's high-water mark (the offset the next record gets).
 func EndOffsets(ctx context.Context, brokers []string, sec Security, topic string) (Offsets, error) {
-	c, err := sec.client(brokers)
+	c, closeClient, err := sec.client(brokers)
 	if err != nil {
 		return nil, err
 	}
+	defer closeClient()
 	n, err := PartitionCount(ctx, brokers, sec, topic)
 	if err != nil {
 		return nil, err
@@ -67,10 +71,11 @@ func EndOffsets(ctx context.Context, brokers []string, sec Security, topic strin
 // after t (Kafka's ListOffsets by timestamp), or the partition's end when there is none. A
 // zero t means the start of each partition.
 func OffsetsForTime(ctx context.Context, brokers []string, sec Security, topic string, t time.Time) (Offsets, error) {
-	c, err := sec.client(brokers)
+	c, closeClient, err := sec.client(brokers)
 	if err != nil {
 		return nil, err
 	}
+	defer closeClient()
 	n, err := PartitionCount(ctx, brokers, sec, topic)
 	if err != nil {
 		return nil, err
@@ -108,10 +113,11 @@ func OffsetsForTime(ctx context.Context, brokers []string, sec Security, topic s
 // GroupOffsets returns a consumer group's committed offsets on topic; partitions without a
 // commit are absent.
 func GroupOffsets(ctx context.Context, brokers []string, sec Security, group, topic string) (Offsets, error) {
-	c, err := sec.client(brokers)
+	c, closeClient, err := sec.client(brokers)
 	if err != nil {
 		return nil, err
 	}
+	defer closeClient()
 	n, err := PartitionCount(ctx, brokers, sec, topic)
 	if err != nil {
 		return nil, err
@@ -124,10 +130,13 @@ func GroupOffsets(ctx context.Context, brokers []string, sec Security, group, to
 	if err != nil {
 		return nil, fmt.Errorf("fetching offsets of group %s: %w", group, err)
 	}
+	out := Offsets{}
+	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return out, nil // a group that never committed (some brokers say so, Kafka returns -1s)
+	}
 	if resp.Error != nil {
 		return nil, fmt.Errorf("fetching offsets of group %s: %w", group, resp.Error)
 	}
-	out := Offsets{}
 	for _, p := range resp.Topics[topic] {
 		if p.Error == nil && p.CommittedOffset >= 0 {
 			out[p.Partition] = p.CommittedOffset
@@ -144,10 +153,11 @@ var ErrGroupActive = errors.New("consumer group has active members; stop them fi
 // members start from. kafka-go cannot seek a group, so this is how a new group is placed at
 // a time, and how reset-offsets works. The group must have no active members.
 func CommitGroupOffsets(ctx context.Context, brokers []string, sec Security, group, topic string, offsets Offsets) error {
-	c, err := sec.client(brokers)
+	c, closeClient, err := sec.client(brokers)
 	if err != nil {
 		return err
 	}
+	defer closeClient()
 	commits := make([]kafka.OffsetCommit, 0, len(offsets))
 	for p, off := range offsets {
 		commits = append(commits, kafka.OffsetCommit{Partition: p, Offset: off})

@@ -30,6 +30,7 @@ func EnsureTopics(ctx context.Context, brokers []string, security Security, spec
 	if err != nil {
 		return err
 	}
+	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: transport}
 	req := &kafka.CreateTopicsRequest{}
 	for _, s := range specs {
@@ -89,6 +90,7 @@ func PartitionCount(ctx context.Context, brokers []string, security Security, to
 	if err != nil {
 		return 0, err
 	}
+	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
