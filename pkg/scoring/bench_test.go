@@ -99,3 +99,22 @@ func BenchmarkNextDeadlineDormant(b *testing.B) {
 		NextDeadline(s, p)
 	}
 }
+
+// BenchmarkSweep is the sweeper's per-customer computation: through every deadline the
+// watermark has reached, then the next deadline.
+func BenchmarkSweep(b *testing.B) {
+	p := DefaultPolicy()
+	s := typicalCustomer(b, p)
+	now := msTime(s.ClockMs)
+	for _, c := range []struct {
+		name string
+		at   time.Time
+	}{{"one_day", now.Add(24 * time.Hour)}, {"thirty_days", now.Add(30 * 24 * time.Hour)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Sweep(s, c.at, p)
+			}
+		})
+	}
+}
