@@ -20,9 +20,10 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
-// CustomerKeys lists extra per-customer keys other components keep in a namespace (the
-// notifier's decision history, say), so erasure removes them too.
-type CustomerKeys func(keys keyspace.Keyspace, customerID string) []string
+// Eraser removes what another component keeps about a customer in a namespace (the
+// notifier's decision history and queued deliveries, say) and returns how many keys or
+// entries it removed, so erasure reaches them too.
+type Eraser func(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, customerID string) (int, error)
 
 // SettleDelay is how long erasure waits before its second pass: longer than a consumer batch
 // takes to apply.
@@ -38,7 +39,7 @@ type Result struct {
 // Erase removes the customer everywhere and publishes the erasure record on rt's erasure
 // topic. It is idempotent: erasing twice removes nothing the second time but still records
 // the request.
-func Erase(ctx context.Context, rt *pipeline.Runtime, customerID, requestedBy string, extra ...CustomerKeys) (Result, error) {
+func Erase(ctx context.Context, rt *pipeline.Runtime, customerID, requestedBy string, extra ...Eraser) (Result, error) {
 	if customerID == "" {
 		return Result{}, fmt.Errorf("customer id: required")
 	}
@@ -88,20 +89,24 @@ func Erase(ctx context.Context, rt *pipeline.Runtime, customerID, requestedBy st
 	return res, nil
 }
 
-func eraseIn(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string, extra []CustomerKeys) (int, error) {
+func eraseIn(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string, extra []Eraser) (int, error) {
 	shard := keys.Shard(id)
-	removed := 0
-	toDelete := []string{keys.Customer(id)}
-	for _, f := range extra {
-		toDelete = append(toDelete, f(keys, id)...)
+	removed, err := rdb.Del(ctx, keys.Customer(id)).Result()
+	if err != nil {
+		return 0, err
 	}
-	for _, k := range toDelete {
-		n, err := rdb.Del(ctx, k).Result()
+	for _, erase := range extra {
+		n, err := erase(ctx, rdb, keys, id)
+		removed += int64(n)
 		if err != nil {
-			return removed, err
+			return int(removed), err
 		}
-		removed += int(n)
 	}
+	return eraseStreams(ctx, rdb, keys, shard, id, int(removed))
+}
+
+// eraseStreams removes the customer from its shard's deadline set and outbox.
+func eraseStreams(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, shard int, id string, removed int) (int, error) {
 	n, err := rdb.ZRem(ctx, keys.Deadlines(shard), id).Result()
 	if err != nil {
 		return removed, err

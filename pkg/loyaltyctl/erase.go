@@ -44,5 +44,5 @@ func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return enc.Encode(res)
 }
 
-// erasureKeys are the per-customer keys of other components that erasure must remove.
-var erasureKeys = []erasure.CustomerKeys{notifier.CustomerKeys}
+// erasureKeys are the other components whose per-customer data erasure must remove.
+var erasureKeys = []erasure.Eraser{notifier.EraseCustomer}

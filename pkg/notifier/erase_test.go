@@ -1,0 +1,73 @@
+package notifier_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/notifier"
+)
+
+// TestErasingACustomerWithdrawsTheirQueuedDeliveries: an action waiting for a retry carries
+// the customer's data in the delivery queue; erasure removes it with the rest of the
+// notifier's keys, so no webhook about the erased customer goes out afterwards, while another
+// customer's queued action is left alone.
+func TestErasingACustomerWithdrawsTheirQueuedDeliveries(t *testing.T) {
+	in := newInfra(t)
+	def := notifier.DefaultRules()
+	victim, other := treated(def, "erased"), treated(def, "kept")
+	e := newEnv(t, in, nil, func(r received, nth int) int {
+		if r.Parsed.CustomerID == other && nth >= 2 {
+			return http.StatusOK
+		}
+		return http.StatusServiceUnavailable // every attempt fails: the action stays queued
+	})
+	cfg := e.cfg
+	cfg.Delivery.MaxAttempts, cfg.Delivery.BackoffBase, cfg.Delivery.BackoffMax = 10, time.Second, time.Second
+	e.start(e.rt, cfg)
+	up := func(id string) event.TierChanged {
+		return tier(id, "up-"+id, event.TierSilver, event.TierGold, event.DirectionUp, t0)
+	}
+	e.produce(up(victim), up(other))
+	waitFor(t, 30*time.Second, "the first attempts", func() bool {
+		return len(e.deliveriesFor(victim)) >= 1 && len(e.deliveriesFor(other)) >= 1
+	})
+
+	ctx := context.Background()
+	removed, err := notifier.EraseCustomer(ctx, e.rt.Redis, e.rt.Keys, victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed < 2 { // at least the arbitration state and the queued action
+		t.Errorf("removed %d keys and queued actions, want the customer's state and queued action", removed)
+	}
+	attempts := len(e.deliveriesFor(victim))
+	waitFor(t, 30*time.Second, "the other customer's retry", func() bool { return len(e.deliveriesFor(other)) >= 2 })
+	time.Sleep(2 * cfg.Delivery.BackoffMax) // the victim's retry would have come by now
+	if got := len(e.deliveriesFor(victim)); got > attempts+1 {
+		// One attempt may already have been claimed when erasure ran; none may follow it.
+		t.Errorf("%d webhook attempts for the erased customer after erasure", got-attempts)
+	}
+	var leftovers []string
+	iter := e.rt.Redis.Scan(ctx, 0, e.rt.Keys.Prefix()+"notify*", 1000).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		if strings.Contains(key, victim) {
+			leftovers = append(leftovers, key)
+			continue
+		}
+		if strings.Contains(key, "notify-pending:") {
+			for field, value := range e.rt.Redis.HGetAll(ctx, key).Val() {
+				if strings.Contains(value, victim) {
+					leftovers = append(leftovers, key+" "+field)
+				}
+			}
+		}
+	}
+	if len(leftovers) > 0 {
+		t.Errorf("the notifier still holds the erased customer: %v", leftovers)
+	}
+}
