@@ -30,6 +30,10 @@ type CustomerView struct {
 	ChurnScore       float64            `json:"churn_score"`
 	ChurnModel       string             `json:"churn_model"`
 	ChurnSince       string             `json:"churn_since,omitempty"`
+	ChurnReasons     []ReasonView       `json:"churn_reasons"`
+	// EvaluatedThrough is the last day whose end-of-day evaluation ran: the churn score,
+	// reasons, segment and RFM are as of the end of it.
+	EvaluatedThrough string `json:"evaluated_through,omitempty"`
 	Segment          string             `json:"segment"`
 	ValueLayer       string             `json:"value_layer"`
 	RFM              scoring.RFM        `json:"rfm"`
@@ -39,6 +43,13 @@ type CustomerView struct {
 	AppliedOffsets   map[string]int64   `json:"applied_offsets"`
 	StateFields      map[string]string  `json:"state_fields"`
 	StateBytes       int                `json:"state_bytes"`
+}
+
+// ReasonView is one reason behind a score, as support reads it.
+type ReasonView struct {
+	Code    string  `json:"code"`
+	Message string  `json:"message"`
+	Value   float64 `json:"value"`
 }
 
 func runCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -121,6 +132,14 @@ func BuildCustomerView(fields map[string]string, p *scoring.Policy) (CustomerVie
 	}
 	if st.ChurnSince != 0 {
 		v.ChurnSince = st.ChurnSince.Start().Format(time.DateOnly)
+	}
+	v.ChurnReasons = []ReasonView{}
+	if st.EvalDay > 0 {
+		v.EvaluatedThrough = st.EvalDay.Start().Format(time.DateOnly)
+		_, _, reasons := scoring.ChurnAt(st, st.EvalDay, p)
+		for _, r := range reasons {
+			v.ChurnReasons = append(v.ChurnReasons, ReasonView{Code: r.Code, Message: r.Message, Value: r.Value})
+		}
 	}
 	day := scoring.DayOf(v.LastEventAt)
 	v.NetSpend365Minor = st.NetSpend(day, p)
