@@ -20,20 +20,20 @@ func init() {
 
 // CustomerView is what `loyaltyctl customer` prints.
 type CustomerView struct {
-	CustomerID       string             `json:"customer_id"`
-	Namespace        string             `json:"namespace"`
-	LastEventAt      time.Time          `json:"last_event_at"`
-	Tier             string             `json:"tier"`
-	TierReviewOn     string             `json:"tier_review_on,omitempty"`
-	NetSpend365Minor int64              `json:"net_spend_365d_minor"`
-	ChurnLevel       string             `json:"churn_level"`
-	ChurnScore       float64            `json:"churn_score"`
-	ChurnModel       string             `json:"churn_model"`
-	ChurnSince       string             `json:"churn_since,omitempty"`
-	ChurnReasons     []ReasonView       `json:"churn_reasons"`
+	CustomerID       string       `json:"customer_id"`
+	Namespace        string       `json:"namespace"`
+	LastEventAt      time.Time    `json:"last_event_at"`
+	Tier             string       `json:"tier"`
+	TierReviewOn     string       `json:"tier_review_on,omitempty"`
+	NetSpend365Minor int64        `json:"net_spend_365d_minor"`
+	ChurnLevel       string       `json:"churn_level"`
+	ChurnScore       float64      `json:"churn_score"`
+	ChurnModel       string       `json:"churn_model"`
+	ChurnSince       string       `json:"churn_since,omitempty"`
+	ChurnReasons     []ReasonView `json:"churn_reasons"`
 	// EvaluatedThrough is the last day whose end-of-day evaluation ran: the churn score,
 	// reasons, segment and RFM are as of the end of it.
-	EvaluatedThrough string `json:"evaluated_through,omitempty"`
+	EvaluatedThrough string             `json:"evaluated_through,omitempty"`
 	Segment          string             `json:"segment"`
 	ValueLayer       string             `json:"value_layer"`
 	RFM              scoring.RFM        `json:"rfm"`
