@@ -14,17 +14,7 @@ import (
 )
 
 func TestActionsListsACustomersDecisionsNewestFirst(t *testing.T) {
-	addr := testinfra.Redis(t)
-	ns := testinfra.Name("ns")
-	t.Setenv("REDIS_ADDR", addr)
-	t.Setenv("LOYALTY_NAMESPACE", ns)
-	t.Setenv("LOYALTY_SHARDS", "8")
-	keys, err := keyspace.New(ns, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
+	keys, rdb := commandRedis(t)
 	// The notifier pushes newest first: the pending care, then its delivery.
 	for _, e := range []notifier.HistoryEntry{
 		{ActionID: "a1", Kind: "CARE", Outcome: "PENDING", Reason: "rule:care", TriggerEventID: "ev-1", Channel: "webhook", DecidedAt: "2026-03-02T12:00:00Z"},
@@ -71,4 +61,22 @@ func TestActionsListsACustomersDecisionsNewestFirst(t *testing.T) {
 			}
 		})
 	}
+}
+
+// commandRedis points the commands' environment at a Redis server and a fresh namespace of
+// 8 shards, and returns that namespace's keys and a client for setting up state.
+func commandRedis(t *testing.T) (keyspace.Keyspace, *redis.Client) {
+	t.Helper()
+	addr := testinfra.Redis(t)
+	ns := testinfra.Name("ns")
+	t.Setenv("REDIS_ADDR", addr)
+	t.Setenv("LOYALTY_NAMESPACE", ns)
+	t.Setenv("LOYALTY_SHARDS", "8")
+	keys, err := keyspace.New(ns, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return keys, rdb
 }

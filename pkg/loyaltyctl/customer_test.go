@@ -7,22 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
-	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 )
 
 // TestCustomerExplainsTheChurnLevelWithItsReasons: support reads `loyaltyctl customer` to
 // see why a customer is at risk; a regular buyer who went silent shows HIGH risk with the
 // purchase gap among the reasons, as of the last evaluated day.
 func TestCustomerExplainsTheChurnLevelWithItsReasons(t *testing.T) {
-	addr := testinfra.Redis(t)
-	ns := testinfra.Name("ns")
-	t.Setenv("REDIS_ADDR", addr)
-	t.Setenv("LOYALTY_NAMESPACE", ns)
-	t.Setenv("LOYALTY_SHARDS", "8")
+	keys, rdb := commandRedis(t)
 	p := scoring.DefaultPolicy()
 	start := time.Date(2025, 1, 6, 12, 0, 0, 0, time.UTC)
 	var st scoring.State
@@ -39,12 +31,6 @@ func TestCustomerExplainsTheChurnLevelWithItsReasons(t *testing.T) {
 	if st.Churn != scoring.LevelHigh {
 		t.Fatalf("the silent buyer is %s after 150 days, want HIGH (the test history is wrong)", st.Churn)
 	}
-	keys, err := keyspace.New(ns, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
 	if err := rdb.HSet(context.Background(), keys.Customer("c-7"), st.MarshalFields()).Err(); err != nil {
 		t.Fatal(err)
 	}

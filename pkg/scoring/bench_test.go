@@ -51,20 +51,30 @@ func BenchmarkApply(b *testing.B) {
 	})
 }
 
+// BenchmarkEvaluate times the passage of event time: Evaluate (every day up to the
+// watermark) and Sweep (the sweeper's computation: through each deadline reached, then the
+// next deadline).
 func BenchmarkEvaluate(b *testing.B) {
 	p := DefaultPolicy()
 	s := typicalCustomer(b, p)
 	now := msTime(s.ClockMs)
-	for _, c := range []struct {
+	evaluate := func(at time.Time) { Evaluate(s, at, p) }
+	sweep := func(at time.Time) { Sweep(s, at, p) }
+	for _, f := range []struct {
 		name string
-		at   time.Time
-	}{{"one_day", now.Add(24 * time.Hour)}, {"thirty_days", now.Add(30 * 24 * time.Hour)}} {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				Evaluate(s, c.at, p)
-			}
-		})
+		run  func(time.Time)
+	}{{"evaluate", evaluate}, {"sweep", sweep}} {
+		for _, c := range []struct {
+			name string
+			at   time.Time
+		}{{"one_day", now.Add(24 * time.Hour)}, {"thirty_days", now.Add(30 * 24 * time.Hour)}} {
+			b.Run(f.name+"/"+c.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					f.run(c.at)
+				}
+			})
+		}
 	}
 }
 
@@ -100,21 +110,3 @@ func BenchmarkNextDeadlineDormant(b *testing.B) {
 	}
 }
 
-// BenchmarkSweep is the sweeper's per-customer computation: through every deadline the
-// watermark has reached, then the next deadline.
-func BenchmarkSweep(b *testing.B) {
-	p := DefaultPolicy()
-	s := typicalCustomer(b, p)
-	now := msTime(s.ClockMs)
-	for _, c := range []struct {
-		name string
-		at   time.Time
-	}{{"one_day", now.Add(24 * time.Hour)}, {"thirty_days", now.Add(30 * 24 * time.Hour)}} {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				Sweep(s, c.at, p)
-			}
-		})
-	}
-}
