@@ -109,4 +109,3 @@ func BenchmarkNextDeadlineDormant(b *testing.B) {
 		NextDeadline(s, p)
 	}
 }
-
