@@ -58,7 +58,8 @@ test: redis-server
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestAcceptance' $(TEST_FLAGS) $(PKGS)
 
 # Empty KAFKA_BROKERS = in-process broker (the harness treats empty like unset). The race
-# suite only: the full-size acceptance runs belong to the real broker.
+# suite only: the full-size acceptance runs belong to the real broker. The crash test of
+# consumer groups (pkg/e2e) starts a real Kafka of its own here (testinfra.RealKafkaBroker).
 test-kfake: redis-server
 	@echo "go test -race -short: KAFKA_BROKERS=<in-process kfake> REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
 	KAFKA_BROKERS= $(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)

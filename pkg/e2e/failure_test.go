@@ -41,7 +41,7 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	ctx := context.Background()
-	w := &world{t: t, brokers: testinfra.Kafka(t), redis: testinfra.Redis(t), suffix: "." + testinfra.Name("fail"),
+	w := &world{t: t, brokers: testinfra.RealKafkaBroker(t), redis: testinfra.Redis(t), suffix: "." + testinfra.Name("fail"),
 		logDir: t.TempDir(), shards: 16}
 	bins, err := e2e.Build(ctx, t.TempDir(), e2e.Services...)
 	if err != nil {

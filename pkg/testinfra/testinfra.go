@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -78,4 +80,64 @@ func Name(prefix string) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return prefix + "-" + hex.EncodeToString(b)
+}
+
+// RealKafkaBroker returns the addresses of a real Apache Kafka broker: KAFKA_BROKERS when set,
+// else a single-node Kafka started for the test with the project's deploy/local/kafka/kafka.sh
+// (fetching its jars from Maven Central the first time) and stopped when the test ends. Tests
+// of consumer-group behaviour under crashes use it: their truth is Kafka's group coordinator,
+// which the in-process broker only approximates (it does not always expire a SIGKILLed
+// member during a rebalance).
+func RealKafkaBroker(t testing.TB) []string {
+	t.Helper()
+	if RealKafka() {
+		return Kafka(t)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatalf("finding the repository for deploy/local/kafka/kafka.sh: %v", err)
+	}
+	script := filepath.Join(root, "deploy", "local", "kafka", "kafka.sh")
+	env := append(os.Environ(), "KAFKA_RUN_DIR="+t.TempDir(), "KAFKA_PORT=", "KAFKA_CONTROLLER_PORT=")
+	kafka := func(args ...string) (string, error) {
+		cmd := exec.Command(script, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	for _, step := range []string{"fetch", "start"} {
+		if out, err := kafka(step); err != nil {
+			t.Fatalf("this test needs a real Kafka broker: set KAFKA_BROKERS (make infra-up), or let it start one "+
+				"(Java 17+ and Maven: sudo apt-get install -y default-jre-headless maven); kafka.sh %s: %v\n%s", step, err, out)
+		}
+	}
+	t.Cleanup(func() {
+		if out, err := kafka("stop"); err != nil {
+			t.Logf("stopping the test's Kafka: %v\n%s", err, out)
+		}
+	})
+	addr, err := kafka("bootstrap")
+	if err != nil || addr == "" {
+		t.Fatalf("reading the test Kafka's address: %v %s", err, addr)
+	}
+	return []string{addr}
+}
+
+// moduleRoot is the directory of the go.mod above the working directory (a test runs in its
+// package's directory).
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }
