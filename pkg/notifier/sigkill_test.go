@@ -10,6 +10,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
+	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 )
 
 // TestASIGKILLedNotifierProcessRedeliversWithTheSameKeyAndLosesNothing is the crash test of
@@ -18,7 +19,9 @@ import (
 // delivered again with the same idempotency key once its lease has run out, end SENT exactly
 // once, and nothing may be lost.
 func TestASIGKILLedNotifierProcessRedeliversWithTheSameKeyAndLosesNothing(t *testing.T) {
-	in := newInfra(t)
+	// A real broker: the restarted process joins the group the killed one still belongs to,
+	// which the in-process broker does not always resolve before its clients time out.
+	in := infra{brokers: testinfra.RealKafkaBroker(t), redis: testinfra.Redis(t)}
 	e := newEnv(t, in, nil, nil)
 	e.hook.block = make(chan struct{})
 	ctx := context.Background()
