@@ -459,3 +459,17 @@ func counter(t testing.TB, rt *pipeline.Runtime, name string, want map[string]st
 	}
 	return sum
 }
+
+// produceUpgrades produces a SILVER→GOLD upgrade (trigger id "<prefix>-up-<customer>") for n
+// customers outside the hold-out group, and returns the customers.
+func (e *env) produceUpgrades(prefix string, n int) []string {
+	e.t.Helper()
+	def := notifier.DefaultRules()
+	var customers []string
+	for i := range n {
+		id := treated(def, fmt.Sprintf("%s%d", prefix, i))
+		customers = append(customers, id)
+		e.produce(tier(id, prefix+"-up-"+id, event.TierSilver, event.TierGold, event.DirectionUp, t0))
+	}
+	return customers
+}

@@ -400,13 +400,7 @@ func TestKillingTheNotifierMidDeliveryNeitherLosesNorDuplicatesAnAction(t *testi
 	in := newInfra(t)
 	e := newEnv(t, in, nil, nil)
 	e.hook.block = make(chan struct{})
-	def := notifier.DefaultRules()
-	var customers []string
-	for i := range 5 {
-		id := treated(def, fmt.Sprintf("kill%d", i))
-		customers = append(customers, id)
-		e.produce(tier(id, "kill-up-"+id, event.TierSilver, event.TierGold, event.DirectionUp, t0))
-	}
+	customers := e.produceUpgrades("kill", 5)
 	first := e.cfg
 	first.Delivery.DrainTimeout = 10 * time.Millisecond // "kill": abandon in-flight attempts at once
 	first.Delivery.Lease = 2500 * time.Millisecond

@@ -2,7 +2,6 @@ package notifier_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -38,13 +37,7 @@ func TestASIGKILLedNotifierProcessRedeliversWithTheSameKeyAndLosesNothing(t *tes
 	cluster := &e2e.Cluster{Brokers: in.brokers, Redis: in.redis, Namespace: e.ns, Suffix: e.suffix, Bins: bins, LogDir: logs, Env: env}
 	t.Cleanup(func() { _ = cluster.Stop(10 * time.Second) })
 
-	def := notifier.DefaultRules()
-	var customers []string
-	for i := range 5 {
-		id := treated(def, fmt.Sprintf("sigkill%d", i))
-		customers = append(customers, id)
-		e.produce(tier(id, "sigkill-up-"+id, event.TierSilver, event.TierGold, event.DirectionUp, t0))
-	}
+	customers := e.produceUpgrades("sigkill", 5)
 	first, err := cluster.Start(ctx, "notifier")
 	if err != nil {
 		t.Fatal(err)
