@@ -91,23 +91,19 @@ func Erase(ctx context.Context, rt *pipeline.Runtime, customerID, requestedBy st
 
 func eraseIn(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string, extra []Eraser) (int, error) {
 	shard := keys.Shard(id)
-	removed, err := rdb.Del(ctx, keys.Customer(id)).Result()
+	n, err := rdb.Del(ctx, keys.Customer(id)).Result()
 	if err != nil {
 		return 0, err
 	}
+	removed := int(n)
 	for _, erase := range extra {
 		n, err := erase(ctx, rdb, keys, id)
-		removed += int64(n)
+		removed += n
 		if err != nil {
-			return int(removed), err
+			return removed, err
 		}
 	}
-	return eraseStreams(ctx, rdb, keys, shard, id, int(removed))
-}
-
-// eraseStreams removes the customer from its shard's deadline set and outbox.
-func eraseStreams(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, shard int, id string, removed int) (int, error) {
-	n, err := rdb.ZRem(ctx, keys.Deadlines(shard), id).Result()
+	n, err = rdb.ZRem(ctx, keys.Deadlines(shard), id).Result()
 	if err != nil {
 		return removed, err
 	}

@@ -19,14 +19,12 @@ import (
 // what its settlement writes. It returns the number of keys and queued actions removed.
 func EraseCustomer(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Keyspace, customerID string) (int, error) {
 	k := keys{ks: ks}
-	removed := 0
-	for _, key := range CustomerKeys(ks, customerID) {
-		n, err := rdb.Del(ctx, key).Result()
-		if err != nil {
-			return removed, fmt.Errorf("erasing %s: %w", key, err)
-		}
-		removed += int(n)
+	// One DEL: the customer's keys share its shard's hash tag, so one slot on a cluster too.
+	n, err := rdb.Del(ctx, CustomerKeys(ks, customerID)...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("erasing the notifier's keys: %w", err)
 	}
+	removed := int(n)
 	shard := ks.Shard(customerID)
 	pending, due := k.pending(shard), k.due(shard)
 	var actions []string
@@ -47,16 +45,20 @@ func EraseCustomer(ctx context.Context, rdb redis.UniversalClient, ks keyspace.K
 	if err := iter.Err(); err != nil {
 		return removed, fmt.Errorf("scanning queued deliveries: %w", err)
 	}
-	for _, id := range actions {
-		pipe := rdb.TxPipeline()
-		del := pipe.HDel(ctx, pending, id, id+":a", id+":f", id+":p")
-		pipe.ZRem(ctx, due, id)
-		if _, err := pipe.Exec(ctx); err != nil {
-			return removed, fmt.Errorf("withdrawing queued action %s: %w", id, err)
-		}
-		if del.Val() > 0 {
-			removed++
-		}
+	if len(actions) == 0 {
+		return removed, nil
 	}
-	return removed, nil
+	// The claim script drops a due id whose payload is gone, so the order of the two
+	// commands does not matter; MULTI keeps a claimer from seeing half of it.
+	pipe := rdb.TxPipeline()
+	members := make([]any, len(actions))
+	for i, id := range actions {
+		pipe.HDel(ctx, pending, id, id+":a", id+":f", id+":p")
+		members[i] = id
+	}
+	pipe.ZRem(ctx, due, members...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return removed, fmt.Errorf("withdrawing %d queued actions: %w", len(actions), err)
+	}
+	return removed + len(actions), nil
 }
