@@ -244,8 +244,9 @@ func TestAcceptanceKilledConsumersAndRebalancesLeaveTheSameStateAndEventsAsAnUni
 // others and their events arrive "late" — see pkg/e2e's package doc.
 //
 // The window stays on today's date: the sweeper's clock jumps to the wall clock (less the
-// allowed lateness) whenever every reported partition is caught up, and must find no day with data to close before
-// the end. Just after midnight UTC it waits for enough of the day to pass.
+// allowed lateness) whenever every reported partition is caught up, and must find no day
+// with data to close before the end. Just after midnight UTC it waits for enough of the day
+// to pass.
 func liveWindow() (end time.Time, span time.Duration) {
 	now := time.Now().UTC()
 	if since := now.Sub(now.Truncate(24 * time.Hour)); since < 6*time.Minute {
@@ -295,29 +296,29 @@ func (w *world) withKills(t *testing.T, timeout time.Duration) (result, []string
 	slices.SortFunc(targets, func(a, b int64) int { return int(b - a) })
 	var kills []string
 	for i, target := range targets {
-		var pr e2e.Progress
+		var left int64
 		var lags map[string]int64
 		for deadline := time.Now().Add(2 * time.Minute); ; {
-			if pr, lags, err = r.observer.ServiceLags(ctx); err != nil {
+			if left, lags, err = r.observer.ServiceLags(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if pr.Lag <= target || time.Now().After(deadline) {
+			if left <= target || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(25 * time.Millisecond)
 		}
 		svc := "logins"
 		if i > 0 {
-			var left []string
+			var busy []string
 			for _, s := range e2e.ConsumerServices {
 				if lags[s] > 0 {
-					left = append(left, s)
+					busy = append(busy, s)
 				}
 			}
-			if len(left) == 0 {
+			if len(busy) == 0 {
 				break
 			}
-			svc = left[rng.IntN(len(left))]
+			svc = busy[rng.IntN(len(busy))]
 		}
 		if lags[svc] == 0 {
 			break
@@ -326,7 +327,7 @@ func (w *world) withKills(t *testing.T, timeout time.Duration) (result, []string
 		victim := instances[svc][k]
 		victim.Kill()
 		kills = append(kills, fmt.Sprintf("%s (pid %d) with %d of its records left (%d of %d in all), %d instance(s) in its group",
-			victim.Name, victim.Pid(), lags[svc], pr.Lag, total.Lag, len(instances[svc])))
+			victim.Name, victim.Pid(), lags[svc], left, total.Lag, len(instances[svc])))
 		if i == 0 {
 			// Let the twin take the partitions over before the killed instance comes back:
 			// wait until the group commits progress again (or two seconds pass).
@@ -371,14 +372,9 @@ func compareStates(t *testing.T, want, got map[string]map[string]string) {
 			continue
 		}
 		if differ++; differ <= 5 {
-			var fields []string
-			for _, f := range sortedKeys(a, b) {
-				if a[f] != b[f] {
-					fields = append(fields, fmt.Sprintf("%s: %q vs %q", f, a[f], b[f]))
-				}
-			}
-			t.Errorf("customer %s differs: %s", c, strings.Join(fields, "; "))
+			t.Errorf("customer %s differs: %s", c, strings.Join(e2e.FieldDiff(a, b), "; "))
 		}
+
 	}
 	if differ > 0 {
 		t.Errorf("%d of %d customers differ", differ, len(want))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,10 +32,13 @@ type Observer struct {
 	Lateness time.Duration
 }
 
+// defaultLateness is the default policy's allowed lateness, read once.
+var defaultLateness = sync.OnceValue(func() time.Duration { return scoring.DefaultPolicy().AllowedLateness })
+
 // clock is the sweeper's clock once every input partition is caught up.
 func (o *Observer) clock(now time.Time) time.Time {
 	if o.Lateness == 0 {
-		return now.Add(-scoring.DefaultPolicy().AllowedLateness)
+		return now.Add(-defaultLateness())
 	}
 	return now.Add(-o.Lateness)
 }
@@ -71,19 +76,18 @@ func (p Progress) String() string {
 }
 
 // ServiceLags measures each consumer service's lag (input records its group has not
-// committed) and returns the total as a Progress with only Lag set.
-func (o *Observer) ServiceLags(ctx context.Context) (Progress, map[string]int64, error) {
-	var pr Progress
-	lags := make(map[string]int64, len(ConsumerServices))
+// committed) and their total.
+func (o *Observer) ServiceLags(ctx context.Context) (total int64, lags map[string]int64, err error) {
+	lags = make(map[string]int64, len(ConsumerServices))
 	for _, svc := range ConsumerServices {
 		topic := o.InputTopic(svc)
 		end, err := stream.EndOffsets(ctx, o.Brokers, stream.Security{}, topic)
 		if err != nil {
-			return pr, nil, err
+			return 0, nil, err
 		}
 		committed, err := stream.GroupOffsets(ctx, o.Brokers, stream.Security{}, o.Group(svc), topic)
 		if err != nil {
-			return pr, nil, err
+			return 0, nil, err
 		}
 		for p, e := range end {
 			c, ok := committed[p]
@@ -92,15 +96,16 @@ func (o *Observer) ServiceLags(ctx context.Context) (Progress, map[string]int64,
 			}
 			lags[svc] += max(e-c, 0)
 		}
-		pr.Lag += lags[svc]
+		total += lags[svc]
 	}
-	return pr, lags, nil
+	return total, lags, nil
 }
 
 // Progress measures the consumer groups' lag, the outbox depth and the due deadlines.
 func (o *Observer) Progress(ctx context.Context, now time.Time) (Progress, error) {
-	pr, _, err := o.ServiceLags(ctx)
-	if err != nil {
+	var pr Progress
+	var err error
+	if pr.Lag, _, err = o.ServiceLags(ctx); err != nil {
 		return pr, err
 	}
 	pipe := o.Redis.Pipeline()
@@ -287,4 +292,18 @@ func ReadDerived(ctx context.Context, brokers []string, c *codec.Codec, from, to
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
+}
+
+// FieldDiff lists the fields whose values differ between two stored states, as
+// "field: a vs b", in field order.
+func FieldDiff(a, b map[string]string) []string {
+	all := maps.Clone(a)
+	maps.Copy(all, b)
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		if a[k] != b[k] {
+			out = append(out, fmt.Sprintf("%s: %q vs %q", k, a[k], b[k]))
+		}
+	}
+	return out
 }

@@ -136,7 +136,7 @@ func BuildCustomerView(fields map[string]string, p *scoring.Policy) (CustomerVie
 	v.ChurnReasons = []ReasonView{}
 	if st.EvalDay > 0 {
 		v.EvaluatedThrough = st.EvalDay.Start().Format(time.DateOnly)
-		_, _, reasons := scoring.ChurnAt(st, st.EvalDay, p)
+		_, reasons := scoring.ChurnAt(st, st.EvalDay, p)
 		for _, r := range reasons {
 			v.ChurnReasons = append(v.ChurnReasons, ReasonView{Code: r.Code, Message: r.Message, Value: r.Value})
 		}

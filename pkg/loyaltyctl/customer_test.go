@@ -46,7 +46,7 @@ func TestCustomerExplainsTheChurnLevelWithItsReasons(t *testing.T) {
 	if view.ChurnLevel != "HIGH" || view.EvaluatedThrough != st.EvalDay.Start().Format(time.DateOnly) {
 		t.Errorf("churn %s evaluated through %s, want HIGH through %s", view.ChurnLevel, view.EvaluatedThrough, st.EvalDay.Start().Format(time.DateOnly))
 	}
-	score, _, want := scoring.ChurnAt(st, st.EvalDay, p)
+	score, want := scoring.ChurnAt(st, st.EvalDay, p)
 	if view.ChurnScore != score {
 		t.Errorf("churn score %v, want the stored %v", view.ChurnScore, score)
 	}

@@ -340,7 +340,7 @@ func TestReplayingAllThreeTopicsTwiceGivesTheSameResult(t *testing.T) {
 	sa, sb := e.states(a, 40), e.states(b, 40)
 	for id := range sa {
 		if !maps.Equal(sa[id], sb[id]) {
-			t.Errorf("customer %s differs between the two replays:%s", id, fieldDiff(sa[id], sb[id]))
+			t.Errorf("customer %s differs between the two replays: %s", id, strings.Join(e2e.FieldDiff(sa[id], sb[id]), "; "))
 		}
 	}
 }
@@ -354,21 +354,4 @@ func TestAReplayRefusesTheLiveNamespaceAndBadArguments(t *testing.T) {
 	if _, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: "x", Outputs: "kafka"}, e.log); err == nil || !strings.Contains(err.Error(), "--outputs") {
 		t.Errorf("bad --outputs: %v", err)
 	}
-}
-
-// fieldDiff lists the fields whose values differ between two stored states.
-func fieldDiff(a, b map[string]string) string {
-	var out strings.Builder
-	keys := slices.Sorted(maps.Keys(a))
-	for k := range b {
-		if _, ok := a[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
-	for _, k := range keys {
-		if a[k] != b[k] {
-			fmt.Fprintf(&out, "\n  %s: %q vs %q", k, a[k], b[k])
-		}
-	}
-	return out.String()
 }

@@ -201,10 +201,10 @@ func clamp01(v float64) float64 {
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
 
-// ChurnAt is the churn-risk assessment as of the end of day d: the score in [0, 1], P(alive)
-// (-1 when the rules fallback applies) and the top reasons, as a change on that day would
-// carry them. It is what inspection tools show to explain a customer's current level.
-func ChurnAt(s State, d Day, p *Policy) (score, pAlive float64, reasons []Reason) {
+// ChurnAt is the churn-risk assessment as of the end of day d: the score in [0, 1] and the
+// top reasons, as a change on that day would carry them. It is what inspection tools show to
+// explain a customer's current level.
+func ChurnAt(s State, d Day, p *Policy) (score float64, reasons []Reason) {
 	f := assessRisk(&s, d, p)
-	return round3(f.score), f.pAlive, f.reasons(p)
+	return round3(f.score), f.reasons(p)
 }
