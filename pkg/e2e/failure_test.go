@@ -243,9 +243,9 @@ func TestAcceptanceKilledConsumersAndRebalancesLeaveTheSameStateAndEventsAsAnUni
 // or in a replay through the consumer groups, one topic runs days of event time ahead of the
 // others and their events arrive "late" — see pkg/e2e's package doc.
 //
-// The window stays on today's date: the sweeper's clock jumps to the wall clock (less the
-// allowed lateness) whenever every reported partition is caught up, and must find no day
-// with data to close before the end. Just after midnight UTC it waits for enough of the day
+// The window stays on today's date: the sweeper's clock jumps to the wall clock whenever
+// every reported partition is caught up, and must find no day with data to close before
+// the end. Just after midnight UTC it waits for enough of the day
 // to pass.
 func liveWindow() (end time.Time, span time.Duration) {
 	now := time.Now().UTC()

@@ -16,7 +16,6 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
-	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
@@ -26,21 +25,6 @@ type Observer struct {
 	Redis   redis.UniversalClient
 	Keys    keyspace.Keyspace
 	Suffix  string
-	// Lateness is the policy's allowed lateness: the sweeper's clock is the wall clock less
-	// it once the input is caught up, so deadlines later than that are not due yet. Zero
-	// means the default policy's.
-	Lateness time.Duration
-}
-
-// defaultLateness is the default policy's allowed lateness, read once.
-var defaultLateness = sync.OnceValue(func() time.Duration { return scoring.DefaultPolicy().AllowedLateness })
-
-// clock is the sweeper's clock once every input partition is caught up.
-func (o *Observer) clock(now time.Time) time.Time {
-	if o.Lateness == 0 {
-		return now.Add(-defaultLateness())
-	}
-	return now.Add(-o.Lateness)
 }
 
 // Group is the consumer group a consumer service of the observed namespace uses.
@@ -65,7 +49,7 @@ func (o *Observer) InputTopic(service string) string {
 type Progress struct {
 	Lag    int64 // input records not yet committed by their consumer group
 	Outbox int64 // derived events not yet published
-	Due    int64 // customers whose inactivity deadline the caught-up sweeper clock has reached
+	Due    int64 // customers whose inactivity deadline is at or before now
 }
 
 // Done reports whether nothing is left to do.
@@ -113,7 +97,7 @@ func (o *Observer) Progress(ctx context.Context, now time.Time) (Progress, error
 	due := make([]*redis.IntCmd, o.Keys.Shards())
 	for s := range o.Keys.Shards() {
 		lens[s] = pipe.XLen(ctx, o.Keys.Outbox(s))
-		due[s] = pipe.ZCount(ctx, o.Keys.Deadlines(s), "-inf", strconv.FormatInt(o.clock(now).UnixMilli(), 10))
+		due[s] = pipe.ZCount(ctx, o.Keys.Deadlines(s), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return pr, fmt.Errorf("reading outbox and deadlines: %w", err)

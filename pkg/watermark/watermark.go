@@ -1,11 +1,9 @@
 // Package watermark keeps the pipeline's event-time clock. Every consumer reports, per input
 // partition, the largest event time it has applied and whether it was caught up (its last
 // record was the partition's newest). The sweeper's clock is the minimum over partitions of
-// "largest event time minus the allowed lateness", where a caught-up partition's largest event
-// time counts as the wall clock. Live, deadlines then fire once the allowed lateness has
-// passed (an event produced up to that late still lands before its day is closed); in a
-// replay of history they fire at the same event times as they did live, so the derived
-// events are identical.
+// "largest event time minus the allowed lateness", where a caught-up partition counts as the
+// wall clock. Live, deadlines then fire on time; in a replay of history they fire at the same
+// event times as they did live, so the derived events are identical.
 package watermark
 
 import (
@@ -106,13 +104,10 @@ func (t *Tracker) Clock(ctx context.Context, now time.Time, required ...string) 
 		if err != nil {
 			continue
 		}
-		latest := time.UnixMilli(ms).UTC()
+		at := time.UnixMilli(ms).UTC().Add(-t.lateness)
 		if caught == "1" {
-			// Nothing newer is in the partition yet: anything still to come is being
-			// produced now, and may be up to the allowed lateness old.
-			latest = now.UTC()
+			at = now
 		}
-		at := latest.Add(-t.lateness)
 		if clock.IsZero() || at.Before(clock) {
 			clock = at
 		}
