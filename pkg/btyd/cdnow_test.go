@@ -6,23 +6,16 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
+
 	"github.com/loyalty-scoring/loyalty/pkg/btyd"
 	"github.com/loyalty-scoring/loyalty/pkg/txnsummary"
 )
 
-// cdnowPath finds the CDNOW sample: $LOYALTY_CDNOW if set, else the shared
-// datasets directory next to the repository.
+// cdnowPath is the CDNOW sample committed in testdata/cdnow.
 func cdnowPath(tb testing.TB) string {
 	tb.Helper()
-	p := os.Getenv("LOYALTY_CDNOW")
-	if p == "" {
-		p = filepath.Join("..", "..", "..", "shared", "datasets", "cdnow", "CDNOW_sample.txt")
-	}
-	if _, err := os.Stat(p); err != nil {
-		tb.Fatalf("CDNOW sample not found at %s (%v): the published-parameter test needs it; "+
-			"put CDNOW_sample.txt there or set LOYALTY_CDNOW=/path/to/CDNOW_sample.txt", p, err)
-	}
-	return p
+	return testinfra.DataFile(tb, "cdnow/CDNOW_sample.txt")
 }
 
 func cdnowCustomers(tb testing.TB) []txnsummary.Customer {

@@ -10,18 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 )
 
 func cdnow(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv("LOYALTY_CDNOW")
-	if p == "" {
-		p = filepath.Join("..", "..", "..", "shared", "datasets", "cdnow", "CDNOW_sample.txt")
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("CDNOW sample not found at %s (%v): put CDNOW_sample.txt there or set LOYALTY_CDNOW", p, err)
-	}
-	return p
+	return testinfra.DataFile(t, "cdnow/CDNOW_sample.txt")
 }
 
 func run(t *testing.T, args ...string) (int, string, string) {

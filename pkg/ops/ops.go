@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/loyalty-scoring/loyalty/pkg/buildinfo"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,10 +30,10 @@ type Server struct {
 }
 
 // NewServer returns a server with a fresh registry holding the Go runtime and process
-// collectors.
+// collectors and the loyalty_build_info gauge.
 func NewServer(log *zap.Logger) *Server {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfoGauge())
 	return &Server{Registry: reg, log: log, checks: map[string]Check{}}
 }
 
@@ -99,4 +100,19 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 		return err
 	}
 	return nil
+}
+
+// buildInfoGauge is loyalty_build_info, always 1, labelled with the binary's version, commit,
+// build date and Go version (the same values as --version), so a dashboard shows what runs.
+func buildInfoGauge() prometheus.Collector {
+	bi := buildinfo.Get()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "loyalty_build_info",
+		Help: "Build of the running binary: version, commit, build date and Go version as labels; always 1.",
+		ConstLabels: prometheus.Labels{
+			"version": bi.Version, "commit": bi.Commit, "date": bi.Date, "goversion": bi.GoVersion,
+		},
+	})
+	g.Set(1)
+	return g
 }

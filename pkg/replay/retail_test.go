@@ -36,16 +36,9 @@ type invoice struct {
 	cancel   bool
 }
 
-// retailPath finds the data set beside the repository (or LOYALTY_RETAIL).
+// retailPath is the UCI Online Retail file committed in testdata/retail.
 func retailPath(t *testing.T) string {
-	if p := os.Getenv("LOYALTY_RETAIL"); p != "" {
-		return p
-	}
-	p, _ := filepath.Abs("../../../shared/datasets/retail/online_retail_uci.csv.gz")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("the UCI Online Retail data set is missing (%v): it is expected at %s beside the repository, or set LOYALTY_RETAIL", err, p)
-	}
-	return p
+	return testinfra.DataFile(t, "retail/online_retail_uci.csv.gz")
 }
 
 func loadRetail(t *testing.T) []invoice {
