@@ -2,8 +2,11 @@
 # services.sh — run every pipeline service as a background process against the local
 # infrastructure of infra.sh (real Kafka + Redis), without Docker.
 #
-#   services.sh up       build ./bin/<service>, start each one with its own HTTP_ADDR, and wait
-#                        until every /readyz answers 200 (services already running are kept)
+#   services.sh up       build ./bin/<service>, start each one under a small supervisor with its
+#                        own HTTP_ADDR, and wait until every /readyz answers 200 (services
+#                        already running are kept). The supervisor restarts a service that exits
+#                        with code 3 (it stopped because `loyaltyctl promote` switched the active
+#                        namespace) and lets any other exit stand (see the log).
 #   services.sh down     stop the services this script started: SIGTERM, SIGKILL after
 #                        SERVICES_STOP_TIMEOUT; only the PIDs in its PID files, never by name
 #   services.sh status   one line per service: pid, running or not, /readyz status; exit 1
@@ -53,6 +56,37 @@ services() {
 }
 
 pidfile() { echo "$RUN_DIR/$1.pid"; }
+suppidfile() { echo "$RUN_DIR/$1.supervisor.pid"; }
+
+# Exit code of a service that stopped because the active namespace changed
+# (pipeline.ExitPromoted); it is restarted at once on the new namespace.
+EXIT_PROMOTED=3
+
+# supervise runs service $1 in the foreground, writes its PID file on every start, and starts
+# it again whenever it exits with EXIT_PROMOTED. SIGTERM/SIGINT are forwarded to the service,
+# and the supervisor exits with the service's code.
+supervise() {
+  local name=$1 child="" rc
+  trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null || true; fi; stopping=1' TERM INT
+  stopping=0
+  while :; do
+    "$BIN_DIR/$name" &
+    child=$!
+    echo "$child" > "$(pidfile "$name")"
+    # wait returns early (>128) when a trapped signal arrives: wait again for the real exit.
+    while :; do
+      wait "$child" && rc=0 || rc=$?
+      kill -0 "$child" 2>/dev/null || break
+    done
+    if [ "$rc" -eq "$EXIT_PROMOTED" ] && [ "$stopping" = 0 ]; then
+      echo "services.sh: $name exited with code $EXIT_PROMOTED (active namespace changed): restarting it" >&2
+      continue
+    fi
+    echo "services.sh: $name exited with code $rc; not restarting" >&2
+    rm -f "$(suppidfile "$name")"
+    exit "$rc"
+  done
+}
 
 # running_pid prints the PID of service $1 if the process in its PID file is alive and is
 # still our binary (a PID file left by a crash may name a recycled PID).
@@ -99,11 +133,13 @@ cmd_up() {
     echo "127.0.0.1:$port" > "$RUN_DIR/$name.addr"
     # setsid: the service gets its own session, so a ^C in the caller's terminal does not
     # reach it; `down` stops it.
+    rm -f "$(pidfile "$name")"
     HTTP_ADDR=127.0.0.1:$port KAFKA_BROKERS=$KAFKA_BROKERS REDIS_ADDR=$REDIS_ADDR \
-      setsid "$BIN_DIR/$name" >> "$RUN_DIR/$name.log" 2>&1 < /dev/null &
-    echo $! > "$(pidfile "$name")"
+      setsid "$HERE/services.sh" _supervise "$name" >> "$RUN_DIR/$name.log" 2>&1 < /dev/null &
+    echo $! > "$(suppidfile "$name")"
+    for ((i = 0; i < 50; i++)); do [ -s "$(pidfile "$name")" ] && break; sleep 0.1; done
     started+=("$name")
-    say "started $name (pid $!, http 127.0.0.1:$port, log $RUN_DIR/$name.log)"
+    say "started $name (pid $(cat "$(pidfile "$name")" 2>/dev/null), supervisor $!, http 127.0.0.1:$port, log $RUN_DIR/$name.log)"
   done < <(services)
 
   local deadline=$((SECONDS + READY_TIMEOUT)) addr code
@@ -124,9 +160,25 @@ cmd_up() {
   cmd_status
 }
 
-# stop_one sends SIGTERM to service $1, waits up to STOP_TIMEOUT, then SIGKILLs it.
+# supervisor_pid prints the PID of service $1's supervisor if it is alive and is this script.
+supervisor_pid() {
+  local f pid
+  f=$(suppidfile "$1")
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "_supervise $1" || return 1
+  echo "$pid"
+}
+
+# stop_one sends SIGTERM to service $1's supervisor (which forwards it and does not restart)
+# and to the service, waits up to STOP_TIMEOUT, then SIGKILLs the service.
 stop_one() {
-  local name=$1 pid i
+  local name=$1 pid sup i
+  if sup=$(supervisor_pid "$name"); then
+    kill -TERM "$sup" 2>/dev/null || true
+  fi
+  rm -f "$(suppidfile "$name")"
   if ! pid=$(running_pid "$name"); then
     rm -f "$(pidfile "$name")"
     return 0
@@ -189,5 +241,6 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   logs) shift; cmd_logs "$@" ;;
-  *) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  _supervise) shift; supervise "$1" ;;
+  *) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
