@@ -40,12 +40,10 @@ func WithRetryPolicy(p RetryPolicy) AdminOption {
 	return func(a *Admin) { a.policy = p.withDefaults() }
 }
 
-// adminMetadataTTL is how stale the Admin's cached cluster layout may get: after a topic is
-// created or a leader moves, requests routed with the old layout fail (and are retried)
-// until the next refresh.
-const adminMetadataTTL = 2 * time.Second
-
-// NewAdmin returns the Admin of brokers. It does not connect until the first request.
+// NewAdmin returns the Admin of brokers. It does not connect until the first request. Its
+// transport refreshes the cached cluster layout every few seconds (kafka-go's MetadataTTL):
+// after a leader moves, or a topic is created by another process, requests routed with the
+// old layout fail with a retriable error until the refresh.
 func NewAdmin(brokers []string, sec Security, log *zap.Logger, opts ...AdminOption) (*Admin, error) {
 	if err := validateBrokers(brokers); err != nil {
 		return nil, err
@@ -54,7 +52,6 @@ func NewAdmin(brokers []string, sec Security, log *zap.Logger, opts ...AdminOpti
 	if err != nil {
 		return nil, err
 	}
-	transport.MetadataTTL = adminMetadataTTL
 	dialer, err := sec.dialer()
 	if err != nil {
 		return nil, err

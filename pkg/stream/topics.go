@@ -66,7 +66,7 @@ func (a *Admin) createTopics(ctx context.Context, req *kafka.CreateTopicsRequest
 }
 
 // PartitionCount returns the number of partitions of topic. The Admin answers it from its
-// cached cluster metadata (refreshed every couple of seconds, and after EnsureTopics); a topic
+// cached cluster metadata (refreshed every few seconds, and after EnsureTopics); a topic
 // it does not know yet is retried as UnknownTopicOrPartition until the cache catches up.
 func (a *Admin) PartitionCount(ctx context.Context, topic string) (int, error) {
 	var n int
