@@ -30,6 +30,7 @@ import (
 type world struct {
 	t       *testing.T
 	brokers []string
+	admin   *stream.Admin
 	redis   string
 	bins    map[string]string
 	suffix  string
@@ -48,6 +49,10 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w.bins = bins
+	if w.admin, err = stream.NewAdmin(w.brokers, stream.Security{}, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.admin.Close() })
 	reg, err := codec.NewEmbeddedRegistry()
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +64,7 @@ func newWorld(t *testing.T) *world {
 	for _, topic := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
 		specs = append(specs, stream.TopicSpec{Name: topic + w.suffix, Partitions: 6, ReplicationFactor: 1})
 	}
-	if err := stream.EnsureTopics(ctx, w.brokers, stream.Security{}, specs...); err != nil {
+	if err := w.admin.EnsureTopics(ctx, specs...); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -126,9 +131,9 @@ func (w *world) newRun(name string) *run {
 	w.t.Cleanup(func() { _ = rdb.Close() })
 	r := &run{w: w, cluster: &e2e.Cluster{Brokers: w.brokers, Redis: w.redis, Namespace: ns, Suffix: w.suffix, Bins: w.bins,
 		LogDir: w.logDir, Env: map[string]string{"LOYALTY_SHARDS": fmt.Sprint(w.shards), "BATCH_SIZE": "200"}},
-		observer: &e2e.Observer{Brokers: w.brokers, Redis: rdb, Keys: keys, Suffix: w.suffix}}
+		observer: &e2e.Observer{Admin: w.admin, Redis: rdb, Keys: keys, Suffix: w.suffix}}
 	w.t.Cleanup(func() { _ = r.cluster.Stop(10 * time.Second) })
-	if r.from, err = e2e.Positions(context.Background(), w.brokers, r.observer.OutputTopics()...); err != nil {
+	if r.from, err = e2e.Positions(context.Background(), w.admin, r.observer.OutputTopics()...); err != nil {
 		w.t.Fatal(err)
 	}
 	return r
@@ -152,7 +157,7 @@ func (r *run) finish(timeout time.Duration) result {
 	if err := r.cluster.Stop(40 * time.Second); err != nil {
 		t.Errorf("stopping %s: %v", r.cluster.Namespace, err)
 	}
-	to, err := e2e.Positions(ctx, r.w.brokers, r.observer.OutputTopics()...)
+	to, err := e2e.Positions(ctx, r.w.admin, r.observer.OutputTopics()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +165,7 @@ func (r *run) finish(timeout time.Duration) result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	derived, err := e2e.ReadDerived(ctx, r.w.brokers, r.w.codec, r.from, to)
+	derived, err := e2e.ReadDerived(ctx, r.w.admin, r.w.codec, r.from, to)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,12 +19,12 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
-// Observer reads a cluster's progress and results from Kafka and Redis.
+// Observer reads a cluster's progress and results from Kafka (through Admin) and Redis.
 type Observer struct {
-	Brokers []string
-	Redis   redis.UniversalClient
-	Keys    keyspace.Keyspace
-	Suffix  string
+	Admin  *stream.Admin
+	Redis  redis.UniversalClient
+	Keys   keyspace.Keyspace
+	Suffix string
 }
 
 // Group is the consumer group a consumer service of the observed namespace uses.
@@ -65,11 +65,11 @@ func (o *Observer) ServiceLags(ctx context.Context) (total int64, lags map[strin
 	lags = make(map[string]int64, len(ConsumerServices))
 	for _, svc := range ConsumerServices {
 		topic := o.InputTopic(svc)
-		end, err := stream.EndOffsets(ctx, o.Brokers, stream.Security{}, topic)
+		end, err := o.Admin.EndOffsets(ctx, topic)
 		if err != nil {
 			return 0, nil, err
 		}
-		committed, err := stream.GroupOffsets(ctx, o.Brokers, stream.Security{}, o.Group(svc), topic)
+		committed, err := o.Admin.GroupOffsets(ctx, o.Group(svc), topic)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -186,10 +186,10 @@ func (o *Observer) OutputTopics() []string {
 }
 
 // Positions returns the end offsets of topics.
-func Positions(ctx context.Context, brokers []string, topics ...string) (map[string]stream.Offsets, error) {
+func Positions(ctx context.Context, admin *stream.Admin, topics ...string) (map[string]stream.Offsets, error) {
 	out := make(map[string]stream.Offsets, len(topics))
 	for _, t := range topics {
-		end, err := stream.EndOffsets(ctx, brokers, stream.Security{}, t)
+		end, err := admin.EndOffsets(ctx, t)
 		if err != nil {
 			return nil, err
 		}
@@ -228,7 +228,7 @@ func Identify(e event.Event) (id, customer string, src event.Source) {
 // ReadDerived reads and decodes the records of every partition of the given topics between
 // from (inclusive; a missing partition means its start) and to (exclusive), in offset order
 // per partition.
-func ReadDerived(ctx context.Context, brokers []string, c *codec.Codec, from, to map[string]stream.Offsets) ([]Derived, error) {
+func ReadDerived(ctx context.Context, admin *stream.Admin, c *codec.Codec, from, to map[string]stream.Offsets) ([]Derived, error) {
 	var (
 		mu   sync.Mutex
 		out  []Derived
@@ -249,7 +249,7 @@ func ReadDerived(ctx context.Context, brokers []string, c *codec.Codec, from, to
 				var decodeErr error
 				go func() {
 					defer close(ch)
-					if err := stream.ReadRange(ctx, brokers, stream.Security{}, topic, p, start, end, ch); err != nil {
+					if err := admin.ReadRange(ctx, topic, p, start, end, ch); err != nil {
 						mu.Lock()
 						errs = append(errs, err)
 						mu.Unlock()

@@ -69,11 +69,16 @@ func TestEventsRoundTripThroughKafkaAndBadRecordsAreDeadLettered(t *testing.T) {
 	for _, name := range []string{purchases, logins, feedback, dlq} {
 		specs = append(specs, stream.TopicSpec{Name: name, Partitions: 3, ReplicationFactor: 1})
 	}
-	if err := stream.EnsureTopics(ctx, brokers, stream.Security{}, specs...); err != nil {
+	admin, err := stream.NewAdmin(brokers, stream.Security{}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.EnsureTopics(ctx, specs...); err != nil {
 		t.Fatal(err)
 	}
 	// A second call finds the topics there and succeeds: bootstrap is idempotent.
-	if err := stream.EnsureTopics(ctx, brokers, stream.Security{}, specs...); err != nil {
+	if err := admin.EnsureTopics(ctx, specs...); err != nil {
 		t.Fatalf("second EnsureTopics: %v", err)
 	}
 

@@ -134,6 +134,11 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 		return rep, err
 	}
 	defer rdb.Close()
+	admin, err := b.env.admin()
+	if err != nil {
+		return rep, err
+	}
+	defer admin.Close()
 	keys, err := keyspace.New(rep.Namespace, cfg.Shards)
 	if err != nil {
 		return rep, err
@@ -158,7 +163,7 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 	for _, t := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
 		specs = append(specs, stream.TopicSpec{Name: t + rep.Suffix, Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})
 	}
-	if err := stream.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaSecurity, specs...); err != nil {
+	if err := admin.EnsureTopics(ctx, specs...); err != nil {
 		return rep, err
 	}
 
@@ -198,14 +203,14 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 		return rep, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
 	b.say("services running (namespace %s, topic suffix %s, logs in %s)", rep.Namespace, rep.Suffix, logDir)
-	observer := &e2e.Observer{Brokers: cfg.KafkaBrokers, Redis: rdb, Keys: keys, Suffix: rep.Suffix}
+	observer := &e2e.Observer{Admin: admin, Redis: rdb, Keys: keys, Suffix: rep.Suffix}
 
 	// Derived events are read from the output topics' current ends as they appear.
-	inputFrom, err := e2e.Positions(ctx, cfg.KafkaBrokers, observer.InputTopic("purchases"), observer.InputTopic("logins"), observer.InputTopic("feedback"))
+	inputFrom, err := e2e.Positions(ctx, admin, observer.InputTopic("purchases"), observer.InputTopic("logins"), observer.InputTopic("feedback"))
 	if err != nil {
 		return rep, err
 	}
-	outFrom, err := e2e.Positions(ctx, cfg.KafkaBrokers, observer.OutputTopics()...)
+	outFrom, err := e2e.Positions(ctx, admin, observer.OutputTopics()...)
 	if err != nil {
 		return rep, err
 	}
@@ -214,7 +219,7 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 	seen := newArrivals()
 	for topic, offs := range outFrom {
 		for p, from := range offs {
-			go seen.collect(collectCtx, cfg.KafkaBrokers, codec, topic, p, from)
+			go seen.collect(collectCtx, admin, codec, topic, p, from)
 		}
 	}
 
@@ -282,7 +287,7 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 		return rep, err
 	}
 	rep.DrainedSeconds = time.Since(start).Seconds()
-	outTo, err := e2e.Positions(ctx, cfg.KafkaBrokers, observer.OutputTopics()...)
+	outTo, err := e2e.Positions(ctx, admin, observer.OutputTopics()...)
 	if err != nil {
 		return rep, err
 	}
@@ -305,11 +310,11 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 	}
 
 	b.say("reading input timestamps for the latency")
-	inputTo, err := e2e.Positions(ctx, cfg.KafkaBrokers, observer.InputTopic("purchases"), observer.InputTopic("logins"), observer.InputTopic("feedback"))
+	inputTo, err := e2e.Positions(ctx, admin, observer.InputTopic("purchases"), observer.InputTopic("logins"), observer.InputTopic("feedback"))
 	if err != nil {
 		return rep, err
 	}
-	produced, err := produceTimes(ctx, cfg.KafkaBrokers, inputFrom, inputTo)
+	produced, err := produceTimes(ctx, admin, inputFrom, inputTo)
 	if err != nil {
 		return rep, err
 	}
@@ -355,13 +360,13 @@ type arrivals struct {
 
 func newArrivals() *arrivals { return &arrivals{next: map[string]map[int]int64{}} }
 
-func (a *arrivals) collect(ctx context.Context, brokers []string, c interface {
+func (a *arrivals) collect(ctx context.Context, admin *stream.Admin, c interface {
 	Decode(context.Context, []byte) (event.Event, error)
 }, topic string, partition int, from int64) {
 	ch := make(chan stream.Message, 256)
 	go func() {
 		defer close(ch)
-		if err := stream.ReadRange(ctx, brokers, stream.Security{}, topic, partition, from, math.MaxInt64, ch); err != nil && ctx.Err() == nil {
+		if err := admin.ReadRange(ctx, topic, partition, from, math.MaxInt64, ch); err != nil && ctx.Err() == nil {
 			a.mu.Lock()
 			a.errs = append(a.errs, err)
 			a.mu.Unlock()
@@ -418,7 +423,7 @@ func (a *arrivals) all() []arrival {
 
 // produceTimes reads the input records' Kafka timestamps (set by the benchmark's producer
 // when it handed each chunk over) by topic, partition and offset.
-func produceTimes(ctx context.Context, brokers []string, from, to map[string]stream.Offsets) (map[srcKey]time.Time, error) {
+func produceTimes(ctx context.Context, admin *stream.Admin, from, to map[string]stream.Offsets) (map[srcKey]time.Time, error) {
 	out := map[srcKey]time.Time{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -431,7 +436,7 @@ func produceTimes(ctx context.Context, brokers []string, from, to map[string]str
 				ch := make(chan stream.Message, 1024)
 				go func() {
 					defer close(ch)
-					if err := stream.ReadRange(ctx, brokers, stream.Security{}, topic, p, from[topic][p], end, ch); err != nil {
+					if err := admin.ReadRange(ctx, topic, p, from[topic][p], end, ch); err != nil {
 						errs <- err
 					}
 				}()

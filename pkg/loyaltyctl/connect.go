@@ -45,6 +45,11 @@ func (e *environment) producer() (*stream.Producer, error) {
 	return stream.NewProducer(stream.ProducerConfig{Brokers: e.cfg.KafkaBrokers, Security: e.cfg.KafkaSecurity}, e.log)
 }
 
+// admin returns the command's Kafka admin; the caller closes it.
+func (e *environment) admin() (*stream.Admin, error) {
+	return stream.NewAdmin(e.cfg.KafkaBrokers, e.cfg.KafkaSecurity, e.log)
+}
+
 func (e *environment) redis(ctx context.Context) (redis.UniversalClient, error) {
 	rdb, err := redisconn.New(e.cfg.Redis)
 	if err != nil {

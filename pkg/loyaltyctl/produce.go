@@ -128,7 +128,12 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer p.Close()
-	if err := stream.EnsureTopics(ctx, env.cfg.KafkaBrokers, env.cfg.KafkaSecurity,
+	admin, err := env.admin()
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	if err := admin.EnsureTopics(ctx,
 		stream.TopicSpec{Name: topic, Partitions: env.cfg.Partitions, ReplicationFactor: env.cfg.ReplicationFactor}); err != nil {
 		return err
 	}

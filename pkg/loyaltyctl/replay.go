@@ -13,7 +13,6 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
-	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
 func init() {
@@ -96,7 +95,7 @@ func runtimes(ctx context.Context, env *environment, ns string) (live, other *pi
 	}
 	cfg := env.cfg
 	cfg.Namespace = ns
-	other, err = pipeline.NewRuntime(ctx, cfg, env.log, pipeline.Options{})
+	other, err = pipeline.NewRuntime(ctx, cfg, env.log, pipeline.Options{Admin: live.Admin})
 	if err != nil {
 		live.Close()
 		return nil, nil, err
@@ -213,13 +212,18 @@ func runResetOffsets(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
+	admin, err := env.admin()
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
 	for _, logical := range strings.Split(*topics, ",") {
 		topic := strings.TrimSpace(logical) + env.cfg.TopicSuffix
-		offs, err := stream.OffsetsForTime(ctx, env.cfg.KafkaBrokers, env.cfg.KafkaSecurity, topic, at)
+		offs, err := admin.OffsetsForTime(ctx, topic, at)
 		if err != nil {
 			return err
 		}
-		if err := stream.CommitGroupOffsets(ctx, env.cfg.KafkaBrokers, env.cfg.KafkaSecurity, *group, topic, offs); err != nil {
+		if err := admin.CommitGroupOffsets(ctx, *group, topic, offs); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%s %s → %v\n", *group, topic, offs)

@@ -23,7 +23,12 @@ func TestResetOffsetsMovesAStoppedGroupToATimeOrTheBeginning(t *testing.T) {
 	t.Setenv("LOYALTY_TOPIC_SUFFIX", suffix)
 	ctx := context.Background()
 	topic := event.TopicPurchases + suffix
-	if err := stream.EnsureTopics(ctx, brokers, stream.Security{}, stream.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: 1}); err != nil {
+	admin, err := stream.NewAdmin(brokers, stream.Security{}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: topic, Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zap.NewNop())
@@ -40,12 +45,12 @@ func TestResetOffsetsMovesAStoppedGroupToATimeOrTheBeginning(t *testing.T) {
 		t.Fatal(err)
 	}
 	group := testinfra.Name("group")
-	if err := stream.CommitGroupOffsets(ctx, brokers, stream.Security{}, group, topic, stream.Offsets{0: 10}); err != nil {
+	if err := admin.CommitGroupOffsets(ctx, group, topic, stream.Offsets{0: 10}); err != nil {
 		t.Fatal(err)
 	}
 	committed := func() int64 {
 		t.Helper()
-		offs, err := stream.GroupOffsets(ctx, brokers, stream.Security{}, group, topic)
+		offs, err := admin.GroupOffsets(ctx, group, topic)
 		if err != nil {
 			t.Fatal(err)
 		}

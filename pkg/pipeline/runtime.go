@@ -39,6 +39,7 @@ type Runtime struct {
 	Redis    redis.UniversalClient
 	Codec    *codec.Codec
 	Producer *stream.Producer
+	Admin    *stream.Admin // offset, group and topic requests of the process
 	Keys     keyspace.Keyspace
 	Policy   *scoring.Policy
 	Ops      *ops.Server
@@ -46,6 +47,8 @@ type Runtime struct {
 	Replay bool
 	// TopicSuffix is appended to every topic name; tests use it to share one broker.
 	TopicSuffix string
+	// ownsAdmin is set when the runtime built Admin, and so closes it.
+	ownsAdmin bool
 }
 
 // Topic returns the physical name of a logical topic.
@@ -75,12 +78,16 @@ type Options struct {
 	// FollowActive makes the runtime use the promoted namespace (ActiveKey) instead of
 	// LOYALTY_NAMESPACE when one was promoted: what the live services do.
 	FollowActive bool
+	// Admin is the process's Kafka admin, shared by its runtimes (nil: the runtime makes its
+	// own and closes it; a shared one outlives the runtime).
+	Admin *stream.Admin
 }
 
 // NewRuntime connects to Redis and Kafka, registers the schemas, creates missing topics and
 // loads the policy.
 func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Options) (*Runtime, error) {
-	rt := &Runtime{Config: cfg, Log: log, Ops: opts.Ops, Replay: opts.Replay, TopicSuffix: cmp.Or(opts.TopicSuffix, cfg.TopicSuffix)}
+	rt := &Runtime{Config: cfg, Log: log, Ops: opts.Ops, Replay: opts.Replay, TopicSuffix: cmp.Or(opts.TopicSuffix, cfg.TopicSuffix),
+		Admin: opts.Admin}
 	if rt.Ops == nil {
 		rt.Ops = ops.NewServer(log)
 	}
@@ -132,12 +139,19 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
+	if rt.Admin == nil {
+		if rt.Admin, err = stream.NewAdmin(cfg.KafkaBrokers, cfg.KafkaSecurity, log); err != nil {
+			rt.Close()
+			return nil, err
+		}
+		rt.ownsAdmin = true
+	}
 	if err := waitFor(ctx, "kafka", func(ctx context.Context) error { return rt.EnsureTopics(ctx) }); err != nil {
 		rt.Close()
 		return nil, err
 	}
 	rt.Ops.AddCheck("kafka", func(ctx context.Context) error {
-		_, err := stream.PartitionCount(ctx, cfg.KafkaBrokers, cfg.KafkaSecurity, rt.Topic(event.TopicPurchases))
+		_, err := rt.Admin.PartitionCount(ctx, rt.Topic(event.TopicPurchases))
 		return err
 	})
 	if rt.Producer, err = stream.NewProducer(stream.ProducerConfig{Brokers: cfg.KafkaBrokers, Security: cfg.KafkaSecurity}, log); err != nil {
@@ -193,13 +207,16 @@ func (rt *Runtime) EnsureTopics(ctx context.Context) error {
 	for _, t := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
 		specs = append(specs, stream.TopicSpec{Name: rt.Topic(t), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
 	}
-	return stream.EnsureTopics(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, specs...)
+	return rt.Admin.EnsureTopics(ctx, specs...)
 }
 
 // Close releases connections.
 func (rt *Runtime) Close() {
 	if rt.Producer != nil {
 		_ = rt.Producer.Close()
+	}
+	if rt.ownsAdmin {
+		_ = rt.Admin.Close()
 	}
 	if rt.Redis != nil {
 		_ = rt.Redis.Close()
@@ -309,11 +326,11 @@ func (rt *Runtime) nonEmptyInputPartitions() func(ctx context.Context) ([]string
 		var out []string
 		for _, logical := range event.InputTopics {
 			topic := rt.Topic(logical)
-			first, err := stream.OffsetsForTime(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic, time.Time{})
+			first, err := rt.Admin.OffsetsForTime(ctx, topic, time.Time{})
 			if err != nil {
 				return nil, err
 			}
-			ends, err := stream.EndOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic)
+			ends, err := rt.Admin.EndOffsets(ctx, topic)
 			if err != nil {
 				return nil, err
 			}

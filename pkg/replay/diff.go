@@ -244,12 +244,11 @@ func compareTopic(ctx context.Context, rt *pipeline.Runtime, liveTopic, shadowTo
 // topicIDs reads a topic from start to its current end and returns the derived event ids,
 // each with a one-line description.
 func topicIDs(ctx context.Context, rt *pipeline.Runtime, topic string) (map[string]string, error) {
-	brokers, sec := rt.Config.KafkaBrokers, rt.Config.KafkaSecurity
-	starts, err := stream.OffsetsForTime(ctx, brokers, sec, topic, time.Time{})
+	starts, err := rt.Admin.OffsetsForTime(ctx, topic, time.Time{})
 	if err != nil {
 		return nil, err
 	}
-	ends, err := stream.EndOffsets(ctx, brokers, sec, topic)
+	ends, err := rt.Admin.EndOffsets(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +256,7 @@ func topicIDs(ctx context.Context, rt *pipeline.Runtime, topic string) (map[stri
 	for p, end := range ends {
 		ch := make(chan stream.Message, 1000)
 		errc := make(chan error, 1)
-		go func() { errc <- stream.ReadRange(ctx, brokers, sec, topic, p, starts[p], end, ch); close(ch) }()
+		go func() { errc <- rt.Admin.ReadRange(ctx, topic, p, starts[p], end, ch); close(ch) }()
 		for m := range ch {
 			if id, what := derivedID(ctx, rt.Codec, m.Value); id != "" {
 				ids[id] = what

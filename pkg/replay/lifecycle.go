@@ -10,7 +10,6 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
-	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
 // ConsumerGroup is the consumer group of a live service on a namespace (pipeline.RunConsumer's
@@ -46,7 +45,7 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 	}
 	for _, logical := range event.InputTopics {
 		topic := rt.Topic(logical)
-		pos, err := stream.GroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, Group(rt.Keys.Namespace()), topic)
+		pos, err := rt.Admin.GroupOffsets(ctx, Group(rt.Keys.Namespace()), topic)
 		if err != nil {
 			return "", err
 		}
@@ -55,7 +54,7 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 			pos = meta.Ends[logical]
 		}
 		group := ConsumerGroup(rt.Keys.Namespace(), serviceOfTopic[logical])
-		if err := stream.CommitGroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, group, topic, pos); err != nil {
+		if err := rt.Admin.CommitGroupOffsets(ctx, group, topic, pos); err != nil {
 			return "", fmt.Errorf("placing group %s: %w", group, err)
 		}
 	}

@@ -142,7 +142,7 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 	}
 	rcfg := base
 	rcfg.Namespace = cfg.Namespace
-	rt, err := pipeline.NewRuntime(ctx, rcfg, log, pipeline.Options{Replay: true})
+	rt, err := pipeline.NewRuntime(ctx, rcfg, log, pipeline.Options{Replay: true, Admin: liveRT.Admin})
 	if err != nil {
 		return Summary{}, err
 	}
@@ -221,21 +221,21 @@ func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Met
 		Ends: map[string]stream.Offsets{}, Status: "running", Started: time.Now().UTC()}
 	for _, logical := range event.InputTopics {
 		topic := rt.Topic(logical)
-		starts, err := stream.OffsetsForTime(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic, cfg.From)
+		starts, err := rt.Admin.OffsetsForTime(ctx, topic, cfg.From)
 		if err != nil {
 			return Metadata{}, false, err
 		}
 		var ends stream.Offsets
 		if cfg.To.IsZero() {
-			ends, err = stream.EndOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic)
+			ends, err = rt.Admin.EndOffsets(ctx, topic)
 		} else {
-			ends, err = stream.OffsetsForTime(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic, cfg.To)
+			ends, err = rt.Admin.OffsetsForTime(ctx, topic, cfg.To)
 		}
 		if err != nil {
 			return Metadata{}, false, err
 		}
 		meta.Ends[logical] = ends
-		if err := stream.CommitGroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, Group(cfg.Namespace), topic, starts); err != nil {
+		if err := rt.Admin.CommitGroupOffsets(ctx, Group(cfg.Namespace), topic, starts); err != nil {
 			return Metadata{}, false, err
 		}
 	}
@@ -250,7 +250,7 @@ func ensureShadowTopics(ctx context.Context, rt *pipeline.Runtime, cfg Config) e
 	for _, t := range []string{event.TopicTierChanges, event.TopicChurnRisk, event.TopicSegmentChanges, event.TopicDeadLetter} {
 		specs = append(specs, stream.TopicSpec{Name: ShadowTopic(rt.Topic(t), cfg.Namespace), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
 	}
-	return stream.EnsureTopics(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, specs...)
+	return rt.Admin.EnsureTopics(ctx, specs...)
 }
 
 // countingSink drops rejections of a replay without outputs, counting them.
@@ -273,7 +273,7 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 	var total int64
 	for _, logical := range event.InputTopics {
 		topic := rt.Topic(logical)
-		positions, err := stream.GroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, group, topic)
+		positions, err := rt.Admin.GroupOffsets(ctx, group, topic)
 		if err != nil {
 			return err
 		}
@@ -293,7 +293,7 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 			go func() {
 				defer readers.Done()
 				defer close(s.ch)
-				if err := stream.ReadRange(readCtx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, s.topic, s.partition, s.next, s.end, s.ch); err != nil && readCtx.Err() == nil {
+				if err := rt.Admin.ReadRange(readCtx, s.topic, s.partition, s.next, s.end, s.ch); err != nil && readCtx.Err() == nil {
 					readErr <- err
 				}
 			}()
@@ -419,7 +419,7 @@ func commitPositions(ctx context.Context, rt *pipeline.Runtime, group string, ms
 		}
 	}
 	for topic, offs := range next {
-		if err := stream.CommitGroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, group, topic, offs); err != nil {
+		if err := rt.Admin.CommitGroupOffsets(ctx, group, topic, offs); err != nil {
 			return err
 		}
 	}

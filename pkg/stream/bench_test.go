@@ -22,7 +22,7 @@ func BenchmarkConsumer(b *testing.B) {
 	brokers := testinfra.Kafka(b)
 	topic := testinfra.Name("bench")
 	ctx := context.Background()
-	if err := stream.EnsureTopics(ctx, brokers, stream.Security{}, stream.TopicSpec{Name: topic, Partitions: 4, ReplicationFactor: 1}); err != nil {
+	if err := newAdmin(b, brokers).EnsureTopics(ctx, stream.TopicSpec{Name: topic, Partitions: 4, ReplicationFactor: 1}); err != nil {
 		b.Fatal(err)
 	}
 	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zap.NewNop())
@@ -72,7 +72,7 @@ func BenchmarkProduce(b *testing.B) {
 	brokers := testinfra.Kafka(b)
 	topic := testinfra.Name("bench-p")
 	ctx := context.Background()
-	if err := stream.EnsureTopics(ctx, brokers, stream.Security{}, stream.TopicSpec{Name: topic, Partitions: 4, ReplicationFactor: 1}); err != nil {
+	if err := newAdmin(b, brokers).EnsureTopics(ctx, stream.TopicSpec{Name: topic, Partitions: 4, ReplicationFactor: 1}); err != nil {
 		b.Fatal(err)
 	}
 	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zap.NewNop())

@@ -22,7 +22,7 @@ func setup(t *testing.T, n int) (brokers []string, topic string, producer *strea
 	brokers = testinfra.Kafka(t)
 	topic = testinfra.Name("stream-test")
 	ctx := context.Background()
-	if err := stream.EnsureTopics(ctx, brokers, stream.Security{}, stream.TopicSpec{Name: topic, Partitions: 2, ReplicationFactor: 1}); err != nil {
+	if err := newAdmin(t, brokers).EnsureTopics(ctx, stream.TopicSpec{Name: topic, Partitions: 2, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zaptest.NewLogger(t))

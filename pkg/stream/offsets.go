@@ -12,26 +12,14 @@ import (
 // Offsets maps partition → offset for one topic.
 type Offsets map[int]int64
 
-// client returns a one-off admin client and the function that closes its connections: each
-// kafka.Transport keeps a pool of open connections, so one left behind by every call of an
-// operator command or a polling loop would pile up idle connections on the brokers.
-func (s Security) client(brokers []string) (*kafka.Client, func(), error) {
-	if err := validateBrokers(brokers); err != nil {
-		return nil, nil, err
-	}
-	transport, err := s.transport()
-	if err != nil {
-		return nil, nil, err
-	}
-	return &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 15 * time.Second, Transport: transport}, transport.CloseIdleConnections, nil
-}
-
-func listOffsets(ctx context.Context, c *kafka.Client, topic string, partitions int, req func(p int) kafka.OffsetRequest) (map[int]kafka.PartitionOffsets, error) {
+// listOffsets asks for one offset of each partition of topic; an error of any partition fails
+// the whole call (retry then asks again for all of them).
+func (a *Admin) listOffsets(ctx context.Context, topic string, partitions int, req func(p int) kafka.OffsetRequest) (map[int]kafka.PartitionOffsets, error) {
 	reqs := make([]kafka.OffsetRequest, partitions)
 	for p := range partitions {
 		reqs[p] = req(p)
 	}
-	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	resp, err := a.api.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
 	if err != nil {
 		return nil, fmt.Errorf("listing offsets of %s: %w", topic, err)
 	}
@@ -45,18 +33,24 @@ func listOffsets(ctx context.Context, c *kafka.Client, topic string, partitions 
 	return out, nil
 }
 
+// listOffsetsRetried is listOffsets under the retry policy.
+func (a *Admin) listOffsetsRetried(ctx context.Context, what, topic string, partitions int, req func(p int) kafka.OffsetRequest) (map[int]kafka.PartitionOffsets, error) {
+	var out map[int]kafka.PartitionOffsets
+	err := a.retry(ctx, what+" of "+topic, func(ctx context.Context) error {
+		var err error
+		out, err = a.listOffsets(ctx, topic, partitions, req)
+		return err
+	})
+	return out, err
+}
+
 // EndOffsets returns each partition's high-water mark (the offset the next record gets).
-func EndOffsets(ctx context.Context, brokers []string, sec Security, topic string) (Offsets, error) {
-	c, closeClient, err := sec.client(brokers)
+func (a *Admin) EndOffsets(ctx context.Context, topic string) (Offsets, error) {
+	n, err := a.PartitionCount(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
-	defer closeClient()
-	n, err := PartitionCount(ctx, brokers, sec, topic)
-	if err != nil {
-		return nil, err
-	}
-	last, err := listOffsets(ctx, c, topic, n, kafka.LastOffsetOf)
+	last, err := a.listOffsetsRetried(ctx, "reading end offsets", topic, n, kafka.LastOffsetOf)
 	if err != nil {
 		return nil, err
 	}
@@ -70,19 +64,14 @@ func EndOffsets(ctx context.Context, brokers []string, sec Security, topic strin
 // OffsetsForTime returns, per partition, the first offset whose record timestamp is at or
 // after t (Kafka's ListOffsets by timestamp), or the partition's end when there is none. A
 // zero t means the start of each partition.
-func OffsetsForTime(ctx context.Context, brokers []string, sec Security, topic string, t time.Time) (Offsets, error) {
-	c, closeClient, err := sec.client(brokers)
-	if err != nil {
-		return nil, err
-	}
-	defer closeClient()
-	n, err := PartitionCount(ctx, brokers, sec, topic)
+func (a *Admin) OffsetsForTime(ctx context.Context, topic string, t time.Time) (Offsets, error) {
+	n, err := a.PartitionCount(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
 	out := make(Offsets, n)
 	if t.IsZero() {
-		first, err := listOffsets(ctx, c, topic, n, kafka.FirstOffsetOf)
+		first, err := a.listOffsetsRetried(ctx, "reading start offsets", topic, n, kafka.FirstOffsetOf)
 		if err != nil {
 			return nil, err
 		}
@@ -91,11 +80,12 @@ func OffsetsForTime(ctx context.Context, brokers []string, sec Security, topic s
 		}
 		return out, nil
 	}
-	byTime, err := listOffsets(ctx, c, topic, n, func(p int) kafka.OffsetRequest { return kafka.TimeOffsetOf(p, t) })
+	byTime, err := a.listOffsetsRetried(ctx, "reading offsets at "+t.Format(time.RFC3339), topic, n,
+		func(p int) kafka.OffsetRequest { return kafka.TimeOffsetOf(p, t) })
 	if err != nil {
 		return nil, err
 	}
-	ends, err := EndOffsets(ctx, brokers, sec, topic)
+	ends, err := a.EndOffsets(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -112,13 +102,8 @@ func OffsetsForTime(ctx context.Context, brokers []string, sec Security, topic s
 
 // GroupOffsets returns a consumer group's committed offsets on topic; partitions without a
 // commit are absent.
-func GroupOffsets(ctx context.Context, brokers []string, sec Security, group, topic string) (Offsets, error) {
-	c, closeClient, err := sec.client(brokers)
-	if err != nil {
-		return nil, err
-	}
-	defer closeClient()
-	n, err := PartitionCount(ctx, brokers, sec, topic)
+func (a *Admin) GroupOffsets(ctx context.Context, group, topic string) (Offsets, error) {
+	n, err := a.PartitionCount(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +111,17 @@ func GroupOffsets(ctx context.Context, brokers []string, sec Security, group, to
 	for i := range parts {
 		parts[i] = i
 	}
-	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	var out Offsets
+	err = a.retry(ctx, "reading offsets of group "+group+" on "+topic, func(ctx context.Context) error {
+		var err error
+		out, err = a.groupOffsets(ctx, group, topic, parts)
+		return err
+	})
+	return out, err
+}
+
+func (a *Admin) groupOffsets(ctx context.Context, group, topic string, parts []int) (Offsets, error) {
+	resp, err := a.api.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
 		return nil, fmt.Errorf("fetching offsets of group %s: %w", group, err)
 	}
@@ -138,7 +133,10 @@ func GroupOffsets(ctx context.Context, brokers []string, sec Security, group, to
 		return nil, fmt.Errorf("fetching offsets of group %s: %w", group, resp.Error)
 	}
 	for _, p := range resp.Topics[topic] {
-		if p.Error == nil && p.CommittedOffset >= 0 {
+		if p.Error != nil {
+			return nil, fmt.Errorf("fetching offset of %s/%d for group %s: %w", topic, p.Partition, group, p.Error)
+		}
+		if p.CommittedOffset >= 0 {
 			out[p.Partition] = p.CommittedOffset
 		}
 	}
@@ -152,27 +150,25 @@ var ErrGroupActive = errors.New("consumer group has active members; stop them fi
 // CommitGroupOffsets sets a consumer group's committed offsets on topic, as the position its
 // members start from. kafka-go cannot seek a group, so this is how a new group is placed at
 // a time, and how reset-offsets works. The group must have no active members.
-func CommitGroupOffsets(ctx context.Context, brokers []string, sec Security, group, topic string, offsets Offsets) error {
-	c, closeClient, err := sec.client(brokers)
-	if err != nil {
-		return err
-	}
-	defer closeClient()
+func (a *Admin) CommitGroupOffsets(ctx context.Context, group, topic string, offsets Offsets) error {
 	commits := make([]kafka.OffsetCommit, 0, len(offsets))
 	for p, off := range offsets {
 		commits = append(commits, kafka.OffsetCommit{Partition: p, Offset: off})
 	}
-	resp, err := c.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{topic: commits}})
-	if err != nil {
-		return fmt.Errorf("committing offsets of group %s: %w", group, err)
-	}
-	for _, p := range resp.Topics[topic] {
-		if p.Error != nil {
-			if errors.Is(p.Error, kafka.IllegalGeneration) || errors.Is(p.Error, kafka.UnknownMemberId) || errors.Is(p.Error, kafka.RebalanceInProgress) {
-				return fmt.Errorf("group %s: %w (%w)", group, ErrGroupActive, p.Error)
-			}
-			return fmt.Errorf("committing %s/%d for group %s: %w", topic, p.Partition, group, p.Error)
+	req := &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{topic: commits}}
+	return a.retry(ctx, "committing offsets of group "+group+" on "+topic, func(ctx context.Context) error {
+		resp, err := a.api.OffsetCommit(ctx, req)
+		if err != nil {
+			return fmt.Errorf("committing offsets of group %s: %w", group, err)
 		}
-	}
-	return nil
+		for _, p := range resp.Topics[topic] {
+			if p.Error != nil {
+				if errors.Is(p.Error, kafka.IllegalGeneration) || errors.Is(p.Error, kafka.UnknownMemberId) || errors.Is(p.Error, kafka.RebalanceInProgress) {
+					return fmt.Errorf("group %s: %w (%w)", group, ErrGroupActive, p.Error)
+				}
+				return fmt.Errorf("committing %s/%d for group %s: %w", topic, p.Partition, group, p.Error)
+			}
+		}
+		return nil
+	})
 }

@@ -8,27 +8,48 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
 )
 
 // ReadRange reads one partition from offset from (inclusive) to offset to (exclusive) and
 // sends the records to out in offset order, then returns nil. It reads outside any consumer
-// group: the caller tracks and commits its position (replay does, to its own group).
-func ReadRange(ctx context.Context, brokers []string, sec Security, topic string, partition int, from, to int64, out chan<- Message) error {
+// group: the caller tracks and commits its position (replay does, to its own group). It
+// connects with a kafka.Reader of its own (a reader does not share the Admin's transport);
+// transient errors are retried under the Admin's policy, counted from the last record read.
+func (a *Admin) ReadRange(ctx context.Context, topic string, partition int, from, to int64, out chan<- Message) error {
 	if from >= to {
 		return nil
 	}
-	dialer, err := sec.dialer()
-	if err != nil {
-		return err
-	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition, Dialer: dialer,
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: a.brokers, Topic: topic, Partition: partition, Dialer: a.dialer,
 		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 1000})
 	defer r.Close()
 	if err := r.SetOffset(from); err != nil {
 		return fmt.Errorf("seeking %s/%d to %d: %w", topic, partition, from, err)
 	}
+	var (
+		failing  time.Time // first of the current run of transient errors
+		attempts int
+	)
 	for {
 		m, err := r.FetchMessage(ctx)
+		if err != nil && ctx.Err() == nil && Retriable(err) && !errors.Is(err, io.EOF) {
+			// The reader reconnects by itself; it reports errors after a few failed attempts.
+			if attempts++; attempts == 1 {
+				failing = time.Now()
+			}
+			wait := a.policy.backoff(attempts)
+			if time.Since(failing)+wait <= a.policy.Total {
+				a.log.Debug("retrying kafka read", zap.String("topic", topic), zap.Int("partition", partition),
+					zap.Int("attempt", attempts), zap.Error(err))
+				if !sleepCtx(ctx, wait) {
+					return ctx.Err()
+				}
+				continue
+			}
+			return fmt.Errorf("reading %s/%d: still failing after %d attempts in %s: %w", topic, partition, attempts,
+				time.Since(failing).Round(time.Millisecond), err)
+		}
+		attempts = 0
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return fmt.Errorf("reading %s/%d: reader closed before offset %d", topic, partition, to)
