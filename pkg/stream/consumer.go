@@ -87,10 +87,17 @@ func (c ConsumerConfig) Validate() error {
 // only after its handler returned nil.
 type Consumer struct {
 	cfg     ConsumerConfig
-	reader  *kafka.Reader
+	reader  groupReader
 	handler Handler
 	metrics *Metrics
 	log     *zap.Logger
+}
+
+// groupReader is the part of *kafka.Reader a Consumer uses.
+type groupReader interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+	Close() error
 }
 
 // NewConsumer validates cfg (after WithDefaults) and prepares the group reader. metrics may
@@ -143,14 +150,30 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.log.Warn("closing reader", zap.Error(err))
 		}
 	}()
+	fetchBackoff := 100 * time.Millisecond
 	for {
 		msgs, err := c.fetchBatch(ctx)
 		if err != nil && len(msgs) == 0 {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetching: %w", err)
+			if !Retriable(err) {
+				return fmt.Errorf("fetching: %w", err)
+			}
+			// Leadership moving (a broker just started or restarted, a topic just created) or
+			// a broker too busy to answer: the reader re-resolves the leader by itself, so
+			// wait and fetch again instead of exiting and crash-looping.
+			c.metrics.fetchErrors.Inc()
+			c.log.Warn("fetch failed with a transient error; retrying", zap.Error(err), zap.Duration("backoff", fetchBackoff))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(fetchBackoff):
+			}
+			fetchBackoff = min(fetchBackoff*2, c.cfg.RetryBackoffMax)
+			continue
 		}
+		fetchBackoff = 100 * time.Millisecond
 		if len(msgs) == 0 {
 			continue
 		}

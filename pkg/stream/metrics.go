@@ -16,6 +16,7 @@ type Metrics struct {
 	rejected     *prometheus.CounterVec
 	lag          *prometheus.GaugeVec
 	commitErrors prometheus.Counter
+	fetchErrors  prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil means do not register,
@@ -45,9 +46,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loyalty_commit_errors_total", Help: "Offset commits that failed (the batch is redelivered and skipped as already applied).",
 		}),
+		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loyalty_fetch_errors_total", Help: "Fetches that failed with a transient Kafka error (leader moving, broker busy) and were retried.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.recordsIn, m.batches, m.batchLatency, m.batchSize, m.rejected, m.lag, m.commitErrors)
+		reg.MustRegister(m.recordsIn, m.batches, m.batchLatency, m.batchSize, m.rejected, m.lag, m.commitErrors, m.fetchErrors)
 	}
 	return m
 }
