@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/spf13/cobra"
 )
@@ -51,9 +52,37 @@ func WriteJSON(w io.Writer, v any) error {
 	return nil
 }
 
-// AddOutputFlag adds the persistent --output (-o) flag to root and returns its value.
-func AddOutputFlag(root *cobra.Command) *Output {
-	o := &Output{}
+// AddFlag adds o as the persistent --output (-o) flag of root, offered to shell completion
+// with its two values.
+func (o *Output) AddFlag(root *cobra.Command) {
 	root.PersistentFlags().VarP(o, "output", "o", "output format: text or json")
-	return o
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{Text, JSON}, cobra.ShellCompDirectiveNoFileComp))
 }
+
+// AddJSONAlias adds the hidden --json flag of cmd, the deprecated spelling of --output json
+// that earlier versions of a command had.
+func (o *Output) AddJSONAlias(cmd *cobra.Command) {
+	f := cmd.Flags().VarPF(jsonAlias{o}, "json", "", "deprecated: use --output json")
+	f.NoOptDefVal = "true"
+	f.Hidden = true
+}
+
+// jsonAlias is the boolean --json flag that sets its Output to json.
+type jsonAlias struct{ o *Output }
+
+func (a jsonAlias) String() string { return strconv.FormatBool(a.o.JSON()) }
+
+func (a jsonAlias) Set(v string) error {
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("--json: %w", err)
+	}
+	if on {
+		a.o.format = JSON
+	} else {
+		a.o.format = Text
+	}
+	return nil
+}
+
+func (a jsonAlias) Type() string { return "bool" }
