@@ -118,7 +118,9 @@ func runCustomer(ctx context.Context, id, ns string, out *cmdline.Output, stdout
 // churn level.
 func (v CustomerView) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	line := func(name, format string, args ...any) { fmt.Fprintf(tw, "%s:\t%s\n", name, fmt.Sprintf(format, args...)) }
+	line := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "%s:\t%s\n", name, fmt.Sprintf(format, args...))
+	}
 	line("customer", "%s", v.CustomerID)
 	line("namespace", "%s", v.Namespace)
 	line("last event at", "%s", v.LastEventAt.Format(time.RFC3339))

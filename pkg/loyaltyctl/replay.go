@@ -18,7 +18,6 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
-
 // parseTime accepts RFC 3339 or YYYY-MM-DD (UTC midnight).
 func parseTime(flagName, v string) (time.Time, error) {
 	if v == "" {
