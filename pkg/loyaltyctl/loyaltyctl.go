@@ -28,6 +28,7 @@ LOYALTY_NAMESPACE, ...). Flags may come before or after the positional arguments
 // commands is the table of loyaltyctl's subcommands; out is the value of --output.
 func commands(out *cmdline.Output) []*cobra.Command {
 	return []*cobra.Command{
+		statusCommand(out),
 		customerCommand(out),
 		actionsCommand(out),
 		eraseCommand(out),
