@@ -117,7 +117,7 @@ func runProduce(ctx context.Context, topic, file string, out *cmdline.Output, st
 	if file != "-" {
 		f, err := os.Open(file)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading --file: %w", err)
 		}
 		defer f.Close()
 		r = f

@@ -57,22 +57,21 @@ func replayCommand(out *cmdline.Output) *cobra.Command {
 }
 
 func runReplay(ctx context.Context, o replayOptions, out *cmdline.Output, stdout, stderr io.Writer) error {
-	from, to, ns, policy, outputs := &o.from, &o.to, &o.ns, &o.policy, &o.outputs
-	fromT, err := parseTime("--from", *from)
+	fromT, err := parseTime("--from", o.from)
 	if err != nil {
 		return err
 	}
-	if *from == "" {
+	if o.from == "" {
 		return Usagef("--from: required (use 2000-01-01 for everything)")
 	}
-	toT, err := parseTime("--to", *to)
+	toT, err := parseTime("--to", o.to)
 	if err != nil {
 		return err
 	}
-	cfg := replay.Config{Namespace: *ns, From: fromT, To: toT, Outputs: *outputs, Progress: stderr}
-	if *policy != "" {
-		if cfg.PolicyYAML, err = os.ReadFile(*policy); err != nil {
-			return err
+	cfg := replay.Config{Namespace: o.ns, From: fromT, To: toT, Outputs: o.outputs, Progress: stderr}
+	if o.policy != "" {
+		if cfg.PolicyYAML, err = os.ReadFile(o.policy); err != nil {
+			return fmt.Errorf("reading --policy: %w", err)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -142,7 +141,7 @@ func diffCommand(out *cmdline.Output) *cobra.Command {
 }
 
 func runDiff(ctx context.Context, o diffOptions, out *cmdline.Output, stdout io.Writer) error {
-	ns, sample, outputs := &o.ns, &o.sample, &o.outputs
+	ns, sample, outputs := &o.ns, &o.sample, &o.outputs // the names the body had before cobra
 	if *ns == "" {
 		return Usagef("--namespace: required")
 	}
@@ -284,7 +283,7 @@ func resetOffsetsCommand(out *cmdline.Output) *cobra.Command {
 }
 
 func runResetOffsets(ctx context.Context, o resetOffsetsOptions, out *cmdline.Output, stdout io.Writer) error {
-	group, toTime, earliest, topics := &o.group, &o.toTime, &o.earliest, &o.topics
+	group, toTime, earliest, topics := &o.group, &o.toTime, &o.earliest, &o.topics // the names the body had before cobra
 	enc := json.NewEncoder(stdout)
 	if *group == "" || (*toTime == "") == !*earliest {
 		return Usagef("usage: loyaltyctl reset-offsets --group G --to-time T|--to-earliest [--topics T1,T2]")
