@@ -120,8 +120,9 @@ infra-status:
 
 ## ---- running the pipeline (owned by the pipeline/services work) ------------------------
 
+# The in-process demo of the developer harness (services/loyalty-dev): no Kafka or Redis needed.
 run:
-	$(GO) run ./services/loyaltyctl demo --for 60s
+	$(GO) run ./services/loyalty-dev demo --for 60s
 
 .PHONY: services-up services-down services-status bench-e2e
 
@@ -140,10 +141,11 @@ services-down:
 services-status:
 	@$(SERVICES) status
 
-# End-to-end benchmark against real Kafka + Redis (`make infra-up` first): builds and starts
-# its own services in a fresh namespace and topic suffix, produces BENCH_E2E_EVENTS events,
-# prints a table and JSON (also written to deploy/local/.run/bench-e2e.json).
-bench-e2e:
+# End-to-end benchmark against real Kafka + Redis (`make infra-up` first): builds every binary
+# into bin/ (make build), starts those services in a fresh namespace and topic suffix, produces
+# BENCH_E2E_EVENTS events, prints a table (the JSON report goes to deploy/local/.run/bench-e2e.json).
+bench-e2e: build
 	@if [ -z "$${KAFKA_BROKERS:-}" ] && [ -f deploy/local/.run/env ]; then source deploy/local/.run/env; fi; \
 	if [ -z "$${KAFKA_BROKERS:-}" ]; then echo "bench-e2e needs real Kafka and Redis: make infra-up" >&2; exit 1; fi; \
-	$(GO) run ./services/loyaltyctl bench-e2e --events $(BENCH_E2E_EVENTS) --json deploy/local/.run/bench-e2e.json $(BENCH_E2E_FLAGS)
+	mkdir -p deploy/local/.run; \
+	$(BIN)/loyalty-dev bench-e2e --bin $(BIN) --events $(BENCH_E2E_EVENTS) --write-json deploy/local/.run/bench-e2e.json $(BENCH_E2E_FLAGS)

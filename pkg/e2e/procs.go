@@ -1,6 +1,6 @@
 // Package e2e runs the pipeline's real service binaries as child processes and observes what
 // they did: it is the shared machinery of the failure and replay tests (failure_test.go) and
-// of `loyaltyctl bench-e2e`. A Cluster is one isolated pipeline on a shared broker and Redis:
+// of `loyalty-dev bench-e2e`. A Cluster is one isolated pipeline on a shared broker and Redis:
 // its own topic suffix (LOYALTY_TOPIC_SUFFIX) and its own Redis namespace (LOYALTY_NAMESPACE),
 // so several can run side by side and be compared.
 //

@@ -3,37 +3,44 @@ package loyaltyctl
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 )
 
-func init() {
-	Register(Command{Name: "actions", Summary: "list a customer's recent notifier decisions, newest first (customer ID)", Run: runActions})
+func actionsCommand(out *cmdline.Output) *cobra.Command {
+	var ns string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "actions ID",
+		Short: "list a customer's recent notifier decisions, newest first (a table, or JSON lines with -o json)",
+		Args:  cmdline.Args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 1 {
+				return Usagef("-n: %d is not a positive number of entries", limit)
+			}
+			return runActions(cmd.Context(), args[0], ns, limit, out.JSON(), cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&ns, "namespace", "", "key namespace (default LOYALTY_NAMESPACE or live)")
+	cmd.Flags().IntVarP(&limit, "n", "n", 20, "most entries to show (the notifier keeps the latest "+fmt.Sprint(notifier.HistoryCap)+")")
+	out.AddJSONAlias(cmd)
+	return cmd
 }
 
-func runActions(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("actions", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ns := fs.String("namespace", "", "key namespace (default LOYALTY_NAMESPACE or live)")
-	limit := fs.Int("n", 20, "most entries to show (the notifier keeps the latest "+fmt.Sprint(notifier.HistoryCap)+")")
-	asJSON := fs.Bool("json", false, "print JSON lines instead of a table")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
-	}
-	if fs.NArg() != 1 || *limit < 1 {
-		return Usagef("usage: loyaltyctl actions [--namespace NS] [-n N] [--json] ID")
-	}
+func runActions(ctx context.Context, id, ns string, limit int, asJSON bool, stdout io.Writer) error {
 	env, err := loadEnvironment()
 	if err != nil {
 		return err
 	}
-	if *ns != "" {
-		env.cfg.Namespace = *ns
+	if ns != "" {
+		env.cfg.Namespace = ns
 	}
 	keys, err := keyspace.New(env.cfg.Namespace, env.cfg.Shards)
 	if err != nil {
@@ -44,14 +51,14 @@ func runActions(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer rdb.Close()
-	entries, err := notifier.History(ctx, rdb, keys, fs.Arg(0), *limit)
+	entries, err := notifier.History(ctx, rdb, keys, id, limit)
 	if err != nil {
 		return err
 	}
 	if len(entries) == 0 {
-		return fmt.Errorf("no decisions recorded for customer %q in namespace %s", fs.Arg(0), keys.Namespace())
+		return fmt.Errorf("no decisions recorded for customer %q in namespace %s", id, keys.Namespace())
 	}
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		for _, e := range entries {
 			if err := enc.Encode(e); err != nil {

@@ -2,62 +2,42 @@ package loyaltyctl
 
 import (
 	"context"
-	"fmt"
-
-	"go.uber.org/zap"
-
-	"github.com/loyalty-scoring/loyalty/pkg/codec"
-	"github.com/loyalty-scoring/loyalty/pkg/config"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
-	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
-	"github.com/loyalty-scoring/loyalty/pkg/stream"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
+	"github.com/loyalty-scoring/loyalty/pkg/codec"
+	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
 // environment is what the operator commands read, from the same variables as the services.
+// Commands may change cfg (a --namespace flag) before connecting.
 type environment struct {
 	cfg config.Common
 	log *zap.Logger
 }
 
 func loadEnvironment() (*environment, error) {
-	cfg, err := config.Load(config.FromOS(), "")
-	if err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	log, err := cfg.Logger("loyaltyctl")
+	e, err := cmdline.LoadEnvironment("loyaltyctl")
 	if err != nil {
 		return nil, err
 	}
-	return &environment{cfg: cfg, log: log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))}, nil
+	return &environment{cfg: e.Cfg, log: e.Log}, nil
 }
 
-func (e *environment) codec(ctx context.Context) (*codec.Codec, error) {
-	reg, err := pipeline.Registry(e.cfg)
-	if err != nil {
-		return nil, err
-	}
-	return codec.New(ctx, reg)
+func (e *environment) shared() *cmdline.Environment {
+	return &cmdline.Environment{Cfg: e.cfg, Log: e.log}
 }
 
-func (e *environment) producer() (*stream.Producer, error) {
-	return stream.NewProducer(stream.ProducerConfig{Brokers: e.cfg.KafkaBrokers, Security: e.cfg.KafkaSecurity}, e.log)
-}
+func (e *environment) codec(ctx context.Context) (*codec.Codec, error) { return e.shared().Codec(ctx) }
+
+func (e *environment) producer() (*stream.Producer, error) { return e.shared().Producer() }
 
 // admin returns the command's Kafka admin; the caller closes it.
-func (e *environment) admin() (*stream.Admin, error) {
-	return stream.NewAdmin(e.cfg.KafkaBrokers, e.cfg.KafkaSecurity, e.log)
-}
+func (e *environment) admin() (*stream.Admin, error) { return e.shared().Admin() }
 
 func (e *environment) redis(ctx context.Context) (redis.UniversalClient, error) {
-	rdb, err := redisconn.New(e.cfg.Redis)
-	if err != nil {
-		return nil, err
-	}
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close()
-		return nil, fmt.Errorf("connecting to redis at %v: %w", e.cfg.Redis.Addrs, err)
-	}
-	return rdb, nil
+	return e.shared().Redis(ctx)
 }

@@ -3,40 +3,67 @@ package loyaltyctl
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
-func init() {
-	Register(Command{Name: "consume", Summary: "print decoded output records as JSON lines (--topic tier-changes|churn-risk|segment-changes|actions|dlq)", Run: runConsume})
+// consumableTopic maps the --topic of consume (any case) to its topic.
+func consumableTopic(name string) (string, bool) {
+	switch strings.ToLower(name) {
+	case "tier-changes":
+		return event.TopicTierChanges, true
+	case "churn-risk":
+		return event.TopicChurnRisk, true
+	case "segment-changes":
+		return event.TopicSegmentChanges, true
+	case "actions":
+		return event.TopicActions, true
+	case "dlq":
+		return event.TopicDeadLetter, true
+	}
+	return inputTopic(strings.ToLower(name))
 }
 
-var outputTopics = map[string]string{
-	"tier-changes": event.TopicTierChanges, "churn-risk": event.TopicChurnRisk, "segment-changes": event.TopicSegmentChanges,
-	"actions": event.TopicActions, "dlq": event.TopicDeadLetter,
-	"purchases": event.TopicPurchases, "logins": event.TopicLogins, "feedback": event.TopicFeedback,
+// consumeOptions are the flags of consume.
+type consumeOptions struct {
+	fromBeginning bool
+	maxRecords    int
+	timeout       time.Duration
 }
 
-func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("consume", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	topicName := fs.String("topic", "", "tier-changes, churn-risk, segment-changes, actions or dlq (or an input topic)")
-	fromBeginning := fs.Bool("from-beginning", false, "start at the oldest record instead of the newest")
-	maxRecords := fs.Int("max", 0, "stop after this many records (0: no limit)")
-	timeout := fs.Duration("timeout", 0, "stop after this long (0: run until interrupted)")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
+func consumeCommand() *cobra.Command {
+	var topicName string
+	var o consumeOptions
+	cmd := &cobra.Command{
+		Use:   "consume --topic tier-changes|churn-risk|segment-changes|actions|dlq",
+		Short: "print decoded records of a topic as JSON lines (records are JSON whatever --output says)",
+		Args:  cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			topic, ok := consumableTopic(topicName)
+			if !ok {
+				return Usagef("--topic %q: want tier-changes, churn-risk, segment-changes, actions or dlq", topicName)
+			}
+			return runConsume(cmd.Context(), topic, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	topic, err := topicFromFlag(*topicName, outputTopics)
-	if err != nil {
-		return Usagef("--topic %q: want tier-changes, churn-risk, segment-changes, actions or dlq", *topicName)
-	}
+	fs := cmd.Flags()
+	fs.StringVar(&topicName, "topic", "", "tier-changes, churn-risk, segment-changes, actions or dlq (or an input topic)")
+	fs.BoolVar(&o.fromBeginning, "from-beginning", false, "start at the oldest record instead of the newest")
+	fs.IntVar(&o.maxRecords, "max", 0, "stop after this many records (0: no limit)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "stop after this long (0: run until interrupted)")
+	return cmd
+}
+
+func runConsume(ctx context.Context, topic string, o consumeOptions, stdout, stderr io.Writer) error {
 	env, err := loadEnvironment()
 	if err != nil {
 		return err
@@ -45,9 +72,9 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if *timeout > 0 {
+	if o.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
 	ctx, stop := context.WithCancel(ctx)
@@ -59,7 +86,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		mu.Lock()
 		defer mu.Unlock()
 		for _, m := range b.Messages {
-			if *maxRecords > 0 && printed >= *maxRecords {
+			if o.maxRecords > 0 && printed >= o.maxRecords {
 				stop()
 				return nil
 			}
@@ -73,7 +100,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			}
 			printed++
 		}
-		if *maxRecords > 0 && printed >= *maxRecords {
+		if o.maxRecords > 0 && printed >= o.maxRecords {
 			stop()
 		}
 		return nil
@@ -81,7 +108,7 @@ func runConsume(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// A group of its own each time: reading never moves another reader's offsets.
 	group := fmt.Sprintf("loyaltyctl-consume-%d", time.Now().UnixNano())
 	consumer, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: env.cfg.KafkaBrokers, GroupID: group, Topics: []string{topic},
-		StartFromLatest: !*fromBeginning, Security: env.cfg.KafkaSecurity, BatchSize: 100, Linger: 10 * time.Millisecond}, handler, nil, env.log)
+		StartFromLatest: !o.fromBeginning, Security: env.cfg.KafkaSecurity, BatchSize: 100, Linger: 10 * time.Millisecond}, handler, nil, env.log)
 	if err != nil {
 		return err
 	}

@@ -2,21 +2,19 @@ package loyaltyctl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 )
-
-func init() {
-	Register(Command{Name: "customer", Summary: "print a customer's state, scores, tier, churn level and next deadline as JSON (customer ID)", Run: runCustomer})
-}
 
 // CustomerView is what `loyaltyctl customer` prints.
 type CustomerView struct {
@@ -52,23 +50,27 @@ type ReasonView struct {
 	Value   float64 `json:"value"`
 }
 
-func runCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("customer", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ns := fs.String("namespace", "", "key namespace (default LOYALTY_NAMESPACE or live)")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
+func customerCommand(out *cmdline.Output) *cobra.Command {
+	var ns string
+	cmd := &cobra.Command{
+		Use:   "customer ID",
+		Short: "print a customer's state, scores, tier, churn level and next deadline",
+		Args:  cmdline.Args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCustomer(cmd.Context(), args[0], ns, out, cmd.OutOrStdout())
+		},
 	}
-	if fs.NArg() != 1 {
-		return Usagef("usage: loyaltyctl customer [--namespace NS] ID")
-	}
-	id := fs.Arg(0)
+	cmd.Flags().StringVar(&ns, "namespace", "", "key namespace (default LOYALTY_NAMESPACE or live)")
+	return cmd
+}
+
+func runCustomer(ctx context.Context, id, ns string, out *cmdline.Output, stdout io.Writer) error {
 	env, err := loadEnvironment()
 	if err != nil {
 		return err
 	}
-	if *ns != "" {
-		env.cfg.Namespace = *ns
+	if ns != "" {
+		env.cfg.Namespace = ns
 	}
 	rdb, err := env.redis(ctx)
 	if err != nil {
@@ -106,9 +108,50 @@ func runCustomer(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	} else if ok {
 		view.NextDeadline = &d
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(view)
+	if out.JSON() {
+		return cmdline.WriteJSON(stdout, view)
+	}
+	return view.WriteText(stdout)
+}
+
+// WriteText writes the view for a reader: one field a line, the reasons indented below the
+// churn level.
+func (v CustomerView) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	line := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "%s:\t%s\n", name, fmt.Sprintf(format, args...))
+	}
+	line("customer", "%s", v.CustomerID)
+	line("namespace", "%s", v.Namespace)
+	line("last event at", "%s", v.LastEventAt.Format(time.RFC3339))
+	line("tier", "%s%s", v.Tier, optional(" (review on %s)", v.TierReviewOn))
+	line("net spend 365d", "%d (minor units)", v.NetSpend365Minor)
+	line("churn", "%s, score %.3f, model %s%s%s", v.ChurnLevel, v.ChurnScore, v.ChurnModel, optional(", since %s", v.ChurnSince),
+		optional(", evaluated through %s", v.EvaluatedThrough))
+	for _, r := range v.ChurnReasons {
+		line("  reason", "%s: %s (%g)", r.Code, r.Message, r.Value)
+	}
+	line("segment", "%s, value layer %s", v.Segment, v.ValueLayer)
+	line("rfm", "R%d F%d M%d", v.RFM.R, v.RFM.F, v.RFM.M)
+	line("open complaints", "%d", v.OpenComplaints)
+	if v.NextDeadline != nil {
+		line("next deadline", "%s", v.NextDeadline.UTC().Format(time.RFC3339))
+	} else {
+		line("next deadline", "none")
+	}
+	line("state", "%d fields, %d bytes", len(v.StateFields), v.StateBytes)
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing the customer: %w", err)
+	}
+	return nil
+}
+
+// optional formats v into format, or is empty when v is.
+func optional(format, v string) string {
+	if v == "" {
+		return ""
+	}
+	return fmt.Sprintf(format, v)
 }
 
 // BuildCustomerView decodes stored state fields into the inspection view.

@@ -35,7 +35,7 @@ func TestCustomerExplainsTheChurnLevelWithItsReasons(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	code, out, errs := run(t, "customer", "c-7")
+	code, out, errs := run(t, "customer", "c-7", "--output", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}

@@ -2,30 +2,33 @@ package loyaltyctl
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
+	"fmt"
 	"io"
 	"os"
 
+	"github.com/spf13/cobra"
+
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/erasure"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 )
 
-func init() {
-	Register(Command{Name: "erase", Summary: "GDPR erasure: remove a customer everywhere and keep them out of replays (erase ID)", Run: runErase})
+func eraseCommand(out *cmdline.Output) *cobra.Command {
+	var by string
+	cmd := &cobra.Command{
+		Use:   "erase ID",
+		Short: "GDPR erasure: remove a customer everywhere and keep them out of replays",
+		Args:  cmdline.Args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runErase(cmd.Context(), args[0], by, out, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&by, "requested-by", os.Getenv("USER"), "who asked (operator or ticket reference), recorded in the erasure event")
+	return cmd
 }
 
-func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("erase", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	by := fs.String("requested-by", os.Getenv("USER"), "who asked (operator or ticket reference), recorded in the erasure event")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
-	}
-	if fs.NArg() != 1 {
-		return Usagef("usage: loyaltyctl erase [--requested-by WHO] ID")
-	}
+func runErase(ctx context.Context, id, by string, out *cmdline.Output, stdout io.Writer) error {
 	env, err := loadEnvironment()
 	if err != nil {
 		return err
@@ -35,14 +38,14 @@ func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer rt.Close()
-	res, err := erasure.Erase(ctx, rt, fs.Arg(0), *by, erasureKeys...)
+	res, err := erasure.Erase(ctx, rt, id, by, notifier.EraseCustomer) // and the notifier's per-customer keys
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(res)
+	if out.JSON() {
+		return cmdline.WriteJSON(stdout, res)
+	}
+	_, err = fmt.Fprintf(stdout, "erased customer %s: %d keys removed in %d namespaces; the erasure is recorded (requested by %s)\n",
+		id, res.Removed, res.Namespaces, by)
+	return err
 }
-
-// erasureKeys are the other components whose per-customer data erasure must remove.
-var erasureKeys = []erasure.Eraser{notifier.EraseCustomer}

@@ -1,103 +1,61 @@
-// Package loyaltyctl implements the loyaltyctl command-line tool: a table of
-// subcommands, each registered from its own file with one call to Register,
-// and Main, which services/loyaltyctl calls.
+// Package loyaltyctl implements loyaltyctl, the operator's command-line tool of the loyalty
+// pipeline, on cobra (through pkg/cmdline): NewRoot builds the command tree from the explicit
+// list in commands, and Main, which services/loyaltyctl calls, runs it.
 //
-// Adding a subcommand:
-//
-//	func init() { Register(Command{Name: "produce", Summary: "...", Run: runProduce}) }
-//
-// Run gets the arguments after the subcommand name and returns an error; a
-// *UsageError (see Usagef) exits with status 2 and prints the usage, other
-// errors exit with status 1.
+// Adding a subcommand: write a function returning its *cobra.Command (flags bound to local
+// variables, Args through cmdline.Args, errors from RunE; cmdline.Usagef for command-line
+// mistakes) and add it to commands. Commands that print results honour the persistent
+// --output text|json flag they are given.
 package loyaltyctl
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"sort"
-	"sync"
+
+	"github.com/spf13/cobra"
+
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 )
 
-// Command is one subcommand.
-type Command struct {
-	// Name is the first argument that selects it.
-	Name string
-	// Summary is a one-line description for the command list.
-	Summary string
-	// Run executes it with the remaining arguments.
-	Run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
-}
+const rootHelp = `loyaltyctl is the operator's tool of the loyalty pipeline: inspect customers and the pipeline's
+state, produce and consume events, fit and score the models, replay history into a namespace
+and promote it, erase customers, and move consumer groups.
 
-var (
-	mu       sync.Mutex
-	commands = map[string]Command{}
-)
+It reads the same environment variables as the services (KAFKA_BROKERS, REDIS_ADDR,
+LOYALTY_NAMESPACE, ...). Flags may come before or after the positional arguments.
+--output json (-o json) prints results as JSON.`
 
-// Register adds a subcommand. It panics on a duplicate or incomplete
-// registration, which is a programming error found at start-up.
-func Register(c Command) {
-	mu.Lock()
-	defer mu.Unlock()
-	if c.Name == "" || c.Run == nil {
-		panic("loyaltyctl: Register needs a Name and a Run function")
+// commands is the table of loyaltyctl's subcommands; out is the value of --output.
+func commands(out *cmdline.Output) []*cobra.Command {
+	return []*cobra.Command{
+		statusCommand(out),
+		customerCommand(out),
+		actionsCommand(out),
+		eraseCommand(out),
+		produceCommand(out),
+		consumeCommand(),
+		modelCommand(out),
+		replayCommand(out),
+		diffCommand(out),
+		promoteCommand(out),
+		dropCommand(out),
+		resetOffsetsCommand(out),
 	}
-	if _, dup := commands[c.Name]; dup {
-		panic("loyaltyctl: subcommand " + c.Name + " registered twice")
-	}
-	commands[c.Name] = c
 }
 
-// UsageError is a mistake in the command line.
-type UsageError struct{ Msg string }
-
-func (e *UsageError) Error() string { return e.Msg }
-
-// Usagef returns a *UsageError.
-func Usagef(format string, args ...any) error {
-	return &UsageError{Msg: fmt.Sprintf(format, args...)}
+// NewRoot builds the loyaltyctl command tree.
+func NewRoot() *cobra.Command {
+	out := &cmdline.Output{}
+	root := cmdline.NewRoot("loyaltyctl", "operator's tool of the loyalty scoring pipeline", rootHelp, commands(out)...)
+	out.AddFlag(root)
+	return root
 }
 
-// Main runs the command line args (without the program name) and returns
-// the process exit status: 0 success, 1 failure, 2 usage error.
+// Main runs the command line args (without the program name) and returns the process exit
+// status: 0 success, 1 failure, 2 usage error.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printUsage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
-	}
-	mu.Lock()
-	c, ok := commands[args[0]]
-	mu.Unlock()
-	if !ok {
-		fmt.Fprintf(stderr, "loyaltyctl: unknown command %q\n\n", args[0])
-		printUsage(stderr)
-		return 2
-	}
-	if err := c.Run(ctx, args[1:], stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "loyaltyctl %s: %v\n", c.Name, err)
-		var ue *UsageError
-		if errors.As(err, &ue) {
-			return 2
-		}
-		return 1
-	}
-	return 0
+	return cmdline.Execute(ctx, NewRoot(), args, stdout, stderr)
 }
 
-func printUsage(w io.Writer) {
-	mu.Lock()
-	defer mu.Unlock()
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	fmt.Fprintln(w, "usage: loyaltyctl <command> [arguments]\n\ncommands:")
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].Summary)
-	}
-}
+// Usagef returns a usage error (exit status 2).
+func Usagef(format string, args ...any) error { return cmdline.Usagef(format, args...) }

@@ -2,10 +2,7 @@ package loyaltyctl
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -13,25 +10,23 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/loyalty-scoring/loyalty/pkg/btyd"
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/txnsummary"
 )
 
-func init() {
-	Register(Command{Name: "model", Summary: "fit and score the BG/NBD + Gamma-Gamma models (model fit|score)", Run: runModel})
-}
-
-func runModel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return Usagef("usage: loyaltyctl model fit|score [flags]")
+func modelCommand(out *cmdline.Output) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "model",
+		Short: "fit and score the BG/NBD + Gamma-Gamma models on a transactions file (model fit|score)",
+		Args:  cmdline.NoSubcommand,
+		RunE:  cmdline.MissingSubcommand,
 	}
-	switch args[0] {
-	case "fit":
-		return runModelFit(args[1:], stdout, stderr)
-	case "score":
-		return runModelScore(args[1:], stdout, stderr)
-	}
-	return Usagef("unknown model subcommand %q (want fit or score)", args[0])
+	cmd.AddCommand(modelFitCommand(out), modelScoreCommand(out))
+	return cmd
 }
 
 // FitResult is the JSON printed by `model fit` and read by `model score
@@ -59,7 +54,7 @@ type inputFlags struct {
 	input, format, calEnd, unit string
 }
 
-func (f *inputFlags) register(fs *flag.FlagSet) {
+func (f *inputFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.input, "input", "", "transactions file (required)")
 	fs.StringVar(&f.format, "format", "", "input layout: cdnow or csv (required)")
 	fs.StringVar(&f.calEnd, "calibration-end", "", "last day of the calibration period, YYYY-MM-DD (required)")
@@ -102,25 +97,6 @@ func (f *inputFlags) load() ([]txnsummary.Customer, txnsummary.TimeUnit, error) 
 	return cs, unit, nil
 }
 
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("loyaltyctl model "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return Usagef("%v", err)
-		}
-		return Usagef("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return Usagef("unexpected arguments %q", fs.Args())
-	}
-	return nil
-}
-
 func fit(cs []txnsummary.Customer) (FitResult, error) {
 	ss := txnsummary.Summaries(cs)
 	bg, err := btyd.FitBGNBD(ss)
@@ -138,13 +114,21 @@ func fit(cs []txnsummary.Customer) (FitResult, error) {
 	}, nil
 }
 
-func runModelFit(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("fit", stderr)
+func modelFitCommand(out *cmdline.Output) *cobra.Command {
 	var in inputFlags
-	in.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	cmd := &cobra.Command{
+		Use:   "fit",
+		Short: "fit the models and print their parameters (-o json: the file model score --params reads)",
+		Args:  cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runModelFit(in, out, cmd.OutOrStdout())
+		},
 	}
+	in.register(cmd.Flags())
+	return cmd
+}
+
+func runModelFit(in inputFlags, out *cmdline.Output, stdout io.Writer) error {
 	cs, _, err := in.load()
 	if err != nil {
 		return err
@@ -153,28 +137,68 @@ func runModelFit(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	out, err := json.Marshal(res)
+	if !out.JSON() {
+		return res.writeText(stdout)
+	}
+	js, err := json.Marshal(res)
 	if err != nil {
 		return fmt.Errorf("encoding result: %w", err)
 	}
-	_, err = fmt.Fprintf(stdout, "%s\n", out)
+	_, err = fmt.Fprintf(stdout, "%s\n", js)
 	return err
 }
 
-func runModelScore(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("score", stderr)
+func (r FitResult) writeText(w io.Writer) error {
+	_, err := fmt.Fprintf(w, "customers:    %d\nBG/NBD:       r=%.4f alpha=%.4f a=%.4f b=%.4f (log-likelihood %.2f)\n"+
+		"Gamma-Gamma:  p=%.4f q=%.4f gamma=%.4f (log-likelihood %.2f, %d repeat customers)\n",
+		r.Customers, r.BGNBD.R, r.BGNBD.Alpha, r.BGNBD.A, r.BGNBD.B, r.BGNBD.LogLik,
+		r.GammaGamma.P, r.GammaGamma.Q, r.GammaGamma.Gamma, r.GammaGamma.LogLik, r.GammaGamma.Customers)
+	return err
+}
+
+// scoreOptions are the flags of `model score` beyond the input's.
+type scoreOptions struct {
+	horizon, discount float64
+	params            string
+}
+
+func modelScoreCommand(out *cmdline.Output) *cobra.Command {
 	var in inputFlags
-	in.register(fs)
-	horizon := fs.Float64("horizon", 0, "horizon in time units for expected purchases and CLV (required, > 0)")
-	params := fs.String("params", "", "JSON parameters from `model fit` (default: fit them on the input)")
-	discount := fs.Float64("annual-discount", 0.10, "annual discount rate for CLV")
-	if err := parseFlags(fs, args); err != nil {
-		return err
+	var o scoreOptions
+	cmd := &cobra.Command{
+		Use:   "score",
+		Short: "score every customer: P(alive), expected purchases and spend, CLV (CSV, or JSON lines with -o json)",
+		Args:  cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runModelScore(in, o, out, cmd.OutOrStdout())
+		},
 	}
-	if !(*horizon > 0) || math.IsInf(*horizon, 0) {
+	fs := cmd.Flags()
+	in.register(fs)
+	fs.Float64Var(&o.horizon, "horizon", 0, "horizon in time units for expected purchases and CLV (required, > 0)")
+	fs.StringVar(&o.params, "params", "", "JSON parameters from `model fit -o json` (default: fit them on the input)")
+	fs.Float64Var(&o.discount, "annual-discount", 0.10, "annual discount rate for CLV")
+	return cmd
+}
+
+// ScoreRow is one customer's scores, a line of `model score -o json`.
+type ScoreRow struct {
+	CustomerID        string  `json:"customer_id"`
+	X                 float64 `json:"x"`
+	TX                float64 `json:"t_x"`
+	T                 float64 `json:"T"`
+	Monetary          float64 `json:"monetary"`
+	PAlive            float64 `json:"p_alive"`
+	ExpectedPurchases float64 `json:"expected_purchases"`
+	ExpectedSpend     float64 `json:"expected_spend"`
+	CLV               float64 `json:"clv"`
+}
+
+func runModelScore(in inputFlags, o scoreOptions, out *cmdline.Output, stdout io.Writer) error {
+	if !(o.horizon > 0) || math.IsInf(o.horizon, 0) {
 		return Usagef("--horizon must be a number > 0")
 	}
-	if !(*discount >= 0) || *discount > 10 {
+	if !(o.discount >= 0) || o.discount > 10 {
 		return Usagef("--annual-discount must be between 0 and 10")
 	}
 	cs, unit, err := in.load()
@@ -182,23 +206,32 @@ func runModelScore(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	var res FitResult
-	if *params != "" {
-		if res, err = readParams(*params); err != nil {
+	if o.params != "" {
+		if res, err = readParams(o.params); err != nil {
 			return err
 		}
 	} else if res, err = fit(cs); err != nil {
 		return err
 	}
-	rate := btyd.PerUnitRate(*discount, unit.PerYear())
+	rate := btyd.PerUnitRate(o.discount, unit.PerYear())
 	w := bufio.NewWriter(stdout)
-	fmt.Fprintln(w, "customer_id,x,t_x,T,monetary,p_alive,expected_purchases,expected_spend,clv")
+	enc := json.NewEncoder(w)
+	if !out.JSON() {
+		fmt.Fprintln(w, "customer_id,x,t_x,T,monetary,p_alive,expected_purchases,expected_spend,clv")
+	}
 	num := func(v float64) string { return strconv.FormatFloat(v, 'f', 6, 64) }
 	for _, c := range cs {
-		ep := res.BGNBD.ExpectedPurchases(c.Summary, *horizon)
-		es := res.GammaGamma.ExpectedSpend(c.Summary)
-		clv := btyd.CLV(res.BGNBD.BGNBD, res.GammaGamma.GammaGamma, c.Summary, *horizon, rate)
-		fmt.Fprintf(w, "%s,%s,%s,%s,%s,%s,%s,%s,%s\n", csvField(c.ID), num(c.X), num(c.TX), num(c.T), num(c.Monetary),
-			num(res.BGNBD.PAlive(c.Summary)), num(ep), num(es), num(clv))
+		r := ScoreRow{CustomerID: c.ID, X: c.X, TX: c.TX, T: c.T, Monetary: c.Monetary, PAlive: res.BGNBD.PAlive(c.Summary),
+			ExpectedPurchases: res.BGNBD.ExpectedPurchases(c.Summary, o.horizon), ExpectedSpend: res.GammaGamma.ExpectedSpend(c.Summary),
+			CLV: btyd.CLV(res.BGNBD.BGNBD, res.GammaGamma.GammaGamma, c.Summary, o.horizon, rate)}
+		if out.JSON() {
+			if err := enc.Encode(r); err != nil {
+				return fmt.Errorf("writing scores: %w", err)
+			}
+			continue
+		}
+		fmt.Fprintf(w, "%s,%s,%s,%s,%s,%s,%s,%s,%s\n", csvField(r.CustomerID), num(r.X), num(r.TX), num(r.T), num(r.Monetary),
+			num(r.PAlive), num(r.ExpectedPurchases), num(r.ExpectedSpend), num(r.CLV))
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("writing scores: %w", err)

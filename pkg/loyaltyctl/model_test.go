@@ -32,7 +32,7 @@ func sig3(got, want float64) bool {
 }
 
 func TestModelFitPrintsThePublishedCDNOWParameters(t *testing.T) {
-	code, out, errs := run(t, "model", "fit", "--input", cdnow(t), "--format", "cdnow", "--calibration-end", "1997-09-30")
+	code, out, errs := run(t, "model", "fit", "--input", cdnow(t), "--format", "cdnow", "--calibration-end", "1997-09-30", "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -78,7 +78,7 @@ func TestModelFitPrintsThePublishedCDNOWParameters(t *testing.T) {
 
 func TestModelScoreWritesOneRowPerCustomer(t *testing.T) {
 	dir := t.TempDir()
-	code, fitOut, errs := run(t, "model", "fit", "--input", cdnow(t), "--format", "cdnow", "--calibration-end", "1997-09-30")
+	code, fitOut, errs := run(t, "model", "fit", "--input", cdnow(t), "--format", "cdnow", "--calibration-end", "1997-09-30", "-o", "json")
 	if code != 0 {
 		t.Fatal(errs)
 	}

@@ -5,23 +5,30 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
-func init() {
-	Register(Command{Name: "produce", Summary: "produce JSON-lines events as Avro (--topic purchases|logins|feedback --file F)", Run: runProduce})
+// inputTopic maps the --topic of produce to its input topic.
+func inputTopic(name string) (string, bool) {
+	switch name {
+	case "purchases":
+		return event.TopicPurchases, true
+	case "logins":
+		return event.TopicLogins, true
+	case "feedback":
+		return event.TopicFeedback, true
+	}
+	return "", false
 }
-
-var inputTopics = map[string]string{"purchases": event.TopicPurchases, "logins": event.TopicLogins, "feedback": event.TopicFeedback}
 
 // LineError is one bad input line.
 type LineError struct {
@@ -80,23 +87,37 @@ func parseInput(text []byte, topic string) (event.Input, error) {
 	}
 }
 
-func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	topicName := fs.String("topic", "", "purchases, logins or feedback")
-	file := fs.String("file", "", "JSON-lines file (- for standard input)")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
+// ProduceSummary is what produce prints when it is done.
+type ProduceSummary struct {
+	Produced int    `json:"produced"`
+	Topic    string `json:"topic"`
+}
+
+func produceCommand(out *cmdline.Output) *cobra.Command {
+	var topicName, file string
+	cmd := &cobra.Command{
+		Use:   "produce --topic purchases|logins|feedback --file FILE.jsonl",
+		Short: "validate JSON-lines events and produce them as Avro to an input topic",
+		Args:  cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			topic, ok := inputTopic(topicName)
+			if !ok || file == "" {
+				return Usagef("usage: loyaltyctl produce --topic purchases|logins|feedback --file FILE.jsonl")
+			}
+			return runProduce(cmd.Context(), topic, file, out, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	topic, ok := inputTopics[*topicName]
-	if !ok || *file == "" {
-		return Usagef("usage: loyaltyctl produce --topic purchases|logins|feedback --file FILE.jsonl")
-	}
-	var r io.Reader = os.Stdin
-	if *file != "-" {
-		f, err := os.Open(*file)
+	cmd.Flags().StringVar(&topicName, "topic", "", "purchases, logins or feedback")
+	cmd.Flags().StringVar(&file, "file", "", "JSON-lines file (- for standard input)")
+	return cmd
+}
+
+func runProduce(ctx context.Context, topic, file string, out *cmdline.Output, stdin io.Reader, stdout, stderr io.Writer) error {
+	r := stdin
+	if file != "-" {
+		f, err := os.Open(file)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading --file: %w", err)
 		}
 		defer f.Close()
 		r = f
@@ -111,7 +132,7 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if len(bad) > 0 {
 		for _, b := range bad {
-			fmt.Fprintf(stderr, "%s:%d: %v\n", *file, b.Line, b.Err)
+			fmt.Fprintf(stderr, "%s:%d: %v\n", file, b.Line, b.Err)
 		}
 		return fmt.Errorf("%d invalid lines; nothing was produced", len(bad))
 	}
@@ -150,15 +171,9 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return fmt.Errorf("after %d of %d records: %w", i, len(records), err)
 		}
 	}
+	if out.JSON() {
+		return cmdline.WriteJSON(stdout, ProduceSummary{Produced: len(records), Topic: topic})
+	}
 	fmt.Fprintf(stdout, "produced %d records to %s\n", len(records), topic)
 	return nil
-}
-
-var errNoTopic = errors.New("unknown topic")
-
-func topicFromFlag(name string, table map[string]string) (string, error) {
-	if t, ok := table[strings.ToLower(name)]; ok {
-		return t, nil
-	}
-	return "", errNoTopic
 }

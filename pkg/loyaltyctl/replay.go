@@ -3,25 +3,20 @@ package loyaltyctl
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
-
-func init() {
-	Register(Command{Name: "replay", Summary: "replay the input topics over a time range into a fresh namespace (--from T --namespace NS)", Run: runReplay})
-	Register(Command{Name: "diff", Summary: "compare a replay namespace's state and shadow outputs with live (--namespace NS [--json])", Run: runDiff})
-	Register(Command{Name: "promote", Summary: "make a finished replay namespace live (--namespace NS)", Run: runPromote})
-	Register(Command{Name: "drop", Summary: "delete a namespace that is not live (--namespace NS)", Run: runDrop})
-	Register(Command{Name: "reset-offsets", Summary: "move a stopped consumer group to a time or the beginning (--group G --to-time T|--to-earliest)", Run: runResetOffsets})
-}
 
 // parseTime accepts RFC 3339 or YYYY-MM-DD (UTC midnight).
 func parseTime(flagName, v string) (time.Time, error) {
@@ -37,32 +32,46 @@ func parseTime(flagName, v string) (time.Time, error) {
 	return time.Time{}, Usagef("%s %q: want RFC 3339 (2011-01-31T00:00:00Z) or YYYY-MM-DD", flagName, v)
 }
 
-func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	from := fs.String("from", "", "start of the event range (RFC 3339 or YYYY-MM-DD); records from this Kafka timestamp on")
-	to := fs.String("to", "", "end of the range (exclusive); default: everything up to now")
-	ns := fs.String("namespace", "", "fresh Redis namespace to build (letters, digits, - and _)")
-	policy := fs.String("policy", "", "policy YAML to replay with (default: live's)")
-	outputs := fs.String("outputs", replay.OutputsShadow, "shadow (topics <topic>.replay.<namespace>) or none")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
+// replayOptions are the flags of replay.
+type replayOptions struct {
+	from, to, ns, policy, outputs string
+}
+
+func replayCommand(out *cmdline.Output) *cobra.Command {
+	var o replayOptions
+	cmd := &cobra.Command{
+		Use:   "replay --from T --namespace NS",
+		Short: "replay the input topics over a time range into a fresh namespace",
+		Args:  cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runReplay(cmd.Context(), o, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	fromT, err := parseTime("--from", *from)
+	fs := cmd.Flags()
+	fs.StringVar(&o.from, "from", "", "start of the event range (RFC 3339 or YYYY-MM-DD); records from this Kafka timestamp on")
+	fs.StringVar(&o.to, "to", "", "end of the range (exclusive); default: everything up to now")
+	fs.StringVar(&o.ns, "namespace", "", "fresh Redis namespace to build (letters, digits, - and _)")
+	fs.StringVar(&o.policy, "policy", "", "policy YAML to replay with (default: live's)")
+	fs.StringVar(&o.outputs, "outputs", replay.OutputsShadow, "shadow (topics <topic>.replay.<namespace>) or none")
+	return cmd
+}
+
+func runReplay(ctx context.Context, o replayOptions, out *cmdline.Output, stdout, stderr io.Writer) error {
+	fromT, err := parseTime("--from", o.from)
 	if err != nil {
 		return err
 	}
-	if *from == "" {
+	if o.from == "" {
 		return Usagef("--from: required (use 2000-01-01 for everything)")
 	}
-	toT, err := parseTime("--to", *to)
+	toT, err := parseTime("--to", o.to)
 	if err != nil {
 		return err
 	}
-	cfg := replay.Config{Namespace: *ns, From: fromT, To: toT, Outputs: *outputs, Progress: stderr}
-	if *policy != "" {
-		if cfg.PolicyYAML, err = os.ReadFile(*policy); err != nil {
-			return err
+	cfg := replay.Config{Namespace: o.ns, From: fromT, To: toT, Outputs: o.outputs, Progress: stderr}
+	if o.policy != "" {
+		if cfg.PolicyYAML, err = os.ReadFile(o.policy); err != nil {
+			return fmt.Errorf("reading --policy: %w", err)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -78,6 +87,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("interrupted after %d events; run the same command again to resume: %w", sum.Events, err)
 		}
 		return err
+	}
+	if out.JSON() {
+		return cmdline.WriteJSON(stdout, sum)
 	}
 	fmt.Fprintf(stdout, "replayed %d events into %s in %s (%.0f events/s, %d rejected)%s\n", sum.Events, sum.Namespace,
 		sum.Elapsed.Round(time.Millisecond), sum.PerSecond, sum.Rejected, map[bool]string{true: ", resumed", false: ""}[sum.Resumed])
@@ -103,16 +115,33 @@ func runtimes(ctx context.Context, env *environment, ns string) (live, other *pi
 	return live, other, nil
 }
 
-func runDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("diff", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ns := fs.String("namespace", "", "replay namespace to compare with live")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	sample := fs.Int("sample", 10, "how many differing customers to show")
-	outputs := fs.Bool("outputs", true, "also compare derived event ids on live and shadow topics")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
+// diffOptions are the flags of diff.
+type diffOptions struct {
+	ns      string
+	sample  int
+	outputs bool
+}
+
+func diffCommand(out *cmdline.Output) *cobra.Command {
+	var o diffOptions
+	cmd := &cobra.Command{
+		Use:   "diff --namespace NS",
+		Short: "compare a replay namespace's state and shadow outputs with live (a table, or JSON with -o json)",
+		Args:  cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDiff(cmd.Context(), o, out, cmd.OutOrStdout())
+		},
 	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.ns, "namespace", "", "replay namespace to compare with live")
+	fs.IntVar(&o.sample, "sample", 10, "how many differing customers to show")
+	fs.BoolVar(&o.outputs, "outputs", true, "also compare derived event ids on live and shadow topics")
+	out.AddJSONAlias(cmd)
+	return cmd
+}
+
+func runDiff(ctx context.Context, o diffOptions, out *cmdline.Output, stdout io.Writer) error {
+	ns, sample, outputs := &o.ns, &o.sample, &o.outputs // the names the body had before cobra
 	if *ns == "" {
 		return Usagef("--namespace: required")
 	}
@@ -134,32 +163,38 @@ func runDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(d)
+	if out.JSON() {
+		return cmdline.WriteJSON(stdout, d)
 	}
 	return d.WriteTable(stdout)
 }
 
-// withNamespace parses a command whose one required flag is --namespace and runs f with the
-// live runtime and the runtime of that namespace.
-func withNamespace(ctx context.Context, name, usage string, args []string, stderr io.Writer,
-	f func(env *environment, live, other *pipeline.Runtime) error) error {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ns := fs.String("namespace", "", usage)
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
+// namespaceCommand is a command whose one required flag is --namespace (described by usage);
+// run gets the namespace.
+func namespaceCommand(name, short, usage string, run func(ctx context.Context, ns string, stdout io.Writer) error) *cobra.Command {
+	var ns string
+	cmd := &cobra.Command{
+		Use:   name + " --namespace NS",
+		Short: short,
+		Args:  cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd.Context(), ns, cmd.OutOrStdout())
+		},
 	}
-	if *ns == "" {
+	cmd.Flags().StringVar(&ns, "namespace", "", usage)
+	return cmd
+}
+
+// withNamespace runs f with the live runtime and the runtime of the namespace ns.
+func withNamespace(ctx context.Context, ns string, f func(env *environment, live, other *pipeline.Runtime) error) error {
+	if ns == "" {
 		return Usagef("--namespace: required")
 	}
 	env, err := loadEnvironment()
 	if err != nil {
 		return err
 	}
-	live, other, err := runtimes(ctx, env, *ns)
+	live, other, err := runtimes(ctx, env, ns)
 	if err != nil {
 		return err
 	}
@@ -168,11 +203,33 @@ func withNamespace(ctx context.Context, name, usage string, args []string, stder
 	return f(env, live, other)
 }
 
-func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return withNamespace(ctx, "promote", "finished replay namespace to make live", args, stderr, func(env *environment, _, rep *pipeline.Runtime) error {
+// NamespaceChange is what promote and drop print with -o json.
+type NamespaceChange struct {
+	Namespace string `json:"namespace"`
+	// Previous is the namespace that was live before a promotion.
+	Previous string `json:"previous,omitempty"`
+	// KeysDeleted is how many keys a drop deleted.
+	KeysDeleted int64 `json:"keys_deleted,omitempty"`
+}
+
+func promoteCommand(out *cmdline.Output) *cobra.Command {
+	return namespaceCommand("promote", "make a finished replay namespace live", "finished replay namespace to make live",
+		func(ctx context.Context, ns string, stdout io.Writer) error { return runPromote(ctx, ns, out, stdout) })
+}
+
+func dropCommand(out *cmdline.Output) *cobra.Command {
+	return namespaceCommand("drop", "delete a namespace that is not live", "namespace to delete",
+		func(ctx context.Context, ns string, stdout io.Writer) error { return runDrop(ctx, ns, out, stdout) })
+}
+
+func runPromote(ctx context.Context, ns string, out *cmdline.Output, stdout io.Writer) error {
+	return withNamespace(ctx, ns, func(env *environment, _, rep *pipeline.Runtime) error {
 		previous, err := replay.Promote(ctx, rep, env.cfg.Namespace)
 		if err != nil {
 			return err
+		}
+		if out.JSON() {
+			return cmdline.WriteJSON(stdout, NamespaceChange{Namespace: rep.Keys.Namespace(), Previous: previous})
 		}
 		fmt.Fprintf(stdout, "namespace %s is live (was %s). Running services restart on it within seconds (exit code %d, restarted by their supervisor); %s is kept until `loyaltyctl drop --namespace %s`.\n",
 			rep.Keys.Namespace(), previous, pipeline.ExitPromoted, previous, previous)
@@ -180,27 +237,54 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	})
 }
 
-func runDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return withNamespace(ctx, "drop", "namespace to delete", args, stderr, func(env *environment, _, other *pipeline.Runtime) error {
+func runDrop(ctx context.Context, ns string, out *cmdline.Output, stdout io.Writer) error {
+	return withNamespace(ctx, ns, func(env *environment, _, other *pipeline.Runtime) error {
 		n, err := replay.Drop(ctx, other, env.cfg.Namespace)
 		if err != nil {
 			return err
+		}
+		if out.JSON() {
+			return cmdline.WriteJSON(stdout, NamespaceChange{Namespace: other.Keys.Namespace(), KeysDeleted: int64(n)})
 		}
 		fmt.Fprintf(stdout, "dropped namespace %s (%d keys)\n", other.Keys.Namespace(), n)
 		return nil
 	})
 }
 
-func runResetOffsets(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("reset-offsets", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	group := fs.String("group", "", "consumer group (its members must be stopped)")
-	toTime := fs.String("to-time", "", "first record at or after this time (RFC 3339 or YYYY-MM-DD)")
-	earliest := fs.Bool("to-earliest", false, "the beginning of each partition")
-	topics := fs.String("topics", strings.Join(event.InputTopics, ","), "comma-separated topics of the group (names without LOYALTY_TOPIC_SUFFIX, which is appended)")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
+// resetOffsetsOptions are the flags of reset-offsets.
+type resetOffsetsOptions struct {
+	group, toTime, topics string
+	earliest              bool
+}
+
+// OffsetsReset is one topic's new offsets, a line of reset-offsets -o json.
+type OffsetsReset struct {
+	Group   string         `json:"group"`
+	Topic   string         `json:"topic"`
+	Offsets stream.Offsets `json:"offsets"`
+}
+
+func resetOffsetsCommand(out *cmdline.Output) *cobra.Command {
+	var o resetOffsetsOptions
+	cmd := &cobra.Command{
+		Use:   "reset-offsets --group G --to-time T|--to-earliest",
+		Short: "move a stopped consumer group to a time or the beginning",
+		Args:  cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runResetOffsets(cmd.Context(), o, out, cmd.OutOrStdout())
+		},
 	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.group, "group", "", "consumer group (its members must be stopped)")
+	fs.StringVar(&o.toTime, "to-time", "", "first record at or after this time (RFC 3339 or YYYY-MM-DD)")
+	fs.BoolVar(&o.earliest, "to-earliest", false, "the beginning of each partition")
+	fs.StringVar(&o.topics, "topics", strings.Join(event.InputTopics, ","), "comma-separated topics of the group (names without LOYALTY_TOPIC_SUFFIX, which is appended)")
+	return cmd
+}
+
+func runResetOffsets(ctx context.Context, o resetOffsetsOptions, out *cmdline.Output, stdout io.Writer) error {
+	group, toTime, earliest, topics := &o.group, &o.toTime, &o.earliest, &o.topics // the names the body had before cobra
+	enc := json.NewEncoder(stdout)
 	if *group == "" || (*toTime == "") == !*earliest {
 		return Usagef("usage: loyaltyctl reset-offsets --group G --to-time T|--to-earliest [--topics T1,T2]")
 	}
@@ -225,6 +309,12 @@ func runResetOffsets(ctx context.Context, args []string, stdout, stderr io.Write
 		}
 		if err := admin.CommitGroupOffsets(ctx, *group, topic, offs); err != nil {
 			return err
+		}
+		if out.JSON() {
+			if err := enc.Encode(OffsetsReset{Group: *group, Topic: topic, Offsets: offs}); err != nil {
+				return fmt.Errorf("writing offsets: %w", err)
+			}
+			continue
 		}
 		fmt.Fprintf(stdout, "%s %s → %v\n", *group, topic, offs)
 	}

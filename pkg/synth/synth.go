@@ -3,7 +3,7 @@
 // who answer surveys badly and open complaints, and occasional buyers, with refunds, bursty
 // logins that decay over time, and survey answers shaped like real review ratings.
 //
-// It exists so that `loyaltyctl demo`, benchmarks and tests can feed the pipeline months of
+// It exists so that `loyalty-dev demo`, benchmarks and tests can feed the pipeline months of
 // history without a data set on disk. The shapes of the public data sets the project studied
 // are constants here (see distributions.go); nothing is read at run time.
 //

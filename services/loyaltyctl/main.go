@@ -1,6 +1,6 @@
-// Command loyaltyctl is the operator's tool for the loyalty pipeline: model
-// fitting and scoring today, producing, consuming and inspecting customers
-// as later subcommands register themselves in pkg/loyaltyctl.
+// Command loyaltyctl is the operator's tool for the loyalty pipeline: the pipeline's status,
+// customers, producing and consuming, model fitting and scoring, replays and erasure. Its
+// commands are in pkg/loyaltyctl; the developer's demo and benchmark are in loyalty-dev.
 package main
 
 import (

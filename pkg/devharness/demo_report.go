@@ -1,4 +1,4 @@
-package loyaltyctl
+package devharness
 
 import (
 	"fmt"
@@ -133,7 +133,7 @@ func (a churnAlert) String() string {
 		strings.Join(a.Reasons, "; "))
 }
 
-// demoSummary is what `loyaltyctl demo` prints when it stops.
+// demoSummary is what `loyalty-dev demo` prints when it stops.
 type demoSummary struct {
 	Customers int
 	Months    int
@@ -157,7 +157,7 @@ func (s *demoSummary) print(w io.Writer) {
 	line := func(name, format string, args ...any) {
 		fmt.Fprintf(w, "  %-20s%s\n", name+":", fmt.Sprintf(format, args...))
 	}
-	fmt.Fprintln(w, "loyaltyctl demo summary")
+	fmt.Fprintln(w, "loyalty-dev demo summary")
 	line("elapsed", "%s", s.Elapsed.Round(100*time.Millisecond))
 	line("redis", "%s", s.Redis)
 	line("customers", "%s (seed %d, %d months of history)", thousands(int64(s.Customers)), s.Seed, s.Months)

@@ -1,9 +1,8 @@
-package loyaltyctl
+package devharness
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,8 +15,10 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/embedded"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
@@ -27,20 +28,13 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/synth"
 )
 
-func init() {
-	Register(Command{Name: "demo", Summary: "run the whole pipeline in-process on generated customers (no Kafka or Redis needed)", Run: runDemo})
-}
-
-const demoUsage = `usage: loyaltyctl demo [--for D] [--customers N] [--months M] [--rate EV/S] [--seed S]
-                       [--data-dir DIR] [--redis auto|redis-server|miniredis] [--http ADDR|off]
-
-Runs the whole pipeline in this process: an in-process Kafka-protocol broker, redis-server (or
+const demoHelp = `Runs the whole pipeline in this process: an in-process Kafka-protocol broker, redis-server (or
 an in-process Redis when it is not installed), the purchases, logins and feedback consumers, the
 outbox relay, the inactivity sweeper and the notifier (delivering to the log). It produces months of generated customer history, shows
 progress on stderr every second, and prints a summary on stdout when it stops: after --for, or
 on Ctrl-C.`
 
-// demoOptions are the demo's settings; the flags of `loyaltyctl demo`.
+// demoOptions are the demo's settings; the flags of `loyalty-dev demo`.
 type demoOptions struct {
 	For       time.Duration // 0: until ctx ends (Ctrl-C)
 	Customers int
@@ -62,26 +56,41 @@ type demoOptions struct {
 func (o demoOptions) validate() error {
 	switch {
 	case o.For < 0:
-		return Usagef("--for: must not be negative")
+		return cmdline.Usagef("--for: must not be negative")
 	case o.Customers < 1 || o.Customers > 1_000_000:
-		return Usagef("--customers: %d is not in 1..1000000", o.Customers)
+		return cmdline.Usagef("--customers: %d is not in 1..1000000", o.Customers)
 	case o.Months < 1 || o.Months > 60:
-		return Usagef("--months: %d is not in 1..60", o.Months)
+		return cmdline.Usagef("--months: %d is not in 1..60", o.Months)
 	case o.Rate < 0:
-		return Usagef("--rate: must not be negative")
+		return cmdline.Usagef("--rate: must not be negative")
 	case o.Redis != "auto" && o.Redis != "redis-server" && o.Redis != "miniredis":
-		return Usagef("--redis: %q is not auto, redis-server or miniredis", o.Redis)
+		return cmdline.Usagef("--redis: %q is not auto, redis-server or miniredis", o.Redis)
 	case o.Progress <= 0:
-		return Usagef("progress interval: must be positive")
+		return cmdline.Usagef("progress interval: must be positive")
 	}
 	return nil
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func demoCommand() *cobra.Command {
 	o := demoOptions{Progress: time.Second}
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, demoUsage); fs.PrintDefaults() }
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "run the whole pipeline in-process on generated customers (no Kafka or Redis needed)",
+		Long:  demoHelp,
+		Args:  cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			sum, err := runDemoPipeline(cmd.Context(), o, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			sum.print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	fs := cmd.Flags()
 	fs.DurationVar(&o.For, "for", 0, "stop after this long and print the summary (default: run until Ctrl-C)")
 	fs.IntVar(&o.Customers, "customers", 5000, "number of generated customers")
 	fs.IntVar(&o.Months, "months", 12, "months of history, ending now")
@@ -91,24 +100,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.Redis, "redis", "auto", "auto (redis-server when on the PATH, else in-process), redis-server or miniredis")
 	fs.DurationVar(&o.Lead, "lead", 72*time.Hour, "how far in event time the producer may run ahead of the consumers (0: no limit)")
 	fs.StringVar(&o.HTTP, "http", "127.0.0.1:0", "address of the /metrics, /healthz and /readyz server, or off")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return Usagef("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return Usagef("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	if err := o.validate(); err != nil {
-		return err
-	}
-	sum, err := runDemoPipeline(ctx, o, stderr)
-	if err != nil {
-		return err
-	}
-	sum.print(stdout)
-	return nil
+	return cmd
 }
 
 // defaultDemoDir is under the user's cache directory, or .run/demo when there is none.
@@ -130,7 +122,7 @@ func prepareDataDir(dir string) (kafkaDir string, err error) {
 	kafkaDir = filepath.Join(dir, "kafka")
 	if _, err := os.Stat(kafkaDir); err == nil {
 		if _, err := os.Stat(filepath.Join(dir, demoMarker)); err != nil {
-			return "", fmt.Errorf("refusing to clear %s: %s was not created by loyaltyctl demo (choose another --data-dir)", kafkaDir, dir)
+			return "", fmt.Errorf("refusing to clear %s: %s was not created by the demo (choose another --data-dir)", kafkaDir, dir)
 		}
 		if err := os.RemoveAll(kafkaDir); err != nil {
 			return "", fmt.Errorf("clearing the broker log: %w", err)

@@ -1,4 +1,4 @@
-package loyaltyctl
+package devharness
 
 import (
 	"bufio"
@@ -7,12 +7,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,16 +22,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 
+	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
-
-func init() {
-	Register(Command{Name: "bench-e2e", Summary: "end-to-end benchmark: produce N events into Kafka with the services running; report events/s, latency, bytes/customer, conflicts", Run: runBenchE2E})
-}
 
 // BenchReport is the result of one end-to-end benchmark run (the JSON form).
 type BenchReport struct {
@@ -70,44 +69,96 @@ type BenchReport struct {
 	ConflictRate   float64 `json:"store_conflict_rate"`
 }
 
-func runBenchE2E(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench-e2e", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	n := fs.Int("events", 1_000_000, "input events to produce (about; a realistic mix of purchases, refunds, logins, feedback)")
-	days := fs.Int("days", 365, "days of history the events span")
-	jsonPath := fs.String("json", "", "also write the report as JSON to this file")
-	binDir := fs.String("bin", "", "directory with prebuilt service binaries (default: go build into a temporary directory)")
-	timeout := fs.Duration("timeout", 30*time.Minute, "give up after this long")
-	rate := fs.Float64("rate", 0, "produce at most this many events/s (0: as fast as possible, a backlog; below the sustained throughput, the latency is the pipeline's own)")
-	keep := fs.Bool("keep", false, "keep the benchmark's Redis namespace (default: delete its keys at the end)")
-	if err := fs.Parse(args); err != nil {
-		return Usagef("%v", err)
+// benchOptions are the flags of `loyalty-dev bench-e2e`.
+type benchOptions struct {
+	events, days int
+	writeJSON    string
+	binDir       string
+	timeout      time.Duration
+	rate         float64
+	keep         bool
+	output       cmdline.Output
+}
+
+func benchE2ECommand() *cobra.Command {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench-e2e",
+		Short: "end-to-end benchmark: produce N events into Kafka with the services running; report events/s, latency, bytes/customer, conflicts",
+		Long: `Starts the services from prebuilt binaries (--bin, written by ` + "`make build`" + `) against the Kafka and
+Redis of the environment (KAFKA_BROKERS, REDIS_ADDR), in a fresh namespace and topic suffix,
+produces --events input events and reports throughput, latency, Redis bytes per customer and
+store conflicts: a table, or JSON with --output json.`,
+		Args: cmdline.Args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBenchE2E(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
 	}
-	if *n < 1 || *days < 1 || *rate < 0 {
-		return Usagef("--events and --days must be positive")
+	fs := cmd.Flags()
+	fs.IntVar(&o.events, "events", 1_000_000, "input events to produce (about; a realistic mix of purchases, refunds, logins, feedback)")
+	fs.IntVar(&o.days, "days", 365, "days of history the events span")
+	fs.StringVar(&o.writeJSON, "write-json", "", "also write the report as JSON to this file")
+	fs.StringVar(&o.binDir, "bin", "./bin", "directory with the prebuilt service binaries (make build)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
+	fs.Float64Var(&o.rate, "rate", 0, "produce at most this many events/s (0: as fast as possible, a backlog; below the sustained throughput, the latency is the pipeline's own)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark's Redis namespace (default: delete its keys at the end)")
+	fs.VarP(&o.output, "output", "o", "output format: text (a table) or json")
+	return cmd
+}
+
+func runBenchE2E(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
+	if o.events < 1 || o.days < 1 || o.rate < 0 {
+		return cmdline.Usagef("--events and --days must be positive, --rate not negative")
 	}
-	env, err := loadEnvironment()
+	bins, err := serviceBinaries(o.binDir)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	env, err := cmdline.LoadEnvironment("loyalty-dev")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	b := &bench{env: env, log: stderr}
-	rep, err := b.run(ctx, *n, *days, *rate, *binDir, *keep)
+	rep, err := b.run(ctx, o.events, o.days, o.rate, bins, o.keep)
 	if err != nil {
 		return err
 	}
-	printBenchTable(stdout, rep)
-	js, _ := json.MarshalIndent(rep, "", "  ")
-	fmt.Fprintf(stdout, "%s\n", js)
-	if *jsonPath != "" {
-		return os.WriteFile(*jsonPath, append(js, '\n'), 0o644)
+	js, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the report: %w", err)
+	}
+	if o.output.JSON() {
+		fmt.Fprintf(stdout, "%s\n", js)
+	} else {
+		printBenchTable(stdout, rep)
+	}
+	if o.writeJSON != "" {
+		if err := os.WriteFile(o.writeJSON, append(js, '\n'), 0o644); err != nil {
+			return fmt.Errorf("writing the report: %w", err)
+		}
 	}
 	return nil
 }
 
+// serviceBinaries finds every service binary of the benchmark in dir.
+func serviceBinaries(dir string) (map[string]string, error) {
+	bins := map[string]string{}
+	for _, s := range e2e.Services {
+		path := filepath.Join(dir, s)
+		if info, err := os.Stat(path); err != nil || info.IsDir() {
+			return nil, fmt.Errorf("no %s binary in %s (run make build first, or pass --bin): %w", s, dir, errNoBinary)
+		}
+		bins[s] = path
+	}
+	return bins, nil
+}
+
+var errNoBinary = errors.New("service binary missing")
+
 type bench struct {
-	env *environment
+	env *cmdline.Environment
 	log io.Writer
 }
 
@@ -121,20 +172,20 @@ func randomName(prefix string) string {
 	return prefix + hex.EncodeToString(buf)
 }
 
-func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir string, keep bool) (BenchReport, error) {
-	cfg := b.env.cfg
+func (b *bench) run(ctx context.Context, n, days int, rate float64, bins map[string]string, keep bool) (BenchReport, error) {
+	cfg := b.env.Cfg
 	rep := BenchReport{Rate: rate, Namespace: randomName("bench-"), Suffix: "." + randomName("bench-"),
-		Kafka: strings.Join(cfg.KafkaBrokers, ","), Redis: strings.Join(cfg.Redis.Addrs, ","), CPUs: numCPU()}
-	codec, err := b.env.codec(ctx)
+		Kafka: strings.Join(cfg.KafkaBrokers, ","), Redis: strings.Join(cfg.Redis.Addrs, ","), CPUs: runtime.NumCPU()}
+	codec, err := b.env.Codec(ctx)
 	if err != nil {
 		return rep, err
 	}
-	rdb, err := b.env.redis(ctx)
+	rdb, err := b.env.Redis(ctx)
 	if err != nil {
 		return rep, err
 	}
 	defer rdb.Close()
-	admin, err := b.env.admin()
+	admin, err := b.env.Admin()
 	if err != nil {
 		return rep, err
 	}
@@ -168,22 +219,6 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 	}
 
 	// The services, as processes of their own.
-	bins := map[string]string{}
-	if binDir != "" {
-		for _, s := range e2e.Services {
-			bins[s] = binDir + "/" + s
-		}
-	} else {
-		dir, err := os.MkdirTemp("", "bench-e2e-")
-		if err != nil {
-			return rep, err
-		}
-		defer os.RemoveAll(dir)
-		b.say("building %s", strings.Join(e2e.Services, ", "))
-		if bins, err = e2e.Build(ctx, dir, e2e.Services...); err != nil {
-			return rep, err
-		}
-	}
 	logDir, err := os.MkdirTemp("", "bench-e2e-logs-")
 	if err != nil {
 		return rep, err
@@ -225,7 +260,7 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 
 	start := time.Now()
 	b.say("producing %d events", len(recs))
-	producer, err := b.env.producer()
+	producer, err := b.env.Producer()
 	if err != nil {
 		return rep, err
 	}

@@ -1,4 +1,4 @@
-package loyaltyctl
+package devharness
 
 import (
 	"context"

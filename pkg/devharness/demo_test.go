@@ -1,4 +1,4 @@
-package loyaltyctl
+package devharness
 
 import (
 	"bytes"
@@ -108,9 +108,9 @@ func TestTheDemoCommandPrintsItsSummaryOnStdout(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	args := []string{"demo", "--for", "4s", "--customers", "50", "--months", "2", "--redis", "miniredis", "--data-dir", t.TempDir(), "--http", "off"}
 	if code := Main(context.Background(), args, &stdout, &stderr); code != 0 {
-		t.Fatalf("loyaltyctl %s exited %d\nstderr:\n%s", strings.Join(args, " "), code, stderr.String())
+		t.Fatalf("loyalty-dev %s exited %d\nstderr:\n%s", strings.Join(args, " "), code, stderr.String())
 	}
-	if !strings.HasPrefix(stdout.String(), "loyaltyctl demo summary\n") || summaryCount(t, stdout.String(), "events produced") == 0 {
+	if !strings.HasPrefix(stdout.String(), "loyalty-dev demo summary\n") || summaryCount(t, stdout.String(), "events produced") == 0 {
 		t.Errorf("stdout is not a summary of a run that produced events:\n%s", stdout.String())
 	}
 	if !strings.Contains(stderr.String(), "demo: redis  miniredis") {

@@ -1,5 +1,0 @@
-package loyaltyctl
-
-import "runtime"
-
-func numCPU() int { return runtime.NumCPU() }

@@ -1,0 +1,171 @@
+package loyaltyctl
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
+	"github.com/loyalty-scoring/loyalty/pkg/watermark"
+)
+
+// TestStatusReportsTheSeededPipelineState seeds Kafka and Redis with known lag, watermarks,
+// outbox entries, deadlines, dead letters, a promoted namespace with its own policy and two
+// ops servers, and checks every number `loyaltyctl status` reports.
+func TestStatusReportsTheSeededPipelineState(t *testing.T) {
+	ctx := context.Background()
+	keys, rdb := commandRedis(t)
+	brokers := testinfra.Kafka(t)
+	suffix := "." + testinfra.Name("st")
+	deployment := testinfra.Name("dep")
+	t.Setenv("KAFKA_BROKERS", strings.Join(brokers, ","))
+	t.Setenv("LOYALTY_TOPIC_SUFFIX", suffix)
+	t.Setenv("LOYALTY_DEPLOYMENT", deployment)
+	// The configured namespace is not the live one: status follows the promotion.
+	t.Setenv("LOYALTY_NAMESPACE", testinfra.Name("configured"))
+	now := time.Now()
+
+	// The active namespace and its own policy (version and lateness differ from the default).
+	mustDo(t, rdb.Set(ctx, pipeline.ActiveKey(deployment), keys.Namespace(), 0).Err())
+	yaml := strings.Replace(strings.Replace(string(scoring.DefaultPolicyYAML()), "version: default-2025.1", "version: status-test-7", 1),
+		"allowed_lateness: 1h", "allowed_lateness: 30m", 1)
+	mustDo(t, pipeline.StorePolicy(ctx, rdb, keys, []byte(yaml)))
+
+	// Kafka: lag of 6 (purchases: 10 records, 4 committed) + 3 (logins, no commit) + 0
+	// (feedback, empty), 0 on tier-changes (all 5 committed) and 2 on churn-risk; 3 of the 5
+	// dead letters are from the last hour.
+	topic := func(logical string) string { return logical + suffix }
+	var specs []stream.TopicSpec
+	for _, l := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
+		specs = append(specs, stream.TopicSpec{Name: topic(l), Partitions: 1, ReplicationFactor: 1})
+	}
+	admin, err := stream.NewAdmin(brokers, stream.Security{}, zap.NewNop())
+	mustDo(t, err)
+	defer admin.Close()
+	mustDo(t, admin.EnsureTopics(ctx, specs...))
+	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zap.NewNop())
+	mustDo(t, err)
+	defer p.Close()
+	produce := func(logical string, n int, at time.Time) {
+		t.Helper()
+		recs := make([]stream.Record, n)
+		for i := range recs {
+			recs[i] = stream.Record{Topic: topic(logical), Key: []byte("c"), Value: []byte{byte(i)}, Time: at}
+		}
+		mustDo(t, p.Produce(ctx, recs...))
+	}
+	produce(event.TopicPurchases, 10, now)
+	produce(event.TopicLogins, 3, now)
+	produce(event.TopicTierChanges, 5, now)
+	produce(event.TopicChurnRisk, 2, now)
+	produce(event.TopicDeadLetter, 2, now.Add(-3*time.Hour))
+	produce(event.TopicDeadLetter, 3, now.Add(-10*time.Minute))
+	group := func(svc string) string { return "loyalty-" + keys.Namespace() + "-" + svc }
+	mustDo(t, admin.CommitGroupOffsets(ctx, group("purchases"), topic(event.TopicPurchases), stream.Offsets{0: 4}))
+	mustDo(t, admin.CommitGroupOffsets(ctx, group("notifier"), topic(event.TopicTierChanges), stream.Offsets{0: 5}))
+
+	// Redis: purchases applied up to 2h ago (the watermark is that minus 30m of lateness),
+	// logins caught up; 3 outbox entries, the oldest 5 minutes old; 3 deadlines, 2 due, 1 of
+	// them past the watermark.
+	wmKey := keys.Global("watermarks")
+	mustDo(t, rdb.HSet(ctx, wmKey, watermark.Field(topic(event.TopicPurchases), 0), strconv.FormatInt(now.Add(-2*time.Hour).UnixMilli(), 10)+":0",
+		watermark.Field(topic(event.TopicLogins), 0), strconv.FormatInt(now.Add(-time.Minute).UnixMilli(), 10)+":1").Err())
+	for _, e := range []struct {
+		shard int
+		age   time.Duration
+	}{{0, 5 * time.Minute}, {0, time.Minute}, {3, 2 * time.Minute}} {
+		id := strconv.FormatInt(now.Add(-e.age).UnixMilli(), 10) + "-0"
+		mustDo(t, rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.Outbox(e.shard), ID: id, Values: []any{"t", "x"}}).Err())
+	}
+	for _, d := range []struct {
+		shard int
+		at    time.Time
+	}{{1, now.Add(-3 * time.Hour)}, {1, now.Add(-time.Hour)}, {5, now.Add(time.Hour)}} {
+		mustDo(t, rdb.ZAdd(ctx, keys.Deadlines(d.shard), redis.Z{Score: float64(d.at.UnixMilli()), Member: d.at.String()}).Err())
+	}
+
+	// Ops servers: purchases ready, relay not; the others are not asked.
+	ready := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	defer ready.Close()
+	notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) }))
+	defer notReady.Close()
+	for _, s := range []string{"logins", "feedback", "sweeper", "notifier"} {
+		t.Setenv(addrEnv(s), "off")
+	}
+	t.Setenv(addrEnv("relay"), strings.TrimPrefix(notReady.URL, "http://"))
+
+	code, out, errs := run(t, "status", "--purchases-addr", strings.TrimPrefix(ready.URL, "http://"), "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, errs, out)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("output is not the JSON status: %v\n%s", err, out)
+	}
+	if st.Namespace != keys.Namespace() || st.PolicyVersion != "status-test-7" {
+		t.Errorf("namespace %s policy %s, want the promoted %s with policy status-test-7", st.Namespace, st.PolicyVersion, keys.Namespace())
+	}
+	wantLag := map[string]int64{"purchases " + topic(event.TopicPurchases): 6, "logins " + topic(event.TopicLogins): 3,
+		"feedback " + topic(event.TopicFeedback): 0, "notifier " + topic(event.TopicTierChanges): 0, "notifier " + topic(event.TopicChurnRisk): 2}
+	if len(st.Lag) != len(wantLag) {
+		t.Errorf("lag of %d groups and topics, want %d: %+v", len(st.Lag), len(wantLag), st.Lag)
+	}
+	for _, l := range st.Lag {
+		if want, ok := wantLag[l.Service+" "+l.Topic]; !ok || l.Lag != want || l.Group != group(l.Service) {
+			t.Errorf("lag %+v, want %d in group %s", l, want, group(l.Service))
+		}
+	}
+	wantWM := time.UnixMilli(now.Add(-2 * time.Hour).UnixMilli()).Add(-30 * time.Minute)
+	if st.Watermark == nil || !st.Watermark.Equal(wantWM) {
+		t.Errorf("watermark %v, want %v (purchases' event time minus the namespace policy's 30m)", st.Watermark, wantWM)
+	}
+	if behind := st.WatermarkBehindSeconds; math.Abs(behind-9000) > 30 {
+		t.Errorf("watermark %.0fs behind, want about 9000s", behind)
+	}
+	if st.OutboxDepth != 3 || math.Abs(st.OutboxOldestAgeSeconds-300) > 30 {
+		t.Errorf("outbox %d entries, oldest %.0fs: want 3 and about 300s", st.OutboxDepth, st.OutboxOldestAgeSeconds)
+	}
+	if st.DeadlinesScheduled != 3 || st.DeadlinesDue != 2 || st.DeadlinesPastWatermark != 1 {
+		t.Errorf("deadlines %d scheduled, %d due, %d past the watermark: want 3, 2, 1", st.DeadlinesScheduled, st.DeadlinesDue, st.DeadlinesPastWatermark)
+	}
+	if st.DeadLettersLastHour != 3 {
+		t.Errorf("%d dead letters in the last hour, want 3", st.DeadLettersLastHour)
+	}
+	if len(st.Services) != 2 || st.Services[0].Service != "purchases" || !st.Services[0].Ready ||
+		st.Services[1].Service != "relay" || st.Services[1].Ready || !strings.Contains(st.Services[1].Detail, "503") {
+		t.Errorf("services %+v: want purchases ready and relay not (503)", st.Services)
+	}
+	if len(st.Errors) != 0 {
+		t.Errorf("errors: %v", st.Errors)
+	}
+
+	code, text, errs := run(t, "status", "--purchases-addr", strings.TrimPrefix(ready.URL, "http://"))
+	if code != 0 {
+		t.Fatalf("text: exit %d: %s", code, errs)
+	}
+	for _, s := range []string{"policy status-test-7", "3 entries", "3 scheduled, 2 due, 1 past the watermark", "3 in the last hour", "NOT READY (503"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("text status lacks %q:\n%s", s, text)
+		}
+	}
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
