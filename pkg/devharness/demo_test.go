@@ -50,7 +50,7 @@ func TestTheDemoRunsThePipelineAndItsSummaryShowsTierAndChurnChanges(t *testing.
 			// For caps the run on a slow machine; normally it ends 3s after the history is applied,
 			// which leaves the sweeper time on the wall clock and the relay and notifier time to
 			// publish what followed.
-			o := demoOptions{For: 50 * time.Second, StopAfterApplied: 3 * time.Second, Customers: 120, Months: 4, Seed: 3,
+			o := demoOptions{For: 150 * time.Second, StopAfterApplied: 3 * time.Second, Customers: 120, Months: 4, Seed: 3,
 				Redis: redis, DataDir: t.TempDir(), HTTP: "off", Progress: time.Second, Lead: 72 * time.Hour}
 			sum, err := runDemoPipeline(context.Background(), o, &stderr)
 			if err != nil {
