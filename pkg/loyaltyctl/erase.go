@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/loyalty-scoring/loyalty/pkg/erasure"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 )
@@ -35,7 +36,12 @@ func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer rt.Close()
-	res, err := erasure.Erase(ctx, rt, fs.Arg(0), *by, erasureKeys...)
+	svc, err := erasure.New(erasure.Config{Deployment: rt.Config.Deployment, Shards: rt.Keys.Shards(),
+		Topic: rt.Topic(event.TopicErasures)}, rt.Redis, rt.Codec, rt.Producer)
+	if err != nil {
+		return err
+	}
+	res, err := svc.Erase(ctx, fs.Arg(0), *by, erasureKeys...)
 	if err != nil {
 		return err
 	}

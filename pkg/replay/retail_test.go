@@ -393,8 +393,12 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 
 	// 4. Erasure: no key left anywhere, and a full replay does not bring the customer back.
 	victim := want[0]
-	erasure.SettleDelay = 100 * time.Millisecond
-	res, err := erasure.Erase(ctx, promotedRT, victim, "test")
+	eraser, err := erasure.New(erasure.Config{Deployment: promotedRT.Config.Deployment, Shards: promotedRT.Keys.Shards(),
+		Topic: promotedRT.Topic(event.TopicErasures), SettleDelay: 100 * time.Millisecond}, promotedRT.Redis, promotedRT.Codec, promotedRT.Producer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := eraser.Erase(ctx, victim, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
