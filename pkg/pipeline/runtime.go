@@ -419,13 +419,42 @@ func runAll(ctx context.Context, tasks ...func(context.Context) error) error {
 	return first
 }
 
-// Main is the whole of a service's main: configuration from the environment, the runtime,
+// Binary describes one service binary for Main.
+type Binary struct {
+	// Name is the service name (logs, metrics, usage).
+	Name string
+	// Summary is the first paragraph of the usage text.
+	Summary string
+	// HTTPDefault is the default ops address (HTTP_ADDR).
+	HTTPDefault string
+	// Vars are the binary's environment variables beyond config.Vars, for the usage text.
+	Vars []config.Var
+	// Configure reads the binary's own settings before anything starts (optional); an error
+	// exits 2 like a bad common variable.
+	Configure func(config.Env) error
+	// Run runs the service until ctx ends.
+	Run func(ctx context.Context, rt *Runtime) error
+}
+
+// Main is the whole of a service's main: the command line (-h/--help prints the usage text
+// and exits 0; any other argument exits 2), configuration from the environment, the runtime,
 // the ops server, run until SIGINT/SIGTERM, exit code.
-func Main(service, httpDefault string, run func(ctx context.Context, rt *Runtime) error) int {
+func Main(b Binary) int {
+	vars := append(config.Vars(b.HTTPDefault), b.Vars...)
+	if code, exit := config.CheckArgs(os.Args[1:], b.Name, b.Summary, vars, os.Stdout, os.Stderr); exit {
+		return code
+	}
+	service, httpDefault := b.Name, b.HTTPDefault
 	cfg, err := config.Load(config.FromOS(), httpDefault)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: configuration: %v\n", service, err)
 		return 2
+	}
+	if b.Configure != nil {
+		if err := b.Configure(config.FromOS()); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: configuration: %v\n", service, err)
+			return 2
+		}
 	}
 	log, err := cfg.Logger(service)
 	if err != nil {
@@ -444,7 +473,7 @@ func Main(service, httpDefault string, run func(ctx context.Context, rt *Runtime
 	defer rt.Close()
 	log.Info("started", zap.Strings("kafka", cfg.KafkaBrokers), zap.Strings("redis", cfg.Redis.Addrs),
 		zap.String("namespace", rt.Keys.Namespace()), zap.String("http", cfg.HTTPAddr))
-	err = runAll(ctx, func(ctx context.Context) error { return run(ctx, rt) },
+	err = runAll(ctx, func(ctx context.Context) error { return b.Run(ctx, rt) },
 		func(ctx context.Context) error { return opsServer.Serve(ctx, cfg.HTTPAddr) },
 		func(ctx context.Context) error {
 			return WatchActive(ctx, rt.Redis, cfg.Deployment, rt.Keys.Namespace(), cfg.Namespace, 5*time.Second)

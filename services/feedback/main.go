@@ -12,7 +12,9 @@ import (
 )
 
 func main() {
-	os.Exit(pipeline.Main("feedback", "127.0.0.1:9103", func(ctx context.Context, rt *pipeline.Runtime) error {
-		return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: "feedback", Topics: []string{event.TopicFeedback}})
-	}))
+	os.Exit(pipeline.Main(pipeline.Binary{Name: "feedback", HTTPDefault: "127.0.0.1:9103",
+		Summary: "Consumes feedback events, applies them to customer state in Redis and queues the derived changes in the outbox.",
+		Run: func(ctx context.Context, rt *pipeline.Runtime) error {
+			return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: "feedback", Topics: []string{event.TopicFeedback}})
+		}}))
 }

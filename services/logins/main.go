@@ -12,7 +12,9 @@ import (
 )
 
 func main() {
-	os.Exit(pipeline.Main("logins", "127.0.0.1:9102", func(ctx context.Context, rt *pipeline.Runtime) error {
-		return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: "logins", Topics: []string{event.TopicLogins}})
-	}))
+	os.Exit(pipeline.Main(pipeline.Binary{Name: "logins", HTTPDefault: "127.0.0.1:9102",
+		Summary: "Consumes logins events, applies them to customer state in Redis and queues the derived changes in the outbox.",
+		Run: func(ctx context.Context, rt *pipeline.Runtime) error {
+			return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: "logins", Topics: []string{event.TopicLogins}})
+		}}))
 }

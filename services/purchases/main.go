@@ -12,7 +12,9 @@ import (
 )
 
 func main() {
-	os.Exit(pipeline.Main("purchases", "127.0.0.1:9101", func(ctx context.Context, rt *pipeline.Runtime) error {
-		return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: "purchases", Topics: []string{event.TopicPurchases}})
-	}))
+	os.Exit(pipeline.Main(pipeline.Binary{Name: "purchases", HTTPDefault: "127.0.0.1:9101",
+		Summary: "Consumes purchases events, applies them to customer state in Redis and queues the derived changes in the outbox.",
+		Run: func(ctx context.Context, rt *pipeline.Runtime) error {
+			return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: "purchases", Topics: []string{event.TopicPurchases}})
+		}}))
 }

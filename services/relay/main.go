@@ -11,7 +11,9 @@ import (
 )
 
 func main() {
-	os.Exit(pipeline.Main("relay", "127.0.0.1:9104", func(ctx context.Context, rt *pipeline.Runtime) error {
-		return pipeline.RunRelay(ctx, rt, nil)
-	}))
+	os.Exit(pipeline.Main(pipeline.Binary{Name: "relay", HTTPDefault: "127.0.0.1:9104",
+		Summary: "Publishes the derived events queued in the Redis outbox to their Kafka topics.",
+		Run: func(ctx context.Context, rt *pipeline.Runtime) error {
+			return pipeline.RunRelay(ctx, rt, nil)
+		}}))
 }
