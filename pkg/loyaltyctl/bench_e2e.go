@@ -155,7 +155,7 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 	}
 
 	var specs []stream.TopicSpec
-	for _, t := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
+	for _, t := range event.Topics() {
 		specs = append(specs, stream.TopicSpec{Name: t + rep.Suffix, Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})
 	}
 	if err := stream.EnsureTopics(ctx, cfg.KafkaBrokers, cfg.KafkaSecurity, specs...); err != nil {
@@ -165,7 +165,7 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 	// The services, as processes of their own.
 	bins := map[string]string{}
 	if binDir != "" {
-		for _, s := range e2e.Services {
+		for _, s := range e2e.Services() {
 			bins[s] = binDir + "/" + s
 		}
 	} else {
@@ -174,8 +174,8 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 			return rep, err
 		}
 		defer os.RemoveAll(dir)
-		b.say("building %s", strings.Join(e2e.Services, ", "))
-		if bins, err = e2e.Build(ctx, dir, e2e.Services...); err != nil {
+		b.say("building %s", strings.Join(e2e.Services(), ", "))
+		if bins, err = e2e.Build(ctx, dir, e2e.Services()...); err != nil {
 			return rep, err
 		}
 	}
@@ -193,7 +193,7 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, binDir strin
 			deleteNamespace(context.WithoutCancel(ctx), rdb, keys)
 		}
 	}()
-	procs, err := cluster.StartAll(ctx, e2e.Services...)
+	procs, err := cluster.StartAll(ctx, e2e.Services()...)
 	if err != nil {
 		return rep, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}

@@ -198,7 +198,7 @@ func runResetOffsets(ctx context.Context, args []string, stdout, stderr io.Write
 	group := fs.String("group", "", "consumer group (its members must be stopped)")
 	toTime := fs.String("to-time", "", "first record at or after this time (RFC 3339 or YYYY-MM-DD)")
 	earliest := fs.Bool("to-earliest", false, "the beginning of each partition")
-	topics := fs.String("topics", strings.Join(event.InputTopics, ","), "comma-separated topics of the group (names without LOYALTY_TOPIC_SUFFIX, which is appended)")
+	topics := fs.String("topics", strings.Join(event.InputTopics(), ","), "comma-separated topics of the group (names without LOYALTY_TOPIC_SUFFIX, which is appended)")
 	if err := fs.Parse(args); err != nil {
 		return Usagef("%v", err)
 	}

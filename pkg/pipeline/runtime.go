@@ -190,7 +190,7 @@ func waitFor(ctx context.Context, what string, step func(context.Context) error)
 // EnsureTopics creates every topic of the pipeline that is missing.
 func (rt *Runtime) EnsureTopics(ctx context.Context) error {
 	var specs []stream.TopicSpec
-	for _, t := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
+	for _, t := range event.Topics() {
 		specs = append(specs, stream.TopicSpec{Name: rt.Topic(t), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
 	}
 	return stream.EnsureTopics(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, specs...)
@@ -307,7 +307,7 @@ func (rt *Runtime) nonEmptyInputPartitions() func(ctx context.Context) ([]string
 			return cached, nil
 		}
 		var out []string
-		for _, logical := range event.InputTopics {
+		for _, logical := range event.InputTopics() {
 			topic := rt.Topic(logical)
 			first, err := stream.OffsetsForTime(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic, time.Time{})
 			if err != nil {

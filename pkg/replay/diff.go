@@ -200,7 +200,7 @@ func Compare(ctx context.Context, liveRT, replayRT *pipeline.Runtime, sampleSize
 		}
 	}
 	if outputs {
-		for _, logical := range []string{event.TopicTierChanges, event.TopicChurnRisk, event.TopicSegmentChanges} {
+		for _, logical := range event.DerivedTopics() {
 			o, err := compareTopic(ctx, liveRT, liveRT.Topic(logical), ShadowTopic(replayRT.Topic(logical), replayRT.Keys.Namespace()))
 			if err != nil {
 				return d, err

@@ -17,10 +17,6 @@ import (
 // default naming).
 func ConsumerGroup(ns, service string) string { return "loyalty-" + ns + "-" + service }
 
-var serviceOfTopic = map[string]string{
-	event.TopicPurchases: "purchases", event.TopicLogins: "logins", event.TopicFeedback: "feedback",
-}
-
 // Promote makes a finished replay namespace the live one. It places the namespace's service
 // consumer groups where the replay stopped (so they continue with what arrived since), then
 // switches the active-namespace pointer in one SET. Running services notice within seconds,
@@ -44,7 +40,8 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 	if previous == rt.Keys.Namespace() {
 		return previous, fmt.Errorf("namespace %s is already live", previous)
 	}
-	for _, logical := range event.InputTopics {
+	for _, input := range event.InputStreams() {
+		logical := input.Topic
 		topic := rt.Topic(logical)
 		pos, err := stream.GroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, Group(rt.Keys.Namespace()), topic)
 		if err != nil {
@@ -54,7 +51,7 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 			// Nothing replayed on this topic: start where the replay's range ended.
 			pos = meta.Ends[logical]
 		}
-		group := ConsumerGroup(rt.Keys.Namespace(), serviceOfTopic[logical])
+		group := ConsumerGroup(rt.Keys.Namespace(), input.Service)
 		if err := stream.CommitGroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, group, topic, pos); err != nil {
 			return "", fmt.Errorf("placing group %s: %w", group, err)
 		}

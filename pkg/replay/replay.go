@@ -219,7 +219,7 @@ func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Met
 	}
 	meta := Metadata{From: cfg.From, To: cfg.To, Outputs: cfg.Outputs, PolicyHash: policyHash, Live: liveRT.Keys.Namespace(),
 		Ends: map[string]stream.Offsets{}, Status: "running", Started: time.Now().UTC()}
-	for _, logical := range event.InputTopics {
+	for _, logical := range event.InputTopics() {
 		topic := rt.Topic(logical)
 		starts, err := stream.OffsetsForTime(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, topic, cfg.From)
 		if err != nil {
@@ -247,7 +247,7 @@ func ensureShadowTopics(ctx context.Context, rt *pipeline.Runtime, cfg Config) e
 		return nil
 	}
 	var specs []stream.TopicSpec
-	for _, t := range []string{event.TopicTierChanges, event.TopicChurnRisk, event.TopicSegmentChanges, event.TopicDeadLetter} {
+	for _, t := range append(event.DerivedTopics(), event.TopicDeadLetter) {
 		specs = append(specs, stream.TopicSpec{Name: ShadowTopic(rt.Topic(t), cfg.Namespace), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
 	}
 	return stream.EnsureTopics(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, specs...)
@@ -271,7 +271,7 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 	var readers sync.WaitGroup
 	readErr := make(chan error, 64)
 	var total int64
-	for _, logical := range event.InputTopics {
+	for _, logical := range event.InputTopics() {
 		topic := rt.Topic(logical)
 		positions, err := stream.GroupOffsets(ctx, rt.Config.KafkaBrokers, rt.Config.KafkaSecurity, group, topic)
 		if err != nil {
