@@ -102,3 +102,18 @@ func Handler(dec Decoder, validator *event.Validator, topicOf func(string) strin
 func isPermanent(err error) bool {
 	return errors.Is(err, codec.ErrNotFramed) || errors.Is(err, codec.ErrUnknownSchema) || errors.Is(err, codec.ErrMalformed)
 }
+
+// MaxRecordBytes is the largest record value a consumer accepts; larger ones are rejected.
+const MaxRecordBytes = 1 << 20
+
+// Guard wraps a consumer's handler in the middleware every consumer of the pipeline runs,
+// outermost first: metrics (when metrics is not nil), dead-lettering of the batch's
+// rejections to sink, panic recovery, and the rejection of oversized records.
+func Guard(h stream.Handler, metrics *stream.Metrics, sink stream.DeadLetterSink) stream.Handler {
+	var mw []stream.Middleware
+	if metrics != nil {
+		mw = append(mw, stream.Instrument(metrics))
+	}
+	mw = append(mw, stream.DeadLetter(sink), stream.Recover(), stream.Oversize(MaxRecordBytes))
+	return stream.Chain(h, mw...)
+}

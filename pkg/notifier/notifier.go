@@ -4,18 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/ingest"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/supervise"
 )
 
 // Service is the notifier's name in metrics labels, dead letters and the consumer group.
@@ -58,11 +59,12 @@ func Run(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
 	}
 	th := &thresholds{}
 	n.clvTop = th.top
-	tasks := []func(context.Context) error{dlv.Run}
+	var tasks supervise.Group
+	tasks.Add(dlv.Run)
 	if c := cfg.Rules.CLV; c.ThresholdMinor > 0 {
 		th.cur.Store(&Threshold{Minor: c.ThresholdMinor, Fixed: true})
 	} else {
-		tasks = append(tasks, func(ctx context.Context) error { return refreshThreshold(ctx, rt, c, th, cfg.Now) })
+		tasks.Add(func(ctx context.Context) error { return refreshThreshold(ctx, rt, c, th, cfg.Now) })
 	}
 	smetrics := stream.NewMetrics(reg)
 	group := cfg.GroupID
@@ -73,14 +75,15 @@ func Run(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
 		Topics:    []string{rt.Topic(event.TopicTierChanges), rt.Topic(event.TopicChurnRisk)},
 		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
 		StartFromLatest: cfg.StartFromLatest},
-		stream.Chain(n, stream.Instrument(smetrics), stream.DeadLetter(dlq), stream.Recover(), stream.Oversize(1<<20)),
+		ingest.Guard(n, smetrics, dlq),
 		smetrics, rt.Log)
 	if err != nil {
 		return err
 	}
 	// Deliveries of the queue left by an earlier run start at once, not after the first poll.
 	dlv.Wake()
-	return runAll(ctx, append(tasks, consumer.Run)...)
+	tasks.Add(consumer.Run)
+	return tasks.Run(ctx)
 }
 
 func channelName(v string) string {
@@ -267,23 +270,4 @@ func refreshThreshold(ctx context.Context, rt *pipeline.Runtime, c CLVConfig, th
 			compute()
 		}
 	}
-}
-
-// runAll runs tasks until the first returns, then cancels the rest and waits for them; it
-// returns the first error.
-func runAll(ctx context.Context, tasks ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, len(tasks))
-	for i, task := range tasks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = task(ctx)
-			cancel()
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/supervise"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
 )
 
@@ -254,8 +255,7 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	processor := &Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: NewSuppressor(rt.Redis, rt.Config.Deployment)}
 	metrics := stream.NewMetrics(reg)
 	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service, Topic: rt.Topic(event.TopicDeadLetter)}
-	handler := stream.Chain(ingest.Handler(rt.Codec, validator, rt.Logical, processor),
-		stream.Instrument(metrics), stream.DeadLetter(dlq), stream.Recover(), stream.Oversize(1<<20))
+	handler := ingest.Guard(ingest.Handler(rt.Codec, validator, rt.Logical, processor), metrics, dlq)
 	group := cfg.GroupID
 	if group == "" {
 		group = "loyalty-" + rt.Keys.Namespace() + "-" + cfg.Service
@@ -270,7 +270,9 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	if err != nil {
 		return err
 	}
-	return runAll(ctx, consumer.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) })
+	var tasks supervise.Group
+	tasks.Add(consumer.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) })
+	return tasks.Run(ctx)
 }
 
 // RunRelay runs the outbox relay until ctx ends. topicFor maps logical to physical output
@@ -339,11 +341,12 @@ func RunSweeperWith(ctx context.Context, rt *Runtime, refresh time.Duration, req
 	if err != nil {
 		return err
 	}
-	tasks := []func(context.Context) error{sw.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) }}
+	var tasks supervise.Group
+	tasks.Add(sw.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) })
 	if refresh > 0 {
-		tasks = append(tasks, func(ctx context.Context) error { return refreshCutpoints(ctx, rt, refresh) })
+		tasks.Add(func(ctx context.Context) error { return refreshCutpoints(ctx, rt, refresh) })
 	}
-	return runAll(ctx, tasks...)
+	return tasks.Run(ctx)
 }
 
 // watchCutpoints swaps newly stored cut points into the scorer's policy.
@@ -391,32 +394,6 @@ func refreshCutpoints(ctx context.Context, rt *Runtime, every time.Duration) err
 			}
 		}
 	}
-}
-
-// runAll runs tasks until the first returns; then cancels the rest and waits for them. It
-// returns the first error.
-func runAll(ctx context.Context, tasks ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(tasks))
-	for _, task := range tasks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- task(ctx)
-			cancel()
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	var first error
-	for err := range errs {
-		if err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }
 
 // Binary describes one service binary for Main.
@@ -473,11 +450,13 @@ func Main(b Binary) int {
 	defer rt.Close()
 	log.Info("started", zap.Strings("kafka", cfg.KafkaBrokers), zap.Strings("redis", cfg.Redis.Addrs),
 		zap.String("namespace", rt.Keys.Namespace()), zap.String("http", cfg.HTTPAddr))
-	err = runAll(ctx, func(ctx context.Context) error { return b.Run(ctx, rt) },
+	var tasks supervise.Group
+	tasks.Add(func(ctx context.Context) error { return b.Run(ctx, rt) },
 		func(ctx context.Context) error { return opsServer.Serve(ctx, cfg.HTTPAddr) },
 		func(ctx context.Context) error {
 			return WatchActive(ctx, rt.Redis, cfg.Deployment, rt.Keys.Namespace(), cfg.Namespace, 5*time.Second)
 		})
+	err = tasks.Run(ctx)
 	if errors.Is(err, ErrPromoted) {
 		log.Info("stopping for a restart on the promoted namespace", zap.Error(err))
 		return ExitPromoted

@@ -321,7 +321,7 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 		sink = &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: "replay", Topic: ShadowTopic(rt.Topic(event.TopicDeadLetter), cfg.Namespace)}
 		topicFor = func(logical string) string { return ShadowTopic(rt.Topic(logical), cfg.Namespace) }
 	}
-	handler := stream.Chain(ingest.Handler(rt.Codec, validator, rt.Logical, processor), stream.DeadLetter(sink), stream.Recover(), stream.Oversize(1<<20))
+	handler := ingest.Guard(ingest.Handler(rt.Codec, validator, rt.Logical, processor), nil, sink)
 
 	// The sweeper's clock waits for every partition with records left in the range (those
 	// done before a resume have reported already).
