@@ -17,7 +17,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
@@ -68,10 +68,11 @@ type Producer interface {
 
 // Service erases customers of one deployment.
 type Service struct {
-	cfg      Config
-	rdb      redis.UniversalClient
-	enc      Encoder
-	producer Producer
+	cfg        Config
+	deployment keyspace.Deployment
+	rdb        redis.UniversalClient
+	enc        Encoder
+	producer   Producer
 }
 
 // New validates cfg and returns the deployment's erasure service.
@@ -79,10 +80,14 @@ func New(cfg Config, rdb redis.UniversalClient, enc Encoder, producer Producer) 
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	d, err := keyspace.NewDeployment(cfg.Deployment)
+	if err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
 	if cfg.SettleDelay == 0 {
 		cfg.SettleDelay = DefaultSettleDelay
 	}
-	return &Service{cfg: cfg, rdb: rdb, enc: enc, producer: producer}, nil
+	return &Service{cfg: cfg, deployment: d, rdb: rdb, enc: enc, producer: producer}, nil
 }
 
 // Result says what was removed.
@@ -101,12 +106,12 @@ func (s *Service) Erase(ctx context.Context, customerID, requestedBy string, ext
 	}
 	// Suppress first: from now on the consumers drop the customer's events, so nothing
 	// recreates what is removed below.
-	if err := s.rdb.SAdd(ctx, pipeline.SuppressionKey(s.cfg.Deployment), customerID).Err(); err != nil {
-		return Result{}, fmt.Errorf("adding to the erasure list: %w", err)
+	if err := namespace.Suppress(ctx, s.rdb, s.deployment, customerID); err != nil {
+		return Result{}, err
 	}
-	namespaces, err := s.rdb.SMembers(ctx, pipeline.NamespacesKey(s.cfg.Deployment)).Result()
+	namespaces, err := namespace.List(ctx, s.rdb, s.deployment)
 	if err != nil {
-		return Result{}, fmt.Errorf("reading the namespaces: %w", err)
+		return Result{}, err
 	}
 	res := Result{Namespaces: len(namespaces)}
 	// Two passes: a consumer batch that read the customer before the suppression took effect

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
@@ -176,7 +177,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		fmt.Fprintf(stdout, "namespace %s is live (was %s). Running services restart on it within seconds (exit code %d, restarted by their supervisor); %s is kept until `loyaltyctl drop --namespace %s`.\n",
-			rep.Keys.Namespace(), previous, pipeline.ExitPromoted, previous, previous)
+			rep.Keys.Namespace(), previous, namespace.ExitPromoted, previous, previous)
 		return nil
 	})
 }

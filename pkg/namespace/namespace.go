@@ -1,4 +1,9 @@
-package pipeline
+// Package namespace manages the Redis key namespaces of a deployment: live state lives in one
+// namespace, a replay builds another beside it, and promotion switches the deployment's
+// active pointer. It also keeps what belongs to a namespace or a deployment beyond customer
+// state: the namespace's stored policy and RFM cut points, the registry of namespaces, and the
+// erasure (suppression) list the consumers honour. Key names come from pkg/keyspace.
+package namespace
 
 import (
 	"context"
@@ -21,24 +26,13 @@ const (
 	ExitPromoted = 3
 )
 
-// ActiveKey holds the name of a deployment's active namespace; absent means
-// LOYALTY_NAMESPACE.
-func ActiveKey(deployment string) string { return "loyd:" + deployment + ":active" }
-
-// NamespacesKey is the set of every namespace of a deployment that ever held state (for
-// erasure).
-func NamespacesKey(deployment string) string { return "loyd:" + deployment + ":namespaces" }
-
-// SuppressionKey is a deployment's set of erased customer ids.
-func SuppressionKey(deployment string) string { return "loyd:" + deployment + ":erased" }
-
 // ErrPromoted is returned by WatchActive when the active namespace changed.
 var ErrPromoted = errors.New("active namespace changed")
 
 // ActiveNamespace returns the deployment's promoted namespace, or fallback when none was
 // promoted.
-func ActiveNamespace(ctx context.Context, rdb redis.UniversalClient, deployment, fallback string) (string, error) {
-	ns, err := rdb.Get(ctx, ActiveKey(deployment)).Result()
+func ActiveNamespace(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, fallback string) (string, error) {
+	ns, err := rdb.Get(ctx, d.Active()).Result()
 	if errors.Is(err, redis.Nil) {
 		return fallback, nil
 	}
@@ -50,7 +44,7 @@ func ActiveNamespace(ctx context.Context, rdb redis.UniversalClient, deployment,
 
 // WatchActive polls the active namespace and returns ErrPromoted when it is no longer
 // current, or nil when ctx ends.
-func WatchActive(ctx context.Context, rdb redis.UniversalClient, deployment, current, fallback string, every time.Duration) error {
+func WatchActive(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, current, fallback string, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -59,25 +53,58 @@ func WatchActive(ctx context.Context, rdb redis.UniversalClient, deployment, cur
 			return nil
 		case <-t.C:
 		}
-		ns, err := ActiveNamespace(ctx, rdb, deployment, fallback)
+		ns, err := ActiveNamespace(ctx, rdb, d, fallback)
 		if err == nil && ns != current {
 			return fmt.Errorf("%w: %s → %s", ErrPromoted, current, ns)
 		}
 	}
 }
 
-// policyKey holds a namespace's own scoring policy (YAML), set by replay --policy and carried
-// into live by promote.
-func policyKey(keys keyspace.Keyspace) string { return keys.Global("policy") }
+// Activate makes ns the deployment's active namespace (one SET); services following the
+// pointer notice within seconds and restart on it.
+func Activate(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, ns string) error {
+	if err := rdb.Set(ctx, d.Active(), ns, 0).Err(); err != nil {
+		return fmt.Errorf("switching the active namespace: %w", err)
+	}
+	return nil
+}
+
+// Register records that ns holds state of the deployment, so erasure reaches it.
+func Register(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, ns string) error {
+	if err := rdb.SAdd(ctx, d.Namespaces(), ns).Err(); err != nil {
+		return fmt.Errorf("registering namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+// Unregister forgets ns (after its keys were dropped).
+func Unregister(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, ns string) error {
+	if err := rdb.SRem(ctx, d.Namespaces(), ns).Err(); err != nil {
+		return fmt.Errorf("unregistering namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+// List returns every registered namespace of the deployment.
+func List(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment) ([]string, error) {
+	ns, err := rdb.SMembers(ctx, d.Namespaces()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the namespaces of %s: %w", d.Name(), err)
+	}
+	return ns, nil
+}
 
 // StorePolicy records a namespace's policy.
 func StorePolicy(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, yaml []byte) error {
-	return rdb.Set(ctx, policyKey(keys), yaml, 0).Err()
+	if err := rdb.Set(ctx, keys.Policy(), yaml, 0).Err(); err != nil {
+		return fmt.Errorf("storing the namespace policy: %w", err)
+	}
+	return nil
 }
 
 // StoredPolicy returns a namespace's own policy YAML, if it has one.
 func StoredPolicy(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) ([]byte, bool, error) {
-	b, err := rdb.Get(ctx, policyKey(keys)).Bytes()
+	b, err := rdb.Get(ctx, keys.Policy()).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, false, nil
 	}

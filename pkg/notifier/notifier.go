@@ -11,6 +11,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
@@ -53,7 +54,7 @@ func Run(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
 	dlv := newDeliverer(rt.Redis, k, cfg.Delivery, channels, rt.Codec, dlq, metrics, rt.Log, cfg.Now)
 	n := &handler{
 		rt: rt, rules: cfg.Rules, policy: rt.Policy, store: store, metrics: metrics, deliverer: dlv,
-		suppressor: pipeline.NewSuppressor(rt.Redis, rt.Config.Deployment),
+		suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment),
 		arb:        &arbiter{rdb: rt.Redis, keys: k, enc: rt.Codec, rules: cfg.Rules, now: cfg.Now},
 		channelOf:  func(kind event.ActionKind) string { return channelName(cfg.Channels[kind]) },
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/relay"
@@ -41,8 +42,10 @@ type Runtime struct {
 	Codec    *codec.Codec
 	Producer *stream.Producer
 	Keys     keyspace.Keyspace
-	Policy   *scoring.Policy
-	Ops      *ops.Server
+	// Deployment builds the keys shared by the deployment's namespaces.
+	Deployment keyspace.Deployment
+	Policy     *scoring.Policy
+	Ops        *ops.Server
 	// Replay marks derived events as coming from a replay (never acted upon).
 	Replay bool
 	// TopicSuffix is appended to every topic name; tests use it to share one broker.
@@ -96,8 +99,12 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
+	if rt.Deployment, err = keyspace.NewDeployment(cfg.Deployment); err != nil {
+		rt.Close()
+		return nil, err
+	}
 	if opts.FollowActive {
-		if rt.Config.Namespace, err = ActiveNamespace(ctx, rt.Redis, cfg.Deployment, cfg.Namespace); err != nil {
+		if rt.Config.Namespace, err = namespace.ActiveNamespace(ctx, rt.Redis, rt.Deployment, cfg.Namespace); err != nil {
 			rt.Close()
 			return nil, err
 		}
@@ -106,11 +113,11 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
-	if err := rt.Redis.SAdd(ctx, NamespacesKey(cfg.Deployment), rt.Keys.Namespace()).Err(); err != nil {
+	if err := namespace.Register(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace()); err != nil {
 		rt.Close()
-		return nil, fmt.Errorf("registering namespace: %w", err)
+		return nil, err
 	}
-	if yaml, ok, err := StoredPolicy(ctx, rt.Redis, rt.Keys); err != nil {
+	if yaml, ok, err := namespace.StoredPolicy(ctx, rt.Redis, rt.Keys); err != nil {
 		rt.Close()
 		return nil, err
 	} else if ok {
@@ -145,7 +152,7 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
-	if cp, ok, err := LoadCutpoints(ctx, rt.Redis, rt.Keys); err != nil {
+	if cp, ok, err := namespace.LoadCutpoints(ctx, rt.Redis, rt.Keys); err != nil {
 		log.Warn("ignoring stored cut points", zap.Error(err))
 	} else if ok {
 		if p, err := rt.Policy.WithCutpoints(cp); err == nil {
@@ -215,7 +222,7 @@ func (rt *Runtime) Registerer(service string) prometheus.Registerer {
 
 // Watermarks returns the namespace's watermark tracker.
 func (rt *Runtime) Watermarks(ctx context.Context) (*watermark.Tracker, error) {
-	return watermark.NewTracker(ctx, rt.Redis, rt.Keys.Global("watermarks"), rt.Policy.AllowedLateness)
+	return watermark.NewTracker(ctx, rt.Redis, rt.Keys.Watermarks(), rt.Policy.AllowedLateness)
 }
 
 // scoringParts builds what applies scores to the namespace: the store, the watermark tracker
@@ -252,7 +259,7 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	if err != nil {
 		return err
 	}
-	processor := &Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: NewSuppressor(rt.Redis, rt.Config.Deployment)}
+	processor := &Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment)}
 	metrics := stream.NewMetrics(reg)
 	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service, Topic: rt.Topic(event.TopicDeadLetter)}
 	handler := ingest.Guard(ingest.Handler(rt.Codec, validator, rt.Logical, processor), metrics, dlq)
@@ -359,7 +366,7 @@ func watchCutpoints(ctx context.Context, rt *Runtime, scorer *Scorer) error {
 			return nil
 		case <-t.C:
 		}
-		cp, ok, err := LoadCutpoints(ctx, rt.Redis, rt.Keys)
+		cp, ok, err := namespace.LoadCutpoints(ctx, rt.Redis, rt.Keys)
 		if err != nil || !ok || cp.Version == scorer.Policy().Cutpoints.Version {
 			continue
 		}
@@ -382,12 +389,12 @@ func refreshCutpoints(ctx context.Context, rt *Runtime, every time.Duration) err
 			return nil
 		case now := <-t.C:
 			version := "cp-" + now.UTC().Format("20060102T150405Z")
-			cp, err := ComputeFromHistograms(ctx, rt.Redis, rt.Keys, version, 100)
-			if errors.Is(err, ErrPopulationTooSmall) {
+			cp, err := namespace.ComputeFromHistograms(ctx, rt.Redis, rt.Keys, version, 100)
+			if errors.Is(err, namespace.ErrPopulationTooSmall) {
 				continue
 			}
 			if err == nil {
-				err = StoreCutpoints(ctx, rt.Redis, rt.Keys, cp)
+				err = namespace.StoreCutpoints(ctx, rt.Redis, rt.Keys, cp)
 			}
 			if err != nil {
 				rt.Log.Warn("refreshing cut points", zap.Error(err))
@@ -454,12 +461,12 @@ func Main(b Binary) int {
 	tasks.Add(func(ctx context.Context) error { return b.Run(ctx, rt) },
 		func(ctx context.Context) error { return opsServer.Serve(ctx, cfg.HTTPAddr) },
 		func(ctx context.Context) error {
-			return WatchActive(ctx, rt.Redis, cfg.Deployment, rt.Keys.Namespace(), cfg.Namespace, 5*time.Second)
+			return namespace.WatchActive(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace(), cfg.Namespace, 5*time.Second)
 		})
 	err = tasks.Run(ctx)
-	if errors.Is(err, ErrPromoted) {
+	if errors.Is(err, namespace.ErrPromoted) {
 		log.Info("stopping for a restart on the promoted namespace", zap.Error(err))
-		return ExitPromoted
+		return namespace.ExitPromoted
 	}
 	if err != nil {
 		log.Error("stopped", zap.Error(err))

@@ -69,11 +69,7 @@ func NewSweeper(ctx context.Context, cfg SweeperConfig, rdb redis.UniversalClien
 	wm *watermark.Tracker, reg prometheus.Registerer, log *zap.Logger) (*Sweeper, error) {
 	cfg = cfg.withDefaults()
 	keys := store.Keys()
-	leaseKeys := make([]string, keys.Shards())
-	for i := range leaseKeys {
-		leaseKeys[i] = keys.Global("lease:sweeper:") + "{s" + strconv.Itoa(i) + "}"
-	}
-	leases, err := lease.NewSet(ctx, rdb, cfg.Owner, cfg.LeaseTTL, leaseKeys)
+	leases, err := lease.NewSet(ctx, rdb, cfg.Owner, cfg.LeaseTTL, keys.Leases("sweeper"))
 	if err != nil {
 		return nil, err
 	}

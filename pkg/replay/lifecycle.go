@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
@@ -20,7 +21,7 @@ func ConsumerGroup(ns, service string) string { return "loyalty-" + ns + "-" + s
 // Promote makes a finished replay namespace the live one. It places the namespace's service
 // consumer groups where the replay stopped (so they continue with what arrived since), then
 // switches the active-namespace pointer in one SET. Running services notice within seconds,
-// drain and exit with pipeline.ExitPromoted; their supervisor restarts them on the new
+// drain and exit with namespace.ExitPromoted; their supervisor restarts them on the new
 // namespace (a rolling restart). The old namespace is kept until Drop.
 func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (previous string, err error) {
 	meta, ok, err := LoadMetadata(ctx, rt.Redis, rt)
@@ -33,7 +34,7 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 	if meta.Status != "done" {
 		return "", fmt.Errorf("the replay into %s has not finished (status %s); run it again to resume", rt.Keys.Namespace(), meta.Status)
 	}
-	previous, err = pipeline.ActiveNamespace(ctx, rt.Redis, rt.Config.Deployment, fallbackLive)
+	previous, err = namespace.ActiveNamespace(ctx, rt.Redis, rt.Deployment, fallbackLive)
 	if err != nil {
 		return "", err
 	}
@@ -63,8 +64,8 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 			return "", err
 		}
 	}
-	if err := rt.Redis.Set(ctx, pipeline.ActiveKey(rt.Config.Deployment), rt.Keys.Namespace(), 0).Err(); err != nil {
-		return "", fmt.Errorf("switching the active namespace: %w", err)
+	if err := namespace.Activate(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace()); err != nil {
+		return "", err
 	}
 	return previous, nil
 }
@@ -72,7 +73,7 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 // Drop deletes every key of a namespace that is not live. It returns the number of keys
 // deleted.
 func Drop(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (int64, error) {
-	active, err := pipeline.ActiveNamespace(ctx, rt.Redis, rt.Config.Deployment, fallbackLive)
+	active, err := namespace.ActiveNamespace(ctx, rt.Redis, rt.Deployment, fallbackLive)
 	if err != nil {
 		return 0, err
 	}
@@ -115,5 +116,5 @@ func Drop(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (int64
 	if err != nil {
 		return deleted.Load(), fmt.Errorf("dropping namespace %s: %w", rt.Keys.Namespace(), err)
 	}
-	return deleted.Load(), rt.Redis.SRem(ctx, pipeline.NamespacesKey(rt.Config.Deployment), rt.Keys.Namespace()).Err()
+	return deleted.Load(), namespace.Unregister(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace())
 }

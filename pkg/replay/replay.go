@@ -26,6 +26,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
@@ -89,7 +90,7 @@ type Metadata struct {
 
 // LoadMetadata returns a namespace's replay metadata, if it is a replay namespace.
 func LoadMetadata(ctx context.Context, rdb redis.UniversalClient, rt *pipeline.Runtime) (Metadata, bool, error) {
-	b, err := rdb.Get(ctx, rt.Keys.Global("replay")).Bytes()
+	b, err := rdb.Get(ctx, rt.Keys.Replay()).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return Metadata{}, false, nil
 	}
@@ -108,7 +109,7 @@ func saveMetadata(ctx context.Context, rt *pipeline.Runtime, m Metadata) error {
 	if err != nil {
 		return err
 	}
-	return rt.Redis.Set(ctx, rt.Keys.Global("replay"), b, 0).Err()
+	return rt.Redis.Set(ctx, rt.Keys.Replay(), b, 0).Err()
 }
 
 // Summary is what a finished replay reports.
@@ -174,7 +175,7 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Metadata, bool, error) {
 	policyYAML := cfg.PolicyYAML
 	if policyYAML == nil {
-		if y, ok, err := pipeline.StoredPolicy(ctx, liveRT.Redis, liveRT.Keys); err != nil {
+		if y, ok, err := namespace.StoredPolicy(ctx, liveRT.Redis, liveRT.Keys); err != nil {
 			return Metadata{}, false, err
 		} else if ok {
 			policyYAML = y
@@ -201,16 +202,16 @@ func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Met
 		if err != nil {
 			return Metadata{}, false, fmt.Errorf("--policy: %w", err)
 		}
-		if err := pipeline.StorePolicy(ctx, rt.Redis, rt.Keys, policyYAML); err != nil {
+		if err := namespace.StorePolicy(ctx, rt.Redis, rt.Keys, policyYAML); err != nil {
 			return Metadata{}, false, err
 		}
 		rt.Policy = p
 	}
 	// One fixed cut-point version for the whole replay: live's current one.
-	if cp, ok, err := pipeline.LoadCutpoints(ctx, liveRT.Redis, liveRT.Keys); err != nil {
+	if cp, ok, err := namespace.LoadCutpoints(ctx, liveRT.Redis, liveRT.Keys); err != nil {
 		return Metadata{}, false, err
 	} else if ok {
-		if err := pipeline.StoreCutpoints(ctx, rt.Redis, rt.Keys, cp); err != nil {
+		if err := namespace.StoreCutpoints(ctx, rt.Redis, rt.Keys, cp); err != nil {
 			return Metadata{}, false, err
 		}
 		if p, err := rt.Policy.WithCutpoints(cp); err == nil {
@@ -314,7 +315,7 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 		return err
 	}
 	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
-	processor := &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: pipeline.NewSuppressor(rt.Redis, rt.Config.Deployment)}
+	processor := &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment)}
 	var sink stream.DeadLetterSink = countingSink{n: &sum.Rejected}
 	topicFor := func(string) string { return "" }
 	if cfg.Outputs == OutputsShadow {

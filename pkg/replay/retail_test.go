@@ -426,7 +426,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 func keysMentioning(t *testing.T, rt *pipeline.Runtime, id string) []string {
 	ctx := context.Background()
 	var out []string
-	for _, ns := range rt.Redis.SMembers(ctx, pipeline.NamespacesKey(rt.Config.Deployment)).Val() {
+	for _, ns := range rt.Redis.SMembers(ctx, rt.Deployment.Namespaces()).Val() {
 		iter := rt.Redis.Scan(ctx, 0, "loy:"+ns+":*"+id+"*", 1000).Iterator()
 		for iter.Next(ctx) {
 			out = append(out, iter.Val())
