@@ -124,7 +124,9 @@ func (k Keyspace) CustomerKey(kind, id string) string {
 
 // ShardKey is a per-shard key of another component (kind names it, e.g. "notify-due"):
 // "loy:<ns>:<kind>:{s<shard>}".
-func (k Keyspace) ShardKey(kind string, shard int) string { return k.Prefix() + kind + ":" + tag(shard) }
+func (k Keyspace) ShardKey(kind string, shard int) string {
+	return k.Prefix() + kind + ":" + tag(shard)
+}
 
 // Deployment builds the keys of one installation sharing a Redis, which span its namespaces.
 type Deployment struct {

@@ -8,9 +8,9 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/config"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -34,7 +34,7 @@ func loadEnvironment() (*environment, error) {
 }
 
 func (e *environment) codec(ctx context.Context) (*codec.Codec, error) {
-	reg, err := pipeline.Registry(e.cfg)
+	reg, err := wiring.Registry(e.cfg)
 	if err != nil {
 		return nil, err
 	}

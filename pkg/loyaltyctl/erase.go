@@ -10,7 +10,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/erasure"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 func init() {
@@ -31,7 +31,7 @@ func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rt, err := pipeline.NewRuntime(ctx, env.cfg, env.log, pipeline.Options{FollowActive: true})
+	rt, err := wiring.NewRuntime(ctx, env.cfg, env.log, wiring.Options{FollowActive: true})
 	if err != nil {
 		return err
 	}

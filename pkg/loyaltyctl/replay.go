@@ -12,9 +12,9 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 func init() {
@@ -87,8 +87,8 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // runtimes builds the live runtime (following promotion) and, when ns is set, the runtime of ns.
-func runtimes(ctx context.Context, env *environment, ns string) (live, other *pipeline.Runtime, err error) {
-	live, err = pipeline.NewRuntime(ctx, env.cfg, env.log, pipeline.Options{FollowActive: true})
+func runtimes(ctx context.Context, env *environment, ns string) (live, other *wiring.Runtime, err error) {
+	live, err = wiring.NewRuntime(ctx, env.cfg, env.log, wiring.Options{FollowActive: true})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,7 +97,7 @@ func runtimes(ctx context.Context, env *environment, ns string) (live, other *pi
 	}
 	cfg := env.cfg
 	cfg.Namespace = ns
-	other, err = pipeline.NewRuntime(ctx, cfg, env.log, pipeline.Options{})
+	other, err = wiring.NewRuntime(ctx, cfg, env.log, wiring.Options{})
 	if err != nil {
 		live.Close()
 		return nil, nil, err
@@ -147,7 +147,7 @@ func runDiff(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // withNamespace parses a command whose one required flag is --namespace and runs f with the
 // live runtime and the runtime of that namespace.
 func withNamespace(ctx context.Context, name, usage string, args []string, stderr io.Writer,
-	f func(env *environment, live, other *pipeline.Runtime) error) error {
+	f func(env *environment, live, other *wiring.Runtime) error) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	ns := fs.String("namespace", "", usage)
@@ -171,7 +171,7 @@ func withNamespace(ctx context.Context, name, usage string, args []string, stder
 }
 
 func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return withNamespace(ctx, "promote", "finished replay namespace to make live", args, stderr, func(env *environment, _, rep *pipeline.Runtime) error {
+	return withNamespace(ctx, "promote", "finished replay namespace to make live", args, stderr, func(env *environment, _, rep *wiring.Runtime) error {
 		previous, err := replay.Promote(ctx, rep, env.cfg.Namespace)
 		if err != nil {
 			return err
@@ -183,7 +183,7 @@ func runPromote(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func runDrop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return withNamespace(ctx, "drop", "namespace to delete", args, stderr, func(env *environment, _, other *pipeline.Runtime) error {
+	return withNamespace(ctx, "drop", "namespace to delete", args, stderr, func(env *environment, _, other *wiring.Runtime) error {
 		n, err := replay.Drop(ctx, other, env.cfg.Namespace)
 		if err != nil {
 			return err

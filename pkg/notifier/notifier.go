@@ -18,6 +18,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/supervise"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // Service is the notifier's name in metrics labels, dead letters and the consumer group.
@@ -25,9 +26,9 @@ const Service = "notifier"
 
 // Run consumes tier and churn-risk changes in a consumer group, decides actions and delivers
 // them until ctx ends. The action records reach loyalty.actions.v1 through the namespace's
-// outbox, so a relay (pipeline.RunRelay) must run for the namespace too, as it does in every
+// outbox, so a relay (wiring.RunRelay) must run for the namespace too, as it does in every
 // deployment and in the demo.
-func Run(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
+func Run(ctx context.Context, rt *wiring.Runtime, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("notifier config: %w", err)
@@ -96,7 +97,7 @@ func channelName(v string) string {
 
 // handler is the consumer's batch handler: decode, gather facts, match a rule, arbitrate.
 type handler struct {
-	rt         *pipeline.Runtime
+	rt         *wiring.Runtime
 	rules      *Rules
 	policy     *scoring.Policy
 	store      *state.Store
@@ -235,7 +236,7 @@ func (h *handler) facts(ctx context.Context, t Trigger) (Facts, error) {
 // refreshThreshold keeps the population CLV threshold current: it loads the stored one at
 // once, recomputes and stores it every c.Refresh, and swaps it into th. Several notifiers
 // recomputing at once store the same figure from nearly the same sample, which is harmless.
-func refreshThreshold(ctx context.Context, rt *pipeline.Runtime, c CLVConfig, th *thresholds, now func() time.Time) error {
+func refreshThreshold(ctx context.Context, rt *wiring.Runtime, c CLVConfig, th *thresholds, now func() time.Time) error {
 	if cur, ok, err := LoadThreshold(ctx, rt.Redis, rt.Keys); err != nil {
 		rt.Log.Warn("ignoring the stored CLV threshold", zap.Error(err))
 	} else if ok {

@@ -15,9 +15,9 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // Profile is one customer's headline scores in a namespace.
@@ -135,7 +135,7 @@ func Profiles(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keys
 
 // Compare diffs a replay namespace against live. With outputs, it also compares the derived
 // event ids on the live topics with the replay's shadow topics.
-func Compare(ctx context.Context, liveRT, replayRT *pipeline.Runtime, sampleSize int, outputs bool) (Diff, error) {
+func Compare(ctx context.Context, liveRT, replayRT *wiring.Runtime, sampleSize int, outputs bool) (Diff, error) {
 	live, err := Profiles(ctx, liveRT.Redis, liveRT.Keys, liveRT.Policy)
 	if err != nil {
 		return Diff{}, err
@@ -211,7 +211,7 @@ func Compare(ctx context.Context, liveRT, replayRT *pipeline.Runtime, sampleSize
 	return d, nil
 }
 
-func compareTopic(ctx context.Context, rt *pipeline.Runtime, liveTopic, shadowTopic string) (OutputDiff, error) {
+func compareTopic(ctx context.Context, rt *wiring.Runtime, liveTopic, shadowTopic string) (OutputDiff, error) {
 	liveIDs, err := topicIDs(ctx, rt, liveTopic)
 	if err != nil {
 		return OutputDiff{}, err
@@ -243,7 +243,7 @@ func compareTopic(ctx context.Context, rt *pipeline.Runtime, liveTopic, shadowTo
 
 // topicIDs reads a topic from start to its current end and returns the derived event ids,
 // each with a one-line description.
-func topicIDs(ctx context.Context, rt *pipeline.Runtime, topic string) (map[string]string, error) {
+func topicIDs(ctx context.Context, rt *wiring.Runtime, topic string) (map[string]string, error) {
 	brokers, sec := rt.Config.KafkaBrokers, rt.Config.KafkaSecurity
 	starts, err := stream.OffsetsForTime(ctx, brokers, sec, topic, time.Time{})
 	if err != nil {

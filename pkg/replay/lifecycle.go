@@ -10,11 +10,11 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
-// ConsumerGroup is the consumer group of a live service on a namespace (pipeline.RunConsumer's
+// ConsumerGroup is the consumer group of a live service on a namespace (wiring.RunConsumer's
 // default naming).
 func ConsumerGroup(ns, service string) string { return "loyalty-" + ns + "-" + service }
 
@@ -23,7 +23,7 @@ func ConsumerGroup(ns, service string) string { return "loyalty-" + ns + "-" + s
 // switches the active-namespace pointer in one SET. Running services notice within seconds,
 // drain and exit with namespace.ExitPromoted; their supervisor restarts them on the new
 // namespace (a rolling restart). The old namespace is kept until Drop.
-func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (previous string, err error) {
+func Promote(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (previous string, err error) {
 	meta, ok, err := LoadMetadata(ctx, rt.Redis, rt)
 	if err != nil {
 		return "", err
@@ -72,7 +72,7 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 
 // Drop deletes every key of a namespace that is not live. It returns the number of keys
 // deleted.
-func Drop(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (int64, error) {
+func Drop(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (int64, error) {
 	active, err := namespace.ActiveNamespace(ctx, rt.Redis, rt.Deployment, fallbackLive)
 	if err != nil {
 		return 0, err

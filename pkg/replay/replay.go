@@ -32,6 +32,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // Outputs says where a replay's derived events go.
@@ -89,7 +90,7 @@ type Metadata struct {
 }
 
 // LoadMetadata returns a namespace's replay metadata, if it is a replay namespace.
-func LoadMetadata(ctx context.Context, rdb redis.UniversalClient, rt *pipeline.Runtime) (Metadata, bool, error) {
+func LoadMetadata(ctx context.Context, rdb redis.UniversalClient, rt *wiring.Runtime) (Metadata, bool, error) {
 	b, err := rdb.Get(ctx, rt.Keys.Replay()).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return Metadata{}, false, nil
@@ -104,7 +105,7 @@ func LoadMetadata(ctx context.Context, rdb redis.UniversalClient, rt *pipeline.R
 	return m, true, nil
 }
 
-func saveMetadata(ctx context.Context, rt *pipeline.Runtime, m Metadata) error {
+func saveMetadata(ctx context.Context, rt *wiring.Runtime, m Metadata) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -133,7 +134,7 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 		return Summary{}, err
 	}
 	liveCfg := base
-	liveRT, err := pipeline.NewRuntime(ctx, liveCfg, log, pipeline.Options{FollowActive: true})
+	liveRT, err := wiring.NewRuntime(ctx, liveCfg, log, wiring.Options{FollowActive: true})
 	if err != nil {
 		return Summary{}, err
 	}
@@ -143,7 +144,7 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 	}
 	rcfg := base
 	rcfg.Namespace = cfg.Namespace
-	rt, err := pipeline.NewRuntime(ctx, rcfg, log, pipeline.Options{Replay: true})
+	rt, err := wiring.NewRuntime(ctx, rcfg, log, wiring.Options{Replay: true})
 	if err != nil {
 		return Summary{}, err
 	}
@@ -172,7 +173,7 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 
 // prepare starts a fresh replay (policy, cut points, start offsets committed to the group) or
 // checks that a resumed one has the same arguments.
-func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Metadata, bool, error) {
+func prepare(ctx context.Context, liveRT, rt *wiring.Runtime, cfg Config) (Metadata, bool, error) {
 	policyYAML := cfg.PolicyYAML
 	if policyYAML == nil {
 		if y, ok, err := namespace.StoredPolicy(ctx, liveRT.Redis, liveRT.Keys); err != nil {
@@ -243,7 +244,7 @@ func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Met
 	return meta, false, saveMetadata(ctx, rt, meta)
 }
 
-func ensureShadowTopics(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
+func ensureShadowTopics(ctx context.Context, rt *wiring.Runtime, cfg Config) error {
 	if cfg.Outputs != OutputsShadow {
 		return nil
 	}
@@ -264,7 +265,7 @@ func (s countingSink) DeadLetter(_ context.Context, r []stream.Rejection) error 
 
 // apply merges the range into the namespace, running the relay and the sweeper beside it,
 // and waits until everything derived is published.
-func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata, sum *Summary) error {
+func apply(ctx context.Context, rt *wiring.Runtime, cfg Config, meta Metadata, sum *Summary) error {
 	group := Group(cfg.Namespace)
 	var sources []*source
 	readCtx, stopReaders := context.WithCancel(ctx)
@@ -338,8 +339,8 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 	var bg sync.WaitGroup
 	bgErr := make(chan error, 2)
 	for _, task := range []func(context.Context) error{
-		func(ctx context.Context) error { return pipeline.RunRelay(ctx, rt, topicFor) },
-		func(ctx context.Context) error { return pipeline.RunSweeperWith(ctx, rt, 0, required) },
+		func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, topicFor) },
+		func(ctx context.Context) error { return wiring.RunSweeperWith(ctx, rt, 0, required) },
 	} {
 		bg.Add(1)
 		go func() {
@@ -409,7 +410,7 @@ func handleWithRetry(ctx context.Context, h stream.Handler, msgs []stream.Messag
 }
 
 // commitPositions records the replay's progress in its consumer group.
-func commitPositions(ctx context.Context, rt *pipeline.Runtime, group string, msgs []stream.Message) error {
+func commitPositions(ctx context.Context, rt *wiring.Runtime, group string, msgs []stream.Message) error {
 	next := map[string]stream.Offsets{}
 	for _, m := range msgs {
 		if next[m.Topic] == nil {
@@ -428,7 +429,7 @@ func commitPositions(ctx context.Context, rt *pipeline.Runtime, group string, ms
 }
 
 // drain waits until the sweeper has nothing due and the outbox is empty.
-func drain(ctx context.Context, rt *pipeline.Runtime, required []string, bgErr <-chan error) error {
+func drain(ctx context.Context, rt *wiring.Runtime, required []string, bgErr <-chan error) error {
 	quietSince := time.Time{}
 	for {
 		select {
@@ -456,7 +457,7 @@ func drain(ctx context.Context, rt *pipeline.Runtime, required []string, bgErr <
 }
 
 // pending reports whether outbox entries or due deadlines remain.
-func pending(ctx context.Context, rt *pipeline.Runtime, required []string) (bool, error) {
+func pending(ctx context.Context, rt *wiring.Runtime, required []string) (bool, error) {
 	clock, ok, err := func() (time.Time, bool, error) {
 		wm, err := rt.Watermarks(ctx)
 		if err != nil {

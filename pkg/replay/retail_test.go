@@ -20,11 +20,11 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/erasure"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // invoice is one UCI Online Retail invoice: a purchase, or a cancellation (refund).
@@ -254,7 +254,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	e.policy = policyPath
 	ctx := context.Background()
 
-	liveRT, err := pipeline.NewRuntime(ctx, e.config(e.live), e.log, pipeline.Options{FollowActive: true})
+	liveRT, err := wiring.NewRuntime(ctx, e.config(e.live), e.log, wiring.Options{FollowActive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	if _, err := replay.Promote(ctx, higherRT, e.live); err != nil {
 		t.Fatal(err)
 	}
-	promotedRT, err := pipeline.NewRuntime(ctx, e.config(e.live), e.log, pipeline.Options{FollowActive: true})
+	promotedRT, err := wiring.NewRuntime(ctx, e.config(e.live), e.log, wiring.Options{FollowActive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 
 // keysMentioning lists the keys of the deployment's namespaces that name the customer, and
 // the deadline sets that still hold them.
-func keysMentioning(t *testing.T, rt *pipeline.Runtime, id string) []string {
+func keysMentioning(t *testing.T, rt *wiring.Runtime, id string) []string {
 	ctx := context.Background()
 	var out []string
 	for _, ns := range rt.Redis.SMembers(ctx, rt.Deployment.Namespaces()).Val() {

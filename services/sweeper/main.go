@@ -8,19 +8,19 @@ import (
 	"os"
 
 	"github.com/loyalty-scoring/loyalty/pkg/config"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 func main() {
 	var sweeper config.Sweeper
-	os.Exit(pipeline.Main(pipeline.Binary{Name: "sweeper", HTTPDefault: "127.0.0.1:9105",
+	os.Exit(wiring.Main(wiring.Binary{Name: "sweeper", HTTPDefault: "127.0.0.1:9105",
 		Summary: "Evaluates customers whose inactivity deadline the event-time watermark has passed, and refreshes the RFM cut points.",
 		Vars:    config.SweeperVars(),
 		Configure: func(env config.Env) (err error) {
 			sweeper, err = config.LoadSweeper(env)
 			return err
 		},
-		Run: func(ctx context.Context, rt *pipeline.Runtime) error {
-			return pipeline.RunSweeper(ctx, rt, sweeper.CutpointsRefresh)
+		Run: func(ctx context.Context, rt *wiring.Runtime) error {
+			return wiring.RunSweeper(ctx, rt, sweeper.CutpointsRefresh)
 		}}))
 }

@@ -1,4 +1,8 @@
-package pipeline
+// Package wiring is the composition root of the pipeline's processes: it connects to Redis
+// and Kafka, loads the policy and the codec (NewRuntime), and builds each service from the
+// pieces of pkg/pipeline, pkg/relay and pkg/namespace, handing each only what it uses. The
+// service binaries' mains are one call to Main.
+package wiring
 
 import (
 	"cmp"
@@ -19,10 +23,10 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/ingest"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/relay"
 	"github.com/loyalty-scoring/loyalty/pkg/schemaregistry"
@@ -227,7 +231,7 @@ func (rt *Runtime) Watermarks(ctx context.Context) (*watermark.Tracker, error) {
 
 // scoringParts builds what applies scores to the namespace: the store, the watermark tracker
 // and a scorer with the runtime's policy.
-func (rt *Runtime) scoringParts(ctx context.Context, reg prometheus.Registerer) (*state.Store, *watermark.Tracker, *Scorer, error) {
+func (rt *Runtime) scoringParts(ctx context.Context, reg prometheus.Registerer) (*state.Store, *watermark.Tracker, *pipeline.Scorer, error) {
 	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
 	if err != nil {
 		return nil, nil, nil, err
@@ -236,7 +240,7 @@ func (rt *Runtime) scoringParts(ctx context.Context, reg prometheus.Registerer) 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return store, wm, NewScorer(rt.Policy, rt.Codec, rt.Replay), nil
+	return store, wm, pipeline.NewScorer(rt.Policy, rt.Codec, rt.Replay), nil
 }
 
 // ConsumerConfig configures one consumer service.
@@ -255,14 +259,6 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	if err != nil {
 		return err
 	}
-	validator, err := event.NewValidator(event.DefaultLimits())
-	if err != nil {
-		return err
-	}
-	processor := &Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment)}
-	metrics := stream.NewMetrics(reg)
-	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service, Topic: rt.Topic(event.TopicDeadLetter)}
-	handler := ingest.Guard(ingest.Handler(rt.Codec, validator, rt.Logical, processor), metrics, dlq)
 	group := cfg.GroupID
 	if group == "" {
 		group = "loyalty-" + rt.Keys.Namespace() + "-" + cfg.Service
@@ -271,15 +267,20 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	for i, t := range cfg.Topics {
 		topics[i] = rt.Topic(t)
 	}
-	consumer, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group, Topics: topics,
-		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
-		StartFromLatest: cfg.StartFromLatest}, handler, metrics, rt.Log)
-	if err != nil {
-		return err
-	}
-	var tasks supervise.Group
-	tasks.Add(consumer.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) })
-	return tasks.Run(ctx)
+	return pipeline.Consumer{
+		Kafka: stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group, Topics: topics,
+			BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
+			StartFromLatest: cfg.StartFromLatest},
+		Processor: &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm,
+			Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment)},
+		Decoder: rt.Codec,
+		Logical: rt.Logical,
+		DeadLetters: &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service,
+			Topic: rt.Topic(event.TopicDeadLetter)},
+		Metrics:   stream.NewMetrics(reg),
+		Cutpoints: pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log},
+		Log:       rt.Log,
+	}.Run(ctx)
 }
 
 // RunRelay runs the outbox relay until ctx ends. topicFor maps logical to physical output
@@ -344,63 +345,16 @@ func RunSweeperWith(ctx context.Context, rt *Runtime, refresh time.Duration, req
 	if err != nil {
 		return err
 	}
-	sw, err := NewSweeper(ctx, SweeperConfig{Required: required}, rt.Redis, store, scorer, wm, reg, rt.Log)
+	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required}, rt.Redis, store, scorer, wm, reg, rt.Log)
 	if err != nil {
 		return err
 	}
 	var tasks supervise.Group
-	tasks.Add(sw.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) })
+	tasks.Add(sw.Run, pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}.Run)
 	if refresh > 0 {
-		tasks.Add(func(ctx context.Context) error { return refreshCutpoints(ctx, rt, refresh) })
+		tasks.Add(pipeline.CutpointRefresh{Redis: rt.Redis, Keys: rt.Keys, Every: refresh, Log: rt.Log}.Run)
 	}
 	return tasks.Run(ctx)
-}
-
-// watchCutpoints swaps newly stored cut points into the scorer's policy.
-func watchCutpoints(ctx context.Context, rt *Runtime, scorer *Scorer) error {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		cp, ok, err := namespace.LoadCutpoints(ctx, rt.Redis, rt.Keys)
-		if err != nil || !ok || cp.Version == scorer.Policy().Cutpoints.Version {
-			continue
-		}
-		if p, err := scorer.Policy().WithCutpoints(cp); err == nil {
-			scorer.SetPolicy(p)
-			rt.Log.Info("cut points updated", zap.String("version", cp.Version))
-		}
-	}
-}
-
-// refreshCutpoints derives new cut points from the population histograms every interval.
-// Concurrent sweepers may both refresh; the result is the same data under two version names,
-// which is harmless.
-func refreshCutpoints(ctx context.Context, rt *Runtime, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-t.C:
-			version := "cp-" + now.UTC().Format("20060102T150405Z")
-			cp, err := namespace.ComputeFromHistograms(ctx, rt.Redis, rt.Keys, version, 100)
-			if errors.Is(err, namespace.ErrPopulationTooSmall) {
-				continue
-			}
-			if err == nil {
-				err = namespace.StoreCutpoints(ctx, rt.Redis, rt.Keys, cp)
-			}
-			if err != nil {
-				rt.Log.Warn("refreshing cut points", zap.Error(err))
-			}
-		}
-	}
 }
 
 // Binary describes one service binary for Main.
