@@ -291,7 +291,7 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 	run("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) })
 	run("sweeper", func(ctx context.Context) error { return runDemoSweeper(ctx, rt, clock.Now) })
 	run("notifier", func(ctx context.Context) error {
-		return notifier.Run(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
+		return wiring.RunNotifier(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
 	})
 
 	prod := &producer{rt: rt, gen: gen, clock: clock, rate: o.Rate, lead: o.Lead, topics: map[string]string{

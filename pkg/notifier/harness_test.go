@@ -265,7 +265,7 @@ func (e *env) stop() {
 
 // start runs the notifier on rt (a fresh runtime per run: metrics register once per runtime).
 func (e *env) start(rt *wiring.Runtime, cfg notifier.Config) (stop func()) {
-	return e.goRun("notifier", func(ctx context.Context) error { return notifier.Run(ctx, rt, cfg) })
+	return e.goRun("notifier", func(ctx context.Context) error { return wiring.RunNotifier(ctx, rt, cfg) })
 }
 
 func (e *env) collect(logical string) *collector {

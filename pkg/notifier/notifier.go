@@ -8,9 +8,13 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
@@ -18,17 +22,34 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/supervise"
-	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // Service is the notifier's name in metrics labels, dead letters and the consumer group.
 const Service = "notifier"
 
+// Deps are the connections and settings of the process the notifier runs in.
+type Deps struct {
+	Redis      redis.UniversalClient
+	Keys       keyspace.Keyspace
+	Deployment keyspace.Deployment
+	Codec      *codec.Codec
+	Producer   *stream.Producer
+	Policy     *scoring.Policy
+	// Kafka holds the brokers, security and batching of the consumer; Run sets the group and
+	// the topics.
+	Kafka stream.ConsumerConfig
+	// Topic maps a logical topic to its physical name, Logical the reverse.
+	Topic      func(logical string) string
+	Logical    func(physical string) string
+	Registerer prometheus.Registerer
+	Log        *zap.Logger
+}
+
 // Run consumes tier and churn-risk changes in a consumer group, decides actions and delivers
 // them until ctx ends. The action records reach loyalty.actions.v1 through the namespace's
 // outbox, so a relay (wiring.RunRelay) must run for the namespace too, as it does in every
 // deployment and in the demo.
-func Run(ctx context.Context, rt *wiring.Runtime, cfg Config) error {
+func Run(ctx context.Context, rt Deps, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("notifier config: %w", err)
@@ -40,7 +61,7 @@ func Run(ctx context.Context, rt *wiring.Runtime, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	reg := rt.Registerer(Service)
+	reg := rt.Registerer
 	metrics := NewMetrics(reg)
 	k := keys{ks: rt.Keys}
 	channels := map[event.ActionKind]channel{}
@@ -73,10 +94,10 @@ func Run(ctx context.Context, rt *wiring.Runtime, cfg Config) error {
 	if group == "" {
 		group = "loyalty-" + rt.Keys.Namespace() + "-" + Service
 	}
-	consumer, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group,
-		Topics:    []string{rt.Topic(event.TopicTierChanges), rt.Topic(event.TopicChurnRisk)},
-		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
-		StartFromLatest: cfg.StartFromLatest},
+	kafka := rt.Kafka
+	kafka.GroupID, kafka.StartFromLatest = group, cfg.StartFromLatest
+	kafka.Topics = []string{rt.Topic(event.TopicTierChanges), rt.Topic(event.TopicChurnRisk)}
+	consumer, err := stream.NewConsumer(kafka,
 		ingest.Guard(n, smetrics, dlq),
 		smetrics, rt.Log)
 	if err != nil {
@@ -97,7 +118,7 @@ func channelName(v string) string {
 
 // handler is the consumer's batch handler: decode, gather facts, match a rule, arbitrate.
 type handler struct {
-	rt         *wiring.Runtime
+	rt         Deps
 	rules      *Rules
 	policy     *scoring.Policy
 	store      *state.Store
@@ -236,7 +257,7 @@ func (h *handler) facts(ctx context.Context, t Trigger) (Facts, error) {
 // refreshThreshold keeps the population CLV threshold current: it loads the stored one at
 // once, recomputes and stores it every c.Refresh, and swaps it into th. Several notifiers
 // recomputing at once store the same figure from nearly the same sample, which is harmless.
-func refreshThreshold(ctx context.Context, rt *wiring.Runtime, c CLVConfig, th *thresholds, now func() time.Time) error {
+func refreshThreshold(ctx context.Context, rt Deps, c CLVConfig, th *thresholds, now func() time.Time) error {
 	if cur, ok, err := LoadThreshold(ctx, rt.Redis, rt.Keys); err != nil {
 		rt.Log.Warn("ignoring the stored CLV threshold", zap.Error(err))
 	} else if ok {

@@ -272,7 +272,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	notifierCtx, stopNotifier := context.WithCancel(ctx)
 	notifierDone := make(chan error, 1)
 	go func() {
-		notifierDone <- notifier.Run(notifierCtx, liveRT, notifier.Config{Channels: notifier.LogChannels(), StartFromLatest: true, GroupID: testinfra.Name("notifier")})
+		notifierDone <- wiring.RunNotifier(notifierCtx, liveRT, notifier.Config{Channels: notifier.LogChannels(), StartFromLatest: true, GroupID: testinfra.Name("notifier")})
 	}()
 
 	// 1. The same range, the same policy: zero differences, same ids on the shadow topics.

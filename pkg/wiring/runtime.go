@@ -25,6 +25,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
+	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
@@ -428,4 +429,14 @@ func Main(b Binary) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// RunNotifier runs the notifier service until ctx ends.
+func RunNotifier(ctx context.Context, rt *Runtime, cfg notifier.Config) error {
+	return notifier.Run(ctx, notifier.Deps{
+		Redis: rt.Redis, Keys: rt.Keys, Deployment: rt.Deployment, Codec: rt.Codec, Producer: rt.Producer, Policy: rt.Policy,
+		Kafka: stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, Security: rt.Config.KafkaSecurity,
+			BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger},
+		Topic: rt.Topic, Logical: rt.Logical, Registerer: rt.Registerer(notifier.Service), Log: rt.Log,
+	}, cfg)
 }

@@ -21,6 +21,6 @@ func main() {
 			if err != nil {
 				return fmt.Errorf("configuration: %w", err)
 			}
-			return notifier.Run(ctx, rt, cfg)
+			return wiring.RunNotifier(ctx, rt, cfg)
 		}}))
 }
