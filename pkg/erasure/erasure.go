@@ -13,18 +13,18 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
 // Eraser removes what another component keeps about a customer in a namespace (the
 // notifier's decision history and queued deliveries, say) and returns how many keys or
 // entries it removed, so erasure reaches them too.
-type Eraser func(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, customerID string) (int, error)
+type Eraser func(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, customerID string) (int, error)
 
 // DefaultSettleDelay is how long erasure waits before its second pass unless configured
 // otherwise: longer than a consumer batch takes to apply.
@@ -70,13 +70,13 @@ type Producer interface {
 type Service struct {
 	cfg        Config
 	deployment keyspace.Deployment
-	rdb        redis.UniversalClient
+	rdb        redisconn.Client
 	enc        Encoder
 	producer   Producer
 }
 
 // New validates cfg and returns the deployment's erasure service.
-func New(cfg Config, rdb redis.UniversalClient, enc Encoder, producer Producer) (*Service, error) {
+func New(cfg Config, rdb redisconn.Client, enc Encoder, producer Producer) (*Service, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -150,13 +150,13 @@ func (s *Service) Erase(ctx context.Context, customerID, requestedBy string, ext
 	return res, nil
 }
 
-func eraseIn(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string, extra []Eraser) (int, error) {
-	shard := keys.Shard(id)
-	n, err := rdb.Del(ctx, keys.Customer(id)).Result()
+// eraseIn removes the customer from one namespace: the store's keys, then every extra
+// component's.
+func eraseIn(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, id string, extra []Eraser) (int, error) {
+	removed, err := state.EraseCustomer(ctx, rdb, keys, id)
 	if err != nil {
-		return 0, err
+		return removed, err
 	}
-	removed := int(n)
 	for _, erase := range extra {
 		n, err := erase(ctx, rdb, keys, id)
 		removed += n
@@ -164,34 +164,5 @@ func eraseIn(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keysp
 			return removed, err
 		}
 	}
-	n, err = rdb.ZRem(ctx, keys.Deadlines(shard), id).Result()
-	if err != nil {
-		return removed, err
-	}
-	removed += int(n)
-	// Outbox entries of the customer not yet published: they carry the customer's data.
-	start := "-"
-	for {
-		entries, err := rdb.XRangeN(ctx, keys.Outbox(shard), start, "+", 1000).Result()
-		if err != nil {
-			return removed, err
-		}
-		var ids []string
-		for _, e := range entries {
-			if k, _ := e.Values["k"].(string); k == id {
-				ids = append(ids, e.ID)
-			}
-		}
-		if len(ids) > 0 {
-			n, err := rdb.XDel(ctx, keys.Outbox(shard), ids...).Result()
-			if err != nil {
-				return removed, err
-			}
-			removed += int(n)
-		}
-		if len(entries) < 1000 {
-			return removed, nil
-		}
-		start = "(" + entries[len(entries)-1].ID
-	}
+	return removed, nil
 }

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/supervise"
 )
@@ -53,7 +53,7 @@ func (c Consumer) Run(ctx context.Context) error {
 // CutpointWatch polls a namespace's stored cut points and swaps a new version into the
 // scorer's policy.
 type CutpointWatch struct {
-	Redis  redis.UniversalClient
+	Redis  redisconn.Client
 	Keys   keyspace.Keyspace
 	Scorer *Scorer
 	Every  time.Duration // 0: 30s
@@ -89,7 +89,7 @@ func (w CutpointWatch) Run(ctx context.Context) error {
 // Concurrent sweepers may both refresh; the result is the same data under two version names,
 // which is harmless.
 type CutpointRefresh struct {
-	Redis redis.UniversalClient
+	Redis redisconn.Client
 	Keys  keyspace.Keyspace
 	Every time.Duration
 	Log   *zap.Logger

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
@@ -43,7 +42,7 @@ import (
 type Runtime struct {
 	Config   config.Common
 	Log      *zap.Logger
-	Redis    redis.UniversalClient
+	Redis    redisconn.Client
 	Codec    *codec.Codec
 	Producer *stream.Producer
 	Keys     keyspace.Keyspace
