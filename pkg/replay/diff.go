@@ -10,12 +10,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
@@ -74,59 +74,18 @@ func (d Diff) Zero() bool {
 
 // Profiles reads every customer of a namespace (SCAN over its customer keys: an operator
 // command, not a hot path).
-func Profiles(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, p *scoring.Policy) (map[string]Profile, error) {
+func Profiles(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, p *scoring.Policy) (map[string]Profile, error) {
 	out := map[string]Profile{}
 	var mu sync.Mutex
-	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, keys.Prefix()+"c:*", 1000).Iterator()
-		var batch []string
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			pipe := c.Pipeline()
-			cmds := make([]*redis.MapStringStringCmd, len(batch))
-			for i, k := range batch {
-				cmds[i] = pipe.HGetAll(ctx, k)
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				return err
-			}
-			for _, cmd := range cmds {
-				fields := cmd.Val()
-				delete(fields, "_v")
-				st, err := scoring.UnmarshalFields(fields)
-				if err != nil || st.CustomerID == "" {
-					continue
-				}
-				mu.Lock()
-				out[st.CustomerID] = Profile{Tier: p.TierName(int(st.Tier)), Segment: st.Segment.String(), Churn: st.Churn.String()}
-				mu.Unlock()
-			}
-			batch = batch[:0]
-			return nil
+	err := state.ForEachCustomer(ctx, rdb, keys, func(fields map[string]string) {
+		st, err := scoring.UnmarshalFields(fields)
+		if err != nil || st.CustomerID == "" {
+			return
 		}
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) == 500 {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-		return flush()
-	}
-	var err error
-	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, scan)
-	} else if c, ok := rdb.(*redis.Client); ok {
-		err = scan(ctx, c)
-	} else {
-		err = fmt.Errorf("unsupported redis client %T", rdb)
-	}
+		mu.Lock()
+		out[st.CustomerID] = Profile{Tier: p.TierName(int(st.Tier)), Segment: st.Segment.String(), Churn: st.Churn.String()}
+		mu.Unlock()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading namespace %s: %w", keys.Namespace(), err)
 	}

@@ -2,11 +2,7 @@ package replay
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync/atomic"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
@@ -59,10 +55,8 @@ func Promote(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (prev
 	}
 	// The promoted namespace's relay publishes on the live topics from now on; entries still in
 	// its outbox were derived by the replay and stay on the shadow topics' side: drop them.
-	for s := range rt.Keys.Shards() {
-		if err := rt.Redis.Del(ctx, rt.Keys.Outbox(s)).Err(); err != nil {
-			return "", err
-		}
+	if err := namespace.DropOutboxes(ctx, rt.Redis, rt.Keys); err != nil {
+		return "", err
 	}
 	if err := namespace.Activate(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace()); err != nil {
 		return "", err
@@ -80,41 +74,9 @@ func Drop(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (int64, 
 	if active == rt.Keys.Namespace() {
 		return 0, fmt.Errorf("namespace %s is live; promote another one first", active)
 	}
-	var deleted atomic.Int64
-	del := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, rt.Keys.Prefix()+"*", 1000).Iterator()
-		var batch []string
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) == 500 {
-				n, err := c.Unlink(ctx, batch...).Result()
-				if err != nil {
-					return err
-				}
-				deleted.Add(n)
-				batch = batch[:0]
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-		if len(batch) > 0 {
-			n, err := c.Unlink(ctx, batch...).Result()
-			deleted.Add(n)
-			return err
-		}
-		return nil
-	}
-	switch c := rt.Redis.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, del)
-	case *redis.Client:
-		err = del(ctx, c)
-	default:
-		err = errors.New("unsupported redis client")
-	}
+	deleted, err := namespace.DeleteKeys(ctx, rt.Redis, rt.Keys)
 	if err != nil {
-		return deleted.Load(), fmt.Errorf("dropping namespace %s: %w", rt.Keys.Namespace(), err)
+		return deleted, err
 	}
-	return deleted.Load(), namespace.Unregister(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace())
+	return deleted, namespace.Unregister(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace())
 }

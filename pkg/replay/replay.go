@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/config"
@@ -28,6 +27,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
@@ -90,12 +90,9 @@ type Metadata struct {
 }
 
 // LoadMetadata returns a namespace's replay metadata, if it is a replay namespace.
-func LoadMetadata(ctx context.Context, rdb redis.UniversalClient, rt *wiring.Runtime) (Metadata, bool, error) {
-	b, err := rdb.Get(ctx, rt.Keys.Replay()).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return Metadata{}, false, nil
-	}
-	if err != nil {
+func LoadMetadata(ctx context.Context, rdb redisconn.Client, rt *wiring.Runtime) (Metadata, bool, error) {
+	b, ok, err := namespace.ReplayMetadata(ctx, rdb, rt.Keys)
+	if err != nil || !ok {
 		return Metadata{}, false, err
 	}
 	var m Metadata
@@ -110,7 +107,7 @@ func saveMetadata(ctx context.Context, rt *wiring.Runtime, m Metadata) error {
 	if err != nil {
 		return err
 	}
-	return rt.Redis.Set(ctx, rt.Keys.Replay(), b, 0).Err()
+	return namespace.StoreReplayMetadata(ctx, rt.Redis, rt.Keys, b)
 }
 
 // Summary is what a finished replay reports.
@@ -193,9 +190,9 @@ func prepare(ctx context.Context, liveRT, rt *wiring.Runtime, cfg Config) (Metad
 		}
 		return existing, true, nil
 	}
-	if n, _, err := rt.Redis.Scan(ctx, 0, rt.Keys.Prefix()+"c:*", 100).Result(); err != nil {
+	if found, err := state.HasCustomers(ctx, rt.Redis, rt.Keys); err != nil {
 		return Metadata{}, false, err
-	} else if len(n) > 0 {
+	} else if found {
 		return Metadata{}, false, fmt.Errorf("namespace %s already holds customer state and is not a replay; choose a fresh namespace", cfg.Namespace)
 	}
 	if policyYAML != nil {
@@ -471,24 +468,7 @@ func pending(ctx context.Context, rt *wiring.Runtime, required []string) (bool, 
 	if !ok && len(required) > 0 {
 		return true, nil // a partition has not reported yet: the sweeper cannot have run
 	}
-	pipe := rt.Redis.Pipeline()
-	var lens []*redis.IntCmd
-	var due []*redis.IntCmd
-	for s := range rt.Keys.Shards() {
-		lens = append(lens, pipe.XLen(ctx, rt.Keys.Outbox(s)))
-		if ok {
-			due = append(due, pipe.ZCount(ctx, rt.Keys.Deadlines(s), "-inf", fmt.Sprint(clock.UnixMilli())))
-		}
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, err
-	}
-	for _, c := range append(lens, due...) {
-		if c.Val() > 0 {
-			return true, nil
-		}
-	}
-	return false, nil
+	return state.Pending(ctx, rt.Redis, rt.Keys, clock, ok)
 }
 
 // progress prints one status line a second: a bar, events/s, records left per topic, ETA.
