@@ -37,7 +37,7 @@ GOLANGCI_LINT := $(BIN)/golangci-lint
 INFRA := deploy/local/infra.sh
 GO_FILES = find . -name '*.go' -not -path './.git/*' -not -path './bin/*' -not -path '*/testdata/*' -not -path './deploy/local/.run/*'
 
-.PHONY: all test test-kfake redis-server lint lint-tools fmt bench fuzz build \
+.PHONY: all test test-kfake redis-server lint lint-tools tidy-check fmt bench fuzz build \
         infra-up infra-down infra-status run help
 
 all: lint test
@@ -88,7 +88,7 @@ fuzz:
 
 ## ---- lint ------------------------------------------------------------------------------
 
-lint: lint-tools
+lint: lint-tools tidy-check
 	@echo "== gofmt"; \
 	unformatted=$$(gofmt -l $$($(GO_FILES))); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
@@ -96,6 +96,12 @@ lint: lint-tools
 	$(GO) vet $(PKGS)
 	@echo "== golangci-lint $(GOLANGCI_LINT_VERSION)"
 	$(GOLANGCI_LINT) run $(PKGS)
+
+# Fails when `go mod tidy` would change go.mod or go.sum (a direct requirement marked
+# indirect, a stale checksum): run `go mod tidy` and commit the result.
+tidy-check:
+	@echo "== go mod tidy -diff"
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
 
 fmt:
 	gofmt -w $$($(GO_FILES))

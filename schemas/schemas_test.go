@@ -77,7 +77,7 @@ func TestManifestTopicsAreTheTopicsDefinedInCode(t *testing.T) {
 	for _, s := range load(t) {
 		topics = append(topics, s.Topic)
 	}
-	want := append(slices.Clone(event.InputTopics), event.OutputTopics...)
+	want := event.Topics()
 	slices.Sort(topics)
 	slices.Sort(want)
 	if !slices.Equal(topics, want) {
@@ -85,9 +85,18 @@ func TestManifestTopicsAreTheTopicsDefinedInCode(t *testing.T) {
 	}
 }
 
+func TestManifestSchemasAreTheSchemasOfTheTopicTable(t *testing.T) {
+	for _, s := range load(t) {
+		row, ok := event.StreamOfTopic(s.Topic)
+		if !ok || row.Schema != s.Name {
+			t.Errorf("manifest: topic %s carries %s; event.Streams: %+v (found %v)", s.Topic, s.Name, row, ok)
+		}
+	}
+}
+
 func TestInputSchemasCarryTheCommonIdentifyingFields(t *testing.T) {
 	for _, s := range load(t) {
-		if !slices.Contains(event.InputTopics, s.Topic) {
+		if !slices.Contains(event.InputTopics(), s.Topic) {
 			continue
 		}
 		var m struct {

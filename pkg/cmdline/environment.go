@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/config"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // Environment is what a tool's commands read, from the same variables as the services, and
@@ -43,7 +42,7 @@ func (e *Environment) Admin() (*stream.Admin, error) {
 
 // Codec connects to the schema registry the configuration names.
 func (e *Environment) Codec(ctx context.Context) (*codec.Codec, error) {
-	reg, err := pipeline.Registry(e.Cfg)
+	reg, err := wiring.Registry(e.Cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +55,7 @@ func (e *Environment) Producer() (*stream.Producer, error) {
 }
 
 // Redis returns a client of the configured Redis that has answered a PING.
-func (e *Environment) Redis(ctx context.Context) (redis.UniversalClient, error) {
+func (e *Environment) Redis(ctx context.Context) (redisconn.Client, error) {
 	rdb, err := redisconn.New(e.Cfg.Redis)
 	if err != nil {
 		return nil, err

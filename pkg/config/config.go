@@ -52,20 +52,99 @@ type Env func(string) string
 // FromOS reads the process environment.
 func FromOS() Env { return os.Getenv }
 
-type parser struct {
-	env  Env
-	errs []error
+// Var is one environment variable: its name, its default (empty: unset) and what it means.
+// Vars lists every variable Load reads; Load takes its defaults from there, so the usage
+// text a service prints cannot drift from what it parses.
+type Var struct {
+	Name    string
+	Default string
+	Meaning string
 }
 
-func (p *parser) str(name, def string) string {
+// Vars returns the variables Load reads, HTTP_ADDR defaulting to httpDefault.
+func Vars(httpDefault string) []Var {
+	return []Var{
+		{"KAFKA_BROKERS", "127.0.0.1:9092", "comma-separated bootstrap brokers"},
+		{"KAFKA_TLS", "false", "TLS to the brokers"},
+		{"KAFKA_CA_FILE", "", "CA bundle for KAFKA_TLS"},
+		{"KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
+		{"KAFKA_USERNAME", "", "SASL user"},
+		{"KAFKA_PASSWORD", "", "SASL password"},
+		{"KAFKA_PARTITIONS", "6", "partitions of the topics created when missing"},
+		{"KAFKA_REPLICATION_FACTOR", "1", "replication factor of the topics created when missing"},
+		{"REDIS_ADDR", "127.0.0.1:6379", "one address (standalone), sentinels (with REDIS_MASTER_NAME) or cluster seeds"},
+		{"REDIS_CLUSTER", "false", "treat REDIS_ADDR as Redis Cluster seeds"},
+		{"REDIS_MASTER_NAME", "", "Sentinel master name"},
+		{"REDIS_USERNAME", "", "Redis ACL user"},
+		{"REDIS_PASSWORD", "", "Redis password"},
+		{"REDIS_DB", "0", "Redis database (0..15)"},
+		{"REDIS_TLS", "false", "TLS to Redis"},
+		{"SCHEMA_REGISTRY_URL", "", "Confluent-compatible registry; unset uses the embedded manifest IDs"},
+		{"SCHEMA_REGISTRY_USERNAME", "", "basic-auth user for the registry"},
+		{"SCHEMA_REGISTRY_PASSWORD", "", "basic-auth password for the registry"},
+		{"LOYALTY_NAMESPACE", "live", "Redis key namespace of the state (until a replay namespace is promoted)"},
+		{"LOYALTY_DEPLOYMENT", "loyalty", "names the installation on a shared Redis (active pointer, namespace and erasure lists)"},
+		{"LOYALTY_TOPIC_SUFFIX", "", "appended to every topic name (tests, side-by-side environments)"},
+		{"LOYALTY_SHARDS", strconv.Itoa(keyspace.DefaultShards), "shards of a namespace (never change it for a namespace holding data)"},
+		{"POLICY_FILE", "", "scoring policy YAML; unset uses the embedded default"},
+		{"HTTP_ADDR", httpDefault, "address of /metrics, /healthz, /readyz; off disables"},
+		{"BATCH_SIZE", "1000", "micro-batch size (1..100000)"},
+		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
+		{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	}
+}
+
+// SweeperVars returns the variables LoadSweeper reads.
+func SweeperVars() []Var {
+	return []Var{
+		{"CUTPOINTS_REFRESH", "1h", "how often RFM cut points are recomputed from the population histograms; 0 disables"},
+	}
+}
+
+// Sweeper holds the settings of the sweeper service beyond Common.
+type Sweeper struct {
+	// CutpointsRefresh is how often cut points are recomputed (0: never).
+	CutpointsRefresh time.Duration
+}
+
+// LoadSweeper reads the sweeper's own settings.
+func LoadSweeper(env Env) (Sweeper, error) {
+	p := newParser(env, SweeperVars())
+	s := Sweeper{CutpointsRefresh: p.duration("CUTPOINTS_REFRESH")}
+	return s, errors.Join(p.errs...)
+}
+
+type parser struct {
+	env      Env
+	defaults map[string]string
+	errs     []error
+}
+
+func newParser(env Env, vars []Var) *parser {
+	p := &parser{env: env, defaults: make(map[string]string, len(vars))}
+	for _, v := range vars {
+		p.defaults[v.Name] = v.Default
+	}
+	return p
+}
+
+// raw returns the variable's value or its declared default; reading an undeclared variable
+// is reported as an error, so every variable read appears in the usage text.
+func (p *parser) raw(name string) string {
+	def, ok := p.defaults[name]
+	if !ok {
+		p.errs = append(p.errs, fmt.Errorf("%s: not declared in the variable table", name))
+	}
 	if v := strings.TrimSpace(p.env(name)); v != "" {
 		return v
 	}
 	return def
 }
 
-func (p *parser) list(name, def string) []string {
-	v := p.str(name, def)
+func (p *parser) str(name string) string { return p.raw(name) }
+
+func (p *parser) list(name string) []string {
+	v := p.raw(name)
 	if v == "" {
 		return nil
 	}
@@ -78,21 +157,18 @@ func (p *parser) list(name, def string) []string {
 	return out
 }
 
-func (p *parser) int(name string, def, lo, hi int) int {
-	v := p.str(name, "")
-	if v == "" {
-		return def
-	}
+func (p *parser) int(name string, lo, hi int) int {
+	v := p.raw(name)
 	n, err := strconv.Atoi(v)
 	if err != nil || n < lo || n > hi {
 		p.errs = append(p.errs, fmt.Errorf("%s=%q: want an integer in %d..%d", name, v, lo, hi))
-		return def
+		n, _ = strconv.Atoi(p.defaults[name])
 	}
 	return n
 }
 
 func (p *parser) bool(name string) bool {
-	v := p.str(name, "")
+	v := p.raw(name)
 	if v == "" {
 		return false
 	}
@@ -103,52 +179,49 @@ func (p *parser) bool(name string) bool {
 	return b
 }
 
-func (p *parser) duration(name string, def time.Duration) time.Duration {
-	v := p.str(name, "")
-	if v == "" {
-		return def
-	}
+func (p *parser) duration(name string) time.Duration {
+	v := p.raw(name)
 	d, err := time.ParseDuration(v)
 	if err != nil || d < 0 {
 		p.errs = append(p.errs, fmt.Errorf("%s=%q: want a duration such as 50ms or 2s", name, v))
-		return def
+		d, _ = time.ParseDuration(p.defaults[name])
 	}
 	return d
 }
 
 // Load reads the common settings. httpDefault is the service's default ops address.
 func Load(env Env, httpDefault string) (Common, error) {
-	p := &parser{env: env}
+	p := newParser(env, Vars(httpDefault))
 	c := Common{
-		KafkaBrokers: p.list("KAFKA_BROKERS", "127.0.0.1:9092"),
+		KafkaBrokers: p.list("KAFKA_BROKERS"),
 		KafkaSecurity: stream.Security{
-			TLS: p.bool("KAFKA_TLS"), CAFile: p.str("KAFKA_CA_FILE", ""),
-			SASLMechanism: p.str("KAFKA_SASL_MECHANISM", ""), Username: p.str("KAFKA_USERNAME", ""),
-			Password: p.str("KAFKA_PASSWORD", ""),
+			TLS: p.bool("KAFKA_TLS"), CAFile: p.str("KAFKA_CA_FILE"),
+			SASLMechanism: p.str("KAFKA_SASL_MECHANISM"), Username: p.str("KAFKA_USERNAME"),
+			Password: p.str("KAFKA_PASSWORD"),
 		},
-		Partitions:        p.int("KAFKA_PARTITIONS", 6, 1, 10_000),
-		ReplicationFactor: p.int("KAFKA_REPLICATION_FACTOR", 1, 1, 16),
+		Partitions:        p.int("KAFKA_PARTITIONS", 1, 10_000),
+		ReplicationFactor: p.int("KAFKA_REPLICATION_FACTOR", 1, 16),
 		Redis: redisconn.Config{
-			Addrs: p.list("REDIS_ADDR", "127.0.0.1:6379"), Cluster: p.bool("REDIS_CLUSTER"),
-			MasterName: p.str("REDIS_MASTER_NAME", ""), Username: p.str("REDIS_USERNAME", ""),
-			Password: p.str("REDIS_PASSWORD", ""), DB: p.int("REDIS_DB", 0, 0, 15), TLS: p.bool("REDIS_TLS"),
+			Addrs: p.list("REDIS_ADDR"), Cluster: p.bool("REDIS_CLUSTER"),
+			MasterName: p.str("REDIS_MASTER_NAME"), Username: p.str("REDIS_USERNAME"),
+			Password: p.str("REDIS_PASSWORD"), DB: p.int("REDIS_DB", 0, 15), TLS: p.bool("REDIS_TLS"),
 		},
-		SchemaRegistryURL: p.str("SCHEMA_REGISTRY_URL", ""),
-		RegistryUsername:  p.str("SCHEMA_REGISTRY_USERNAME", ""),
-		RegistryPassword:  p.str("SCHEMA_REGISTRY_PASSWORD", ""),
-		Namespace:         p.str("LOYALTY_NAMESPACE", "live"),
-		Deployment:        p.str("LOYALTY_DEPLOYMENT", "loyalty"),
-		TopicSuffix:       p.str("LOYALTY_TOPIC_SUFFIX", ""),
-		Shards:            p.int("LOYALTY_SHARDS", keyspace.DefaultShards, 1, 4096),
-		PolicyFile:        p.str("POLICY_FILE", ""),
-		HTTPAddr:          p.str("HTTP_ADDR", httpDefault),
-		BatchSize:         p.int("BATCH_SIZE", 1000, 1, 100_000),
-		Linger:            p.duration("BATCH_LINGER", 50*time.Millisecond),
+		SchemaRegistryURL: p.str("SCHEMA_REGISTRY_URL"),
+		RegistryUsername:  p.str("SCHEMA_REGISTRY_USERNAME"),
+		RegistryPassword:  p.str("SCHEMA_REGISTRY_PASSWORD"),
+		Namespace:         p.str("LOYALTY_NAMESPACE"),
+		Deployment:        p.str("LOYALTY_DEPLOYMENT"),
+		TopicSuffix:       p.str("LOYALTY_TOPIC_SUFFIX"),
+		Shards:            p.int("LOYALTY_SHARDS", 1, 4096),
+		PolicyFile:        p.str("POLICY_FILE"),
+		HTTPAddr:          p.str("HTTP_ADDR"),
+		BatchSize:         p.int("BATCH_SIZE", 1, 100_000),
+		Linger:            p.duration("BATCH_LINGER"),
 	}
 	if strings.EqualFold(c.HTTPAddr, "off") {
 		c.HTTPAddr = ""
 	}
-	level, err := zapcore.ParseLevel(p.str("LOG_LEVEL", "info"))
+	level, err := zapcore.ParseLevel(p.str("LOG_LEVEL"))
 	if err != nil {
 		p.errs = append(p.errs, fmt.Errorf("LOG_LEVEL: %w", err))
 	}

@@ -1,8 +1,11 @@
 package config_test
 
 import (
+	"bytes"
+	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 )
@@ -31,5 +34,49 @@ func TestEveryBadVariableIsReportedByName(t *testing.T) {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
+	}
+}
+
+func TestEveryVariableLoadReadsIsDeclared(t *testing.T) {
+	// The parser reports reading an undeclared variable, so defaults load without error only
+	// when the usage table lists every variable.
+	if _, err := config.Load(env(nil), ""); err != nil {
+		t.Fatal(err)
+	}
+	s, err := config.LoadSweeper(env(nil))
+	if err != nil || s.CutpointsRefresh != time.Hour {
+		t.Fatalf("%+v, %v", s, err)
+	}
+	if _, err := config.LoadSweeper(env(map[string]string{"CUTPOINTS_REFRESH": "soon"})); err == nil || !strings.Contains(err.Error(), "CUTPOINTS_REFRESH") {
+		t.Fatalf("bad CUTPOINTS_REFRESH: %v", err)
+	}
+}
+
+func TestHelpListsTheVariablesAndOtherArgumentsAreErrors(t *testing.T) {
+	vars := append(config.Vars("127.0.0.1:9105"), config.SweeperVars()...)
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		var out, errOut bytes.Buffer
+		code, exit := config.CheckArgs([]string{arg}, "sweeper", "Sweeps.", vars, &out, &errOut)
+		if code != 0 || !exit || errOut.Len() != 0 {
+			t.Fatalf("%s: code %d exit %v stderr %q", arg, code, exit, errOut.String())
+		}
+		for _, v := range vars {
+			if !strings.Contains(out.String(), v.Name) {
+				t.Errorf("%s: usage does not list %s:\n%s", arg, v.Name, out.String())
+			}
+		}
+		if !strings.Contains(out.String(), "127.0.0.1:9105") || !strings.Contains(out.String(), "recomputed") {
+			t.Errorf("%s: usage lacks defaults or meanings:\n%s", arg, out.String())
+		}
+	}
+	for _, args := range [][]string{{"--bogus"}, {"run"}, {"-h", "extra"}} {
+		var out, errOut bytes.Buffer
+		code, exit := config.CheckArgs(args, "sweeper", "Sweeps.", vars, &out, &errOut)
+		if code != 2 || !exit || out.Len() != 0 || !strings.Contains(errOut.String(), args[0]) {
+			t.Errorf("%v: code %d exit %v stdout %q stderr %q", args, code, exit, out.String(), errOut.String())
+		}
+	}
+	if _, exit := config.CheckArgs(nil, "sweeper", "Sweeps.", vars, io.Discard, io.Discard); exit {
+		t.Error("no arguments: the service should start")
 	}
 }

@@ -21,13 +21,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
@@ -145,7 +145,7 @@ func runBenchE2E(ctx context.Context, o benchOptions, stdout, stderr io.Writer) 
 // serviceBinaries finds every service binary of the benchmark in dir.
 func serviceBinaries(dir string) (map[string]string, error) {
 	bins := map[string]string{}
-	for _, s := range e2e.Services {
+	for _, s := range e2e.Services() {
 		path := filepath.Join(dir, s)
 		if info, err := os.Stat(path); err != nil || info.IsDir() {
 			return nil, fmt.Errorf("no %s binary in %s (run make build first, or pass --bin): %w", s, dir, errNoBinary)
@@ -211,7 +211,7 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, bins map[str
 	}
 
 	var specs []stream.TopicSpec
-	for _, t := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
+	for _, t := range event.Topics() {
 		specs = append(specs, stream.TopicSpec{Name: t + rep.Suffix, Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})
 	}
 	if err := admin.EnsureTopics(ctx, specs...); err != nil {
@@ -233,7 +233,7 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, bins map[str
 			deleteNamespace(context.WithoutCancel(ctx), rdb, keys)
 		}
 	}()
-	procs, err := cluster.StartAll(ctx, e2e.Services...)
+	procs, err := cluster.StartAll(ctx, e2e.Services()...)
 	if err != nil {
 		return rep, fmt.Errorf("%w (logs in %s)", err, logDir)
 	}
@@ -522,7 +522,7 @@ func storeCounters(ctx context.Context, addr string) (writes, conflicts float64,
 
 // memoryPerCustomer samples up to n customer hashes: mean MEMORY USAGE, and the share in the
 // compact listpack encoding.
-func memoryPerCustomer(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, n int) (float64, int, float64, error) {
+func memoryPerCustomer(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, n int) (float64, int, float64, error) {
 	var sampled, compact int
 	var total int64
 	var cursor uint64
@@ -556,7 +556,7 @@ func memoryPerCustomer(ctx context.Context, rdb redis.UniversalClient, keys keys
 }
 
 // deleteNamespace removes every key of the benchmark's namespace.
-func deleteNamespace(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) {
+func deleteNamespace(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace) {
 	var cursor uint64
 	for {
 		batch, next, err := rdb.Scan(ctx, cursor, keys.Prefix()+"*", 2000).Result()

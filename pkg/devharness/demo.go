@@ -26,6 +26,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/synth"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 const demoHelp = `Runs the whole pipeline in this process: an in-process Kafka-protocol broker, redis-server (or
@@ -218,7 +219,7 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 		return nil, err
 	}
 	defer func() { _ = log.Sync() }()
-	rt, err := pipeline.NewRuntime(runCtx, cfg, log, pipeline.Options{})
+	rt, err := wiring.NewRuntime(runCtx, cfg, log, wiring.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("starting the pipeline runtime: %w", err)
 	}
@@ -276,13 +277,13 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 		{"purchases", event.TopicPurchases}, {"logins", event.TopicLogins}, {"feedback", event.TopicFeedback},
 	} {
 		run(svc.name, func(ctx context.Context) error {
-			return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: svc.name, Topics: []string{svc.topic}})
+			return wiring.RunConsumer(ctx, rt, wiring.ConsumerConfig{Service: svc.name, Topics: []string{svc.topic}})
 		})
 	}
-	run("relay", func(ctx context.Context) error { return pipeline.RunRelay(ctx, rt, nil) })
+	run("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) })
 	run("sweeper", func(ctx context.Context) error { return runDemoSweeper(ctx, rt, clock.Now) })
 	run("notifier", func(ctx context.Context) error {
-		return notifier.Run(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
+		return wiring.RunNotifier(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
 	})
 
 	prod := &producer{rt: rt, gen: gen, clock: clock, rate: o.Rate, lead: o.Lead, topics: map[string]string{
@@ -347,12 +348,12 @@ loop:
 
 // runDemoSweeper runs the inactivity sweeper with the demo's event clock as its "wall clock".
 //
-// pipeline.RunSweeper counts a caught-up input partition as time.Now, which is right when events
+// wiring.RunSweeper counts a caught-up input partition as time.Now, which is right when events
 // arrive live. The demo replays months of history in seconds, and its consumers are often caught
 // up with a producer that is still months in the past; with the wall clock the sweeper would
 // evaluate every customer "today" before most of their history arrived. The event clock instead
 // says how far the applied history reaches, and becomes the wall clock once all of it is applied.
-func runDemoSweeper(ctx context.Context, rt *pipeline.Runtime, now func() time.Time) error {
+func runDemoSweeper(ctx context.Context, rt *wiring.Runtime, now func() time.Time) error {
 	reg := rt.Registerer("sweeper")
 	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
 	if err != nil {
@@ -371,7 +372,7 @@ func runDemoSweeper(ctx context.Context, rt *pipeline.Runtime, now func() time.T
 }
 
 // serveOps serves the runtime's ops endpoints on addr and returns the bound address.
-func serveOps(rt *pipeline.Runtime, addr string, log *zap.Logger) (string, func(), error) {
+func serveOps(rt *wiring.Runtime, addr string, log *zap.Logger) (string, func(), error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("listening for metrics on %s: %w", addr, err)

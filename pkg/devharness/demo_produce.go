@@ -7,16 +7,16 @@ import (
 	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/synth"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // producer sends the generated history to the input topics in event-time order, one
 // synchronous produce call at a time (so that each acknowledged call is a prefix of the
 // history, which the event clock relies on), at most rate events per second when rate > 0.
 type producer struct {
-	rt    *pipeline.Runtime
+	rt    *wiring.Runtime
 	gen   *synth.Generator
 	clock *eventClock
 	rate  float64

@@ -10,8 +10,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // tally follows the derived events the pipeline publishes: each customer's current tier, churn
@@ -157,7 +157,7 @@ func (t *tally) waitQuiet(quiet, limit time.Duration) {
 
 // newCollector returns a consumer of the derived-event topics, the notifier's decisions and the
 // dead-letter topic that feeds t. The broker log is fresh, so the group reads everything the relay publishes.
-func newCollector(rt *pipeline.Runtime, t *tally, log *zap.Logger) (*stream.Consumer, error) {
+func newCollector(rt *wiring.Runtime, t *tally, log *zap.Logger) (*stream.Consumer, error) {
 	topics := []string{rt.Topic(event.TopicTierChanges), rt.Topic(event.TopicChurnRisk), rt.Topic(event.TopicSegmentChanges),
 		rt.Topic(event.TopicActions), rt.Topic(event.TopicDeadLetter)}
 	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: "loyalty-" + demoNamespace + "-watch",

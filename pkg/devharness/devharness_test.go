@@ -19,7 +19,7 @@ func TestBenchE2EUsesPrebuiltBinariesAndNeverBuilds(t *testing.T) {
 	t.Setenv("REDIS_ADDR", "127.0.0.1:1")
 	dir := t.TempDir()
 	// Every binary but the relay: the benchmark must not build the missing one.
-	for _, s := range e2e.Services {
+	for _, s := range e2e.Services() {
 		if s == "relay" {
 			continue
 		}
@@ -39,7 +39,7 @@ func TestBenchE2EUsesPrebuiltBinariesAndNeverBuilds(t *testing.T) {
 		t.Fatal(err)
 	}
 	bins, err := serviceBinaries(dir)
-	if err != nil || len(bins) != len(e2e.Services) || bins["relay"] != filepath.Join(dir, "relay") {
+	if err != nil || len(bins) != len(e2e.Services()) || bins["relay"] != filepath.Join(dir, "relay") {
 		t.Errorf("with every binary in --bin: %v, %v; want every service's path in %s", bins, err, dir)
 	}
 }

@@ -44,7 +44,7 @@ func newWorld(t *testing.T) *world {
 	ctx := context.Background()
 	w := &world{t: t, brokers: testinfra.RealKafkaBroker(t), redis: testinfra.Redis(t), suffix: "." + testinfra.Name("fail"),
 		logDir: t.TempDir(), shards: 16}
-	bins, err := e2e.Build(ctx, t.TempDir(), e2e.Services...)
+	bins, err := e2e.Build(ctx, t.TempDir(), e2e.Services()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	var specs []stream.TopicSpec
-	for _, topic := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
+	for _, topic := range event.Topics() {
 		specs = append(specs, stream.TopicSpec{Name: topic + w.suffix, Partitions: 6, ReplicationFactor: 1})
 	}
 	if err := w.admin.EnsureTopics(ctx, specs...); err != nil {
@@ -175,7 +175,7 @@ func (r *run) finish(timeout time.Duration) result {
 // uninterrupted runs every service once, from start to finish.
 func (w *world) uninterrupted(name string, timeout time.Duration) result {
 	r := w.newRun(name)
-	if _, err := r.cluster.StartAll(context.Background(), e2e.Services...); err != nil {
+	if _, err := r.cluster.StartAll(context.Background(), e2e.Services()...); err != nil {
 		w.t.Fatal(err)
 	}
 	return r.finish(timeout)
@@ -274,7 +274,7 @@ func (w *world) withKills(t *testing.T, timeout time.Duration) (result, []string
 	if err != nil {
 		t.Fatal(err)
 	}
-	procs, err := r.cluster.StartAll(ctx, e2e.Services...)
+	procs, err := r.cluster.StartAll(ctx, e2e.Services()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func (w *world) withKills(t *testing.T, timeout time.Duration) (result, []string
 		svc := "logins"
 		if i > 0 {
 			var busy []string
-			for _, s := range e2e.ConsumerServices {
+			for _, s := range e2e.ConsumerServices() {
 				if lags[s] > 0 {
 					busy = append(busy, s)
 				}

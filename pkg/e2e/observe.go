@@ -34,13 +34,8 @@ func (o *Observer) Group(service string) string {
 
 // InputTopic is the physical input topic of a consumer service.
 func (o *Observer) InputTopic(service string) string {
-	switch service {
-	case "purchases":
-		return event.TopicPurchases + o.Suffix
-	case "logins":
-		return event.TopicLogins + o.Suffix
-	case "feedback":
-		return event.TopicFeedback + o.Suffix
+	if s, ok := event.StreamOfService(service); ok {
+		return s.Topic + o.Suffix
 	}
 	return ""
 }
@@ -62,8 +57,8 @@ func (p Progress) String() string {
 // ServiceLags measures each consumer service's lag (input records its group has not
 // committed) and their total.
 func (o *Observer) ServiceLags(ctx context.Context) (total int64, lags map[string]int64, err error) {
-	lags = make(map[string]int64, len(ConsumerServices))
-	for _, svc := range ConsumerServices {
+	lags = make(map[string]int64, len(event.ConsumerServices()))
+	for _, svc := range event.ConsumerServices() {
 		topic := o.InputTopic(svc)
 		end, err := o.Admin.EndOffsets(ctx, topic)
 		if err != nil {
@@ -182,7 +177,11 @@ func (o *Observer) State(ctx context.Context) (map[string]map[string]string, err
 
 // OutputTopics are the physical derived-event topics.
 func (o *Observer) OutputTopics() []string {
-	return []string{event.TopicTierChanges + o.Suffix, event.TopicChurnRisk + o.Suffix, event.TopicSegmentChanges + o.Suffix}
+	var out []string
+	for _, t := range event.DerivedTopics() {
+		out = append(out, t+o.Suffix)
+	}
+	return out
 }
 
 // Positions returns the end offsets of topics.

@@ -29,16 +29,18 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/loyalty-scoring/loyalty/pkg/event"
 )
 
 // Module is the import path prefix of the services.
 const Module = "github.com/loyalty-scoring/loyalty"
 
-// ConsumerServices are the services that consume an input topic, with the topic they read.
-var ConsumerServices = []string{"purchases", "logins", "feedback"}
+// ConsumerServices returns the services that consume an input topic (event.Streams).
+func ConsumerServices() []string { return event.ConsumerServices() }
 
-// Services are the pipeline services every Cluster runs.
-var Services = []string{"purchases", "logins", "feedback", "relay", "sweeper"}
+// Services returns the pipeline services every Cluster runs.
+func Services() []string { return append(event.ConsumerServices(), "relay", "sweeper") }
 
 // Build compiles the named services (packages Module/services/<name>) into dir in one go
 // build invocation and returns the binaries' paths by name. It must run inside the module.

@@ -8,26 +8,87 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
 // Eraser removes what another component keeps about a customer in a namespace (the
 // notifier's decision history and queued deliveries, say) and returns how many keys or
 // entries it removed, so erasure reaches them too.
-type Eraser func(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, customerID string) (int, error)
+type Eraser func(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, customerID string) (int, error)
 
-// SettleDelay is how long erasure waits before its second pass: longer than a consumer batch
-// takes to apply.
-var SettleDelay = 2 * time.Second
+// DefaultSettleDelay is how long erasure waits before its second pass unless configured
+// otherwise: longer than a consumer batch takes to apply.
+const DefaultSettleDelay = 2 * time.Second
+
+// Config is what erasure needs to know about the deployment.
+type Config struct {
+	// Deployment names the installation whose erasure list and namespace registry are used.
+	Deployment string
+	// Shards is the shard count of the deployment's namespaces.
+	Shards int
+	// Topic is the physical topic the erasure record is published to.
+	Topic string
+	// SettleDelay is how long to wait before the second pass (0: DefaultSettleDelay).
+	SettleDelay time.Duration
+}
+
+func (c Config) validate() error {
+	switch {
+	case c.Deployment == "":
+		return errors.New("erasure: deployment is required")
+	case c.Shards < 1:
+		return fmt.Errorf("erasure: shards %d must be positive", c.Shards)
+	case c.Topic == "":
+		return errors.New("erasure: topic is required")
+	case c.SettleDelay < 0:
+		return fmt.Errorf("erasure: settle delay %v must not be negative", c.SettleDelay)
+	}
+	return nil
+}
+
+// Encoder encodes the erasure record (a *codec.Codec).
+type Encoder interface {
+	Encode(event.Event) ([]byte, error)
+}
+
+// Producer publishes the erasure record (a *stream.Producer).
+type Producer interface {
+	Produce(ctx context.Context, records ...stream.Record) error
+}
+
+// Service erases customers of one deployment.
+type Service struct {
+	cfg        Config
+	deployment keyspace.Deployment
+	rdb        redisconn.Client
+	enc        Encoder
+	producer   Producer
+}
+
+// New validates cfg and returns the deployment's erasure service.
+func New(cfg Config, rdb redisconn.Client, enc Encoder, producer Producer) (*Service, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	d, err := keyspace.NewDeployment(cfg.Deployment)
+	if err != nil {
+		return nil, fmt.Errorf("erasure: %w", err)
+	}
+	if cfg.SettleDelay == 0 {
+		cfg.SettleDelay = DefaultSettleDelay
+	}
+	return &Service{cfg: cfg, deployment: d, rdb: rdb, enc: enc, producer: producer}, nil
+}
 
 // Result says what was removed.
 type Result struct {
@@ -36,19 +97,19 @@ type Result struct {
 	Record     event.CustomerErased
 }
 
-// Erase removes the customer everywhere and publishes the erasure record on rt's erasure
+// Erase removes the customer everywhere and publishes the erasure record on the configured
 // topic. It is idempotent: erasing twice removes nothing the second time but still records
 // the request.
-func Erase(ctx context.Context, rt *pipeline.Runtime, customerID, requestedBy string, extra ...Eraser) (Result, error) {
+func (s *Service) Erase(ctx context.Context, customerID, requestedBy string, extra ...Eraser) (Result, error) {
 	if customerID == "" {
 		return Result{}, fmt.Errorf("customer id: required")
 	}
 	// Suppress first: from now on the consumers drop the customer's events, so nothing
 	// recreates what is removed below.
-	if err := rt.Redis.SAdd(ctx, pipeline.SuppressionKey(rt.Config.Deployment), customerID).Err(); err != nil {
-		return Result{}, fmt.Errorf("adding to the erasure list: %w", err)
+	if err := namespace.Suppress(ctx, s.rdb, s.deployment, customerID); err != nil {
+		return Result{}, err
 	}
-	namespaces, err := rt.Redis.SMembers(ctx, pipeline.NamespacesKey(rt.Config.Deployment)).Result()
+	namespaces, err := namespace.List(ctx, s.rdb, s.deployment)
 	if err != nil {
 		return Result{}, err
 	}
@@ -60,15 +121,15 @@ func Erase(ctx context.Context, rt *pipeline.Runtime, customerID, requestedBy st
 			select {
 			case <-ctx.Done():
 				return res, ctx.Err()
-			case <-time.After(SettleDelay):
+			case <-time.After(s.cfg.SettleDelay):
 			}
 		}
 		for _, ns := range namespaces {
-			keys, err := keyspace.New(ns, rt.Keys.Shards())
+			keys, err := keyspace.New(ns, s.cfg.Shards)
 			if err != nil {
 				continue
 			}
-			n, err := eraseIn(ctx, rt.Redis, keys, customerID, extra)
+			n, err := eraseIn(ctx, s.rdb, keys, customerID, extra)
 			if err != nil {
 				return res, fmt.Errorf("namespace %s: %w", ns, err)
 			}
@@ -79,23 +140,23 @@ func Erase(ctx context.Context, rt *pipeline.Runtime, customerID, requestedBy st
 	sum := sha256.Sum256([]byte(customerID + "\x00" + strconv.FormatInt(now.UnixNano(), 10)))
 	res.Record = event.CustomerErased{EventID: hex.EncodeToString(sum[:16]), CustomerID: customerID, ErasedAt: now,
 		RequestedBy: requestedBy, KeysRemoved: int32(res.Removed)}
-	value, err := rt.Codec.Encode(res.Record)
+	value, err := s.enc.Encode(res.Record)
 	if err != nil {
-		return res, err
+		return res, fmt.Errorf("encoding the erasure record: %w", err)
 	}
-	if err := rt.Producer.Produce(ctx, stream.Record{Topic: rt.Topic(event.TopicErasures), Key: []byte(customerID), Value: value}); err != nil {
+	if err := s.producer.Produce(ctx, stream.Record{Topic: s.cfg.Topic, Key: []byte(customerID), Value: value}); err != nil {
 		return res, fmt.Errorf("publishing the erasure record: %w", err)
 	}
 	return res, nil
 }
 
-func eraseIn(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string, extra []Eraser) (int, error) {
-	shard := keys.Shard(id)
-	n, err := rdb.Del(ctx, keys.Customer(id)).Result()
+// eraseIn removes the customer from one namespace: the store's keys, then every extra
+// component's.
+func eraseIn(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, id string, extra []Eraser) (int, error) {
+	removed, err := state.EraseCustomer(ctx, rdb, keys, id)
 	if err != nil {
-		return 0, err
+		return removed, err
 	}
-	removed := int(n)
 	for _, erase := range extra {
 		n, err := erase(ctx, rdb, keys, id)
 		removed += n
@@ -103,34 +164,5 @@ func eraseIn(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keysp
 			return removed, err
 		}
 	}
-	n, err = rdb.ZRem(ctx, keys.Deadlines(shard), id).Result()
-	if err != nil {
-		return removed, err
-	}
-	removed += int(n)
-	// Outbox entries of the customer not yet published: they carry the customer's data.
-	start := "-"
-	for {
-		entries, err := rdb.XRangeN(ctx, keys.Outbox(shard), start, "+", 1000).Result()
-		if err != nil {
-			return removed, err
-		}
-		var ids []string
-		for _, e := range entries {
-			if k, _ := e.Values["k"].(string); k == id {
-				ids = append(ids, e.ID)
-			}
-		}
-		if len(ids) > 0 {
-			n, err := rdb.XDel(ctx, keys.Outbox(shard), ids...).Result()
-			if err != nil {
-				return removed, err
-			}
-			removed += int(n)
-		}
-		if len(entries) < 1000 {
-			return removed, nil
-		}
-		start = "(" + entries[len(entries)-1].ID
-	}
+	return removed, nil
 }

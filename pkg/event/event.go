@@ -7,8 +7,9 @@ package event
 
 import "time"
 
-// Topic names, versioned by suffix. This is the one place they are defined in code; the schema
-// manifest names the same topics and a test keeps the two in step.
+// Topic names, versioned by suffix. This is the one place they are defined in code; Streams
+// maps them to their schemas and consumers. The schema manifest names the same topics and a
+// test keeps the two in step.
 const (
 	TopicPurchases      = "loyalty.purchases.v1"
 	TopicLogins         = "loyalty.logins.v1"
@@ -20,12 +21,6 @@ const (
 	TopicDeadLetter     = "loyalty.dlq.v1"
 	TopicErasures       = "loyalty.erasures.v1"
 )
-
-// InputTopics are the topics the consumer services read.
-var InputTopics = []string{TopicPurchases, TopicLogins, TopicFeedback}
-
-// OutputTopics are the topics of derived events and decisions.
-var OutputTopics = []string{TopicTierChanges, TopicChurnRisk, TopicSegmentChanges, TopicActions, TopicDeadLetter, TopicErasures}
 
 // Event is any record with an Avro contract. Schema names the schema in the manifest.
 type Event interface {

@@ -46,13 +46,6 @@ func (f RecordsHandlerFunc) HandleRecords(ctx context.Context, b *stream.Batch, 
 	return f(ctx, b, records)
 }
 
-// schemaForTopic is the contract each input topic carries.
-var schemaForTopic = map[string]string{
-	event.TopicPurchases: event.Purchase{}.Schema(),
-	event.TopicLogins:    event.Login{}.Schema(),
-	event.TopicFeedback:  event.Feedback{}.Schema(),
-}
-
 // Decoder is the part of codec.Codec ingest needs.
 type Decoder interface {
 	Decode(ctx context.Context, value []byte) (event.Event, error)
@@ -81,7 +74,11 @@ func Handler(dec Decoder, validator *event.Validator, topicOf func(string) strin
 				b.Reject(i, codec.Code(err), err)
 				continue
 			}
-			want := schemaForTopic[topicOf(m.Topic)]
+			// The contract the input topic carries (event.Streams); other topics carry none.
+			var want string
+			if s, ok := event.StreamOfTopic(topicOf(m.Topic)); ok && s.Role == event.RoleInput {
+				want = s.Schema
+			}
 			if e.Schema() != want {
 				b.Reject(i, "wrong_schema", fmt.Errorf("topic %s carries %s records, got %s", m.Topic, want, e.Schema()))
 				continue
@@ -104,4 +101,19 @@ func Handler(dec Decoder, validator *event.Validator, topicOf func(string) strin
 // isPermanent tells record problems (dead-letter them) from outages (retry the batch).
 func isPermanent(err error) bool {
 	return errors.Is(err, codec.ErrNotFramed) || errors.Is(err, codec.ErrUnknownSchema) || errors.Is(err, codec.ErrMalformed)
+}
+
+// MaxRecordBytes is the largest record value a consumer accepts; larger ones are rejected.
+const MaxRecordBytes = 1 << 20
+
+// Guard wraps a consumer's handler in the middleware every consumer of the pipeline runs,
+// outermost first: metrics (when metrics is not nil), dead-lettering of the batch's
+// rejections to sink, panic recovery, and the rejection of oversized records.
+func Guard(h stream.Handler, metrics *stream.Metrics, sink stream.DeadLetterSink) stream.Handler {
+	var mw []stream.Middleware
+	if metrics != nil {
+		mw = append(mw, stream.Instrument(metrics))
+	}
+	mw = append(mw, stream.DeadLetter(sink), stream.Recover(), stream.Oversize(MaxRecordBytes))
+	return stream.Chain(h, mw...)
 }

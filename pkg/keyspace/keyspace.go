@@ -1,4 +1,5 @@
-// Package keyspace is the one place Redis key names are built.
+// Package keyspace is the one place Redis key names are built: a namespace's keys (Keyspace)
+// and a deployment's keys that span its namespaces (Deployment).
 //
 // Customers are spread over a fixed number of shards (crc32 of the id). Every key of a shard
 // — its customers' state hashes, its outbox stream, its deadline set — carries the shard as
@@ -86,6 +87,73 @@ func (k Keyspace) Prefix() string { return "loy:" + k.ns + ":" }
 // Global is a namespace-wide key that belongs to no customer (cut points, watermarks,
 // leases): "loy:<ns>:<name>".
 func (k Keyspace) Global(name string) string { return "loy:" + k.ns + ":" + name }
+
+// Policy holds the namespace's own scoring policy (YAML), set by a replay with its own
+// policy and carried into live by promotion.
+func (k Keyspace) Policy() string { return k.Global("policy") }
+
+// Cutpoints holds the namespace's current RFM cut points (JSON).
+func (k Keyspace) Cutpoints() string { return k.Global("cutpoints") }
+
+// Watermarks is the namespace's hash of event-time positions per input partition.
+func (k Keyspace) Watermarks() string { return k.Global("watermarks") }
+
+// Replay holds the metadata of the replay that builds the namespace (JSON).
+func (k Keyspace) Replay() string { return k.Global("replay") }
+
+// Lease is the lease of one shard for one role ("relay", "sweeper"): the process holding it
+// works that shard. It carries the shard's hash tag.
+func (k Keyspace) Lease(role string, shard int) string {
+	return k.Global("lease:"+role+":") + tag(shard)
+}
+
+// Leases returns the leases of every shard for a role, in shard order.
+func (k Keyspace) Leases(role string) []string {
+	out := make([]string, k.shards)
+	for i := range out {
+		out[i] = k.Lease(role, i)
+	}
+	return out
+}
+
+// CustomerKey is a per-customer key of another component (kind names it, e.g. "notify"),
+// in the customer's shard: "loy:<ns>:<kind>:{s<shard>}:<id>".
+func (k Keyspace) CustomerKey(kind, id string) string {
+	return k.Prefix() + kind + ":" + tag(k.Shard(id)) + ":" + id
+}
+
+// ShardKey is a per-shard key of another component (kind names it, e.g. "notify-due"):
+// "loy:<ns>:<kind>:{s<shard>}".
+func (k Keyspace) ShardKey(kind string, shard int) string {
+	return k.Prefix() + kind + ":" + tag(shard)
+}
+
+// Deployment builds the keys of one installation sharing a Redis, which span its namespaces.
+type Deployment struct {
+	name string
+}
+
+// NewDeployment returns the keys of deployment name (the same rules as a namespace name).
+func NewDeployment(name string) (Deployment, error) {
+	if err := ValidateNamespace(name); err != nil {
+		return Deployment{}, fmt.Errorf("deployment: %w", err)
+	}
+	return Deployment{name: name}, nil
+}
+
+// Name returns the deployment name.
+func (d Deployment) Name() string { return d.name }
+
+// Active holds the name of the deployment's active namespace; absent means the configured
+// LOYALTY_NAMESPACE.
+func (d Deployment) Active() string { return "loyd:" + d.name + ":active" }
+
+// Namespaces is the set of every namespace of the deployment that ever held state (for
+// erasure).
+func (d Deployment) Namespaces() string { return "loyd:" + d.name + ":namespaces" }
+
+// Erased is the deployment's set of erased customer ids (the suppression list).
+func (d Deployment) Erased() string { return "loyd:" + d.name + ":erased" }
 
 // HashTag returns the part of a key Redis Cluster hashes (the first "{...}" with content),
 // or the whole key. It is exported for slot grouping and tests.

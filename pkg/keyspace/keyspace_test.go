@@ -1,6 +1,7 @@
 package keyspace_test
 
 import (
+	"strconv"
 	"testing"
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
@@ -36,5 +37,28 @@ func TestBadNamespacesAndShardCountsAreRejected(t *testing.T) {
 	}
 	if _, err := keyspace.New("ok", 0); err == nil {
 		t.Error("zero shards accepted")
+	}
+}
+
+// The names below are stored data: changing one orphans what a running deployment holds.
+func TestKeyNamesAreStable(t *testing.T) {
+	k, _ := keyspace.New("live", 64)
+	d, err := keyspace.NewDeployment("loyalty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got, want := range map[string]string{
+		d.Active(): "loyd:loyalty:active", d.Namespaces(): "loyd:loyalty:namespaces", d.Erased(): "loyd:loyalty:erased",
+		k.Policy(): "loy:live:policy", k.Cutpoints(): "loy:live:cutpoints", k.Watermarks(): "loy:live:watermarks",
+		k.Replay(): "loy:live:replay", k.Lease("relay", 3): "loy:live:lease:relay:{s3}",
+		k.ShardKey("notify-due", 5):    "loy:live:notify-due:{s5}",
+		k.CustomerKey("notify", "c-1"): "loy:live:notify:{s" + strconv.Itoa(k.Shard("c-1")) + "}:c-1",
+	} {
+		if got != want {
+			t.Errorf("key %q, want %q", got, want)
+		}
+	}
+	if _, err := keyspace.NewDeployment("bad name"); err == nil {
+		t.Error("bad deployment name accepted")
 	}
 }

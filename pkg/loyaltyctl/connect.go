@@ -3,12 +3,12 @@ package loyaltyctl
 import (
 	"context"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
@@ -38,6 +38,6 @@ func (e *environment) producer() (*stream.Producer, error) { return e.shared().P
 // admin returns the command's Kafka admin; the caller closes it.
 func (e *environment) admin() (*stream.Admin, error) { return e.shared().Admin() }
 
-func (e *environment) redis(ctx context.Context) (redis.UniversalClient, error) {
+func (e *environment) redis(ctx context.Context) (redisconn.Client, error) {
 	return e.shared().Redis(ctx)
 }

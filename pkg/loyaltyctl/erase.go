@@ -10,8 +10,9 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/erasure"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 func eraseCommand(out *cmdline.Output) *cobra.Command {
@@ -33,12 +34,17 @@ func runErase(ctx context.Context, id, by string, out *cmdline.Output, stdout io
 	if err != nil {
 		return err
 	}
-	rt, err := pipeline.NewRuntime(ctx, env.cfg, env.log, pipeline.Options{FollowActive: true})
+	rt, err := wiring.NewRuntime(ctx, env.cfg, env.log, wiring.Options{FollowActive: true})
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	res, err := erasure.Erase(ctx, rt, id, by, notifier.EraseCustomer) // and the notifier's per-customer keys
+	svc, err := erasure.New(erasure.Config{Deployment: rt.Config.Deployment, Shards: rt.Keys.Shards(),
+		Topic: rt.Topic(event.TopicErasures)}, rt.Redis, rt.Codec, rt.Producer)
+	if err != nil {
+		return err
+	}
+	res, err := svc.Erase(ctx, id, by, notifier.EraseCustomer) // and the notifier's per-customer keys
 	if err != nil {
 		return err
 	}

@@ -13,9 +13,10 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // parseTime accepts RFC 3339 or YYYY-MM-DD (UTC midnight).
@@ -97,8 +98,8 @@ func runReplay(ctx context.Context, o replayOptions, out *cmdline.Output, stdout
 }
 
 // runtimes builds the live runtime (following promotion) and, when ns is set, the runtime of ns.
-func runtimes(ctx context.Context, env *environment, ns string) (live, other *pipeline.Runtime, err error) {
-	live, err = pipeline.NewRuntime(ctx, env.cfg, env.log, pipeline.Options{FollowActive: true})
+func runtimes(ctx context.Context, env *environment, ns string) (live, other *wiring.Runtime, err error) {
+	live, err = wiring.NewRuntime(ctx, env.cfg, env.log, wiring.Options{FollowActive: true})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -107,7 +108,7 @@ func runtimes(ctx context.Context, env *environment, ns string) (live, other *pi
 	}
 	cfg := env.cfg
 	cfg.Namespace = ns
-	other, err = pipeline.NewRuntime(ctx, cfg, env.log, pipeline.Options{Admin: live.Admin})
+	other, err = wiring.NewRuntime(ctx, cfg, env.log, wiring.Options{Admin: live.Admin})
 	if err != nil {
 		live.Close()
 		return nil, nil, err
@@ -186,7 +187,7 @@ func namespaceCommand(name, short, usage string, run func(ctx context.Context, n
 }
 
 // withNamespace runs f with the live runtime and the runtime of the namespace ns.
-func withNamespace(ctx context.Context, ns string, f func(env *environment, live, other *pipeline.Runtime) error) error {
+func withNamespace(ctx context.Context, ns string, f func(env *environment, live, other *wiring.Runtime) error) error {
 	if ns == "" {
 		return Usagef("--namespace: required")
 	}
@@ -223,7 +224,7 @@ func dropCommand(out *cmdline.Output) *cobra.Command {
 }
 
 func runPromote(ctx context.Context, ns string, out *cmdline.Output, stdout io.Writer) error {
-	return withNamespace(ctx, ns, func(env *environment, _, rep *pipeline.Runtime) error {
+	return withNamespace(ctx, ns, func(env *environment, _, rep *wiring.Runtime) error {
 		previous, err := replay.Promote(ctx, rep, env.cfg.Namespace)
 		if err != nil {
 			return err
@@ -232,13 +233,13 @@ func runPromote(ctx context.Context, ns string, out *cmdline.Output, stdout io.W
 			return cmdline.WriteJSON(stdout, NamespaceChange{Namespace: rep.Keys.Namespace(), Previous: previous})
 		}
 		fmt.Fprintf(stdout, "namespace %s is live (was %s). Running services restart on it within seconds (exit code %d, restarted by their supervisor); %s is kept until `loyaltyctl drop --namespace %s`.\n",
-			rep.Keys.Namespace(), previous, pipeline.ExitPromoted, previous, previous)
+			rep.Keys.Namespace(), previous, namespace.ExitPromoted, previous, previous)
 		return nil
 	})
 }
 
 func runDrop(ctx context.Context, ns string, out *cmdline.Output, stdout io.Writer) error {
-	return withNamespace(ctx, ns, func(env *environment, _, other *pipeline.Runtime) error {
+	return withNamespace(ctx, ns, func(env *environment, _, other *wiring.Runtime) error {
 		n, err := replay.Drop(ctx, other, env.cfg.Namespace)
 		if err != nil {
 			return err
@@ -278,7 +279,7 @@ func resetOffsetsCommand(out *cmdline.Output) *cobra.Command {
 	fs.StringVar(&o.group, "group", "", "consumer group (its members must be stopped)")
 	fs.StringVar(&o.toTime, "to-time", "", "first record at or after this time (RFC 3339 or YYYY-MM-DD)")
 	fs.BoolVar(&o.earliest, "to-earliest", false, "the beginning of each partition")
-	fs.StringVar(&o.topics, "topics", strings.Join(event.InputTopics, ","), "comma-separated topics of the group (names without LOYALTY_TOPIC_SUFFIX, which is appended)")
+	fs.StringVar(&o.topics, "topics", strings.Join(event.InputTopics(), ","), "comma-separated topics of the group (names without LOYALTY_TOPIC_SUFFIX, which is appended)")
 	return cmd
 }
 

@@ -3,25 +3,24 @@ package loyaltyctl
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
 )
@@ -154,10 +153,14 @@ func runStatus(ctx context.Context, o statusOptions, out *cmdline.Output, stdout
 
 // collectStatus reads every part of the status at now. Only an unreadable namespace fails it;
 // other parts that cannot be read are listed in Errors.
-func collectStatus(ctx context.Context, env *environment, rdb redis.UniversalClient, o statusOptions, now time.Time) (Status, error) {
+func collectStatus(ctx context.Context, env *environment, rdb redisconn.Client, o statusOptions, now time.Time) (Status, error) {
 	cfg := env.cfg
 	st := Status{At: now.UTC(), Lag: []GroupLag{}, Services: []ServiceHealth{}}
-	ns, err := pipeline.ActiveNamespace(ctx, rdb, cfg.Deployment, cfg.Namespace)
+	deployment, err := keyspace.NewDeployment(cfg.Deployment)
+	if err != nil {
+		return st, err
+	}
+	ns, err := namespace.ActiveNamespace(ctx, rdb, deployment, cfg.Namespace)
 	if err != nil {
 		return st, err
 	}
@@ -224,8 +227,8 @@ func collectStatus(ctx context.Context, env *environment, rdb redis.UniversalCli
 
 // namespacePolicy is the policy the services run the namespace with: its own stored policy
 // (replay --policy, carried by promote), else the configured file, else the default.
-func namespacePolicy(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, file string) (*scoring.Policy, error) {
-	yaml, ok, err := pipeline.StoredPolicy(ctx, rdb, keys)
+func namespacePolicy(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, file string) (*scoring.Policy, error) {
+	yaml, ok, err := namespace.StoredPolicy(ctx, rdb, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +243,7 @@ func namespacePolicy(ctx context.Context, rdb redis.UniversalClient, keys keyspa
 
 // watermarkClock is the sweeper's clock (pipeline.Runtime.Watermarks reads the same hash),
 // zero when no partition has reported.
-func watermarkClock(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, p *scoring.Policy, now time.Time) (time.Time, error) {
+func watermarkClock(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, p *scoring.Policy, now time.Time) (time.Time, error) {
 	wm, err := watermark.NewTracker(ctx, rdb, keys.Global("watermarks"), p.AllowedLateness)
 	if err != nil {
 		return time.Time{}, err
@@ -252,45 +255,16 @@ func watermarkClock(ctx context.Context, rdb redis.UniversalClient, keys keyspac
 	return at, nil
 }
 
-// readOutboxAndDeadlines sums every shard's outbox stream and deadline set. Outbox entries
-// have Redis-assigned ids, whose first part is the append time in milliseconds.
-func (st *Status) readOutboxAndDeadlines(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, now, wm time.Time) error {
-	pipe := rdb.Pipeline()
-	n := keys.Shards()
-	lens, oldest := make([]*redis.IntCmd, n), make([]*redis.XMessageSliceCmd, n)
-	all, due, late := make([]*redis.IntCmd, n), make([]*redis.IntCmd, n), make([]*redis.IntCmd, n)
-	for s := range n {
-		lens[s] = pipe.XLen(ctx, keys.Outbox(s))
-		oldest[s] = pipe.XRangeN(ctx, keys.Outbox(s), "-", "+", 1)
-		all[s] = pipe.ZCard(ctx, keys.Deadlines(s))
-		due[s] = pipe.ZCount(ctx, keys.Deadlines(s), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
-		if !wm.IsZero() {
-			late[s] = pipe.ZCount(ctx, keys.Deadlines(s), "-inf", strconv.FormatInt(wm.UnixMilli(), 10))
-		}
+// readOutboxAndDeadlines fills the outbox and deadline figures from the store's backlog.
+func (st *Status) readOutboxAndDeadlines(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, now, wm time.Time) error {
+	b, err := state.ReadBacklog(ctx, rdb, keys, now, wm)
+	if err != nil {
+		return err
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("reading outbox and deadlines: %w", err)
-	}
-	var first int64
-	for s := range n {
-		st.OutboxDepth += lens[s].Val()
-		st.DeadlinesScheduled += all[s].Val()
-		st.DeadlinesDue += due[s].Val()
-		if late[s] != nil {
-			st.DeadlinesPastWatermark += late[s].Val()
-		}
-		if msgs := oldest[s].Val(); len(msgs) > 0 {
-			ms, err := strconv.ParseInt(strings.SplitN(msgs[0].ID, "-", 2)[0], 10, 64)
-			if err != nil {
-				return fmt.Errorf("outbox entry id %q: %w", msgs[0].ID, err)
-			}
-			if first == 0 || ms < first {
-				first = ms
-			}
-		}
-	}
-	if first > 0 {
-		st.OutboxOldestAgeSeconds = max(now.Sub(time.UnixMilli(first)), 0).Seconds()
+	st.OutboxDepth = b.OutboxDepth
+	st.DeadlinesScheduled, st.DeadlinesDue, st.DeadlinesPastWatermark = b.DeadlinesScheduled, b.DeadlinesDue, b.DeadlinesPastWatermark
+	if !b.OutboxOldest.IsZero() {
+		st.OutboxOldestAgeSeconds = max(now.Sub(b.OutboxOldest), 0).Seconds()
 	}
 	return nil
 }

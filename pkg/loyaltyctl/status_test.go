@@ -15,7 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
@@ -39,17 +40,17 @@ func TestStatusReportsTheSeededPipelineState(t *testing.T) {
 	now := time.Now()
 
 	// The active namespace and its own policy (version and lateness differ from the default).
-	mustDo(t, rdb.Set(ctx, pipeline.ActiveKey(deployment), keys.Namespace(), 0).Err())
+	mustDo(t, rdb.Set(ctx, mustDeployment(t, deployment).Active(), keys.Namespace(), 0).Err())
 	yaml := strings.Replace(strings.Replace(string(scoring.DefaultPolicyYAML()), "version: default-2025.1", "version: status-test-7", 1),
 		"allowed_lateness: 1h", "allowed_lateness: 30m", 1)
-	mustDo(t, pipeline.StorePolicy(ctx, rdb, keys, []byte(yaml)))
+	mustDo(t, namespace.StorePolicy(ctx, rdb, keys, []byte(yaml)))
 
 	// Kafka: lag of 6 (purchases: 10 records, 4 committed) + 3 (logins, no commit) + 0
 	// (feedback, empty), 0 on tier-changes (all 5 committed) and 2 on churn-risk; 3 of the 5
 	// dead letters are from the last hour.
 	topic := func(logical string) string { return logical + suffix }
 	var specs []stream.TopicSpec
-	for _, l := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
+	for _, l := range append(event.InputTopics(), event.OutputTopics()...) {
 		specs = append(specs, stream.TopicSpec{Name: topic(l), Partitions: 1, ReplicationFactor: 1})
 	}
 	admin, err := stream.NewAdmin(brokers, stream.Security{}, zap.NewNop())
@@ -168,4 +169,13 @@ func mustDo(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func mustDeployment(t *testing.T, name string) keyspace.Deployment {
+	t.Helper()
+	d, err := keyspace.NewDeployment(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

@@ -22,11 +22,11 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 const testSecret = "test-secret-0123456789abcdef"
@@ -194,7 +194,7 @@ type env struct {
 	ns       string
 	suffix   string
 	log      *zap.Logger
-	rt       *pipeline.Runtime
+	rt       *wiring.Runtime
 	hook     *receiver
 	actions  *collector
 	dlq      *collector
@@ -218,12 +218,12 @@ func newEnv(t testing.TB, in infra, rules *notifier.Rules, respond func(received
 	e.cfg = notifier.Config{Rules: rules, Channels: channels, Secret: []byte(testSecret), Delivery: testDelivery}
 	e.actions = e.collect(event.TopicActions)
 	e.dlq = e.collect(event.TopicDeadLetter)
-	e.goRun("relay", func(ctx context.Context) error { return pipeline.RunRelay(ctx, e.rt, nil) })
+	e.goRun("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, e.rt, nil) })
 	t.Cleanup(e.stop)
 	return e
 }
 
-func (e *env) runtime() *pipeline.Runtime {
+func (e *env) runtime() *wiring.Runtime {
 	e.t.Helper()
 	cfg, err := config.Load(func(k string) string {
 		return map[string]string{"KAFKA_BROKERS": strings.Join(e.in.brokers, ","), "REDIS_ADDR": e.in.redis, "LOYALTY_NAMESPACE": e.ns,
@@ -232,7 +232,7 @@ func (e *env) runtime() *pipeline.Runtime {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	rt, err := pipeline.NewRuntime(context.Background(), cfg, e.log, pipeline.Options{TopicSuffix: e.suffix})
+	rt, err := wiring.NewRuntime(context.Background(), cfg, e.log, wiring.Options{TopicSuffix: e.suffix})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -264,8 +264,8 @@ func (e *env) stop() {
 }
 
 // start runs the notifier on rt (a fresh runtime per run: metrics register once per runtime).
-func (e *env) start(rt *pipeline.Runtime, cfg notifier.Config) (stop func()) {
-	return e.goRun("notifier", func(ctx context.Context) error { return notifier.Run(ctx, rt, cfg) })
+func (e *env) start(rt *wiring.Runtime, cfg notifier.Config) (stop func()) {
+	return e.goRun("notifier", func(ctx context.Context) error { return wiring.RunNotifier(ctx, rt, cfg) })
 }
 
 func (e *env) collect(logical string) *collector {
@@ -432,7 +432,7 @@ func (e *env) deliveriesFor(id string) []received {
 }
 
 // counter sums the samples of a counter in the runtime's registry whose labels include want.
-func counter(t testing.TB, rt *pipeline.Runtime, name string, want map[string]string) float64 {
+func counter(t testing.TB, rt *wiring.Runtime, name string, want map[string]string) float64 {
 	t.Helper()
 	mfs, err := rt.Ops.Registry.Gather()
 	if err != nil {

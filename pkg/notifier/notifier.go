@@ -4,28 +4,52 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/supervise"
 )
 
 // Service is the notifier's name in metrics labels, dead letters and the consumer group.
 const Service = "notifier"
 
+// Deps are the connections and settings of the process the notifier runs in.
+type Deps struct {
+	Redis      redis.UniversalClient
+	Keys       keyspace.Keyspace
+	Deployment keyspace.Deployment
+	Codec      *codec.Codec
+	Producer   *stream.Producer
+	Policy     *scoring.Policy
+	// Kafka holds the brokers, security and batching of the consumer; Run sets the group and
+	// the topics.
+	Kafka stream.ConsumerConfig
+	// Topic maps a logical topic to its physical name, Logical the reverse.
+	Topic      func(logical string) string
+	Logical    func(physical string) string
+	Registerer prometheus.Registerer
+	Log        *zap.Logger
+}
+
 // Run consumes tier and churn-risk changes in a consumer group, decides actions and delivers
 // them until ctx ends. The action records reach loyalty.actions.v1 through the namespace's
-// outbox, so a relay (pipeline.RunRelay) must run for the namespace too, as it does in every
+// outbox, so a relay (wiring.RunRelay) must run for the namespace too, as it does in every
 // deployment and in the demo.
-func Run(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
+func Run(ctx context.Context, rt Deps, cfg Config) error {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("notifier config: %w", err)
@@ -37,7 +61,7 @@ func Run(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	reg := rt.Registerer(Service)
+	reg := rt.Registerer
 	metrics := NewMetrics(reg)
 	k := keys{ks: rt.Keys}
 	channels := map[event.ActionKind]channel{}
@@ -52,35 +76,37 @@ func Run(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
 	dlv := newDeliverer(rt.Redis, k, cfg.Delivery, channels, rt.Codec, dlq, metrics, rt.Log, cfg.Now)
 	n := &handler{
 		rt: rt, rules: cfg.Rules, policy: rt.Policy, store: store, metrics: metrics, deliverer: dlv,
-		suppressor: pipeline.NewSuppressor(rt.Redis, rt.Config.Deployment),
+		suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment),
 		arb:        &arbiter{rdb: rt.Redis, keys: k, enc: rt.Codec, rules: cfg.Rules, now: cfg.Now},
 		channelOf:  func(kind event.ActionKind) string { return channelName(cfg.Channels[kind]) },
 	}
 	th := &thresholds{}
 	n.clvTop = th.top
-	tasks := []func(context.Context) error{dlv.Run}
+	var tasks supervise.Group
+	tasks.Add(dlv.Run)
 	if c := cfg.Rules.CLV; c.ThresholdMinor > 0 {
 		th.cur.Store(&Threshold{Minor: c.ThresholdMinor, Fixed: true})
 	} else {
-		tasks = append(tasks, func(ctx context.Context) error { return refreshThreshold(ctx, rt, c, th, cfg.Now) })
+		tasks.Add(func(ctx context.Context) error { return refreshThreshold(ctx, rt, c, th, cfg.Now) })
 	}
 	smetrics := stream.NewMetrics(reg)
 	group := cfg.GroupID
 	if group == "" {
 		group = "loyalty-" + rt.Keys.Namespace() + "-" + Service
 	}
-	consumer, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group,
-		Topics:    []string{rt.Topic(event.TopicTierChanges), rt.Topic(event.TopicChurnRisk)},
-		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
-		StartFromLatest: cfg.StartFromLatest},
-		stream.Chain(n, stream.Instrument(smetrics), stream.DeadLetter(dlq), stream.Recover(), stream.Oversize(1<<20)),
+	kafka := rt.Kafka
+	kafka.GroupID, kafka.StartFromLatest = group, cfg.StartFromLatest
+	kafka.Topics = []string{rt.Topic(event.TopicTierChanges), rt.Topic(event.TopicChurnRisk)}
+	consumer, err := stream.NewConsumer(kafka,
+		ingest.Guard(n, smetrics, dlq),
 		smetrics, rt.Log)
 	if err != nil {
 		return err
 	}
 	// Deliveries of the queue left by an earlier run start at once, not after the first poll.
 	dlv.Wake()
-	return runAll(ctx, append(tasks, consumer.Run)...)
+	tasks.Add(consumer.Run)
+	return tasks.Run(ctx)
 }
 
 func channelName(v string) string {
@@ -92,7 +118,7 @@ func channelName(v string) string {
 
 // handler is the consumer's batch handler: decode, gather facts, match a rule, arbitrate.
 type handler struct {
-	rt         *pipeline.Runtime
+	rt         Deps
 	rules      *Rules
 	policy     *scoring.Policy
 	store      *state.Store
@@ -231,7 +257,7 @@ func (h *handler) facts(ctx context.Context, t Trigger) (Facts, error) {
 // refreshThreshold keeps the population CLV threshold current: it loads the stored one at
 // once, recomputes and stores it every c.Refresh, and swaps it into th. Several notifiers
 // recomputing at once store the same figure from nearly the same sample, which is harmless.
-func refreshThreshold(ctx context.Context, rt *pipeline.Runtime, c CLVConfig, th *thresholds, now func() time.Time) error {
+func refreshThreshold(ctx context.Context, rt Deps, c CLVConfig, th *thresholds, now func() time.Time) error {
 	if cur, ok, err := LoadThreshold(ctx, rt.Redis, rt.Keys); err != nil {
 		rt.Log.Warn("ignoring the stored CLV threshold", zap.Error(err))
 	} else if ok {
@@ -267,23 +293,4 @@ func refreshThreshold(ctx context.Context, rt *pipeline.Runtime, c CLVConfig, th
 			compute()
 		}
 	}
-}
-
-// runAll runs tasks until the first returns, then cancels the rest and waits for them; it
-// returns the first error.
-func runAll(ctx context.Context, tasks ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, len(tasks))
-	for i, task := range tasks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = task(ctx)
-			cancel()
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }

@@ -12,9 +12,9 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // env is one isolated pipeline: its own topics (by suffix) and Redis namespace on a shared
@@ -33,7 +33,7 @@ func newEnv(t *testing.T) *env {
 		suffix: "." + testinfra.Name("e2e"), ns: testinfra.Name("ns"), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 }
 
-func (e *env) runtime(ctx context.Context, ns string, replay bool) *pipeline.Runtime {
+func (e *env) runtime(ctx context.Context, ns string, replay bool) *wiring.Runtime {
 	e.t.Helper()
 	cfg, err := config.Load(func(k string) string {
 		return map[string]string{"KAFKA_BROKERS": e.brokers[0], "REDIS_ADDR": e.redis, "LOYALTY_NAMESPACE": ns,
@@ -42,7 +42,7 @@ func (e *env) runtime(ctx context.Context, ns string, replay bool) *pipeline.Run
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	rt, err := pipeline.NewRuntime(ctx, cfg, e.log, pipeline.Options{Replay: replay, TopicSuffix: e.suffix})
+	rt, err := wiring.NewRuntime(ctx, cfg, e.log, wiring.Options{Replay: replay, TopicSuffix: e.suffix})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func (s *services) stop() {
 	s.wg.Wait()
 }
 
-func (e *env) start(rt *pipeline.Runtime, consumers bool) *services {
+func (e *env) start(rt *wiring.Runtime, consumers bool) *services {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &services{cancel: cancel}
 	run := func(name string, f func(context.Context) error) {
@@ -76,17 +76,17 @@ func (e *env) start(rt *pipeline.Runtime, consumers bool) *services {
 	if consumers {
 		for _, svc := range []struct{ name, topic string }{{"purchases", event.TopicPurchases}, {"logins", event.TopicLogins}, {"feedback", event.TopicFeedback}} {
 			run(svc.name, func(ctx context.Context) error {
-				return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: svc.name, Topics: []string{svc.topic}})
+				return wiring.RunConsumer(ctx, rt, wiring.ConsumerConfig{Service: svc.name, Topics: []string{svc.topic}})
 			})
 		}
 	}
-	run("relay", func(ctx context.Context) error { return pipeline.RunRelay(ctx, rt, nil) })
-	run("sweeper", func(ctx context.Context) error { return pipeline.RunSweeper(ctx, rt, 0) })
+	run("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) })
+	run("sweeper", func(ctx context.Context) error { return wiring.RunSweeper(ctx, rt, 0) })
 	return s
 }
 
 // produce encodes inputs and produces them to the env's input topics, keyed by customer.
-func (e *env) produce(rt *pipeline.Runtime, inputs []event.Input) {
+func (e *env) produce(rt *wiring.Runtime, inputs []event.Input) {
 	e.t.Helper()
 	topic := map[string]string{"Purchase": event.TopicPurchases, "Login": event.TopicLogins, "Feedback": event.TopicFeedback}
 	recs := make([]stream.Record, 0, len(inputs))
@@ -112,7 +112,7 @@ type outputs struct {
 	done   chan struct{}
 }
 
-func (e *env) collect(rt *pipeline.Runtime, topics ...string) *outputs {
+func (e *env) collect(rt *wiring.Runtime, topics ...string) *outputs {
 	o := &outputs{done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	o.cancel = cancel

@@ -93,7 +93,7 @@ func (s *Scorer) update(cur map[string]string, before, after scoring.State, chan
 		if err != nil {
 			return state.Update{}, fmt.Errorf("encoding %s: %w", out.Schema(), err)
 		}
-		outbox = append(outbox, state.OutboxEntry{Topic: TopicOf(out), Key: c.Customer(), EventID: c.ID(), Value: value})
+		outbox = append(outbox, state.OutboxEntry{Topic: event.TopicOf(out), Key: c.Customer(), EventID: c.ID(), Value: value})
 	}
 	if deadline.IsZero() {
 		deadline = scoring.NextDeadline(after, p)
@@ -161,19 +161,6 @@ func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 		}
 		return u, nil
 	}
-}
-
-// TopicOf is the logical output topic of a derived event.
-func TopicOf(e event.Event) string {
-	switch e.(type) {
-	case event.TierChanged:
-		return event.TopicTierChanges
-	case event.ChurnRiskChanged:
-		return event.TopicChurnRisk
-	case event.SegmentChanged:
-		return event.TopicSegmentChanges
-	}
-	return ""
 }
 
 // OutputEvent maps a scoring change onto its public contract.

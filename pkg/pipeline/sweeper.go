@@ -3,14 +3,13 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/lease"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
 )
@@ -55,7 +54,6 @@ func (c SweeperConfig) withDefaults() SweeperConfig {
 // enough work. Several sweepers split the shards with leases and take over from a dead one.
 type Sweeper struct {
 	cfg        SweeperConfig
-	rdb        redis.UniversalClient
 	store      *state.Store
 	scorer     *Scorer
 	watermarks *watermark.Tracker
@@ -65,15 +63,11 @@ type Sweeper struct {
 }
 
 // NewSweeper returns a sweeper; reg may be nil.
-func NewSweeper(ctx context.Context, cfg SweeperConfig, rdb redis.UniversalClient, store *state.Store, scorer *Scorer,
+func NewSweeper(ctx context.Context, cfg SweeperConfig, rdb redisconn.Client, store *state.Store, scorer *Scorer,
 	wm *watermark.Tracker, reg prometheus.Registerer, log *zap.Logger) (*Sweeper, error) {
 	cfg = cfg.withDefaults()
 	keys := store.Keys()
-	leaseKeys := make([]string, keys.Shards())
-	for i := range leaseKeys {
-		leaseKeys[i] = keys.Global("lease:sweeper:") + "{s" + strconv.Itoa(i) + "}"
-	}
-	leases, err := lease.NewSet(ctx, rdb, cfg.Owner, cfg.LeaseTTL, leaseKeys)
+	leases, err := lease.NewSet(ctx, rdb, cfg.Owner, cfg.LeaseTTL, keys.Leases("sweeper"))
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +76,7 @@ func NewSweeper(ctx context.Context, cfg SweeperConfig, rdb redis.UniversalClien
 	if reg != nil {
 		reg.MustRegister(evaluated)
 	}
-	return &Sweeper{cfg: cfg, rdb: rdb, store: store, scorer: scorer, watermarks: wm, leases: leases, evaluated: evaluated, log: log}, nil
+	return &Sweeper{cfg: cfg, store: store, scorer: scorer, watermarks: wm, leases: leases, evaluated: evaluated, log: log}, nil
 }
 
 // Run sweeps until ctx is cancelled.
@@ -121,13 +115,11 @@ func (s *Sweeper) Pass(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	keys := s.store.Keys()
 	total := 0
 	for _, shard := range held {
-		ids, err := s.rdb.ZRangeByScore(ctx, keys.Deadlines(shard), &redis.ZRangeBy{
-			Min: "-inf", Max: strconv.FormatInt(clock.UnixMilli(), 10), Count: int64(s.cfg.BatchSize)}).Result()
+		ids, err := s.store.Due(ctx, shard, clock, s.cfg.BatchSize)
 		if err != nil {
-			return total, fmt.Errorf("reading due customers of shard %d: %w", shard, err)
+			return total, err
 		}
 		if len(ids) == 0 {
 			continue

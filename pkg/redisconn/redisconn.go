@@ -57,6 +57,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Client is a connection to standalone Redis, Sentinel or Cluster. Packages that hand a
+// client on without issuing commands themselves name it by this type.
+type Client = redis.UniversalClient
+
 // New returns a client for cfg after validating it. It does not connect; call Ping to check.
 func New(cfg Config) (redis.UniversalClient, error) {
 	if err := cfg.Validate(); err != nil {

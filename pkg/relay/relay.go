@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,11 +111,7 @@ func New(ctx context.Context, cfg Config, rdb redis.UniversalClient, keys keyspa
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("relay config: %w", err)
 	}
-	leaseKeys := make([]string, keys.Shards())
-	for i := range leaseKeys {
-		leaseKeys[i] = keys.Global("lease:relay:") + "{s" + strconv.Itoa(i) + "}"
-	}
-	leases, err := lease.NewSet(ctx, rdb, cfg.Owner, cfg.LeaseTTL, leaseKeys)
+	leases, err := lease.NewSet(ctx, rdb, cfg.Owner, cfg.LeaseTTL, keys.Leases("relay"))
 	if err != nil {
 		return nil, err
 	}

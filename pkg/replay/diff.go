@@ -10,14 +10,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // Profile is one customer's headline scores in a namespace.
@@ -74,59 +74,18 @@ func (d Diff) Zero() bool {
 
 // Profiles reads every customer of a namespace (SCAN over its customer keys: an operator
 // command, not a hot path).
-func Profiles(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, p *scoring.Policy) (map[string]Profile, error) {
+func Profiles(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, p *scoring.Policy) (map[string]Profile, error) {
 	out := map[string]Profile{}
 	var mu sync.Mutex
-	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, keys.Prefix()+"c:*", 1000).Iterator()
-		var batch []string
-		flush := func() error {
-			if len(batch) == 0 {
-				return nil
-			}
-			pipe := c.Pipeline()
-			cmds := make([]*redis.MapStringStringCmd, len(batch))
-			for i, k := range batch {
-				cmds[i] = pipe.HGetAll(ctx, k)
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				return err
-			}
-			for _, cmd := range cmds {
-				fields := cmd.Val()
-				delete(fields, "_v")
-				st, err := scoring.UnmarshalFields(fields)
-				if err != nil || st.CustomerID == "" {
-					continue
-				}
-				mu.Lock()
-				out[st.CustomerID] = Profile{Tier: p.TierName(int(st.Tier)), Segment: st.Segment.String(), Churn: st.Churn.String()}
-				mu.Unlock()
-			}
-			batch = batch[:0]
-			return nil
+	err := state.ForEachCustomer(ctx, rdb, keys, func(fields map[string]string) {
+		st, err := scoring.UnmarshalFields(fields)
+		if err != nil || st.CustomerID == "" {
+			return
 		}
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) == 500 {
-				if err := flush(); err != nil {
-					return err
-				}
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-		return flush()
-	}
-	var err error
-	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, scan)
-	} else if c, ok := rdb.(*redis.Client); ok {
-		err = scan(ctx, c)
-	} else {
-		err = fmt.Errorf("unsupported redis client %T", rdb)
-	}
+		mu.Lock()
+		out[st.CustomerID] = Profile{Tier: p.TierName(int(st.Tier)), Segment: st.Segment.String(), Churn: st.Churn.String()}
+		mu.Unlock()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("reading namespace %s: %w", keys.Namespace(), err)
 	}
@@ -135,7 +94,7 @@ func Profiles(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keys
 
 // Compare diffs a replay namespace against live. With outputs, it also compares the derived
 // event ids on the live topics with the replay's shadow topics.
-func Compare(ctx context.Context, liveRT, replayRT *pipeline.Runtime, sampleSize int, outputs bool) (Diff, error) {
+func Compare(ctx context.Context, liveRT, replayRT *wiring.Runtime, sampleSize int, outputs bool) (Diff, error) {
 	live, err := Profiles(ctx, liveRT.Redis, liveRT.Keys, liveRT.Policy)
 	if err != nil {
 		return Diff{}, err
@@ -200,7 +159,7 @@ func Compare(ctx context.Context, liveRT, replayRT *pipeline.Runtime, sampleSize
 		}
 	}
 	if outputs {
-		for _, logical := range []string{event.TopicTierChanges, event.TopicChurnRisk, event.TopicSegmentChanges} {
+		for _, logical := range event.DerivedTopics() {
 			o, err := compareTopic(ctx, liveRT, liveRT.Topic(logical), ShadowTopic(replayRT.Topic(logical), replayRT.Keys.Namespace()))
 			if err != nil {
 				return d, err
@@ -211,7 +170,7 @@ func Compare(ctx context.Context, liveRT, replayRT *pipeline.Runtime, sampleSize
 	return d, nil
 }
 
-func compareTopic(ctx context.Context, rt *pipeline.Runtime, liveTopic, shadowTopic string) (OutputDiff, error) {
+func compareTopic(ctx context.Context, rt *wiring.Runtime, liveTopic, shadowTopic string) (OutputDiff, error) {
 	liveIDs, err := topicIDs(ctx, rt, liveTopic)
 	if err != nil {
 		return OutputDiff{}, err
@@ -243,7 +202,7 @@ func compareTopic(ctx context.Context, rt *pipeline.Runtime, liveTopic, shadowTo
 
 // topicIDs reads a topic from start to its current end and returns the derived event ids,
 // each with a one-line description.
-func topicIDs(ctx context.Context, rt *pipeline.Runtime, topic string) (map[string]string, error) {
+func topicIDs(ctx context.Context, rt *wiring.Runtime, topic string) (map[string]string, error) {
 	starts, err := rt.Admin.OffsetsForTime(ctx, topic, time.Time{})
 	if err != nil {
 		return nil, err

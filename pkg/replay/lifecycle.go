@@ -2,30 +2,23 @@ package replay
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync/atomic"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
-// ConsumerGroup is the consumer group of a live service on a namespace (pipeline.RunConsumer's
+// ConsumerGroup is the consumer group of a live service on a namespace (wiring.RunConsumer's
 // default naming).
 func ConsumerGroup(ns, service string) string { return "loyalty-" + ns + "-" + service }
-
-var serviceOfTopic = map[string]string{
-	event.TopicPurchases: "purchases", event.TopicLogins: "logins", event.TopicFeedback: "feedback",
-}
 
 // Promote makes a finished replay namespace the live one. It places the namespace's service
 // consumer groups where the replay stopped (so they continue with what arrived since), then
 // switches the active-namespace pointer in one SET. Running services notice within seconds,
-// drain and exit with pipeline.ExitPromoted; their supervisor restarts them on the new
+// drain and exit with namespace.ExitPromoted; their supervisor restarts them on the new
 // namespace (a rolling restart). The old namespace is kept until Drop.
-func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (previous string, err error) {
+func Promote(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (previous string, err error) {
 	meta, ok, err := LoadMetadata(ctx, rt.Redis, rt)
 	if err != nil {
 		return "", err
@@ -36,14 +29,15 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 	if meta.Status != "done" {
 		return "", fmt.Errorf("the replay into %s has not finished (status %s); run it again to resume", rt.Keys.Namespace(), meta.Status)
 	}
-	previous, err = pipeline.ActiveNamespace(ctx, rt.Redis, rt.Config.Deployment, fallbackLive)
+	previous, err = namespace.ActiveNamespace(ctx, rt.Redis, rt.Deployment, fallbackLive)
 	if err != nil {
 		return "", err
 	}
 	if previous == rt.Keys.Namespace() {
 		return previous, fmt.Errorf("namespace %s is already live", previous)
 	}
-	for _, logical := range event.InputTopics {
+	for _, input := range event.InputStreams() {
+		logical := input.Topic
 		topic := rt.Topic(logical)
 		pos, err := rt.Admin.GroupOffsets(ctx, Group(rt.Keys.Namespace()), topic)
 		if err != nil {
@@ -53,69 +47,35 @@ func Promote(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (pr
 			// Nothing replayed on this topic: start where the replay's range ended.
 			pos = meta.Ends[logical]
 		}
-		group := ConsumerGroup(rt.Keys.Namespace(), serviceOfTopic[logical])
+		group := ConsumerGroup(rt.Keys.Namespace(), input.Service)
 		if err := rt.Admin.CommitGroupOffsets(ctx, group, topic, pos); err != nil {
 			return "", fmt.Errorf("placing group %s: %w", group, err)
 		}
 	}
 	// The promoted namespace's relay publishes on the live topics from now on; entries still in
 	// its outbox were derived by the replay and stay on the shadow topics' side: drop them.
-	for s := range rt.Keys.Shards() {
-		if err := rt.Redis.Del(ctx, rt.Keys.Outbox(s)).Err(); err != nil {
-			return "", err
-		}
+	if err := namespace.DropOutboxes(ctx, rt.Redis, rt.Keys); err != nil {
+		return "", err
 	}
-	if err := rt.Redis.Set(ctx, pipeline.ActiveKey(rt.Config.Deployment), rt.Keys.Namespace(), 0).Err(); err != nil {
-		return "", fmt.Errorf("switching the active namespace: %w", err)
+	if err := namespace.Activate(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace()); err != nil {
+		return "", err
 	}
 	return previous, nil
 }
 
 // Drop deletes every key of a namespace that is not live. It returns the number of keys
 // deleted.
-func Drop(ctx context.Context, rt *pipeline.Runtime, fallbackLive string) (int64, error) {
-	active, err := pipeline.ActiveNamespace(ctx, rt.Redis, rt.Config.Deployment, fallbackLive)
+func Drop(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (int64, error) {
+	active, err := namespace.ActiveNamespace(ctx, rt.Redis, rt.Deployment, fallbackLive)
 	if err != nil {
 		return 0, err
 	}
 	if active == rt.Keys.Namespace() {
 		return 0, fmt.Errorf("namespace %s is live; promote another one first", active)
 	}
-	var deleted atomic.Int64
-	del := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, rt.Keys.Prefix()+"*", 1000).Iterator()
-		var batch []string
-		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) == 500 {
-				n, err := c.Unlink(ctx, batch...).Result()
-				if err != nil {
-					return err
-				}
-				deleted.Add(n)
-				batch = batch[:0]
-			}
-		}
-		if err := iter.Err(); err != nil {
-			return err
-		}
-		if len(batch) > 0 {
-			n, err := c.Unlink(ctx, batch...).Result()
-			deleted.Add(n)
-			return err
-		}
-		return nil
-	}
-	switch c := rt.Redis.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, del)
-	case *redis.Client:
-		err = del(ctx, c)
-	default:
-		err = errors.New("unsupported redis client")
-	}
+	deleted, err := namespace.DeleteKeys(ctx, rt.Redis, rt.Keys)
 	if err != nil {
-		return deleted.Load(), fmt.Errorf("dropping namespace %s: %w", rt.Keys.Namespace(), err)
+		return deleted, err
 	}
-	return deleted.Load(), rt.Redis.SRem(ctx, pipeline.NamespacesKey(rt.Config.Deployment), rt.Keys.Namespace()).Err()
+	return deleted, namespace.Unregister(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace())
 }

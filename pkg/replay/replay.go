@@ -20,17 +20,19 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // Outputs says where a replay's derived events go.
@@ -88,12 +90,9 @@ type Metadata struct {
 }
 
 // LoadMetadata returns a namespace's replay metadata, if it is a replay namespace.
-func LoadMetadata(ctx context.Context, rdb redis.UniversalClient, rt *pipeline.Runtime) (Metadata, bool, error) {
-	b, err := rdb.Get(ctx, rt.Keys.Global("replay")).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return Metadata{}, false, nil
-	}
-	if err != nil {
+func LoadMetadata(ctx context.Context, rdb redisconn.Client, rt *wiring.Runtime) (Metadata, bool, error) {
+	b, ok, err := namespace.ReplayMetadata(ctx, rdb, rt.Keys)
+	if err != nil || !ok {
 		return Metadata{}, false, err
 	}
 	var m Metadata
@@ -103,12 +102,12 @@ func LoadMetadata(ctx context.Context, rdb redis.UniversalClient, rt *pipeline.R
 	return m, true, nil
 }
 
-func saveMetadata(ctx context.Context, rt *pipeline.Runtime, m Metadata) error {
+func saveMetadata(ctx context.Context, rt *wiring.Runtime, m Metadata) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return rt.Redis.Set(ctx, rt.Keys.Global("replay"), b, 0).Err()
+	return namespace.StoreReplayMetadata(ctx, rt.Redis, rt.Keys, b)
 }
 
 // Summary is what a finished replay reports.
@@ -132,7 +131,7 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 		return Summary{}, err
 	}
 	liveCfg := base
-	liveRT, err := pipeline.NewRuntime(ctx, liveCfg, log, pipeline.Options{FollowActive: true})
+	liveRT, err := wiring.NewRuntime(ctx, liveCfg, log, wiring.Options{FollowActive: true})
 	if err != nil {
 		return Summary{}, err
 	}
@@ -142,7 +141,7 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 	}
 	rcfg := base
 	rcfg.Namespace = cfg.Namespace
-	rt, err := pipeline.NewRuntime(ctx, rcfg, log, pipeline.Options{Replay: true, Admin: liveRT.Admin})
+	rt, err := wiring.NewRuntime(ctx, rcfg, log, wiring.Options{Replay: true, Admin: liveRT.Admin})
 	if err != nil {
 		return Summary{}, err
 	}
@@ -171,10 +170,10 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 
 // prepare starts a fresh replay (policy, cut points, start offsets committed to the group) or
 // checks that a resumed one has the same arguments.
-func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Metadata, bool, error) {
+func prepare(ctx context.Context, liveRT, rt *wiring.Runtime, cfg Config) (Metadata, bool, error) {
 	policyYAML := cfg.PolicyYAML
 	if policyYAML == nil {
-		if y, ok, err := pipeline.StoredPolicy(ctx, liveRT.Redis, liveRT.Keys); err != nil {
+		if y, ok, err := namespace.StoredPolicy(ctx, liveRT.Redis, liveRT.Keys); err != nil {
 			return Metadata{}, false, err
 		} else if ok {
 			policyYAML = y
@@ -191,9 +190,9 @@ func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Met
 		}
 		return existing, true, nil
 	}
-	if n, _, err := rt.Redis.Scan(ctx, 0, rt.Keys.Prefix()+"c:*", 100).Result(); err != nil {
+	if found, err := state.HasCustomers(ctx, rt.Redis, rt.Keys); err != nil {
 		return Metadata{}, false, err
-	} else if len(n) > 0 {
+	} else if found {
 		return Metadata{}, false, fmt.Errorf("namespace %s already holds customer state and is not a replay; choose a fresh namespace", cfg.Namespace)
 	}
 	if policyYAML != nil {
@@ -201,16 +200,16 @@ func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Met
 		if err != nil {
 			return Metadata{}, false, fmt.Errorf("--policy: %w", err)
 		}
-		if err := pipeline.StorePolicy(ctx, rt.Redis, rt.Keys, policyYAML); err != nil {
+		if err := namespace.StorePolicy(ctx, rt.Redis, rt.Keys, policyYAML); err != nil {
 			return Metadata{}, false, err
 		}
 		rt.Policy = p
 	}
 	// One fixed cut-point version for the whole replay: live's current one.
-	if cp, ok, err := pipeline.LoadCutpoints(ctx, liveRT.Redis, liveRT.Keys); err != nil {
+	if cp, ok, err := namespace.LoadCutpoints(ctx, liveRT.Redis, liveRT.Keys); err != nil {
 		return Metadata{}, false, err
 	} else if ok {
-		if err := pipeline.StoreCutpoints(ctx, rt.Redis, rt.Keys, cp); err != nil {
+		if err := namespace.StoreCutpoints(ctx, rt.Redis, rt.Keys, cp); err != nil {
 			return Metadata{}, false, err
 		}
 		if p, err := rt.Policy.WithCutpoints(cp); err == nil {
@@ -219,7 +218,7 @@ func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Met
 	}
 	meta := Metadata{From: cfg.From, To: cfg.To, Outputs: cfg.Outputs, PolicyHash: policyHash, Live: liveRT.Keys.Namespace(),
 		Ends: map[string]stream.Offsets{}, Status: "running", Started: time.Now().UTC()}
-	for _, logical := range event.InputTopics {
+	for _, logical := range event.InputTopics() {
 		topic := rt.Topic(logical)
 		starts, err := rt.Admin.OffsetsForTime(ctx, topic, cfg.From)
 		if err != nil {
@@ -242,12 +241,12 @@ func prepare(ctx context.Context, liveRT, rt *pipeline.Runtime, cfg Config) (Met
 	return meta, false, saveMetadata(ctx, rt, meta)
 }
 
-func ensureShadowTopics(ctx context.Context, rt *pipeline.Runtime, cfg Config) error {
+func ensureShadowTopics(ctx context.Context, rt *wiring.Runtime, cfg Config) error {
 	if cfg.Outputs != OutputsShadow {
 		return nil
 	}
 	var specs []stream.TopicSpec
-	for _, t := range []string{event.TopicTierChanges, event.TopicChurnRisk, event.TopicSegmentChanges, event.TopicDeadLetter} {
+	for _, t := range append(event.DerivedTopics(), event.TopicDeadLetter) {
 		specs = append(specs, stream.TopicSpec{Name: ShadowTopic(rt.Topic(t), cfg.Namespace), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
 	}
 	return rt.Admin.EnsureTopics(ctx, specs...)
@@ -263,7 +262,7 @@ func (s countingSink) DeadLetter(_ context.Context, r []stream.Rejection) error 
 
 // apply merges the range into the namespace, running the relay and the sweeper beside it,
 // and waits until everything derived is published.
-func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata, sum *Summary) error {
+func apply(ctx context.Context, rt *wiring.Runtime, cfg Config, meta Metadata, sum *Summary) error {
 	group := Group(cfg.Namespace)
 	var sources []*source
 	readCtx, stopReaders := context.WithCancel(ctx)
@@ -271,7 +270,7 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 	var readers sync.WaitGroup
 	readErr := make(chan error, 64)
 	var total int64
-	for _, logical := range event.InputTopics {
+	for _, logical := range event.InputTopics() {
 		topic := rt.Topic(logical)
 		positions, err := rt.Admin.GroupOffsets(ctx, group, topic)
 		if err != nil {
@@ -314,14 +313,14 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 		return err
 	}
 	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
-	processor := &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: pipeline.NewSuppressor(rt.Redis, rt.Config.Deployment)}
+	processor := &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment)}
 	var sink stream.DeadLetterSink = countingSink{n: &sum.Rejected}
 	topicFor := func(string) string { return "" }
 	if cfg.Outputs == OutputsShadow {
 		sink = &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: "replay", Topic: ShadowTopic(rt.Topic(event.TopicDeadLetter), cfg.Namespace)}
 		topicFor = func(logical string) string { return ShadowTopic(rt.Topic(logical), cfg.Namespace) }
 	}
-	handler := stream.Chain(ingest.Handler(rt.Codec, validator, rt.Logical, processor), stream.DeadLetter(sink), stream.Recover(), stream.Oversize(1<<20))
+	handler := ingest.Guard(ingest.Handler(rt.Codec, validator, rt.Logical, processor), nil, sink)
 
 	// The sweeper's clock waits for every partition with records left in the range (those
 	// done before a resume have reported already).
@@ -337,8 +336,8 @@ func apply(ctx context.Context, rt *pipeline.Runtime, cfg Config, meta Metadata,
 	var bg sync.WaitGroup
 	bgErr := make(chan error, 2)
 	for _, task := range []func(context.Context) error{
-		func(ctx context.Context) error { return pipeline.RunRelay(ctx, rt, topicFor) },
-		func(ctx context.Context) error { return pipeline.RunSweeperWith(ctx, rt, 0, required) },
+		func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, topicFor) },
+		func(ctx context.Context) error { return wiring.RunSweeperWith(ctx, rt, 0, required) },
 	} {
 		bg.Add(1)
 		go func() {
@@ -408,7 +407,7 @@ func handleWithRetry(ctx context.Context, h stream.Handler, msgs []stream.Messag
 }
 
 // commitPositions records the replay's progress in its consumer group.
-func commitPositions(ctx context.Context, rt *pipeline.Runtime, group string, msgs []stream.Message) error {
+func commitPositions(ctx context.Context, rt *wiring.Runtime, group string, msgs []stream.Message) error {
 	next := map[string]stream.Offsets{}
 	for _, m := range msgs {
 		if next[m.Topic] == nil {
@@ -427,7 +426,7 @@ func commitPositions(ctx context.Context, rt *pipeline.Runtime, group string, ms
 }
 
 // drain waits until the sweeper has nothing due and the outbox is empty.
-func drain(ctx context.Context, rt *pipeline.Runtime, required []string, bgErr <-chan error) error {
+func drain(ctx context.Context, rt *wiring.Runtime, required []string, bgErr <-chan error) error {
 	quietSince := time.Time{}
 	for {
 		select {
@@ -455,7 +454,7 @@ func drain(ctx context.Context, rt *pipeline.Runtime, required []string, bgErr <
 }
 
 // pending reports whether outbox entries or due deadlines remain.
-func pending(ctx context.Context, rt *pipeline.Runtime, required []string) (bool, error) {
+func pending(ctx context.Context, rt *wiring.Runtime, required []string) (bool, error) {
 	clock, ok, err := func() (time.Time, bool, error) {
 		wm, err := rt.Watermarks(ctx)
 		if err != nil {
@@ -469,24 +468,7 @@ func pending(ctx context.Context, rt *pipeline.Runtime, required []string) (bool
 	if !ok && len(required) > 0 {
 		return true, nil // a partition has not reported yet: the sweeper cannot have run
 	}
-	pipe := rt.Redis.Pipeline()
-	var lens []*redis.IntCmd
-	var due []*redis.IntCmd
-	for s := range rt.Keys.Shards() {
-		lens = append(lens, pipe.XLen(ctx, rt.Keys.Outbox(s)))
-		if ok {
-			due = append(due, pipe.ZCount(ctx, rt.Keys.Deadlines(s), "-inf", fmt.Sprint(clock.UnixMilli())))
-		}
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, err
-	}
-	for _, c := range append(lens, due...) {
-		if c.Val() > 0 {
-			return true, nil
-		}
-	}
-	return false, nil
+	return state.Pending(ctx, rt.Redis, rt.Keys, clock, ok)
 }
 
 // progress prints one status line a second: a bar, events/s, records left per topic, ETA.

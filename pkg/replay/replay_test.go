@@ -16,11 +16,11 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 type env struct {
@@ -35,7 +35,7 @@ type env struct {
 
 // waitDone waits until the live services of rt have nothing left to do: every input record
 // committed, the outbox empty and no inactivity deadline due (the sweeper caught up).
-func (e *env) waitDone(rt *pipeline.Runtime) {
+func (e *env) waitDone(rt *wiring.Runtime) {
 	e.t.Helper()
 	obs := &e2e.Observer{Admin: rt.Admin, Redis: rt.Redis, Keys: rt.Keys, Suffix: e.suffix}
 	if err := obs.WaitDone(context.Background(), 10*time.Minute, nil); err != nil {
@@ -44,8 +44,8 @@ func (e *env) waitDone(rt *pipeline.Runtime) {
 }
 
 // runtimeOf opens a namespace for inspection.
-func (e *env) runtimeOf(ns string) *pipeline.Runtime {
-	rt, err := pipeline.NewRuntime(context.Background(), e.config(ns), e.log, pipeline.Options{})
+func (e *env) runtimeOf(ns string) *wiring.Runtime {
+	rt, err := wiring.NewRuntime(context.Background(), e.config(ns), e.log, wiring.Options{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func history(now time.Time, multiTopic bool) []event.Input {
 	return in
 }
 
-func runServices(t *testing.T, rt *pipeline.Runtime) func() {
+func runServices(t *testing.T, rt *wiring.Runtime) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	run := func(f func(context.Context) error) {
@@ -115,17 +115,17 @@ func runServices(t *testing.T, rt *pipeline.Runtime) func() {
 	}
 	for _, svc := range []struct{ name, topic string }{{"purchases", event.TopicPurchases}, {"logins", event.TopicLogins}, {"feedback", event.TopicFeedback}} {
 		run(func(ctx context.Context) error {
-			return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: svc.name, Topics: []string{svc.topic}})
+			return wiring.RunConsumer(ctx, rt, wiring.ConsumerConfig{Service: svc.name, Topics: []string{svc.topic}})
 		})
 	}
-	run(func(ctx context.Context) error { return pipeline.RunRelay(ctx, rt, nil) })
-	run(func(ctx context.Context) error { return pipeline.RunSweeper(ctx, rt, 0) })
+	run(func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) })
+	run(func(ctx context.Context) error { return wiring.RunSweeper(ctx, rt, 0) })
 	return func() { cancel(); wg.Wait() }
 }
 
 // readAll reads every record of topics from the beginning until no new record arrived for
 // quiet, and returns the derived events in arrival order.
-func readAll(t *testing.T, e *env, rt *pipeline.Runtime, quiet time.Duration, topics ...string) []event.Event {
+func readAll(t *testing.T, e *env, rt *wiring.Runtime, quiet time.Duration, topics ...string) []event.Event {
 	var mu sync.Mutex
 	var out []event.Event
 	last := time.Now()
@@ -185,7 +185,7 @@ func newEnv(t *testing.T) *env {
 		live: testinfra.Name("live"), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 }
 
-func (e *env) produce(rt *pipeline.Runtime, inputs []event.Input) {
+func (e *env) produce(rt *wiring.Runtime, inputs []event.Input) {
 	topic := map[string]string{"Purchase": event.TopicPurchases, "Login": event.TopicLogins, "Feedback": event.TopicFeedback}
 	recs := make([]stream.Record, 0, len(inputs))
 	for _, in := range inputs {
@@ -200,7 +200,7 @@ func (e *env) produce(rt *pipeline.Runtime, inputs []event.Input) {
 	}
 }
 
-func (e *env) outputs(rt *pipeline.Runtime, ns string) []string {
+func (e *env) outputs(rt *wiring.Runtime, ns string) []string {
 	var out []string
 	for _, t := range []string{event.TopicTierChanges, event.TopicChurnRisk, event.TopicSegmentChanges} {
 		if ns == "" {
@@ -214,7 +214,7 @@ func (e *env) outputs(rt *pipeline.Runtime, ns string) []string {
 
 func (e *env) states(ns string, customers int) map[string]map[string]string {
 	ctx := context.Background()
-	rt, err := pipeline.NewRuntime(ctx, e.config(ns), e.log, pipeline.Options{})
+	rt, err := wiring.NewRuntime(ctx, e.config(ns), e.log, wiring.Options{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func sameIDs(t *testing.T, what string, want, got map[string][]string) {
 func TestAReplayOfThePurchaseHistoryEqualsTheLiveRun(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	rt, err := pipeline.NewRuntime(ctx, e.config(e.live), e.log, pipeline.Options{})
+	rt, err := wiring.NewRuntime(ctx, e.config(e.live), e.log, wiring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func TestAReplayOfThePurchaseHistoryEqualsTheLiveRun(t *testing.T) {
 func TestReplayingAllThreeTopicsTwiceGivesTheSameResult(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	rt, err := pipeline.NewRuntime(ctx, e.config(e.live), e.log, pipeline.Options{})
+	rt, err := wiring.NewRuntime(ctx, e.config(e.live), e.log, wiring.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

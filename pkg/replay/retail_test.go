@@ -20,11 +20,11 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/erasure"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // invoice is one UCI Online Retail invoice: a purchase, or a cancellation (refund).
@@ -254,7 +254,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	e.policy = policyPath
 	ctx := context.Background()
 
-	liveRT, err := pipeline.NewRuntime(ctx, e.config(e.live), e.log, pipeline.Options{FollowActive: true})
+	liveRT, err := wiring.NewRuntime(ctx, e.config(e.live), e.log, wiring.Options{FollowActive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +272,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	notifierCtx, stopNotifier := context.WithCancel(ctx)
 	notifierDone := make(chan error, 1)
 	go func() {
-		notifierDone <- notifier.Run(notifierCtx, liveRT, notifier.Config{Channels: notifier.LogChannels(), StartFromLatest: true, GroupID: testinfra.Name("notifier")})
+		notifierDone <- wiring.RunNotifier(notifierCtx, liveRT, notifier.Config{Channels: notifier.LogChannels(), StartFromLatest: true, GroupID: testinfra.Name("notifier")})
 	}()
 
 	// 1. The same range, the same policy: zero differences, same ids on the shadow topics.
@@ -369,7 +369,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	if _, err := replay.Promote(ctx, higherRT, e.live); err != nil {
 		t.Fatal(err)
 	}
-	promotedRT, err := pipeline.NewRuntime(ctx, e.config(e.live), e.log, pipeline.Options{FollowActive: true})
+	promotedRT, err := wiring.NewRuntime(ctx, e.config(e.live), e.log, wiring.Options{FollowActive: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,8 +393,12 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 
 	// 4. Erasure: no key left anywhere, and a full replay does not bring the customer back.
 	victim := want[0]
-	erasure.SettleDelay = 100 * time.Millisecond
-	res, err := erasure.Erase(ctx, promotedRT, victim, "test")
+	eraser, err := erasure.New(erasure.Config{Deployment: promotedRT.Config.Deployment, Shards: promotedRT.Keys.Shards(),
+		Topic: promotedRT.Topic(event.TopicErasures), SettleDelay: 100 * time.Millisecond}, promotedRT.Redis, promotedRT.Codec, promotedRT.Producer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := eraser.Erase(ctx, victim, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,10 +423,10 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 
 // keysMentioning lists the keys of the deployment's namespaces that name the customer, and
 // the deadline sets that still hold them.
-func keysMentioning(t *testing.T, rt *pipeline.Runtime, id string) []string {
+func keysMentioning(t *testing.T, rt *wiring.Runtime, id string) []string {
 	ctx := context.Background()
 	var out []string
-	for _, ns := range rt.Redis.SMembers(ctx, pipeline.NamespacesKey(rt.Config.Deployment)).Val() {
+	for _, ns := range rt.Redis.SMembers(ctx, rt.Deployment.Namespaces()).Val() {
 		iter := rt.Redis.Scan(ctx, 0, "loy:"+ns+":*"+id+"*", 1000).Iterator()
 		for iter.Next(ctx) {
 			out = append(out, iter.Val())

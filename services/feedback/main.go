@@ -8,11 +8,13 @@ import (
 	"os"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 func main() {
-	os.Exit(pipeline.Main("feedback", "127.0.0.1:9103", func(ctx context.Context, rt *pipeline.Runtime) error {
-		return pipeline.RunConsumer(ctx, rt, pipeline.ConsumerConfig{Service: "feedback", Topics: []string{event.TopicFeedback}})
-	}))
+	os.Exit(wiring.Main(wiring.Binary{Name: "feedback", HTTPDefault: "127.0.0.1:9103",
+		Summary: "Consumes feedback events, applies them to customer state in Redis and queues the derived changes in the outbox.",
+		Run: func(ctx context.Context, rt *wiring.Runtime) error {
+			return wiring.RunConsumer(ctx, rt, wiring.ConsumerConfig{Service: "feedback", Topics: []string{event.TopicFeedback}})
+		}}))
 }

@@ -10,15 +10,17 @@ import (
 	"os"
 
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 func main() {
-	os.Exit(pipeline.Main(notifier.Service, "127.0.0.1:9106", func(ctx context.Context, rt *pipeline.Runtime) error {
-		cfg, err := notifier.ConfigFromEnv(os.Getenv, rt.Policy)
-		if err != nil {
-			return fmt.Errorf("configuration: %w", err)
-		}
-		return notifier.Run(ctx, rt, cfg)
-	}))
+	os.Exit(wiring.Main(wiring.Binary{Name: notifier.Service, HTTPDefault: "127.0.0.1:9106",
+		Summary: "Decides care, win-back, VIP-welcome and downgrade-warning actions and delivers them as signed webhooks.\nThe NOTIFIER_* variables (rules, channels, secret, delivery) are described in docs/webhooks.md.",
+		Run: func(ctx context.Context, rt *wiring.Runtime) error {
+			cfg, err := notifier.ConfigFromEnv(os.Getenv, rt.Policy)
+			if err != nil {
+				return fmt.Errorf("configuration: %w", err)
+			}
+			return wiring.RunNotifier(ctx, rt, cfg)
+		}}))
 }

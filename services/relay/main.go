@@ -7,11 +7,13 @@ import (
 	"context"
 	"os"
 
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 func main() {
-	os.Exit(pipeline.Main("relay", "127.0.0.1:9104", func(ctx context.Context, rt *pipeline.Runtime) error {
-		return pipeline.RunRelay(ctx, rt, nil)
-	}))
+	os.Exit(wiring.Main(wiring.Binary{Name: "relay", HTTPDefault: "127.0.0.1:9104",
+		Summary: "Publishes the derived events queued in the Redis outbox to their Kafka topics.",
+		Run: func(ctx context.Context, rt *wiring.Runtime) error {
+			return wiring.RunRelay(ctx, rt, nil)
+		}}))
 }

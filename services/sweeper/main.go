@@ -5,24 +5,22 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"time"
 
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 func main() {
-	refresh := time.Hour
-	if v := os.Getenv("CUTPOINTS_REFRESH"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			fmt.Fprintf(os.Stderr, "sweeper: CUTPOINTS_REFRESH=%q: want a duration such as 1h, or 0\n", v)
-			os.Exit(2)
-		}
-		refresh = d
-	}
-	os.Exit(pipeline.Main("sweeper", "127.0.0.1:9105", func(ctx context.Context, rt *pipeline.Runtime) error {
-		return pipeline.RunSweeper(ctx, rt, refresh)
-	}))
+	var sweeper config.Sweeper
+	os.Exit(wiring.Main(wiring.Binary{Name: "sweeper", HTTPDefault: "127.0.0.1:9105",
+		Summary: "Evaluates customers whose inactivity deadline the event-time watermark has passed, and refreshes the RFM cut points.",
+		Vars:    config.SweeperVars(),
+		Configure: func(env config.Env) (err error) {
+			sweeper, err = config.LoadSweeper(env)
+			return err
+		},
+		Run: func(ctx context.Context, rt *wiring.Runtime) error {
+			return wiring.RunSweeper(ctx, rt, sweeper.CutpointsRefresh)
+		}}))
 }

@@ -1,4 +1,8 @@
-package pipeline
+// Package wiring is the composition root of the pipeline's processes: it connects to Redis
+// and Kafka, loads the policy and the codec (NewRuntime), and builds each service from the
+// pieces of pkg/pipeline, pkg/relay and pkg/namespace, handing each only what it uses. The
+// service binaries' mains are one call to Main.
+package wiring
 
 import (
 	"cmp"
@@ -13,21 +17,23 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/ingest"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
+	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/relay"
 	"github.com/loyalty-scoring/loyalty/pkg/schemaregistry"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/supervise"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
 )
 
@@ -36,13 +42,15 @@ import (
 type Runtime struct {
 	Config   config.Common
 	Log      *zap.Logger
-	Redis    redis.UniversalClient
+	Redis    redisconn.Client
 	Codec    *codec.Codec
 	Producer *stream.Producer
 	Admin    *stream.Admin // offset, group and topic requests of the process
 	Keys     keyspace.Keyspace
-	Policy   *scoring.Policy
-	Ops      *ops.Server
+	// Deployment builds the keys shared by the deployment's namespaces.
+	Deployment keyspace.Deployment
+	Policy     *scoring.Policy
+	Ops        *ops.Server
 	// Replay marks derived events as coming from a replay (never acted upon).
 	Replay bool
 	// TopicSuffix is appended to every topic name; tests use it to share one broker.
@@ -102,8 +110,12 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
+	if rt.Deployment, err = keyspace.NewDeployment(cfg.Deployment); err != nil {
+		rt.Close()
+		return nil, err
+	}
 	if opts.FollowActive {
-		if rt.Config.Namespace, err = ActiveNamespace(ctx, rt.Redis, cfg.Deployment, cfg.Namespace); err != nil {
+		if rt.Config.Namespace, err = namespace.ActiveNamespace(ctx, rt.Redis, rt.Deployment, cfg.Namespace); err != nil {
 			rt.Close()
 			return nil, err
 		}
@@ -112,11 +124,11 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
-	if err := rt.Redis.SAdd(ctx, NamespacesKey(cfg.Deployment), rt.Keys.Namespace()).Err(); err != nil {
+	if err := namespace.Register(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace()); err != nil {
 		rt.Close()
-		return nil, fmt.Errorf("registering namespace: %w", err)
+		return nil, err
 	}
-	if yaml, ok, err := StoredPolicy(ctx, rt.Redis, rt.Keys); err != nil {
+	if yaml, ok, err := namespace.StoredPolicy(ctx, rt.Redis, rt.Keys); err != nil {
 		rt.Close()
 		return nil, err
 	} else if ok {
@@ -158,7 +170,7 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
-	if cp, ok, err := LoadCutpoints(ctx, rt.Redis, rt.Keys); err != nil {
+	if cp, ok, err := namespace.LoadCutpoints(ctx, rt.Redis, rt.Keys); err != nil {
 		log.Warn("ignoring stored cut points", zap.Error(err))
 	} else if ok {
 		if p, err := rt.Policy.WithCutpoints(cp); err == nil {
@@ -204,7 +216,7 @@ func waitFor(ctx context.Context, what string, step func(context.Context) error)
 // EnsureTopics creates every topic of the pipeline that is missing.
 func (rt *Runtime) EnsureTopics(ctx context.Context) error {
 	var specs []stream.TopicSpec
-	for _, t := range append(append([]string{}, event.InputTopics...), event.OutputTopics...) {
+	for _, t := range event.Topics() {
 		specs = append(specs, stream.TopicSpec{Name: rt.Topic(t), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
 	}
 	return rt.Admin.EnsureTopics(ctx, specs...)
@@ -231,12 +243,12 @@ func (rt *Runtime) Registerer(service string) prometheus.Registerer {
 
 // Watermarks returns the namespace's watermark tracker.
 func (rt *Runtime) Watermarks(ctx context.Context) (*watermark.Tracker, error) {
-	return watermark.NewTracker(ctx, rt.Redis, rt.Keys.Global("watermarks"), rt.Policy.AllowedLateness)
+	return watermark.NewTracker(ctx, rt.Redis, rt.Keys.Watermarks(), rt.Policy.AllowedLateness)
 }
 
 // scoringParts builds what applies scores to the namespace: the store, the watermark tracker
 // and a scorer with the runtime's policy.
-func (rt *Runtime) scoringParts(ctx context.Context, reg prometheus.Registerer) (*state.Store, *watermark.Tracker, *Scorer, error) {
+func (rt *Runtime) scoringParts(ctx context.Context, reg prometheus.Registerer) (*state.Store, *watermark.Tracker, *pipeline.Scorer, error) {
 	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
 	if err != nil {
 		return nil, nil, nil, err
@@ -245,7 +257,7 @@ func (rt *Runtime) scoringParts(ctx context.Context, reg prometheus.Registerer) 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return store, wm, NewScorer(rt.Policy, rt.Codec, rt.Replay), nil
+	return store, wm, pipeline.NewScorer(rt.Policy, rt.Codec, rt.Replay), nil
 }
 
 // ConsumerConfig configures one consumer service.
@@ -264,15 +276,6 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	if err != nil {
 		return err
 	}
-	validator, err := event.NewValidator(event.DefaultLimits())
-	if err != nil {
-		return err
-	}
-	processor := &Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: NewSuppressor(rt.Redis, rt.Config.Deployment)}
-	metrics := stream.NewMetrics(reg)
-	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service, Topic: rt.Topic(event.TopicDeadLetter)}
-	handler := stream.Chain(ingest.Handler(rt.Codec, validator, rt.Logical, processor),
-		stream.Instrument(metrics), stream.DeadLetter(dlq), stream.Recover(), stream.Oversize(1<<20))
 	group := cfg.GroupID
 	if group == "" {
 		group = "loyalty-" + rt.Keys.Namespace() + "-" + cfg.Service
@@ -281,13 +284,20 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	for i, t := range cfg.Topics {
 		topics[i] = rt.Topic(t)
 	}
-	consumer, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group, Topics: topics,
-		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
-		StartFromLatest: cfg.StartFromLatest}, handler, metrics, rt.Log)
-	if err != nil {
-		return err
-	}
-	return runAll(ctx, consumer.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) })
+	return pipeline.Consumer{
+		Kafka: stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group, Topics: topics,
+			BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
+			StartFromLatest: cfg.StartFromLatest},
+		Processor: &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm,
+			Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment)},
+		Decoder: rt.Codec,
+		Logical: rt.Logical,
+		DeadLetters: &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service,
+			Topic: rt.Topic(event.TopicDeadLetter)},
+		Metrics:   stream.NewMetrics(reg),
+		Cutpoints: pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log},
+		Log:       rt.Log,
+	}.Run(ctx)
 }
 
 // RunRelay runs the outbox relay until ctx ends. topicFor maps logical to physical output
@@ -324,7 +334,7 @@ func (rt *Runtime) nonEmptyInputPartitions() func(ctx context.Context) ([]string
 			return cached, nil
 		}
 		var out []string
-		for _, logical := range event.InputTopics {
+		for _, logical := range event.InputTopics() {
 			topic := rt.Topic(logical)
 			first, err := rt.Admin.OffsetsForTime(ctx, topic, time.Time{})
 			if err != nil {
@@ -352,97 +362,54 @@ func RunSweeperWith(ctx context.Context, rt *Runtime, refresh time.Duration, req
 	if err != nil {
 		return err
 	}
-	sw, err := NewSweeper(ctx, SweeperConfig{Required: required}, rt.Redis, store, scorer, wm, reg, rt.Log)
+	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required}, rt.Redis, store, scorer, wm, reg, rt.Log)
 	if err != nil {
 		return err
 	}
-	tasks := []func(context.Context) error{sw.Run, func(ctx context.Context) error { return watchCutpoints(ctx, rt, scorer) }}
+	var tasks supervise.Group
+	tasks.Add(sw.Run, pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}.Run)
 	if refresh > 0 {
-		tasks = append(tasks, func(ctx context.Context) error { return refreshCutpoints(ctx, rt, refresh) })
+		tasks.Add(pipeline.CutpointRefresh{Redis: rt.Redis, Keys: rt.Keys, Every: refresh, Log: rt.Log}.Run)
 	}
-	return runAll(ctx, tasks...)
+	return tasks.Run(ctx)
 }
 
-// watchCutpoints swaps newly stored cut points into the scorer's policy.
-func watchCutpoints(ctx context.Context, rt *Runtime, scorer *Scorer) error {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		cp, ok, err := LoadCutpoints(ctx, rt.Redis, rt.Keys)
-		if err != nil || !ok || cp.Version == scorer.Policy().Cutpoints.Version {
-			continue
-		}
-		if p, err := scorer.Policy().WithCutpoints(cp); err == nil {
-			scorer.SetPolicy(p)
-			rt.Log.Info("cut points updated", zap.String("version", cp.Version))
-		}
-	}
+// Binary describes one service binary for Main.
+type Binary struct {
+	// Name is the service name (logs, metrics, usage).
+	Name string
+	// Summary is the first paragraph of the usage text.
+	Summary string
+	// HTTPDefault is the default ops address (HTTP_ADDR).
+	HTTPDefault string
+	// Vars are the binary's environment variables beyond config.Vars, for the usage text.
+	Vars []config.Var
+	// Configure reads the binary's own settings before anything starts (optional); an error
+	// exits 2 like a bad common variable.
+	Configure func(config.Env) error
+	// Run runs the service until ctx ends.
+	Run func(ctx context.Context, rt *Runtime) error
 }
 
-// refreshCutpoints derives new cut points from the population histograms every interval.
-// Concurrent sweepers may both refresh; the result is the same data under two version names,
-// which is harmless.
-func refreshCutpoints(ctx context.Context, rt *Runtime, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-t.C:
-			version := "cp-" + now.UTC().Format("20060102T150405Z")
-			cp, err := ComputeFromHistograms(ctx, rt.Redis, rt.Keys, version, 100)
-			if errors.Is(err, ErrPopulationTooSmall) {
-				continue
-			}
-			if err == nil {
-				err = StoreCutpoints(ctx, rt.Redis, rt.Keys, cp)
-			}
-			if err != nil {
-				rt.Log.Warn("refreshing cut points", zap.Error(err))
-			}
-		}
-	}
-}
-
-// runAll runs tasks until the first returns; then cancels the rest and waits for them. It
-// returns the first error.
-func runAll(ctx context.Context, tasks ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(tasks))
-	for _, task := range tasks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- task(ctx)
-			cancel()
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	var first error
-	for err := range errs {
-		if err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
-
-// Main is the whole of a service's main: configuration from the environment, the runtime,
+// Main is the whole of a service's main: the command line (-h/--help prints the usage text
+// and exits 0; any other argument exits 2), configuration from the environment, the runtime,
 // the ops server, run until SIGINT/SIGTERM, exit code.
-func Main(service, httpDefault string, run func(ctx context.Context, rt *Runtime) error) int {
+func Main(b Binary) int {
+	vars := append(config.Vars(b.HTTPDefault), b.Vars...)
+	if code, exit := config.CheckArgs(os.Args[1:], b.Name, b.Summary, vars, os.Stdout, os.Stderr); exit {
+		return code
+	}
+	service, httpDefault := b.Name, b.HTTPDefault
 	cfg, err := config.Load(config.FromOS(), httpDefault)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: configuration: %v\n", service, err)
 		return 2
+	}
+	if b.Configure != nil {
+		if err := b.Configure(config.FromOS()); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: configuration: %v\n", service, err)
+			return 2
+		}
 	}
 	log, err := cfg.Logger(service)
 	if err != nil {
@@ -461,14 +428,16 @@ func Main(service, httpDefault string, run func(ctx context.Context, rt *Runtime
 	defer rt.Close()
 	log.Info("started", zap.Strings("kafka", cfg.KafkaBrokers), zap.Strings("redis", cfg.Redis.Addrs),
 		zap.String("namespace", rt.Keys.Namespace()), zap.String("http", cfg.HTTPAddr))
-	err = runAll(ctx, func(ctx context.Context) error { return run(ctx, rt) },
+	var tasks supervise.Group
+	tasks.Add(func(ctx context.Context) error { return b.Run(ctx, rt) },
 		func(ctx context.Context) error { return opsServer.Serve(ctx, cfg.HTTPAddr) },
 		func(ctx context.Context) error {
-			return WatchActive(ctx, rt.Redis, cfg.Deployment, rt.Keys.Namespace(), cfg.Namespace, 5*time.Second)
+			return namespace.WatchActive(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace(), cfg.Namespace, 5*time.Second)
 		})
-	if errors.Is(err, ErrPromoted) {
+	err = tasks.Run(ctx)
+	if errors.Is(err, namespace.ErrPromoted) {
 		log.Info("stopping for a restart on the promoted namespace", zap.Error(err))
-		return ExitPromoted
+		return namespace.ExitPromoted
 	}
 	if err != nil {
 		log.Error("stopped", zap.Error(err))
@@ -476,4 +445,14 @@ func Main(service, httpDefault string, run func(ctx context.Context, rt *Runtime
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// RunNotifier runs the notifier service until ctx ends.
+func RunNotifier(ctx context.Context, rt *Runtime, cfg notifier.Config) error {
+	return notifier.Run(ctx, notifier.Deps{
+		Redis: rt.Redis, Keys: rt.Keys, Deployment: rt.Deployment, Codec: rt.Codec, Producer: rt.Producer, Policy: rt.Policy,
+		Kafka: stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, Security: rt.Config.KafkaSecurity,
+			BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger},
+		Topic: rt.Topic, Logical: rt.Logical, Registerer: rt.Registerer(notifier.Service), Log: rt.Log,
+	}, cfg)
 }

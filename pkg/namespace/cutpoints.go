@@ -1,4 +1,4 @@
-package pipeline
+package namespace
 
 import (
 	"context"
@@ -21,8 +21,6 @@ import (
 // quantiles, and stores them as a new version; every service polls the stored version and
 // swaps it into its policy. A replay namespace starts from a copy of live's cut points and
 // does not refresh, so it scores history with one known version.
-
-const cutpointsKey = "cutpoints"
 
 // Histogram is the population's bucket counts for one measure.
 type Histogram map[int]int64
@@ -130,13 +128,13 @@ func StoreCutpoints(ctx context.Context, rdb redis.UniversalClient, keys keyspac
 	if err != nil {
 		return err
 	}
-	return rdb.Set(ctx, keys.Global(cutpointsKey), b, 0).Err()
+	return rdb.Set(ctx, keys.Cutpoints(), b, 0).Err()
 }
 
 // LoadCutpoints returns the namespace's current cut points, or ok false when none are stored
 // (the policy's own apply).
 func LoadCutpoints(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) (scoring.Cutpoints, bool, error) {
-	b, err := rdb.Get(ctx, keys.Global(cutpointsKey)).Bytes()
+	b, err := rdb.Get(ctx, keys.Cutpoints()).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return scoring.Cutpoints{}, false, nil
 	}

@@ -1,10 +1,12 @@
-package pipeline
+package namespace
 
 import (
 	"context"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 )
 
 // RedisSuppressor is the erasure suppression list: customer ids that were erased (GDPR) and
@@ -16,8 +18,16 @@ type RedisSuppressor struct {
 }
 
 // NewSuppressor returns the deployment's suppression list reader.
-func NewSuppressor(rdb redis.UniversalClient, deployment string) *RedisSuppressor {
-	return &RedisSuppressor{rdb: rdb, key: SuppressionKey(deployment)}
+func NewSuppressor(rdb redis.UniversalClient, d keyspace.Deployment) *RedisSuppressor {
+	return &RedisSuppressor{rdb: rdb, key: d.Erased()}
+}
+
+// Suppress adds a customer id to the deployment's suppression list.
+func Suppress(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, customerID string) error {
+	if err := rdb.SAdd(ctx, d.Erased(), customerID).Err(); err != nil {
+		return fmt.Errorf("adding to the erasure list: %w", err)
+	}
+	return nil
 }
 
 // Suppressed returns which of ids are on the list, in one round trip.
