@@ -31,7 +31,9 @@ func LoadEnvironment(name string) (*Environment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("logger: %w", err)
 	}
-	return &Environment{Cfg: cfg, Log: log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))}, nil
+	log = log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
+	redisconn.RouteLogs(log)
+	return &Environment{Cfg: cfg, Log: log}, nil
 }
 
 // Admin returns a Kafka admin for the command, retrying transient errors; the caller closes

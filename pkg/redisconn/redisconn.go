@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
 )
 
 // Config selects and configures the Redis deployment.
@@ -132,4 +133,19 @@ func LoadAll(ctx context.Context, c redis.Scripter, scripts ...*Script) error {
 		}
 	}
 	return nil
+}
+
+// RouteLogs sends go-redis's own log lines (connection pool dial failures and the like), which
+// it otherwise prints to stderr in its own format, to log at debug level: every failure they
+// describe also reaches the caller as an error, which is logged or printed where it is
+// handled. go-redis keeps one logger per process, so a binary's composition root calls this
+// once at start-up.
+func RouteLogs(log *zap.Logger) {
+	redis.SetLogger(zapPrintf{log: log.WithOptions(zap.AddCallerSkip(1))})
+}
+
+type zapPrintf struct{ log *zap.Logger }
+
+func (z zapPrintf) Printf(_ context.Context, format string, args ...any) {
+	z.log.Debug(fmt.Sprintf(format, args...), zap.String("source", "go-redis"))
 }

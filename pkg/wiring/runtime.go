@@ -417,6 +417,7 @@ func Main(b Binary) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
+	redisconn.RouteLogs(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opsServer := ops.NewServer(log)
