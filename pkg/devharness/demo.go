@@ -23,6 +23,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/embedded"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
+	"github.com/loyalty-scoring/loyalty/pkg/ops"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/synth"
@@ -225,7 +226,7 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 	}
 	defer rt.Close()
 	if o.HTTP != "off" {
-		addr, stopHTTP, err := serveOps(rt, o.HTTP, log)
+		addr, stopHTTP, err := serveOps(rt.Ops, o.HTTP, log)
 		if err != nil {
 			return nil, err
 		}
@@ -249,7 +250,7 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 	tally := newTally(o.Customers)
 
 	// The collector reads the derived events (and dead letters) the relay publishes.
-	collect, err := newCollector(rt, tally, log)
+	collect, err := newCollector(rt.Config.KafkaBrokers, rt.Topic, rt.Codec, tally, log)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +287,7 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 		return wiring.RunNotifier(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
 	})
 
-	prod := &producer{rt: rt, gen: gen, clock: clock, rate: o.Rate, lead: o.Lead, topics: map[string]string{
+	prod := &producer{out: rt.Producer, codec: rt.Codec, gen: gen, clock: clock, rate: o.Rate, lead: o.Lead, topics: map[string]string{
 		"Purchase": inputs[0], "Login": inputs[1], "Feedback": inputs[2]}}
 	prodDone := make(chan error, 1)
 	go func() { prodDone <- prod.run(runCtx) }()
@@ -371,13 +372,13 @@ func runDemoSweeper(ctx context.Context, rt *wiring.Runtime, now func() time.Tim
 	return sw.Run(ctx)
 }
 
-// serveOps serves the runtime's ops endpoints on addr and returns the bound address.
-func serveOps(rt *wiring.Runtime, addr string, log *zap.Logger) (string, func(), error) {
+// serveOps serves the ops server's endpoints on addr and returns the bound address.
+func serveOps(srvOps *ops.Server, addr string, log *zap.Logger) (string, func(), error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("listening for metrics on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: rt.Ops.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: srvOps.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Warn("serving metrics", zap.Error(err))

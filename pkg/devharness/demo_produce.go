@@ -6,17 +6,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/synth"
-	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // producer sends the generated history to the input topics in event-time order, one
 // synchronous produce call at a time (so that each acknowledged call is a prefix of the
 // history, which the event clock relies on), at most rate events per second when rate > 0.
 type producer struct {
-	rt    *wiring.Runtime
+	out   *stream.Producer
+	codec *codec.Codec
 	gen   *synth.Generator
 	clock *eventClock
 	rate  float64
@@ -82,7 +83,7 @@ func (p *producer) run(ctx context.Context) error {
 		}
 		// A call under way finishes even if the demo is stopping, so that what was written is
 		// also what is counted as produced.
-		if err := p.rt.Producer.Produce(context.WithoutCancel(ctx), recs...); err != nil {
+		if err := p.out.Produce(context.WithoutCancel(ctx), recs...); err != nil {
 			return fmt.Errorf("producing the history: %w", err)
 		}
 		for _, r := range recs {
@@ -105,7 +106,7 @@ func (p *producer) run(ctx context.Context) error {
 		if !ok {
 			break
 		}
-		v, err := p.rt.Codec.Encode(e)
+		v, err := p.codec.Encode(e)
 		if err != nil {
 			return fmt.Errorf("encoding %s %s: %w", e.Schema(), e.ID(), err)
 		}

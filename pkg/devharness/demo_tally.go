@@ -9,9 +9,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
-	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // tally follows the derived events the pipeline publishes: each customer's current tier, churn
@@ -157,14 +157,15 @@ func (t *tally) waitQuiet(quiet, limit time.Duration) {
 
 // newCollector returns a consumer of the derived-event topics, the notifier's decisions and the
 // dead-letter topic that feeds t. The broker log is fresh, so the group reads everything the relay publishes.
-func newCollector(rt *wiring.Runtime, t *tally, log *zap.Logger) (*stream.Consumer, error) {
-	topics := []string{rt.Topic(event.TopicTierChanges), rt.Topic(event.TopicChurnRisk), rt.Topic(event.TopicSegmentChanges),
-		rt.Topic(event.TopicActions), rt.Topic(event.TopicDeadLetter)}
-	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: "loyalty-" + demoNamespace + "-watch",
+// topic maps logical to physical topic names; dec decodes the records.
+func newCollector(brokers []string, topic func(string) string, dec *codec.Codec, t *tally, log *zap.Logger) (*stream.Consumer, error) {
+	topics := []string{topic(event.TopicTierChanges), topic(event.TopicChurnRisk), topic(event.TopicSegmentChanges),
+		topic(event.TopicActions), topic(event.TopicDeadLetter)}
+	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, GroupID: "loyalty-" + demoNamespace + "-watch",
 		Topics: topics, Linger: 20 * time.Millisecond},
 		stream.HandlerFunc(func(ctx context.Context, b *stream.Batch) error {
 			for _, m := range b.Messages {
-				e, err := rt.Codec.Decode(ctx, m.Value)
+				e, err := dec.Decode(ctx, m.Value)
 				if err != nil {
 					// Not the demo's to dead-letter: report it and keep watching.
 					log.Warn("undecodable output record", zap.String("topic", m.Topic), zap.Int64("offset", m.Offset), zap.Error(err))

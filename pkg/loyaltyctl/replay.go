@@ -82,7 +82,7 @@ func runReplay(ctx context.Context, o replayOptions, out *cmdline.Output, stdout
 	if err != nil {
 		return err
 	}
-	sum, err := replay.Run(ctx, env.cfg, cfg, env.log)
+	sum, err := wiring.Replay(ctx, env.cfg, cfg, env.log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted after %d events; run the same command again to resume: %w", sum.Events, err)
@@ -156,11 +156,15 @@ func runDiff(ctx context.Context, o diffOptions, out *cmdline.Output, stdout io.
 	}
 	defer live.Close()
 	defer rep.Close()
-	meta, ok, err := replay.LoadMetadata(ctx, rep.Redis, rep)
+	meta, ok, err := replay.LoadMetadata(ctx, rep.ReplayNamespace())
 	if err != nil {
 		return err
 	}
-	d, err := replay.Compare(ctx, live, rep, *sample, *outputs && ok && meta.Outputs == replay.OutputsShadow)
+	var shadow *replay.Outputs
+	if *outputs && ok && meta.Outputs == replay.OutputsShadow {
+		shadow = live.ReplayOutputs()
+	}
+	d, err := replay.Compare(ctx, live.ReplayScores(), rep.ReplayScores(), *sample, shadow)
 	if err != nil {
 		return err
 	}
@@ -225,7 +229,7 @@ func dropCommand(out *cmdline.Output) *cobra.Command {
 
 func runPromote(ctx context.Context, ns string, out *cmdline.Output, stdout io.Writer) error {
 	return withNamespace(ctx, ns, func(env *environment, _, rep *wiring.Runtime) error {
-		previous, err := replay.Promote(ctx, rep, env.cfg.Namespace)
+		previous, err := replay.Promote(ctx, rep.ReplayNamespace(), rep.Deployment, rep.Admin, replay.Topics{Suffix: rep.TopicSuffix}, env.cfg.Namespace)
 		if err != nil {
 			return err
 		}
@@ -240,7 +244,7 @@ func runPromote(ctx context.Context, ns string, out *cmdline.Output, stdout io.W
 
 func runDrop(ctx context.Context, ns string, out *cmdline.Output, stdout io.Writer) error {
 	return withNamespace(ctx, ns, func(env *environment, _, other *wiring.Runtime) error {
-		n, err := replay.Drop(ctx, other, env.cfg.Namespace)
+		n, err := replay.Drop(ctx, other.ReplayNamespace(), other.Deployment, env.cfg.Namespace)
 		if err != nil {
 			return err
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
-	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // Profile is one customer's headline scores in a namespace.
@@ -92,9 +91,23 @@ func Profiles(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace,
 	return out, nil
 }
 
-// Compare diffs a replay namespace against live. With outputs, it also compares the derived
-// event ids on the live topics with the replay's shadow topics.
-func Compare(ctx context.Context, liveRT, replayRT *wiring.Runtime, sampleSize int, outputs bool) (Diff, error) {
+// Scores is a namespace's customer state and the policy that names its tiers.
+type Scores struct {
+	Namespace
+	Policy *scoring.Policy
+}
+
+// Outputs is what comparing derived events needs: the admin that reads the topics, the codec
+// that decodes them and the topic naming.
+type Outputs struct {
+	Admin  *stream.Admin
+	Codec  *codec.Codec
+	Topics Topics
+}
+
+// Compare diffs a replay namespace against live. With outputs (not nil), it also compares
+// the derived event ids on the live topics with the replay's shadow topics.
+func Compare(ctx context.Context, liveRT, replayRT Scores, sampleSize int, outputs *Outputs) (Diff, error) {
 	live, err := Profiles(ctx, liveRT.Redis, liveRT.Keys, liveRT.Policy)
 	if err != nil {
 		return Diff{}, err
@@ -158,9 +171,9 @@ func Compare(ctx context.Context, liveRT, replayRT *wiring.Runtime, sampleSize i
 			d.Sample = append(d.Sample, cd)
 		}
 	}
-	if outputs {
+	if outputs != nil {
 		for _, logical := range event.DerivedTopics() {
-			o, err := compareTopic(ctx, liveRT, liveRT.Topic(logical), ShadowTopic(replayRT.Topic(logical), replayRT.Keys.Namespace()))
+			o, err := compareTopic(ctx, outputs, outputs.Topics.Physical(logical), ShadowTopic(outputs.Topics.Physical(logical), replayRT.Keys.Namespace()))
 			if err != nil {
 				return d, err
 			}
@@ -170,7 +183,7 @@ func Compare(ctx context.Context, liveRT, replayRT *wiring.Runtime, sampleSize i
 	return d, nil
 }
 
-func compareTopic(ctx context.Context, rt *wiring.Runtime, liveTopic, shadowTopic string) (OutputDiff, error) {
+func compareTopic(ctx context.Context, rt *Outputs, liveTopic, shadowTopic string) (OutputDiff, error) {
 	liveIDs, err := topicIDs(ctx, rt, liveTopic)
 	if err != nil {
 		return OutputDiff{}, err
@@ -202,7 +215,7 @@ func compareTopic(ctx context.Context, rt *wiring.Runtime, liveTopic, shadowTopi
 
 // topicIDs reads a topic from start to its current end and returns the derived event ids,
 // each with a one-line description.
-func topicIDs(ctx context.Context, rt *wiring.Runtime, topic string) (map[string]string, error) {
+func topicIDs(ctx context.Context, rt *Outputs, topic string) (map[string]string, error) {
 	starts, err := rt.Admin.OffsetsForTime(ctx, topic, time.Time{})
 	if err != nil {
 		return nil, err

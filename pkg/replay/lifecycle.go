@@ -5,8 +5,9 @@ import (
 	"fmt"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
-	"github.com/loyalty-scoring/loyalty/pkg/wiring"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
 // ConsumerGroup is the consumer group of a live service on a namespace (wiring.RunConsumer's
@@ -17,9 +18,10 @@ func ConsumerGroup(ns, service string) string { return "loyalty-" + ns + "-" + s
 // consumer groups where the replay stopped (so they continue with what arrived since), then
 // switches the active-namespace pointer in one SET. Running services notice within seconds,
 // drain and exit with namespace.ExitPromoted; their supervisor restarts them on the new
-// namespace (a rolling restart). The old namespace is kept until Drop.
-func Promote(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (previous string, err error) {
-	meta, ok, err := LoadMetadata(ctx, rt.Redis, rt)
+// namespace (a rolling restart). The old namespace is kept until Drop. admin places the
+// groups on the input topics topics names.
+func Promote(ctx context.Context, rt Namespace, deployment keyspace.Deployment, admin *stream.Admin, topics Topics, fallbackLive string) (previous string, err error) {
+	meta, ok, err := LoadMetadata(ctx, rt)
 	if err != nil {
 		return "", err
 	}
@@ -29,7 +31,7 @@ func Promote(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (prev
 	if meta.Status != "done" {
 		return "", fmt.Errorf("the replay into %s has not finished (status %s); run it again to resume", rt.Keys.Namespace(), meta.Status)
 	}
-	previous, err = namespace.ActiveNamespace(ctx, rt.Redis, rt.Deployment, fallbackLive)
+	previous, err = namespace.ActiveNamespace(ctx, rt.Redis, deployment, fallbackLive)
 	if err != nil {
 		return "", err
 	}
@@ -38,8 +40,8 @@ func Promote(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (prev
 	}
 	for _, input := range event.InputStreams() {
 		logical := input.Topic
-		topic := rt.Topic(logical)
-		pos, err := rt.Admin.GroupOffsets(ctx, Group(rt.Keys.Namespace()), topic)
+		topic := topics.Physical(logical)
+		pos, err := admin.GroupOffsets(ctx, Group(rt.Keys.Namespace()), topic)
 		if err != nil {
 			return "", err
 		}
@@ -48,7 +50,7 @@ func Promote(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (prev
 			pos = meta.Ends[logical]
 		}
 		group := ConsumerGroup(rt.Keys.Namespace(), input.Service)
-		if err := rt.Admin.CommitGroupOffsets(ctx, group, topic, pos); err != nil {
+		if err := admin.CommitGroupOffsets(ctx, group, topic, pos); err != nil {
 			return "", fmt.Errorf("placing group %s: %w", group, err)
 		}
 	}
@@ -57,7 +59,7 @@ func Promote(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (prev
 	if err := namespace.DropOutboxes(ctx, rt.Redis, rt.Keys); err != nil {
 		return "", err
 	}
-	if err := namespace.Activate(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace()); err != nil {
+	if err := namespace.Activate(ctx, rt.Redis, deployment, rt.Keys.Namespace()); err != nil {
 		return "", err
 	}
 	return previous, nil
@@ -65,8 +67,8 @@ func Promote(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (prev
 
 // Drop deletes every key of a namespace that is not live. It returns the number of keys
 // deleted.
-func Drop(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (int64, error) {
-	active, err := namespace.ActiveNamespace(ctx, rt.Redis, rt.Deployment, fallbackLive)
+func Drop(ctx context.Context, rt Namespace, deployment keyspace.Deployment, fallbackLive string) (int64, error) {
+	active, err := namespace.ActiveNamespace(ctx, rt.Redis, deployment, fallbackLive)
 	if err != nil {
 		return 0, err
 	}
@@ -77,5 +79,5 @@ func Drop(ctx context.Context, rt *wiring.Runtime, fallbackLive string) (int64, 
 	if err != nil {
 		return deleted, err
 	}
-	return deleted, namespace.Unregister(ctx, rt.Redis, rt.Deployment, rt.Keys.Namespace())
+	return deleted, namespace.Unregister(ctx, rt.Redis, deployment, rt.Keys.Namespace())
 }

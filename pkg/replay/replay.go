@@ -22,17 +22,19 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/relay"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/supervise"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
-	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // Outputs says where a replay's derived events go.
@@ -70,6 +72,44 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Topics names the physical topics of a deployment: the logical name and the deployment's
+// suffix (LOYALTY_TOPIC_SUFFIX).
+type Topics struct{ Suffix string }
+
+// Physical returns the physical name of a logical topic.
+func (t Topics) Physical(logical string) string { return logical + t.Suffix }
+
+// Logical returns the logical name of a physical topic.
+func (t Topics) Logical(physical string) string { return strings.TrimSuffix(physical, t.Suffix) }
+
+// Namespace is one namespace's data: the Redis that holds it and its key names.
+type Namespace struct {
+	Redis redisconn.Client
+	Keys  keyspace.Keyspace
+}
+
+// Target is what a replay writes with: the replay namespace, the Kafka admin that reads the
+// input range and holds the replay's position, the producer and codec of the derived events,
+// and the policy to score with (replaced by the replay's stored policy and cut points).
+type Target struct {
+	Namespace
+	Deployment keyspace.Deployment
+	Admin      *stream.Admin
+	Producer   *stream.Producer
+	Codec      *codec.Codec
+	Policy     *scoring.Policy
+	Topics     Topics
+	// Partitions and ReplicationFactor are those of the shadow topics the replay creates.
+	Partitions        int
+	ReplicationFactor int
+	Log               *zap.Logger
+}
+
+// watermarks returns the namespace's watermark tracker under the target's policy.
+func (t *Target) watermarks(ctx context.Context) (*watermark.Tracker, error) {
+	return watermark.NewTracker(ctx, t.Redis, t.Keys.Watermarks(), t.Policy.AllowedLateness)
+}
+
 // ShadowTopic is where a replay into namespace ns publishes what live publishes on topic.
 func ShadowTopic(topic, ns string) string { return topic + ".replay." + ns }
 
@@ -90,8 +130,8 @@ type Metadata struct {
 }
 
 // LoadMetadata returns a namespace's replay metadata, if it is a replay namespace.
-func LoadMetadata(ctx context.Context, rdb redisconn.Client, rt *wiring.Runtime) (Metadata, bool, error) {
-	b, ok, err := namespace.ReplayMetadata(ctx, rdb, rt.Keys)
+func LoadMetadata(ctx context.Context, ns Namespace) (Metadata, bool, error) {
+	b, ok, err := namespace.ReplayMetadata(ctx, ns.Redis, ns.Keys)
 	if err != nil || !ok {
 		return Metadata{}, false, err
 	}
@@ -102,7 +142,7 @@ func LoadMetadata(ctx context.Context, rdb redisconn.Client, rt *wiring.Runtime)
 	return m, true, nil
 }
 
-func saveMetadata(ctx context.Context, rt *wiring.Runtime, m Metadata) error {
+func saveMetadata(ctx context.Context, rt Namespace, m Metadata) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -120,34 +160,33 @@ type Summary struct {
 	Resumed   bool          `json:"resumed"`
 }
 
-// Run replays into cfg.Namespace and returns when the range is applied and every derived
-// event is published (or dropped), or when ctx ends (the replay can then be resumed by
-// running it again with the same arguments).
-func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (Summary, error) {
+// CheckNotLive reports an error when the replay would write into the live namespace.
+func (c Config) CheckNotLive(live string) error {
+	if live == c.Namespace {
+		return fmt.Errorf("--namespace %s is the live namespace", c.Namespace)
+	}
+	return nil
+}
+
+// Run replays into cfg.Namespace (target) from the live namespace (live: its policy and cut
+// points) and returns when the range is applied and every derived event is published (or
+// dropped), or when ctx ends (the replay can then be resumed by running it again with the
+// same arguments).
+func Run(ctx context.Context, live Namespace, rt Target, cfg Config) (Summary, error) {
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 1000
 	}
 	if err := cfg.Validate(); err != nil {
 		return Summary{}, err
 	}
-	liveCfg := base
-	liveRT, err := wiring.NewRuntime(ctx, liveCfg, log, wiring.Options{FollowActive: true})
-	if err != nil {
+	if err := cfg.CheckNotLive(live.Keys.Namespace()); err != nil {
 		return Summary{}, err
 	}
-	defer liveRT.Close()
-	if liveRT.Keys.Namespace() == cfg.Namespace {
-		return Summary{}, fmt.Errorf("--namespace %s is the live namespace", cfg.Namespace)
+	if rt.Keys.Namespace() != cfg.Namespace {
+		return Summary{}, fmt.Errorf("replay target is namespace %s, not --namespace %s", rt.Keys.Namespace(), cfg.Namespace)
 	}
-	rcfg := base
-	rcfg.Namespace = cfg.Namespace
-	rt, err := wiring.NewRuntime(ctx, rcfg, log, wiring.Options{Replay: true, Admin: liveRT.Admin})
-	if err != nil {
-		return Summary{}, err
-	}
-	defer rt.Close()
 
-	meta, resumed, err := prepare(ctx, liveRT, rt, cfg)
+	meta, resumed, err := prepare(ctx, live, &rt, cfg)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -156,7 +195,7 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 	}
 	start := time.Now()
 	sum := Summary{Namespace: cfg.Namespace, Resumed: resumed}
-	err = apply(ctx, rt, cfg, meta, &sum)
+	err = apply(ctx, &rt, cfg, meta, &sum)
 	sum.Elapsed = time.Since(start)
 	if sum.Elapsed > 0 {
 		sum.PerSecond = float64(sum.Events) / sum.Elapsed.Seconds()
@@ -165,12 +204,12 @@ func Run(ctx context.Context, base config.Common, cfg Config, log *zap.Logger) (
 		return sum, err
 	}
 	meta.Status, meta.Finished = "done", time.Now().UTC()
-	return sum, saveMetadata(context.WithoutCancel(ctx), rt, meta)
+	return sum, saveMetadata(context.WithoutCancel(ctx), rt.Namespace, meta)
 }
 
 // prepare starts a fresh replay (policy, cut points, start offsets committed to the group) or
 // checks that a resumed one has the same arguments.
-func prepare(ctx context.Context, liveRT, rt *wiring.Runtime, cfg Config) (Metadata, bool, error) {
+func prepare(ctx context.Context, liveRT Namespace, rt *Target, cfg Config) (Metadata, bool, error) {
 	policyYAML := cfg.PolicyYAML
 	if policyYAML == nil {
 		if y, ok, err := namespace.StoredPolicy(ctx, liveRT.Redis, liveRT.Keys); err != nil {
@@ -181,7 +220,7 @@ func prepare(ctx context.Context, liveRT, rt *wiring.Runtime, cfg Config) (Metad
 	}
 	hash := sha256.Sum256(policyYAML)
 	policyHash := hex.EncodeToString(hash[:8])
-	if existing, ok, err := LoadMetadata(ctx, rt.Redis, rt); err != nil {
+	if existing, ok, err := LoadMetadata(ctx, rt.Namespace); err != nil {
 		return Metadata{}, false, err
 	} else if ok {
 		if !existing.From.Equal(cfg.From) || !existing.To.Equal(cfg.To) || existing.Outputs != cfg.Outputs || existing.PolicyHash != policyHash {
@@ -219,7 +258,7 @@ func prepare(ctx context.Context, liveRT, rt *wiring.Runtime, cfg Config) (Metad
 	meta := Metadata{From: cfg.From, To: cfg.To, Outputs: cfg.Outputs, PolicyHash: policyHash, Live: liveRT.Keys.Namespace(),
 		Ends: map[string]stream.Offsets{}, Status: "running", Started: time.Now().UTC()}
 	for _, logical := range event.InputTopics() {
-		topic := rt.Topic(logical)
+		topic := rt.Topics.Physical(logical)
 		starts, err := rt.Admin.OffsetsForTime(ctx, topic, cfg.From)
 		if err != nil {
 			return Metadata{}, false, err
@@ -238,16 +277,16 @@ func prepare(ctx context.Context, liveRT, rt *wiring.Runtime, cfg Config) (Metad
 			return Metadata{}, false, err
 		}
 	}
-	return meta, false, saveMetadata(ctx, rt, meta)
+	return meta, false, saveMetadata(ctx, rt.Namespace, meta)
 }
 
-func ensureShadowTopics(ctx context.Context, rt *wiring.Runtime, cfg Config) error {
+func ensureShadowTopics(ctx context.Context, rt Target, cfg Config) error {
 	if cfg.Outputs != OutputsShadow {
 		return nil
 	}
 	var specs []stream.TopicSpec
 	for _, t := range append(event.DerivedTopics(), event.TopicDeadLetter) {
-		specs = append(specs, stream.TopicSpec{Name: ShadowTopic(rt.Topic(t), cfg.Namespace), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
+		specs = append(specs, stream.TopicSpec{Name: ShadowTopic(rt.Topics.Physical(t), cfg.Namespace), Partitions: rt.Partitions, ReplicationFactor: rt.ReplicationFactor})
 	}
 	return rt.Admin.EnsureTopics(ctx, specs...)
 }
@@ -262,7 +301,7 @@ func (s countingSink) DeadLetter(_ context.Context, r []stream.Rejection) error 
 
 // apply merges the range into the namespace, running the relay and the sweeper beside it,
 // and waits until everything derived is published.
-func apply(ctx context.Context, rt *wiring.Runtime, cfg Config, meta Metadata, sum *Summary) error {
+func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summary) error {
 	group := Group(cfg.Namespace)
 	var sources []*source
 	readCtx, stopReaders := context.WithCancel(ctx)
@@ -271,7 +310,7 @@ func apply(ctx context.Context, rt *wiring.Runtime, cfg Config, meta Metadata, s
 	readErr := make(chan error, 64)
 	var total int64
 	for _, logical := range event.InputTopics() {
-		topic := rt.Topic(logical)
+		topic := rt.Topics.Physical(logical)
 		positions, err := rt.Admin.GroupOffsets(ctx, group, topic)
 		if err != nil {
 			return err
@@ -304,7 +343,7 @@ func apply(ctx context.Context, rt *wiring.Runtime, cfg Config, meta Metadata, s
 	if err != nil {
 		return err
 	}
-	wm, err := rt.Watermarks(ctx)
+	wm, err := rt.watermarks(ctx)
 	if err != nil {
 		return err
 	}
@@ -317,10 +356,10 @@ func apply(ctx context.Context, rt *wiring.Runtime, cfg Config, meta Metadata, s
 	var sink stream.DeadLetterSink = countingSink{n: &sum.Rejected}
 	topicFor := func(string) string { return "" }
 	if cfg.Outputs == OutputsShadow {
-		sink = &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: "replay", Topic: ShadowTopic(rt.Topic(event.TopicDeadLetter), cfg.Namespace)}
-		topicFor = func(logical string) string { return ShadowTopic(rt.Topic(logical), cfg.Namespace) }
+		sink = &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: "replay", Topic: ShadowTopic(rt.Topics.Physical(event.TopicDeadLetter), cfg.Namespace)}
+		topicFor = func(logical string) string { return ShadowTopic(rt.Topics.Physical(logical), cfg.Namespace) }
 	}
-	handler := ingest.Guard(ingest.Handler(rt.Codec, validator, rt.Logical, processor), nil, sink)
+	handler := ingest.Guard(ingest.Handler(rt.Codec, validator, rt.Topics.Logical, processor), nil, sink)
 
 	// The sweeper's clock waits for every partition with records left in the range (those
 	// done before a resume have reported already).
@@ -336,8 +375,8 @@ func apply(ctx context.Context, rt *wiring.Runtime, cfg Config, meta Metadata, s
 	var bg sync.WaitGroup
 	bgErr := make(chan error, 2)
 	for _, task := range []func(context.Context) error{
-		func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, topicFor) },
-		func(ctx context.Context) error { return wiring.RunSweeperWith(ctx, rt, 0, required) },
+		func(ctx context.Context) error { return runRelay(ctx, rt, topicFor) },
+		func(ctx context.Context) error { return runSweeper(ctx, rt, required) },
 	} {
 		bg.Add(1)
 		go func() {
@@ -373,19 +412,51 @@ func apply(ctx context.Context, rt *wiring.Runtime, cfg Config, meta Metadata, s
 		for i := range msgs {
 			msgs[i].HighWaterMark = 0
 			if caughtUpAtEnd {
-				msgs[i].HighWaterMark = meta.Ends[rt.Logical(msgs[i].Topic)][msgs[i].Partition]
+				msgs[i].HighWaterMark = meta.Ends[rt.Topics.Logical(msgs[i].Topic)][msgs[i].Partition]
 			}
 		}
 		if err := handleWithRetry(ctx, handler, msgs, rt.Log); err != nil {
 			return err
 		}
-		if err := commitPositions(ctx, rt, group, msgs); err != nil {
+		if err := commitPositions(ctx, rt.Admin, group, msgs); err != nil {
 			return err
 		}
 		sum.Events += int64(len(msgs))
 		progress.add(msgs)
 	}
 	return drain(ctx, rt, requiredFields, bgErr)
+}
+
+// runRelay runs the namespace's outbox relay, publishing on the topics topicFor names ("":
+// nowhere), until ctx ends.
+func runRelay(ctx context.Context, rt *Target, topicFor func(string) string) error {
+	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, rt.Keys, rt.Producer, relay.NewMetrics(nil), rt.Log)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}
+
+// runSweeper runs the namespace's inactivity sweeper, whose clock waits for the required
+// partitions, and the cut-point watch, until ctx ends. Its derived events carry the replay
+// marker.
+func runSweeper(ctx context.Context, rt *Target, required func(context.Context) ([]string, error)) error {
+	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(nil))
+	if err != nil {
+		return err
+	}
+	wm, err := rt.watermarks(ctx)
+	if err != nil {
+		return err
+	}
+	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
+	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required}, rt.Redis, store, scorer, wm, nil, rt.Log)
+	if err != nil {
+		return err
+	}
+	var tasks supervise.Group
+	tasks.Add(sw.Run, pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}.Run)
+	return tasks.Run(ctx)
 }
 
 // handleWithRetry retries a failing batch (Redis or Kafka briefly unavailable) until ctx ends.
@@ -407,7 +478,7 @@ func handleWithRetry(ctx context.Context, h stream.Handler, msgs []stream.Messag
 }
 
 // commitPositions records the replay's progress in its consumer group.
-func commitPositions(ctx context.Context, rt *wiring.Runtime, group string, msgs []stream.Message) error {
+func commitPositions(ctx context.Context, admin *stream.Admin, group string, msgs []stream.Message) error {
 	next := map[string]stream.Offsets{}
 	for _, m := range msgs {
 		if next[m.Topic] == nil {
@@ -418,7 +489,7 @@ func commitPositions(ctx context.Context, rt *wiring.Runtime, group string, msgs
 		}
 	}
 	for topic, offs := range next {
-		if err := rt.Admin.CommitGroupOffsets(ctx, group, topic, offs); err != nil {
+		if err := admin.CommitGroupOffsets(ctx, group, topic, offs); err != nil {
 			return err
 		}
 	}
@@ -426,7 +497,7 @@ func commitPositions(ctx context.Context, rt *wiring.Runtime, group string, msgs
 }
 
 // drain waits until the sweeper has nothing due and the outbox is empty.
-func drain(ctx context.Context, rt *wiring.Runtime, required []string, bgErr <-chan error) error {
+func drain(ctx context.Context, rt *Target, required []string, bgErr <-chan error) error {
 	quietSince := time.Time{}
 	for {
 		select {
@@ -454,9 +525,9 @@ func drain(ctx context.Context, rt *wiring.Runtime, required []string, bgErr <-c
 }
 
 // pending reports whether outbox entries or due deadlines remain.
-func pending(ctx context.Context, rt *wiring.Runtime, required []string) (bool, error) {
+func pending(ctx context.Context, rt *Target, required []string) (bool, error) {
 	clock, ok, err := func() (time.Time, bool, error) {
-		wm, err := rt.Watermarks(ctx)
+		wm, err := rt.watermarks(ctx)
 		if err != nil {
 			return time.Time{}, false, err
 		}

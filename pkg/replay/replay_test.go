@@ -287,7 +287,7 @@ func TestAReplayOfThePurchaseHistoryEqualsTheLiveRun(t *testing.T) {
 
 	ns := testinfra.Name("rp")
 	var progress strings.Builder
-	sum, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: ns, Outputs: replay.OutputsShadow, Progress: &progress}, e.log)
+	sum, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: ns, Outputs: replay.OutputsShadow, Progress: &progress}, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestAReplayOfThePurchaseHistoryEqualsTheLiveRun(t *testing.T) {
 		}
 	}
 	// Running it again finds the replay done and changes nothing.
-	again, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: ns, Outputs: replay.OutputsShadow}, e.log)
+	again, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: ns, Outputs: replay.OutputsShadow}, e.log)
 	if err != nil || again.Events != 0 || !again.Resumed {
 		t.Fatalf("re-running a finished replay: %+v %v", again, err)
 	}
@@ -327,7 +327,7 @@ func TestReplayingAllThreeTopicsTwiceGivesTheSameResult(t *testing.T) {
 	e.produce(rt, history(time.Now(), true))
 	a, b := testinfra.Name("ra"), testinfra.Name("rb")
 	for _, ns := range []string{a, b} {
-		if _, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: ns, Outputs: replay.OutputsShadow, BatchSize: 97}, e.log); err != nil {
+		if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: ns, Outputs: replay.OutputsShadow, BatchSize: 97}, e.log); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -348,10 +348,10 @@ func TestReplayingAllThreeTopicsTwiceGivesTheSameResult(t *testing.T) {
 func TestAReplayRefusesTheLiveNamespaceAndBadArguments(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	if _, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: e.live, Outputs: replay.OutputsNone}, e.log); err == nil {
+	if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: e.live, Outputs: replay.OutputsNone}, e.log); err == nil {
 		t.Error("replaying into the live namespace was accepted")
 	}
-	if _, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: "x", Outputs: "kafka"}, e.log); err == nil || !strings.Contains(err.Error(), "--outputs") {
+	if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: "x", Outputs: "kafka"}, e.log); err == nil || !strings.Contains(err.Error(), "--outputs") {
 		t.Errorf("bad --outputs: %v", err)
 	}
 }

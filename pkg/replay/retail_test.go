@@ -277,13 +277,13 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 
 	// 1. The same range, the same policy: zero differences, same ids on the shadow topics.
 	same := testinfra.Name("same")
-	sum, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: same, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Outputs: replay.OutputsShadow}, e.log)
+	sum, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: same, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Outputs: replay.OutputsShadow}, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("replay: %d events in %s = %.0f events/s", sum.Events, sum.Elapsed.Round(time.Millisecond), sum.PerSecond)
 	sameRT := e.runtimeOf(same)
-	d, err := replay.Compare(ctx, liveRT, sameRT, 5, true)
+	d, err := replay.Compare(ctx, liveRT.ReplayScores(), sameRT.ReplayScores(), 5, liveRT.ReplayOutputs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,12 +312,12 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	newPath, newPolicy := gbpPolicy(t, 300000, "retail-gbp-2")
 	newYAML, _ := os.ReadFile(newPath)
 	higher := testinfra.Name("gold")
-	if _, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: higher, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+	if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: higher, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
 		Outputs: replay.OutputsNone, PolicyYAML: newYAML}, e.log); err != nil {
 		t.Fatal(err)
 	}
 	higherRT := e.runtimeOf(higher)
-	d, err = replay.Compare(ctx, liveRT, higherRT, 5, false)
+	d, err = replay.Compare(ctx, liveRT.ReplayScores(), higherRT.ReplayScores(), 5, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	t.Logf("GOLD 2,000 → 3,000: %d customers change tier", len(want))
 
 	// 3. Promote: services started now run on the new namespace with its policy.
-	if _, err := replay.Promote(ctx, higherRT, e.live); err != nil {
+	if _, err := replay.Promote(ctx, higherRT.ReplayNamespace(), higherRT.Deployment, higherRT.Admin, replay.Topics{Suffix: higherRT.TopicSuffix}, e.live); err != nil {
 		t.Fatal(err)
 	}
 	promotedRT, err := wiring.NewRuntime(ctx, e.config(e.live), e.log, wiring.Options{FollowActive: true})
@@ -409,7 +409,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 		t.Fatalf("keys left after erasing %s: %v", victim, keys)
 	}
 	again := testinfra.Name("again")
-	if _, err := replay.Run(ctx, e.config(e.live), replay.Config{Namespace: again, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Outputs: replay.OutputsNone}, e.log); err != nil {
+	if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: again, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Outputs: replay.OutputsNone}, e.log); err != nil {
 		t.Fatal(err)
 	}
 	if keys := keysMentioning(t, promotedRT, victim); len(keys) > 0 {
