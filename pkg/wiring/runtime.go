@@ -218,11 +218,12 @@ func waitFor(ctx context.Context, what string, step func(context.Context) error)
 	}
 }
 
-// EnsureTopics creates every topic of the pipeline that is missing.
+// EnsureTopics creates every topic of the pipeline that is missing, with the retention the
+// configuration gives its role (KAFKA_INPUT_RETENTION, KAFKA_OUTPUT_RETENTION).
 func (rt *Runtime) EnsureTopics(ctx context.Context) error {
 	var specs []stream.TopicSpec
-	for _, t := range event.Topics() {
-		specs = append(specs, stream.TopicSpec{Name: rt.Topic(t), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
+	for _, s := range event.Streams() {
+		specs = append(specs, rt.Config.TopicSpec(rt.Topic(s.Topic), s.Role))
 	}
 	return rt.Admin.EnsureTopics(ctx, specs...)
 }

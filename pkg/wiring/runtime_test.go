@@ -9,7 +9,9 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
@@ -46,5 +48,43 @@ func TestARuntimeRefusesARedisThatMayEvictKeys(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "allkeys-lru") || !strings.Contains(err.Error(), "noeviction") {
 		t.Fatalf("got %v, want an error naming the policy and the fix", err)
+	}
+}
+
+// EnsureTopics gives input topics KAFKA_INPUT_RETENTION and every other topic
+// KAFKA_OUTPUT_RETENTION.
+func TestTopicsAreCreatedWithTheRetentionOfTheirRole(t *testing.T) {
+	brokers := testinfra.Kafka(t)
+	suffix := "." + testinfra.Name("ret")
+	cfg, err := config.Load(func(k string) string {
+		return map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "LOYALTY_TOPIC_SUFFIX": suffix,
+			"KAFKA_INPUT_RETENTION": "infinite", "KAFKA_OUTPUT_RETENTION": "45d", "KAFKA_PARTITIONS": "1"}[k]
+	}, "off")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := stream.NewAdmin(brokers, stream.Security{}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rt := &wiring.Runtime{Config: cfg, Admin: admin, TopicSuffix: suffix}
+	if err := rt.EnsureTopics(ctx); err != nil {
+		t.Fatal(err)
+	}
+	inputs := 0
+	for _, s := range event.Streams() {
+		want := 45 * 24 * time.Hour
+		if s.Role == event.RoleInput {
+			want, inputs = stream.RetentionInfinite, inputs+1
+		}
+		if got, err := admin.TopicRetention(ctx, rt.Topic(s.Topic)); err != nil || got != want {
+			t.Errorf("%s: retention %v, %v; want %v", rt.Topic(s.Topic), got, err, want)
+		}
+	}
+	if inputs == 0 || inputs == len(event.Streams()) {
+		t.Fatalf("%d input topics of %d: the test checks neither role", inputs, len(event.Streams()))
 	}
 }
