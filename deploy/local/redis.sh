@@ -13,14 +13,18 @@
 # Environment (all optional):
 #   REDIS_RUN_DIR       default deploy/local/.run/redis (gitignored)
 #   REDIS_PORT          default: a free port picked at first start, then reused
-#   REDIS_APPENDONLY    yes|no, default no (tests need no persistence); RDB snapshots are off
+#   REDIS_APPENDONLY    yes|no, default yes: the services commit Kafka offsets after the Redis
+#                       write, so state must survive a restart (RDB snapshots are off)
+#   REDIS_APPENDFSYNC   everysec|always, default everysec: at most ~1 s of acknowledged writes
+#                       lost on a machine crash; always fsyncs every write (far slower)
 #   REDIS_MAXMEMORY     e.g. 512mb; default unset (no limit)
 #   REDIS_START_TIMEOUT seconds, default 20
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REDIS_RUN_DIR=${REDIS_RUN_DIR:-$HERE/.run/redis}
-REDIS_APPENDONLY=${REDIS_APPENDONLY:-no}
+REDIS_APPENDONLY=${REDIS_APPENDONLY:-yes}
+REDIS_APPENDFSYNC=${REDIS_APPENDFSYNC:-everysec}
 REDIS_START_TIMEOUT=${REDIS_START_TIMEOUT:-20}
 PIDFILE=$REDIS_RUN_DIR/redis.pid
 PORTFILE=$REDIS_RUN_DIR/port
@@ -131,9 +135,15 @@ cmd_start() {
   port_in_use "$port" && die "port $port on 127.0.0.1 is taken by another process; set REDIS_PORT"
   echo "$port" > "$PORTFILE"
 
+  case "$REDIS_APPENDONLY" in yes|no) ;; *) die "REDIS_APPENDONLY=$REDIS_APPENDONLY: want yes or no" ;; esac
+  case "$REDIS_APPENDFSYNC" in
+    everysec|always) ;;
+    *) die "REDIS_APPENDFSYNC=$REDIS_APPENDFSYNC: want everysec or always (no leaves the flush to the OS, ~30 s at risk)" ;;
+  esac
   local t0; t0=$(date +%s%3N)
   local args=(--bind 127.0.0.1 --port "$port" --daemonize yes --pidfile "$PIDFILE"
     --logfile "$LOGFILE" --dir "$DATADIR" --save "" --appendonly "$REDIS_APPENDONLY"
+    --appendfsync "$REDIS_APPENDFSYNC" --maxmemory-policy noeviction
     --protected-mode yes --databases 16 --supervised no)
   [ -n "${REDIS_MAXMEMORY:-}" ] && args+=(--maxmemory "$REDIS_MAXMEMORY")
   redis-server "${args[@]}" </dev/null 9>&- || { tail -n 20 "$LOGFILE" >&2 2>/dev/null; die "redis-server failed to start"; }
@@ -148,7 +158,7 @@ cmd_start() {
     sleep 0.1
   done
   local ms=$(( $(date +%s%3N) - t0 ))
-  echo "redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') ready in ${ms}ms: pid $(cat "$PIDFILE"), addr 127.0.0.1:$port, appendonly $REDIS_APPENDONLY, run dir $REDIS_RUN_DIR"
+  echo "redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') ready in ${ms}ms: pid $(cat "$PIDFILE"), addr 127.0.0.1:$port, appendonly $REDIS_APPENDONLY (fsync $REDIS_APPENDFSYNC), run dir $REDIS_RUN_DIR"
 }
 
 cmd_stop() {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
@@ -25,6 +26,11 @@ type Common struct {
 	KafkaSecurity     stream.Security
 	Partitions        int
 	ReplicationFactor int
+	// InputRetention and OutputRetention are the retention of the topics the services create:
+	// the input topics (long enough to replay the tier window), and the derived, action,
+	// dead-letter and erasure topics. stream.RetentionInfinite keeps records forever.
+	InputRetention    time.Duration
+	OutputRetention   time.Duration
 	Redis             redisconn.Config
 	SchemaRegistryURL string
 	RegistryUsername  string
@@ -72,6 +78,8 @@ func Vars(httpDefault string) []Var {
 		{"KAFKA_PASSWORD", "", "SASL password"},
 		{"KAFKA_PARTITIONS", "6", "partitions of the topics created when missing"},
 		{"KAFKA_REPLICATION_FACTOR", "1", "replication factor of the topics created when missing"},
+		{"KAFKA_INPUT_RETENTION", "400d", "retention of input topics created when missing (> the 365-day tier window, for replays): 400d, 9600h or infinite"},
+		{"KAFKA_OUTPUT_RETENTION", "30d", "retention of the other topics created when missing (derived, actions, dead letters, erasures): 30d or infinite"},
 		{"REDIS_ADDR", "127.0.0.1:6379", "one address (standalone), sentinels (with REDIS_MASTER_NAME) or cluster seeds"},
 		{"REDIS_CLUSTER", "false", "treat REDIS_ADDR as Redis Cluster seeds"},
 		{"REDIS_MASTER_NAME", "", "Sentinel master name"},
@@ -189,6 +197,44 @@ func (p *parser) duration(name string) time.Duration {
 	return d
 }
 
+// retention reads a topic retention: a positive duration (Go syntax, or whole days such as
+// 400d) of at least a millisecond, or "infinite"/"-1" for stream.RetentionInfinite.
+func (p *parser) retention(name string) time.Duration {
+	v := p.raw(name)
+	d, err := ParseRetention(v)
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s=%q: %w", name, v, err))
+		d, _ = ParseRetention(p.defaults[name])
+	}
+	return d
+}
+
+// ParseRetention parses a topic retention: "infinite" or "-1" (stream.RetentionInfinite), a
+// number of days such as "400d", or a Go duration such as "72h"; it must be at least 1ms.
+func ParseRetention(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if strings.EqualFold(v, "infinite") || v == "-1" {
+		return stream.RetentionInfinite, nil
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 1 || n > 100_000 {
+			return 0, errors.New("want a positive duration such as 400d or 72h, or infinite")
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil {
+			return 0, errors.New("want a positive duration such as 400d or 72h, or infinite")
+		}
+	}
+	if d < time.Millisecond {
+		return 0, errors.New("want a positive duration of at least 1ms, or infinite")
+	}
+	return d, nil
+}
+
 // Load reads the common settings. httpDefault is the service's default ops address.
 func Load(env Env, httpDefault string) (Common, error) {
 	p := newParser(env, Vars(httpDefault))
@@ -201,6 +247,8 @@ func Load(env Env, httpDefault string) (Common, error) {
 		},
 		Partitions:        p.int("KAFKA_PARTITIONS", 1, 10_000),
 		ReplicationFactor: p.int("KAFKA_REPLICATION_FACTOR", 1, 16),
+		InputRetention:    p.retention("KAFKA_INPUT_RETENTION"),
+		OutputRetention:   p.retention("KAFKA_OUTPUT_RETENTION"),
 		Redis: redisconn.Config{
 			Addrs: p.list("REDIS_ADDR"), Cluster: p.bool("REDIS_CLUSTER"),
 			MasterName: p.str("REDIS_MASTER_NAME"), Username: p.str("REDIS_USERNAME"),
@@ -259,6 +307,17 @@ func validateTopicSuffix(s string) error {
 		}
 	}
 	return nil
+}
+
+// TopicSpec returns how the services create the pipeline topic name (its physical name) of
+// role when it is missing: the configured partitions and replication factor, InputRetention
+// for input topics and OutputRetention for every other role.
+func (c Common) TopicSpec(name string, role event.Role) stream.TopicSpec {
+	retention := c.OutputRetention
+	if role == event.RoleInput {
+		retention = c.InputRetention
+	}
+	return stream.TopicSpec{Name: name, Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor, Retention: retention}
 }
 
 // Logger builds the JSON production logger at the configured level.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
 func env(m map[string]string) config.Env { return func(k string) string { return m[k] } }
@@ -78,5 +80,44 @@ func TestHelpListsTheVariablesAndOtherArgumentsAreErrors(t *testing.T) {
 	}
 	if _, exit := config.CheckArgs(nil, "sweeper", "Sweeps.", vars, io.Discard, io.Discard); exit {
 		t.Error("no arguments: the service should start")
+	}
+}
+
+func TestTopicRetentionsDefaultLongEnoughForReplayAndAreValidated(t *testing.T) {
+	c, err := config.Load(env(nil), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.InputRetention != 400*24*time.Hour || c.OutputRetention != 30*24*time.Hour {
+		t.Fatalf("defaults: input %v, output %v; want 400 and 30 days", c.InputRetention, c.OutputRetention)
+	}
+	if c.InputRetention < 365*24*time.Hour {
+		t.Fatalf("input retention %v is shorter than the 365-day tier window a replay reads", c.InputRetention)
+	}
+	for v, want := range map[string]time.Duration{"infinite": stream.RetentionInfinite, "-1": stream.RetentionInfinite,
+		"72h": 72 * time.Hour, "7d": 7 * 24 * time.Hour, "INFINITE": stream.RetentionInfinite} {
+		c, err := config.Load(env(map[string]string{"KAFKA_INPUT_RETENTION": v, "KAFKA_OUTPUT_RETENTION": v}), "")
+		if err != nil || c.InputRetention != want || c.OutputRetention != want {
+			t.Errorf("%q: input %v, output %v, %v; want %v", v, c.InputRetention, c.OutputRetention, err, want)
+		}
+	}
+	for _, v := range []string{"0", "0s", "-5d", "-2h", "soon", "d", "1.5d", "-2"} {
+		_, err := config.Load(env(map[string]string{"KAFKA_INPUT_RETENTION": v, "KAFKA_OUTPUT_RETENTION": v}), "")
+		if err == nil || !strings.Contains(err.Error(), "KAFKA_INPUT_RETENTION") || !strings.Contains(err.Error(), "KAFKA_OUTPUT_RETENTION") {
+			t.Errorf("%q: got %v, want both variables named", v, err)
+		}
+	}
+}
+
+func TestTopicSpecGivesEachRoleItsRetention(t *testing.T) {
+	c := config.Common{Partitions: 3, ReplicationFactor: 2, InputRetention: 400 * 24 * time.Hour, OutputRetention: time.Hour}
+	in := c.TopicSpec("in", event.RoleInput)
+	if in.Name != "in" || in.Partitions != 3 || in.ReplicationFactor != 2 || in.Retention != 400*24*time.Hour {
+		t.Errorf("input: %+v", in)
+	}
+	for _, role := range []event.Role{event.RoleDerived, event.RoleAction, event.RoleDeadLetter, event.RoleErasure} {
+		if s := c.TopicSpec("out", role); s.Retention != time.Hour {
+			t.Errorf("role %d: retention %v, want the output retention", role, s.Retention)
+		}
 	}
 }

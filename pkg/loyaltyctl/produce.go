@@ -154,8 +154,7 @@ func runProduce(ctx context.Context, topic, file string, out *cmdline.Output, st
 		return err
 	}
 	defer admin.Close()
-	if err := admin.EnsureTopics(ctx,
-		stream.TopicSpec{Name: topic, Partitions: env.cfg.Partitions, ReplicationFactor: env.cfg.ReplicationFactor}); err != nil {
+	if err := admin.EnsureTopics(ctx, env.cfg.TopicSpec(topic, event.RoleInput)); err != nil {
 		return err
 	}
 	records := make([]stream.Record, 0, len(inputs))

@@ -70,8 +70,10 @@ type Status struct {
 	DeadlinesDue           int64 `json:"deadlines_due"`
 	DeadlinesPastWatermark int64 `json:"deadlines_past_watermark"`
 	// DeadLettersLastHour counts the dead-letter topic's records of the last hour.
-	DeadLettersLastHour int64           `json:"dead_letters_last_hour"`
-	Services            []ServiceHealth `json:"services"`
+	DeadLettersLastHour int64 `json:"dead_letters_last_hour"`
+	// Retention is each topic's retention as the broker reports it.
+	Retention []TopicRetention `json:"retention"`
+	Services  []ServiceHealth  `json:"services"`
 	// Errors lists what could not be read; the rest of the view is still shown.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -82,6 +84,15 @@ type GroupLag struct {
 	Group   string `json:"group"`
 	Topic   string `json:"topic"`
 	Lag     int64  `json:"lag"`
+}
+
+// TopicRetention is how long a topic keeps its records. An input topic keeping less than a
+// policy's tier window is Short: a replay would rebuild state from part of the history.
+type TopicRetention struct {
+	Topic string `json:"topic"`
+	// Retention is a Go duration, or "infinite".
+	Retention string `json:"retention"`
+	Short     bool   `json:"short,omitempty"`
 }
 
 // ServiceHealth is whether a service's /readyz answered 200.
@@ -212,6 +223,22 @@ func collectStatus(ctx context.Context, env *environment, rdb redisconn.Client, 
 	dlq := event.TopicDeadLetter + cfg.TopicSuffix
 	if st.DeadLettersLastHour, err = recordsSince(ctx, admin, dlq, now.Add(-time.Hour)); err != nil {
 		fail("dead letters on "+dlq, err)
+	}
+
+	for _, str := range event.Streams() {
+		topic := str.Topic + cfg.TopicSuffix
+		d, err := admin.TopicRetention(ctx, topic)
+		if err != nil {
+			fail("retention of "+topic, err)
+			continue
+		}
+		r := TopicRetention{Topic: topic, Retention: d.String()}
+		if d == stream.RetentionInfinite {
+			r.Retention = "infinite"
+		} else if str.Role == event.RoleInput && d < time.Duration(policy.Tiers.WindowDays)*24*time.Hour {
+			r.Short = true
+		}
+		st.Retention = append(st.Retention, r)
 	}
 
 	client := &http.Client{Timeout: o.timeout}
@@ -353,6 +380,14 @@ func (st Status) WriteText(w io.Writer) error {
 	fmt.Fprintln(tw, "consumer lag:")
 	for _, l := range st.Lag {
 		fmt.Fprintf(tw, "  %s\t%s\t%d\n", l.Service, l.Topic, l.Lag)
+	}
+	fmt.Fprintln(tw, "retention:")
+	for _, r := range st.Retention {
+		note := ""
+		if r.Short {
+			note = "\tSHORTER THAN THE TIER WINDOW: a replay would miss history"
+		}
+		fmt.Fprintf(tw, "  %s\t%s%s\n", r.Topic, r.Retention, note)
 	}
 	fmt.Fprintln(tw, "services:")
 	for _, s := range st.Services {

@@ -53,6 +53,9 @@ func TestStatusReportsTheSeededPipelineState(t *testing.T) {
 	for _, l := range append(event.InputTopics(), event.OutputTopics()...) {
 		specs = append(specs, stream.TopicSpec{Name: topic(l), Partitions: 1, ReplicationFactor: 1})
 	}
+	// Retention: purchases 400 days, logins forever, the rest the broker's default (shorter
+	// than the 365-day tier window).
+	specs[0].Retention, specs[1].Retention = 400*24*time.Hour, stream.RetentionInfinite
 	admin, err := stream.NewAdmin(brokers, stream.Security{}, zap.NewNop())
 	mustDo(t, err)
 	defer admin.Close()
@@ -128,6 +131,32 @@ func TestStatusReportsTheSeededPipelineState(t *testing.T) {
 		if want, ok := wantLag[l.Service+" "+l.Topic]; !ok || l.Lag != want || l.Group != group(l.Service) {
 			t.Errorf("lag %+v, want %d in group %s", l, want, group(l.Service))
 		}
+	}
+	if specs[0].Name != topic(event.TopicPurchases) || specs[1].Name != topic(event.TopicLogins) || specs[2].Name != topic(event.TopicFeedback) {
+		t.Fatalf("the first specs are not purchases, logins, feedback: %+v", specs[:3])
+	}
+	wantRetention := map[string]TopicRetention{
+		topic(event.TopicPurchases): {Topic: topic(event.TopicPurchases), Retention: (400 * 24 * time.Hour).String()},
+		topic(event.TopicLogins):    {Topic: topic(event.TopicLogins), Retention: "infinite"},
+	}
+	if len(st.Retention) != len(event.Streams()) {
+		t.Errorf("retention of %d topics, want %d: %+v", len(st.Retention), len(event.Streams()), st.Retention)
+	}
+	for _, r := range st.Retention {
+		want, ok := wantRetention[r.Topic]
+		switch {
+		case ok && r != want:
+			t.Errorf("retention %+v, want %+v", r, want)
+		case r.Topic == topic(event.TopicFeedback) && !r.Short:
+			t.Errorf("feedback at the broker's default %s is not flagged shorter than the tier window", r.Retention)
+		case r.Topic == topic(event.TopicTierChanges) && r.Short:
+			t.Errorf("an output topic is flagged short: %+v", r)
+		}
+	}
+	var written strings.Builder
+	mustDo(t, st.WriteText(&written))
+	if !strings.Contains(written.String(), "retention:") || !strings.Contains(written.String(), "SHORTER THAN THE TIER WINDOW") {
+		t.Errorf("the text status lacks the retention section or its warning:\n%s", written.String())
 	}
 	wantWM := time.UnixMilli(now.Add(-2 * time.Hour).UnixMilli()).Add(-30 * time.Minute)
 	if st.Watermark == nil || !st.Watermark.Equal(wantWM) {

@@ -89,3 +89,33 @@ func TestAdminCommitsAndReadsGroupOffsets(t *testing.T) {
 		t.Fatalf("GroupOffsets = %v, want {0:0 1:0}", got)
 	}
 }
+
+// Topics are created with the retention their spec asks for, read back with TopicRetention:
+// a duration, infinite, or the broker's default when the spec leaves it unset.
+func TestTopicsAreCreatedWithTheirRetention(t *testing.T) {
+	brokers := testinfra.Kafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := newAdmin(t, brokers)
+	long, forever, unset := testinfra.Name("ret-long"), testinfra.Name("ret-forever"), testinfra.Name("ret-unset")
+	if err := admin.EnsureTopics(ctx,
+		stream.TopicSpec{Name: long, Partitions: 1, ReplicationFactor: 1, Retention: 400 * 24 * time.Hour},
+		stream.TopicSpec{Name: forever, Partitions: 1, ReplicationFactor: 1, Retention: stream.RetentionInfinite},
+		stream.TopicSpec{Name: unset, Partitions: 1, ReplicationFactor: 1},
+	); err != nil {
+		t.Fatal(err)
+	}
+	for topic, want := range map[string]time.Duration{long: 400 * 24 * time.Hour, forever: stream.RetentionInfinite} {
+		if got, err := admin.TopicRetention(ctx, topic); err != nil || got != want {
+			t.Errorf("%s: retention %v, %v; want %v", topic, got, err, want)
+		}
+	}
+	if got, err := admin.TopicRetention(ctx, unset); err != nil || got == 400*24*time.Hour || got == stream.RetentionInfinite {
+		t.Errorf("%s: retention %v, %v; want the broker's default", unset, got, err)
+	}
+	err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: testinfra.Name("ret-twice"), Partitions: 1, ReplicationFactor: 1,
+		Config: map[string]string{"retention.ms": "1"}})
+	if err == nil {
+		t.Error("retention.ms in Config was accepted next to Retention")
+	}
+}

@@ -146,6 +146,24 @@ func (f *fakeAPI) CreateTopics(_ context.Context, req *kafka.CreateTopicsRequest
 	return resp, nil
 }
 
+// DescribeConfigs answers every resource with a retention.ms of seven days.
+func (f *fakeAPI) DescribeConfigs(_ context.Context, req *kafka.DescribeConfigsRequest) (*kafka.DescribeConfigsResponse, error) {
+	e := f.next("describeconfigs")
+	if e.err != nil && !e.inner {
+		return nil, e.err
+	}
+	resp := &kafka.DescribeConfigsResponse{}
+	for i, r := range req.Resources {
+		res := kafka.DescribeConfigResponseResource{ResourceName: r.ResourceName,
+			ConfigEntries: []kafka.DescribeConfigResponseConfigEntry{{ConfigName: "retention.ms", ConfigValue: "604800000"}}}
+		if e.inner && e.partition == i {
+			res.Error = e.err
+		}
+		resp.Resources = append(resp.Resources, res)
+	}
+	return resp, nil
+}
+
 // fastPolicy keeps the tests quick: waits of 1, 2, 4, 5, 5… ms, giving up after 200 ms.
 func fastPolicy() RetryPolicy {
 	return RetryPolicy{Initial: time.Millisecond, Max: 5 * time.Millisecond, Total: 200 * time.Millisecond}

@@ -92,7 +92,7 @@ type Options struct {
 }
 
 // NewRuntime connects to Redis and Kafka, registers the schemas, creates missing topics and
-// loads the policy.
+// loads the policy. It refuses to start when Redis may evict keys (redisconn.CheckNoEviction).
 func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Options) (*Runtime, error) {
 	rt := &Runtime{Config: cfg, Log: log, Ops: opts.Ops, Replay: opts.Replay, TopicSuffix: cmp.Or(opts.TopicSuffix, cfg.TopicSuffix),
 		Admin: opts.Admin}
@@ -107,6 +107,11 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		return nil, err
 	}
 	if err := waitFor(ctx, "redis", func(ctx context.Context) error { return rt.Redis.Ping(ctx).Err() }); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	// An eviction policy would drop customer state silently, after its offsets were committed.
+	if err := redisconn.CheckNoEviction(ctx, rt.Redis, log); err != nil {
 		rt.Close()
 		return nil, err
 	}
@@ -213,11 +218,12 @@ func waitFor(ctx context.Context, what string, step func(context.Context) error)
 	}
 }
 
-// EnsureTopics creates every topic of the pipeline that is missing.
+// EnsureTopics creates every topic of the pipeline that is missing, with the retention the
+// configuration gives its role (KAFKA_INPUT_RETENTION, KAFKA_OUTPUT_RETENTION).
 func (rt *Runtime) EnsureTopics(ctx context.Context) error {
 	var specs []stream.TopicSpec
-	for _, t := range event.Topics() {
-		specs = append(specs, stream.TopicSpec{Name: rt.Topic(t), Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor})
+	for _, s := range event.Streams() {
+		specs = append(specs, rt.Config.TopicSpec(rt.Topic(s.Topic), s.Role))
 	}
 	return rt.Admin.EnsureTopics(ctx, specs...)
 }
