@@ -211,8 +211,8 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, bins map[str
 	}
 
 	var specs []stream.TopicSpec
-	for _, t := range event.Topics() {
-		specs = append(specs, stream.TopicSpec{Name: t + rep.Suffix, Partitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor})
+	for _, st := range event.Streams() {
+		specs = append(specs, cfg.TopicSpec(st.Topic+rep.Suffix, st.Role))
 	}
 	if err := admin.EnsureTopics(ctx, specs...); err != nil {
 		return rep, err

@@ -154,6 +154,7 @@ func runProduce(ctx context.Context, topic, file string, out *cmdline.Output, st
 		return err
 	}
 	defer admin.Close()
+	topic += env.cfg.TopicSuffix // the physical topic the services read (LOYALTY_TOPIC_SUFFIX)
 	if err := admin.EnsureTopics(ctx, env.cfg.TopicSpec(topic, event.RoleInput)); err != nil {
 		return err
 	}

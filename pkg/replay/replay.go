@@ -99,9 +99,11 @@ type Target struct {
 	Codec      *codec.Codec
 	Policy     *scoring.Policy
 	Topics     Topics
-	// Partitions and ReplicationFactor are those of the shadow topics the replay creates.
+	// Partitions, ReplicationFactor and Retention are those of the shadow topics the replay
+	// creates.
 	Partitions        int
 	ReplicationFactor int
+	Retention         time.Duration
 	Log               *zap.Logger
 }
 
@@ -286,7 +288,7 @@ func ensureShadowTopics(ctx context.Context, rt Target, cfg Config) error {
 	}
 	var specs []stream.TopicSpec
 	for _, t := range append(event.DerivedTopics(), event.TopicDeadLetter) {
-		specs = append(specs, stream.TopicSpec{Name: ShadowTopic(rt.Topics.Physical(t), cfg.Namespace), Partitions: rt.Partitions, ReplicationFactor: rt.ReplicationFactor})
+		specs = append(specs, stream.TopicSpec{Name: ShadowTopic(rt.Topics.Physical(t), cfg.Namespace), Partitions: rt.Partitions, ReplicationFactor: rt.ReplicationFactor, Retention: rt.Retention})
 	}
 	return rt.Admin.EnsureTopics(ctx, specs...)
 }

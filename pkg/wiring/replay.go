@@ -53,5 +53,5 @@ func (rt *Runtime) ReplayOutputs() *replay.Outputs {
 func (rt *Runtime) replayTarget() replay.Target {
 	return replay.Target{Namespace: rt.ReplayNamespace(), Deployment: rt.Deployment, Admin: rt.Admin, Producer: rt.Producer,
 		Codec: rt.Codec, Policy: rt.Policy, Topics: replay.Topics{Suffix: rt.TopicSuffix},
-		Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor, Log: rt.Log}
+		Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor, Retention: rt.Config.OutputRetention, Log: rt.Log}
 }
