@@ -1,6 +1,7 @@
 package devharness
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -26,6 +26,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
+	"github.com/loyalty-scoring/loyalty/pkg/supervise"
 	"github.com/loyalty-scoring/loyalty/pkg/synth"
 	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
@@ -263,29 +264,31 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 	// producer, so that they drain what was produced.
 	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServices()
-	failed := make(chan error, 8)
-	var services sync.WaitGroup
-	run := func(name string, f func(context.Context) error) {
-		services.Add(1)
-		go func() {
-			defer services.Done()
-			if err := f(svcCtx); err != nil && svcCtx.Err() == nil {
-				failed <- fmt.Errorf("%s: %w", name, err)
+	// One supervisor for the services (pkg/supervise, as in every service binary): when one
+	// fails, the others stop. An error a task returns once the services are being stopped is
+	// part of the shutdown, not a failure.
+	var services supervise.Group
+	named := func(name string, run supervise.Task) supervise.Task {
+		return func(ctx context.Context) error {
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("%s: %w", name, err)
 			}
-		}()
+			return nil
+		}
 	}
-	for _, svc := range []struct{ name, topic string }{
-		{"purchases", event.TopicPurchases}, {"logins", event.TopicLogins}, {"feedback", event.TopicFeedback},
-	} {
-		run(svc.name, func(ctx context.Context) error {
-			return wiring.RunConsumer(ctx, rt, wiring.ConsumerConfig{Service: svc.name, Topics: []string{svc.topic}})
-		})
+	for _, in := range event.InputStreams() {
+		services.Add(named(in.Service, func(ctx context.Context) error {
+			return wiring.RunConsumer(ctx, rt, wiring.ConsumerConfig{Service: in.Service, Topics: []string{in.Topic}})
+		}))
 	}
-	run("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) })
-	run("sweeper", func(ctx context.Context) error { return runDemoSweeper(ctx, rt, clock.Now) })
-	run("notifier", func(ctx context.Context) error {
-		return wiring.RunNotifier(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
-	})
+	services.Add(
+		named("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) }),
+		named("sweeper", func(ctx context.Context) error { return runDemoSweeper(ctx, rt, clock.Now) }),
+		named("notifier", func(ctx context.Context) error {
+			return wiring.RunNotifier(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
+		}))
+	servicesDone := make(chan error, 1)
+	go func() { servicesDone <- services.Run(svcCtx) }()
 
 	prod := &producer{out: rt.Producer, codec: rt.Codec, gen: gen, clock: clock, rate: o.Rate, lead: o.Lead, topics: map[string]string{
 		"Purchase": inputs[0], "Login": inputs[1], "Feedback": inputs[2]}}
@@ -302,8 +305,9 @@ loop:
 		select {
 		case <-runCtx.Done():
 			break loop
-		case err := <-failed:
-			runErr = err
+		case err := <-servicesDone:
+			servicesDone = nil
+			runErr = cmp.Or(err, errors.New("the services stopped before the run ended"))
 			break loop
 		case err := <-produced:
 			produced = nil
@@ -328,10 +332,8 @@ loop:
 		}
 	}
 	stopServices()
-	services.Wait()
-	close(failed)
-	for err := range failed {
-		if runErr == nil {
+	if servicesDone != nil {
+		if err := <-servicesDone; err != nil && runErr == nil {
 			runErr = err
 		}
 	}
