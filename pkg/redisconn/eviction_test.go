@@ -15,8 +15,9 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 )
 
-// setPolicy sets the server's maxmemory-policy for the test and restores it afterwards, so a
-// shared REDIS_ADDR is left as it was.
+// setPolicy sets the server's maxmemory-policy for the test and restores it afterwards. The
+// tests run on a private server (a shared one would refuse other packages' runtimes meanwhile);
+// a cluster from REDIS_CLUSTER_ADDRS is left as it was.
 func setPolicy(t *testing.T, c redis.Cmdable, policy string) {
 	t.Helper()
 	ctx := context.Background()
@@ -41,7 +42,7 @@ func newClient(t *testing.T, cfg redisconn.Config) redisconn.Client {
 }
 
 func TestAnEvictionPolicyIsRefusedAndNoevictionPasses(t *testing.T) {
-	addr := testinfra.Redis(t)
+	addr := testinfra.PrivateRedis(t)
 	c := newClient(t, redisconn.Config{Addrs: []string{addr}})
 	ctx := context.Background()
 	setPolicy(t, c, "allkeys-lru")
@@ -75,7 +76,7 @@ func aclUser(t *testing.T, addr string, admin redisconn.Client, denied ...string
 }
 
 func TestWithoutCONFIGThePolicyIsReadFromINFO(t *testing.T) {
-	addr := testinfra.Redis(t)
+	addr := testinfra.PrivateRedis(t)
 	admin := newClient(t, redisconn.Config{Addrs: []string{addr}})
 	setPolicy(t, admin, "volatile-ttl")
 	c := aclUser(t, addr, admin, "config")
@@ -90,7 +91,7 @@ func TestWithoutCONFIGThePolicyIsReadFromINFO(t *testing.T) {
 }
 
 func TestWhenNeitherCONFIGNorINFOIsPermittedItWarnsAndPasses(t *testing.T) {
-	addr := testinfra.Redis(t)
+	addr := testinfra.PrivateRedis(t)
 	admin := newClient(t, redisconn.Config{Addrs: []string{addr}})
 	setPolicy(t, admin, "allkeys-random")
 	c := aclUser(t, addr, admin, "config", "info")

@@ -56,6 +56,23 @@ func Redis(t testing.TB) string {
 	return r.Addr
 }
 
+// PrivateRedis returns the address of a redis-server child process of this test alone, even
+// when REDIS_ADDR names a shared server. Tests that change server-wide settings (CONFIG SET,
+// ACL users) use it, so packages running in parallel on the shared server never see them.
+func PrivateRedis(t testing.TB) string {
+	t.Helper()
+	r, err := embedded.StartRedisServer(context.Background(), t.TempDir())
+	if errors.Is(err, embedded.ErrNoRedisServer) {
+		t.Fatalf("this test needs redis-server: sudo apt-get install -y redis-server " +
+			"(`make test` does it for you)")
+	}
+	if err != nil {
+		t.Fatalf("starting redis-server: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r.Addr
+}
+
 // RedisCluster returns the seed addresses of a Redis Cluster: REDIS_CLUSTER_ADDRS
 // (comma-separated) when set, else a three-node cluster of redis-server child processes.
 func RedisCluster(t testing.TB) []string {

@@ -18,7 +18,7 @@ import (
 
 // A service refuses to start on a Redis that may evict keys, before it touches Kafka.
 func TestARuntimeRefusesARedisThatMayEvictKeys(t *testing.T) {
-	addr := testinfra.Redis(t)
+	addr := testinfra.PrivateRedis(t)
 	c, err := redisconn.New(redisconn.Config{Addrs: []string{addr}})
 	if err != nil {
 		t.Fatal(err)
