@@ -17,6 +17,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
@@ -46,6 +47,9 @@ type Common struct {
 	LogLevel   zapcore.Level
 	BatchSize  int
 	Linger     time.Duration
+	// AlignmentLead is how far in event time a consumer service may run ahead of the other
+	// input topics before it pauses (ALIGNMENT_LEAD); 0 turns alignment off.
+	AlignmentLead time.Duration
 
 	// TopicSuffix is appended to every Kafka topic name (LOYALTY_TOPIC_SUFFIX, empty by
 	// default). It lets tests and side-by-side environments share one broker.
@@ -98,6 +102,7 @@ func Vars(httpDefault string) []Var {
 		{"HTTP_ADDR", httpDefault, "address of /metrics, /healthz, /readyz; off disables"},
 		{"BATCH_SIZE", "1000", "micro-batch size (1..100000)"},
 		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
+		{"ALIGNMENT_LEAD", "72h", "how far in event time a consumer may run ahead of the other input topics before it pauses (at most 552h; 0 turns alignment off)"},
 		{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	}
 }
@@ -265,6 +270,10 @@ func Load(env Env, httpDefault string) (Common, error) {
 		HTTPAddr:          p.str("HTTP_ADDR"),
 		BatchSize:         p.int("BATCH_SIZE", 1, 100_000),
 		Linger:            p.duration("BATCH_LINGER"),
+		AlignmentLead:     p.duration("ALIGNMENT_LEAD"),
+	}
+	if maxLead := time.Duration(scoring.MaxAlignmentLeadDays) * 24 * time.Hour; c.AlignmentLead > maxLead {
+		p.errs = append(p.errs, fmt.Errorf("ALIGNMENT_LEAD=%s: at most %s, what the open days a customer's state keeps exact leave after the re-check grid", c.AlignmentLead, maxLead))
 	}
 	if strings.EqualFold(c.HTTPAddr, "off") {
 		c.HTTPAddr = ""

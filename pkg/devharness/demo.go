@@ -248,6 +248,8 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 
 	inputs := []string{rt.Topic(event.TopicPurchases), rt.Topic(event.TopicLogins), rt.Topic(event.TopicFeedback)}
 	clock := newEventClock(historyStart, func() map[string]float64 { return recordsIn(rt.Ops.Registry) })
+	// Caught-up consumers count as the event clock, not the wall clock: see runDemoSweeper.
+	rt.Clock = clock.Now
 	tally := newTally(o.Customers)
 
 	// The collector reads the derived events (and dead letters) the relay publishes.
@@ -351,8 +353,8 @@ loop:
 
 // runDemoSweeper runs the inactivity sweeper with the demo's event clock as its "wall clock".
 //
-// wiring.RunSweeper counts a caught-up input partition as time.Now, which is right when events
-// arrive live. The demo replays months of history in seconds, and its consumers are often caught
+// The watermark counts a caught-up input partition as its consumer's heartbeat, by default
+// the wall clock, which is right when events arrive live. The demo replays months of history in seconds, and its consumers are often caught
 // up with a producer that is still months in the past; with the wall clock the sweeper would
 // evaluate every customer "today" before most of their history arrived. The event clock instead
 // says how far the applied history reaches, and becomes the wall clock once all of it is applied.

@@ -16,7 +16,9 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
+	"github.com/loyalty-scoring/loyalty/pkg/watermark"
 )
 
 // Observer reads a cluster's progress and results from Kafka (through Admin) and Redis.
@@ -25,6 +27,22 @@ type Observer struct {
 	Redis  redis.UniversalClient
 	Keys   keyspace.Keyspace
 	Suffix string
+	// Lateness is the allowed lateness of the namespace's policy, which the watermark
+	// counts caught-up partitions less (0: the default policy's).
+	Lateness time.Duration
+}
+
+// Watermark returns the namespace's pipeline watermark, and false while it is unknown.
+func (o *Observer) Watermark(ctx context.Context) (time.Time, bool, error) {
+	lateness := o.Lateness
+	if lateness == 0 {
+		lateness = scoring.DefaultPolicy().AllowedLateness
+	}
+	tr, err := watermark.NewTracker(ctx, o.Redis, o.Keys.Watermarks(), lateness)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return tr.Clock(ctx)
 }
 
 // Group is the consumer group a consumer service of the observed namespace uses.
@@ -80,19 +98,28 @@ func (o *Observer) ServiceLags(ctx context.Context) (total int64, lags map[strin
 	return total, lags, nil
 }
 
-// Progress measures the consumer groups' lag, the outbox depth and the due deadlines.
+// Progress measures the consumer groups' lag, the outbox depth and the deadlines due: those
+// at or before the pipeline watermark (and now), which the sweeper has still to fire.
 func (o *Observer) Progress(ctx context.Context, now time.Time) (Progress, error) {
 	var pr Progress
 	var err error
 	if pr.Lag, _, err = o.ServiceLags(ctx); err != nil {
 		return pr, err
 	}
+	wm, known, err := o.Watermark(ctx)
+	if err != nil {
+		return pr, err
+	}
+	dueBy := "-inf"
+	if known {
+		dueBy = strconv.FormatInt(min(now.UnixMilli(), wm.UnixMilli()), 10)
+	}
 	pipe := o.Redis.Pipeline()
 	lens := make([]*redis.IntCmd, o.Keys.Shards())
 	due := make([]*redis.IntCmd, o.Keys.Shards())
 	for s := range o.Keys.Shards() {
 		lens[s] = pipe.XLen(ctx, o.Keys.Outbox(s))
-		due[s] = pipe.ZCount(ctx, o.Keys.Deadlines(s), "-inf", strconv.FormatInt(now.UnixMilli(), 10))
+		due[s] = pipe.ZCount(ctx, o.Keys.Deadlines(s), "-inf", dueBy)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return pr, fmt.Errorf("reading outbox and deadlines: %w", err)

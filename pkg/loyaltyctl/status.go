@@ -59,9 +59,13 @@ type Status struct {
 	Lag []GroupLag `json:"consumer_lag"`
 	// Watermark is the sweeper's event-time clock; nil when no consumer has reported yet.
 	Watermark *time.Time `json:"watermark,omitempty"`
-	// WatermarkBehindSeconds is how far the watermark is behind the wall clock.
+	// WatermarkBehindSeconds is how far the watermark is behind the wall clock (the
+	// loyalty_watermark_lag_seconds metric).
 	WatermarkBehindSeconds float64 `json:"watermark_behind_seconds"`
-	OutboxDepth            int64   `json:"outbox_depth"`
+	// WatermarkHeldBy is the input partition (topic/partition) whose position is the
+	// watermark: the slowest, or the one whose consumer stopped heartbeating.
+	WatermarkHeldBy string `json:"watermark_held_by,omitempty"`
+	OutboxDepth     int64  `json:"outbox_depth"`
 	// OutboxOldestAgeSeconds is the age of the oldest entry not yet relayed (0 when empty).
 	OutboxOldestAgeSeconds float64 `json:"outbox_oldest_age_seconds"`
 	// DeadlinesDue counts the scheduled deadlines at or before the wall clock;
@@ -189,12 +193,14 @@ func collectStatus(ctx context.Context, env *environment, rdb redisconn.Client, 
 	}
 	st.PolicyVersion = policy.Version
 
-	wmAt, err := watermarkClock(ctx, rdb, keys, policy, now)
-	if err != nil {
+	var wmAt time.Time
+	if r, err := readWatermark(ctx, rdb, keys, policy); err != nil {
 		fail("watermark", err)
-	} else if !wmAt.IsZero() {
+	} else if r.Known {
+		wmAt = r.At
 		st.Watermark = &wmAt
 		st.WatermarkBehindSeconds = max(now.Sub(wmAt), 0).Seconds()
+		st.WatermarkHeldBy = r.Holder
 	}
 	if err := st.readOutboxAndDeadlines(ctx, rdb, keys, now, wmAt); err != nil {
 		fail("outbox and deadlines", err)
@@ -268,18 +274,14 @@ func namespacePolicy(ctx context.Context, rdb redisconn.Client, keys keyspace.Ke
 	return scoring.DefaultPolicy(), nil
 }
 
-// watermarkClock is the sweeper's clock (pipeline.Runtime.Watermarks reads the same hash),
-// zero when no partition has reported.
-func watermarkClock(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, p *scoring.Policy, now time.Time) (time.Time, error) {
+// readWatermark reads the pipeline watermark (pipeline.Runtime.Watermarks reads the same
+// hash).
+func readWatermark(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, p *scoring.Policy) (watermark.Reading, error) {
 	wm, err := watermark.NewTracker(ctx, rdb, keys.Global("watermarks"), p.AllowedLateness)
 	if err != nil {
-		return time.Time{}, err
+		return watermark.Reading{}, err
 	}
-	at, ok, err := wm.Clock(ctx, now)
-	if err != nil || !ok {
-		return time.Time{}, err
-	}
-	return at, nil
+	return wm.Read(ctx)
 }
 
 // readOutboxAndDeadlines fills the outbox and deadline figures from the store's backlog.
@@ -368,8 +370,8 @@ func (st Status) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "namespace:\t%s (policy %s)\n", st.Namespace, st.PolicyVersion)
 	if st.Watermark != nil {
-		fmt.Fprintf(tw, "watermark:\t%s (%s behind the wall clock)\n", st.Watermark.UTC().Format(time.RFC3339),
-			(time.Duration(st.WatermarkBehindSeconds * float64(time.Second))).Round(time.Second))
+		fmt.Fprintf(tw, "watermark:\t%s (%s behind the wall clock, held by %s)\n", st.Watermark.UTC().Format(time.RFC3339),
+			(time.Duration(st.WatermarkBehindSeconds * float64(time.Second))).Round(time.Second), st.WatermarkHeldBy)
 	} else {
 		fmt.Fprintf(tw, "watermark:\tnone yet (no consumer has reported)\n")
 	}

@@ -81,12 +81,13 @@ func TestStatusReportsTheSeededPipelineState(t *testing.T) {
 	mustDo(t, admin.CommitGroupOffsets(ctx, group("purchases"), topic(event.TopicPurchases), stream.Offsets{0: 4}))
 	mustDo(t, admin.CommitGroupOffsets(ctx, group("notifier"), topic(event.TopicTierChanges), stream.Offsets{0: 5}))
 
-	// Redis: purchases applied up to 2h ago (the watermark is that minus 30m of lateness),
-	// logins caught up; 3 outbox entries, the oldest 5 minutes old; 3 deadlines, 2 due, 1 of
-	// them past the watermark.
+	// Redis: purchases applied up to an hour ago; logins caught up, but its consumer last
+	// heartbeat 2h ago, so it holds the watermark at that less the 30m of lateness; 3 outbox
+	// entries, the oldest 5 minutes old; 3 deadlines, 2 due, 1 of them past the watermark.
 	wmKey := keys.Global("watermarks")
-	mustDo(t, rdb.HSet(ctx, wmKey, watermark.Field(topic(event.TopicPurchases), 0), strconv.FormatInt(now.Add(-2*time.Hour).UnixMilli(), 10)+":0",
-		watermark.Field(topic(event.TopicLogins), 0), strconv.FormatInt(now.Add(-time.Minute).UnixMilli(), 10)+":1").Err())
+	ms := func(d time.Duration) string { return strconv.FormatInt(now.Add(d).UnixMilli(), 10) }
+	mustDo(t, rdb.HSet(ctx, wmKey, watermark.Field(topic(event.TopicPurchases), 0), ms(-time.Hour)+":0",
+		watermark.Field(topic(event.TopicLogins), 0), ms(-5*time.Hour)+":"+ms(-2*time.Hour)).Err())
 	for _, e := range []struct {
 		shard int
 		age   time.Duration
@@ -159,8 +160,9 @@ func TestStatusReportsTheSeededPipelineState(t *testing.T) {
 		t.Errorf("the text status lacks the retention section or its warning:\n%s", written.String())
 	}
 	wantWM := time.UnixMilli(now.Add(-2 * time.Hour).UnixMilli()).Add(-30 * time.Minute)
-	if st.Watermark == nil || !st.Watermark.Equal(wantWM) {
-		t.Errorf("watermark %v, want %v (purchases' event time minus the namespace policy's 30m)", st.Watermark, wantWM)
+	if st.Watermark == nil || !st.Watermark.Equal(wantWM) || st.WatermarkHeldBy != watermark.Field(topic(event.TopicLogins), 0) {
+		t.Errorf("watermark %v held by %s, want %v held by logins (its last heartbeat minus the namespace policy's 30m)",
+			st.Watermark, st.WatermarkHeldBy, wantWM)
 	}
 	if behind := st.WatermarkBehindSeconds; math.Abs(behind-9000) > 30 {
 		t.Errorf("watermark %.0fs behind, want about 9000s", behind)

@@ -18,11 +18,18 @@ type Suppressor interface {
 
 // Processor is the records handler of the consumer services: it applies a batch's valid
 // records to the store and then reports the batch's partition positions to the watermark.
+// Before it applies a customer's records it closes the days the watermark has closed, as the
+// sweeper would: a day's evaluation never depends on which of them got there first.
 type Processor struct {
 	Scorer     *Scorer
 	Store      *state.Store
 	Watermarks *watermark.Tracker
+	// Required lists the watermark fields of the input partitions holding records: until
+	// each has reported, the watermark is unknown and no day is closed (nil: none).
+	Required   func(ctx context.Context) ([]string, error)
 	Suppressor Suppressor // nil: nobody is suppressed
+	// Now is the wall clock of caught-up heartbeats; nil means time.Now.
+	Now func() time.Time
 }
 
 // HandleRecords implements ingest.RecordsHandler.
@@ -57,12 +64,33 @@ func (p *Processor) HandleRecords(ctx context.Context, b *stream.Batch, records 
 		}
 	}
 	if len(ids) > 0 {
-		if _, err := p.Store.Apply(ctx, ids, p.Scorer.ApplyCompute(byCustomer)); err != nil {
+		var wm time.Time
+		if p.Watermarks != nil {
+			var required []string
+			if p.Required != nil {
+				var err error
+				if required, err = p.Required(ctx); err != nil {
+					return err
+				}
+			}
+			at, known, err := p.Watermarks.Clock(ctx, required...)
+			if err != nil {
+				return err
+			}
+			if known {
+				wm = at
+			}
+		}
+		if _, err := p.Store.Apply(ctx, ids, p.Scorer.ApplyCompute(byCustomer, wm)); err != nil {
 			return fmt.Errorf("applying batch: %w", err)
 		}
 	}
 	if p.Watermarks != nil {
-		return p.Watermarks.Report(ctx, positions(b, records))
+		now := time.Now
+		if p.Now != nil {
+			now = p.Now
+		}
+		return p.Watermarks.Report(ctx, positions(b, records), now())
 	}
 	return nil
 }

@@ -31,6 +31,8 @@ type Consumer struct {
 	Metrics     *stream.Metrics
 	// Cutpoints swaps stored cut points into the processor's scorer.
 	Cutpoints CutpointWatch
+	// Heartbeat, when set, reports the group's caught-up partitions to the watermark.
+	Heartbeat *Heartbeat
 	Log       *zap.Logger
 }
 
@@ -47,6 +49,9 @@ func (c Consumer) Run(ctx context.Context) error {
 	}
 	var tasks supervise.Group
 	tasks.Add(consumer.Run, c.Cutpoints.Run)
+	if c.Heartbeat != nil {
+		tasks.Add(c.Heartbeat.Run)
+	}
 	return tasks.Run(ctx)
 }
 

@@ -107,8 +107,11 @@ func (s *Scorer) update(cur map[string]string, before, after scoring.State, chan
 }
 
 // ApplyCompute returns the store computation that applies a customer's records in order.
+// First it closes the customer's days the watermark wm has closed (zero: unknown, close
+// nothing), exactly as the sweeper would at wm (scoring.Sweep): closing is a function of the
+// data up to each day, so it does not matter which of them observes a day closable first.
 // Records the scoring core refuses are rejected for the dead-letter topic.
-func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record) state.ComputeFunc {
+func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Time) state.ComputeFunc {
 	return func(id string, cur map[string]string) (state.Update, error) {
 		p := s.Policy()
 		before, err := scoring.UnmarshalFields(cur)
@@ -117,6 +120,9 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record) state.Compu
 		}
 		st := before
 		var changes []scoring.Change
+		if !wm.IsZero() && before.CustomerID != "" {
+			st, changes, _ = scoring.Sweep(st, wm, p)
+		}
 		for _, r := range byCustomer[id] {
 			next, ch, err := scoring.Apply(st, ScoringEvent(r), p)
 			if errors.Is(err, scoring.ErrInvalidEvent) {

@@ -22,7 +22,7 @@ type SweeperConfig struct {
 	Poll     time.Duration
 	LeaseTTL time.Duration
 	Owner    string
-	// Now is the wall clock that caught-up partitions count as; nil means time.Now.
+	// Now is the wall clock the watermark lag is measured against; nil means time.Now.
 	Now func() time.Time
 	// Required lists the watermark fields (watermark.Field) that must have reported before
 	// the clock is trusted: every input partition holding records. Nil requires none.
@@ -59,6 +59,7 @@ type Sweeper struct {
 	watermarks *watermark.Tracker
 	leases     *lease.Set
 	evaluated  prometheus.Counter
+	lag        prometheus.Gauge
 	log        *zap.Logger
 }
 
@@ -73,10 +74,12 @@ func NewSweeper(ctx context.Context, cfg SweeperConfig, rdb redisconn.Client, st
 	}
 	evaluated := prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_sweeper_evaluations_total",
 		Help: "Customers evaluated because their inactivity deadline passed."})
+	lag := prometheus.NewGauge(prometheus.GaugeOpts{Name: "loyalty_watermark_lag_seconds",
+		Help: "Wall clock minus the pipeline's event-time watermark. Live and caught up it is the allowed lateness plus a heartbeat; it grows while a consumer is down or behind (see docs/operations.md)."})
 	if reg != nil {
-		reg.MustRegister(evaluated)
+		reg.MustRegister(evaluated, lag)
 	}
-	return &Sweeper{cfg: cfg, store: store, scorer: scorer, watermarks: wm, leases: leases, evaluated: evaluated, log: log}, nil
+	return &Sweeper{cfg: cfg, store: store, scorer: scorer, watermarks: wm, leases: leases, evaluated: evaluated, lag: lag, log: log}, nil
 }
 
 // Run sweeps until ctx is cancelled.
@@ -107,10 +110,11 @@ func (s *Sweeper) Pass(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
-	clock, ok, err := s.watermarks.Clock(ctx, s.cfg.Now(), required...)
+	clock, ok, err := s.watermarks.Clock(ctx, required...)
 	if err != nil || !ok {
 		return 0, err
 	}
+	s.lag.Set(max(s.cfg.Now().Sub(clock), 0).Seconds())
 	held, err := s.leases.Acquire(ctx)
 	if err != nil {
 		return 0, err

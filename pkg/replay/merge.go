@@ -5,7 +5,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
@@ -96,19 +95,4 @@ func (m *merger) next(ctx context.Context, limit int) ([]stream.Message, error) 
 		s.head = nil
 	}
 	return out, nil
-}
-
-// inputTime decodes a record's event time with dec.
-func inputTime(ctx context.Context, dec interface {
-	Decode(context.Context, []byte) (event.Event, error)
-}) timeOf {
-	return func(m stream.Message) time.Time {
-		e, err := dec.Decode(ctx, m.Value)
-		if err == nil {
-			if in, ok := e.(event.Input); ok {
-				return in.Time()
-			}
-		}
-		return m.Time
-	}
 }

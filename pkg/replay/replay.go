@@ -355,6 +355,9 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	}
 	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
 	processor := &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment)}
+	// The sweeper's clock, and the processor's before it closes a customer's days, wait for
+	// every partition with records left in the range (those done before a resume have
+	// reported already).
 	var sink stream.DeadLetterSink = countingSink{n: &sum.Rejected}
 	topicFor := func(string) string { return "" }
 	if cfg.Outputs == OutputsShadow {
@@ -363,8 +366,6 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	}
 	handler := ingest.Guard(ingest.Handler(rt.Codec, validator, rt.Topics.Logical, processor), nil, sink)
 
-	// The sweeper's clock waits for every partition with records left in the range (those
-	// done before a resume have reported already).
 	var requiredFields []string
 	for _, s := range sources {
 		if s.end > s.next {
@@ -372,6 +373,7 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 		}
 	}
 	required := func(context.Context) ([]string, error) { return requiredFields, nil }
+	processor.Required = required
 	// The relay and the sweeper of the namespace run beside the merge.
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	var bg sync.WaitGroup
@@ -390,7 +392,7 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	}
 	defer func() { stopBackground(); bg.Wait() }()
 
-	m := &merger{sources: sources, timeOf: inputTime(ctx, rt.Codec)}
+	m := &merger{sources: sources, timeOf: pipeline.InputTime(ctx, rt.Codec)}
 	progress := newProgress(cfg.Progress, sources, total)
 	defer progress.stop()
 	caughtUpAtEnd := cfg.To.IsZero()
@@ -533,7 +535,7 @@ func pending(ctx context.Context, rt *Target, required []string) (bool, error) {
 		if err != nil {
 			return time.Time{}, false, err
 		}
-		return wm.Clock(ctx, time.Now(), required...)
+		return wm.Clock(ctx, required...)
 	}()
 	if err != nil {
 		return false, err

@@ -37,7 +37,7 @@ type env struct {
 // committed, the outbox empty and no inactivity deadline due (the sweeper caught up).
 func (e *env) waitDone(rt *wiring.Runtime) {
 	e.t.Helper()
-	obs := &e2e.Observer{Admin: rt.Admin, Redis: rt.Redis, Keys: rt.Keys, Suffix: e.suffix}
+	obs := &e2e.Observer{Admin: rt.Admin, Redis: rt.Redis, Keys: rt.Keys, Suffix: e.suffix, Lateness: rt.Policy.AllowedLateness}
 	if err := obs.WaitDone(context.Background(), 10*time.Minute, nil); err != nil {
 		e.t.Fatal(err)
 	}

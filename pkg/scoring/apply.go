@@ -44,14 +44,18 @@ func IsDuplicate(s State, e Event) bool {
 	return false
 }
 
-// Apply scores one input event. It returns the new state and the changes
-// the event caused (tier upgrades at once; end-of-day evaluations for every
-// day that the event's time, less the allowed lateness, has closed).
+// Apply scores one input event: it accumulates the event's data and returns the new state and
+// the changes the event caused. It never closes a churn or segment day on the strength of the
+// event's own time: those days close only when the pipeline watermark passes them (Close,
+// Sweep), because another topic may still hold data for them. Tier rules read the purchases
+// topic alone, whose records for a customer arrive in order, so a purchase or refund first
+// closes the tier days its own time has passed (by the same rule as the watermark: the end of
+// the day plus the allowed lateness), then books itself; a tier upgrade is reported at once.
 //
-// A duplicate (see IsDuplicate) returns s unchanged and no changes. An event
-// the policy cannot score returns an error wrapping ErrInvalidEvent and s
-// unchanged. An event older than the allowed lateness is still applied to
-// the accumulators; see docs/scoring.md for what it does to derived events.
+// A duplicate (see IsDuplicate) returns s unchanged and no changes. An event the policy cannot
+// score returns an error wrapping ErrInvalidEvent and s unchanged. An event for a day already
+// closed (later than the allowed lateness) is still applied to the accumulators and counts for
+// every later day; see docs/scoring.md.
 func Apply(s State, e Event, p *Policy) (State, []Change, error) {
 	if err := e.Validate(p); err != nil {
 		return s, nil, fmt.Errorf("applying %s %s: %w", e.Kind, e.EventID, err)
@@ -81,25 +85,40 @@ func Apply(s State, e Event, p *Policy) (State, []Change, error) {
 	s.RecentNext = (s.RecentNext + 1) % recentRing
 
 	d := DayOf(e.OccurredAt)
-	firstOpen := DayOf(e.OccurredAt.Add(-p.AllowedLateness)) - 1
 	switch {
 	case !s.started():
-		// No event within the allowed lateness of this one can fall on an
-		// earlier day than this, so no earlier day needs an evaluation.
-		s.EvalDay = firstOpen
-	case !s.hasDataAsOf(s.EvalDay):
-		// Nothing has been evaluated with data yet, so an earlier first event
-		// (another topic's, consumed later) moves the start back: the first
-		// evaluated day must not depend on which topic was read first.
-		s.EvalDay = min(s.EvalDay, firstOpen)
+		// Nothing before the first event's day needs an evaluation.
+		s.EvalDay, s.TierDay = d-1, d-1
+	default:
+		// Nothing has been evaluated with data yet, so an earlier first event (another
+		// topic's, consumed later) moves the start back: the first evaluated day must not
+		// depend on which topic was read first.
+		if !s.hasDataAsOf(s.EvalDay) {
+			s.EvalDay = min(s.EvalDay, d-1)
+		}
+		// Likewise for the tier track, which reads purchases only: its start is the day
+		// before the first purchase, whichever topic was read first.
+		if tier := e.Kind == KindPurchase || e.Kind == KindRefund; tier && !s.hasPurchaseData() {
+			s.TierDay = d - 1
+		} else if tier && !s.hasPurchaseDataAsOf(s.TierDay) {
+			s.TierDay = min(s.TierDay, d-1)
+		}
 	}
-	// Days closed by the new event time are evaluated first, from what was
-	// known before this event: an event within the allowed lateness is never
-	// on such a day, and one later than that must not rewrite them.
-	clock := max(s.ClockMs, e.OccurredAt.UnixMilli())
-	out := s.advance(msTime(clock).Add(-p.AllowedLateness), e.Source, p, nil)
-	s.ClockMs = clock
+	if !s.hasPurchaseData() && e.Kind != KindPurchase && e.Kind != KindRefund {
+		// Until the first purchase the tier track has nothing to close: it follows the
+		// activity track, so that the stored state does not depend on the topic order.
+		s.TierDay = s.EvalDay
+	}
+	s.ClockMs = max(s.ClockMs, e.OccurredAt.UnixMilli())
 
+	var out []Change
+	tierInput := e.Kind == KindPurchase || e.Kind == KindRefund
+	if tierInput {
+		// Tier days this purchase's time has closed are settled first, from what was known
+		// before it: a purchase within the allowed lateness is never on such a day.
+		s.TierClockMs = max(s.TierClockMs, e.OccurredAt.UnixMilli())
+		out = s.closeTierDays(lastClosedDay(msTime(s.TierClockMs), p), p, out)
+	}
 	switch e.Kind {
 	case KindPurchase:
 		s.addPurchase(d, e.AmountMinor, orderHash(e.OrderID))
@@ -110,10 +129,21 @@ func Apply(s State, e Event, p *Policy) (State, []Change, error) {
 	case KindFeedback:
 		s.addFeedback(e.FeedbackKind, d, e.Score)
 	}
-	s.prune(p)
-	out = s.syncTier(s.clockDay(), func() (int64, Source) { return e.OccurredAt.UnixMilli(), e.Source }, p, out)
+	if tierInput {
+		s.prune(p)
+		out = s.syncTier(s.tierClockDay(), func() (int64, Source) { return e.OccurredAt.UnixMilli(), e.Source }, p, out)
+	}
 	return s, out, nil
 }
+
+// lastClosedDay is the last day a watermark at wm has closed: the last day whose end plus the
+// allowed lateness is at or before wm.
+func lastClosedDay(wm time.Time, p *Policy) Day {
+	return DayOf(wm.Add(-p.AllowedLateness)) - 1
+}
+
+// DayCloses is the watermark at which day d closes: its end plus the allowed lateness.
+func DayCloses(d Day, p *Policy) time.Time { return (d + 1).Start().Add(p.AllowedLateness) }
 
 // addRefund books a refund. One of an order bought within the returns
 // window reverses that purchase's spend on the purchase day (so it can undo
@@ -126,6 +156,10 @@ func (s *State) addRefund(d Day, amount int64, orderID string, p *Policy) {
 			o := s.Orders[i]
 			if o.Hash == h && o.Day <= d && d-o.Day <= Day(p.Tiers.ReturnsWindowDays) {
 				s.book(o.Day, -amount, false)
+				if o.Day < d { // churn and segments see it on its own day (see DayNet)
+					s.entry(o.Day, false).Shift += amount
+					s.entry(d, false).Shift -= amount
+				}
 				return
 			}
 		}
@@ -133,40 +167,41 @@ func (s *State) addRefund(d Day, amount int64, orderID string, p *Policy) {
 	s.book(d, -amount, false)
 }
 
-// Evaluate runs the end-of-day evaluations for every day that has closed by
-// at (the pipeline's watermark: event time less the allowed lateness) and
-// returns the changes they cause. It is a no-op for a customer never seen
-// and for any at before NextDeadline.
-func Evaluate(s State, at time.Time, p *Policy) (State, []Change) {
-	if !s.started() || (s.EvalDay + 1).Start().Add(24*time.Hour).After(at) {
+// Close runs the end-of-day evaluations of every day the pipeline watermark wm has closed
+// (tier settlement, reviews and warnings, churn level and segment) and returns the changes
+// they cause. A day closes once wm has passed its end plus the allowed lateness; its result
+// depends only on the data up to that day, so it does not matter who closes it or when. It is
+// a no-op for a customer never seen.
+func Close(s State, wm time.Time, p *Policy) (State, []Change) {
+	last := lastClosedDay(wm, p)
+	if !s.started() || min(s.EvalDay, s.TierDay) >= last {
 		return s, nil
 	}
 	s = s.clone()
-	out := s.advance(at, Source{}, p, nil)
-	return s, out
+	return s, s.close(last, p, nil)
 }
 
-// NextDeadline is the event time at which this customer's scores would next
-// change if no new event arrived: the sweeper should call Evaluate once its
-// watermark reaches it. When nothing would change before the next re-check
-// day it returns that day's end: re-check days are the days divisible by the
-// policy's max_deadline_days (at most that many days ahead), a fixed grid, so
-// that the chain of deadlines does not depend on when earlier evaluations ran.
+// NextDeadline is the watermark at which this customer's scores would next change if no new
+// event arrived: the sweeper should call Close once the watermark reaches it. When nothing
+// would change before the next re-check day it returns that day's closing: re-check days are
+// the days divisible by the policy's max_deadline_days (at most that many days ahead), a
+// fixed grid, so that the chain of deadlines does not depend on when earlier evaluations ran.
 // The zero time means the customer has never been seen.
 func NextDeadline(s State, p *Policy) time.Time {
 	if !s.started() {
 		return time.Time{}
 	}
-	recheck := recheckDay(s.EvalDay, p)
+	from := min(s.EvalDay, s.TierDay)
+	recheck := recheckDay(from, p)
 	sim := s.clone()
 	var buf []Change
-	for d := s.EvalDay + 1; d < recheck; d++ {
-		buf = sim.step(d, Source{}, p, buf[:0])
+	for d := from + 1; d < recheck; d++ {
+		buf = sim.closeDay(d, p, buf[:0])
 		if len(buf) > 0 {
-			return (d + 1).Start()
+			return DayCloses(d, p)
 		}
 	}
-	return (recheck + 1).Start()
+	return DayCloses(recheck, p)
 }
 
 // recheckDay is the first re-check day after d: the next day divisible by max_deadline_days.
@@ -175,43 +210,93 @@ func recheckDay(d Day, p *Policy) Day {
 	return Day((floorDiv(int64(d), n) + 1) * n)
 }
 
-// Sweep is the sweeper's evaluation at watermark at: it runs Evaluate at each of
-// the customer's deadlines that at has reached, one after another, and stops at
-// the last of them. It returns the new state, the changes and the next deadline
-// (after at).
+// Sweep is the sweeper's evaluation at watermark wm: it runs Close at each of the customer's
+// deadlines that wm has reached, one after another, and stops at the last of them. It returns
+// the new state, the changes and the next deadline (after wm).
 //
-// Stopping at a deadline rather than at at itself is what makes the stored state
-// independent of when the sweeper happened to run: the changes are the same
-// either way (no day between two deadlines changes anything), but the
-// evaluation day and the scores of the last evaluated day would otherwise record
-// the sweeper's clock at that moment. Two pipelines over the same history, whose
-// sweepers ran at different moments, hold identical states once their
-// watermarks have passed the same deadlines.
-func Sweep(s State, at time.Time, p *Policy) (State, []Change, time.Time) {
+// Stopping at a deadline rather than at wm itself is what makes the stored state independent
+// of when the sweeper happened to run: the changes are the same either way (no day between
+// two deadlines changes anything), but the evaluation day and the scores of the last
+// evaluated day would otherwise record the sweeper's clock at that moment.
+func Sweep(s State, wm time.Time, p *Policy) (State, []Change, time.Time) {
 	var out []Change
 	for {
 		due := NextDeadline(s, p)
-		if due.IsZero() || due.After(at) {
+		if due.IsZero() || due.After(wm) {
 			return s, out, due
 		}
-		next, changes := Evaluate(s, due, p)
-		if next.EvalDay <= s.EvalDay {
-			return s, out, due // unreachable: a deadline always closes a day after EvalDay
+		next, changes := Close(s, due, p)
+		if min(next.EvalDay, next.TierDay) <= min(s.EvalDay, s.TierDay) {
+			return s, out, due // unreachable: a deadline always closes a day
 		}
 		s, out = next, append(out, changes...)
 	}
 }
 
-// advance runs the end-of-day evaluation of every day that has ended by at.
-func (s *State) advance(at time.Time, src Source, p *Policy, out []Change) []Change {
-	if at.Before(time.Unix(0, 0)) {
-		return out
-	}
-	last := DayOf(at) - 1 // the last day that has ended by at
-	for d := s.EvalDay + 1; d <= last; d++ {
-		out = s.step(d, src, p, out)
+// close runs the end-of-day evaluation of every day up to last.
+func (s *State) close(last Day, p *Policy, out []Change) []Change {
+	for d := min(s.EvalDay, s.TierDay) + 1; d <= last; d++ {
+		out = s.closeDay(d, p, out)
 	}
 	return out
+}
+
+// closeDay closes day d on whichever track has not closed it yet.
+func (s *State) closeDay(d Day, p *Policy, out []Change) []Change {
+	if d > s.TierDay {
+		out = s.closeTierDay(d, p, out)
+	}
+	if d > s.EvalDay {
+		out = s.closeActivityDay(d, p, out)
+	}
+	return out
+}
+
+// closeTierDays closes the tier days up to last.
+func (s *State) closeTierDays(last Day, p *Policy, out []Change) []Change {
+	for d := s.TierDay + 1; d <= last; d++ {
+		out = s.closeTierDay(d, p, out)
+	}
+	return out
+}
+
+// closeTierDay is the end-of-day tier evaluation of day d: settlement, reviews and warnings,
+// from the purchases known up to d. Its changes occur at midnight UTC after d and, like every
+// end-of-day change, name no input record: whoever closes the day, the change is the same.
+func (s *State) closeTierDay(d Day, p *Policy, out []Change) []Change {
+	s.TierDay = d
+	if !s.hasPurchaseDataAsOf(d) {
+		return out
+	}
+	at := (d + 1).Start()
+	out = s.settleTier(d, Source{}, p, out)
+	return s.syncTier(d, func() (int64, Source) { return at.UnixMilli(), Source{} }, p, out)
+}
+
+// closeActivityDay is the end-of-day evaluation of churn level and segment for day d, from
+// everything the three topics hold up to d.
+func (s *State) closeActivityDay(d Day, p *Policy, out []Change) []Change {
+	s.EvalDay = d
+	s.NPS.trim(d)
+	s.CSAT.trim(d)
+	s.Complaints.trim(d)
+	if !s.hasDataAsOf(d) {
+		return out
+	}
+	at := (d + 1).Start()
+	out = s.stepChurn(d, at, Source{}, p, out)
+	return s.stepSegment(d, at, Source{}, p, out)
+}
+
+// hasPurchaseData reports whether any purchase or refund is booked.
+func (s *State) hasPurchaseData() bool {
+	return s.PurchaseDays > 0 || len(s.Window) > 0 || s.OldLastDay != 0
+}
+
+// hasPurchaseDataAsOf reports whether a purchase or refund is booked on or before day d.
+func (s *State) hasPurchaseDataAsOf(d Day) bool {
+	return (s.PurchaseDays > 0 && s.FirstDay <= d) || (len(s.Window) > 0 && s.Window[0].Day <= d) ||
+		(s.OldLastDay != 0 && s.OldLastDay <= d)
 }
 
 // hasDataAsOf reports whether anything is known about the customer up to
@@ -228,24 +313,7 @@ func (s *State) hasDataAsOf(d Day) bool {
 			return true
 		}
 	}
-	c := &s.Complaints
-	return (c.Day != 0 && c.Day <= d) || c.Opened+c.Closed > c.DayOpened+c.DayClosed
-}
-
-// step is the end-of-day evaluation of day d: tier settlement, reviews and
-// warnings, churn level and segment, each from what is known up to d.
-// Its changes occur at midnight UTC after d.
-func (s *State) step(d Day, src Source, p *Policy, out []Change) []Change {
-	s.EvalDay = d
-	if !s.hasDataAsOf(d) {
-		return out
-	}
-	at := (d + 1).Start()
-	out = s.settleTier(d, src, p, out)
-	out = s.syncTier(d, func() (int64, Source) { return at.UnixMilli(), src }, p, out)
-	out = s.stepChurn(d, at, src, p, out)
-	out = s.stepSegment(d, at, src, p, out)
-	return out
+	return s.Complaints.anyAsOf(d)
 }
 
 func (s *State) stepChurn(d Day, at time.Time, src Source, p *Policy, out []Change) []Change {

@@ -58,7 +58,7 @@ func BenchmarkEvaluate(b *testing.B) {
 	p := DefaultPolicy()
 	s := typicalCustomer(b, p)
 	now := msTime(s.ClockMs)
-	evaluate := func(at time.Time) { Evaluate(s, at, p) }
+	evaluate := func(at time.Time) { Close(s, at, p) }
 	sweep := func(at time.Time) { Sweep(s, at, p) }
 	for _, f := range []struct {
 		name string
@@ -103,7 +103,7 @@ func BenchmarkNextDeadlineDormant(b *testing.B) {
 	p := DefaultPolicy()
 	var g evGen
 	s, _ := mustApply(b, State{}, g.purchase(day(0), 100, "a"), p)
-	s, _ = Evaluate(s, day(800), p)
+	s, _ = Close(s, day(800), p)
 	b.ReportAllocs()
 	for b.Loop() {
 		NextDeadline(s, p)

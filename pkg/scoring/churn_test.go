@@ -100,7 +100,7 @@ func TestChurnRulesFallbackIsLabelled(t *testing.T) {
 	p := DefaultPolicy()
 	var g evGen
 	s, _ := mustApply(t, State{}, g.purchase(day(0), 5000, "a"), p)
-	s, ch := Evaluate(s, day(200), p)
+	s, ch := Close(s, day(200), p)
 	cs := only[*ChurnRiskChange](ch)
 	if len(cs) == 0 {
 		t.Fatalf("a one-purchase customer silent for 200 days raised no churn change: %s", describe(ch))
@@ -124,7 +124,7 @@ func TestChurnModelExplainsTheGap(t *testing.T) {
 	for i := 0; i < 10; i++ { // a purchase every 10 days for 90 days
 		s, _ = mustApply(t, s, g.purchase(day(10*i), 4000, "o"), p)
 	}
-	_, ch := Evaluate(s, day(200), p)
+	_, ch := Close(s, day(200), p)
 	cs := only[*ChurnRiskChange](ch)
 	if len(cs) == 0 {
 		t.Fatalf("a regular buyer silent for 110 days raised no churn change: %s", describe(ch))
@@ -162,7 +162,7 @@ func TestChurnFeedbackSignals(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var g evGen
 			s, _ := mustApply(t, State{}, g.feedback(day(0), tc.kind, tc.score), p)
-			_, ch := Evaluate(s, day(1), p)
+			_, ch := Close(s, day(1), p)
 			cs := only[*ChurnRiskChange](ch)
 			if len(cs) != 1 || !hasReason(cs[0].Reasons, tc.reason) {
 				t.Fatalf("got %s %+v, want one change with reason %s", describe(ch), cs, tc.reason)
@@ -172,7 +172,7 @@ func TestChurnFeedbackSignals(t *testing.T) {
 	t.Run("an NPS of 7 is not a detractor", func(t *testing.T) {
 		var g evGen
 		s, _ := mustApply(t, State{}, g.feedback(day(0), FeedbackNPS, 7), p)
-		if _, ch := Evaluate(s, day(1), p); len(ch) != 0 {
+		if _, ch := Close(s, day(1), p); len(ch) != 0 {
 			t.Fatalf("a passive NPS emitted %s", describe(ch))
 		}
 	})

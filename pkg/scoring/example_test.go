@@ -28,12 +28,14 @@ func Example() {
 	_, again, _ := scoring.Apply(st, purchase("e2", t.Add(48*time.Hour), 25000, 2), policy)
 	fmt.Println("changes on redelivery:", len(again))
 
-	// With no further events, the sweeper asks when to look again.
-	fmt.Println("next deadline:", scoring.NextDeadline(st, policy).Format(time.DateOnly))
+	// With no further events, the sweeper asks at which watermark to look again: the end
+	// of the first day whose evaluation changes something (here 2025-03-01, the first
+	// purchase's, when the customer gets a segment), plus the allowed lateness.
+	fmt.Println("next deadline:", scoring.NextDeadline(st, policy).Format(time.RFC3339))
 	// Output:
 	// UP BRONZE -> SILVER | net spend 550.00 USD over 365 days reached the SILVER threshold of 500.00 USD on 2025-03-03
 	// changes on redelivery: 0
-	// next deadline: 2025-03-04
+	// next deadline: 2025-03-02T01:00:00Z
 }
 
 func ExampleComputeCutpoints() {

@@ -50,6 +50,12 @@ func (s State) MarshalFields() map[string]string {
 	m["id"] = s.CustomerID
 	m["ck"] = i36(s.ClockMs)
 	m["ed"] = i36(int64(s.EvalDay))
+	if s.TierDay != s.EvalDay {
+		m["td"] = i36(int64(s.TierDay))
+	}
+	if s.TierClockMs != 0 {
+		m["tk"] = i36(s.TierClockMs)
+	}
 	if s.PurchaseDays > 0 {
 		m["p"] = join36(int64(s.FirstDay), int64(s.LastDay), int64(s.OldLastDay), int64(s.PurchaseDays))
 	}
@@ -70,6 +76,16 @@ func (s State) MarshalFields() map[string]string {
 			n := min(len(enc), maxFieldLen)
 			m["w"+strconv.Itoa(i)] = enc[:n]
 			enc = enc[n:]
+		}
+		// The few entries a refund shifted (see DayNet): day.shift pairs.
+		var shifts []int64
+		for _, e := range s.Window {
+			if e.Shift != 0 {
+				shifts = append(shifts, int64(e.Day), e.Shift)
+			}
+		}
+		if len(shifts) > 0 {
+			m["ws"] = join36(shifts...)
 		}
 	}
 	if len(s.Orders) > 0 {
@@ -96,12 +112,21 @@ func (s State) MarshalFields() map[string]string {
 		key string
 		h   ScoreHistory
 	}{{"fn", s.NPS}, {"fs", s.CSAT}} {
-		if f.h != (ScoreHistory{}) {
-			m[f.key] = join36(int64(f.h.Latest.Day), int64(f.h.Latest.Score), int64(f.h.Previous.Day), int64(f.h.Previous.Score))
+		if len(f.h.Marks) > 0 {
+			// newest first: day.score pairs
+			xs := make([]int64, 0, 2*len(f.h.Marks))
+			for i := len(f.h.Marks) - 1; i >= 0; i-- {
+				xs = append(xs, int64(f.h.Marks[i].Day), int64(f.h.Marks[i].Score))
+			}
+			m[f.key] = join36(xs...)
 		}
 	}
-	if c := s.Complaints; c != (Complaints{}) {
-		m["cp"] = join36(int64(c.Opened), int64(c.Closed), int64(c.Day), int64(c.DayOpened), int64(c.DayClosed))
+	if c := s.Complaints; !c.isZero() {
+		xs := []int64{int64(c.Opened), int64(c.Closed)}
+		for _, d := range c.Days {
+			xs = append(xs, int64(d.Day), int64(d.Opened), int64(d.Closed))
+		}
+		m["cp"] = join36(xs...)
 	}
 	if s.Tier != 0 || s.BaseTier != 0 || s.BaseReached != 0 || s.BaseReview != 0 || s.TierFloor != 0 {
 		m["t"] = join36(int64(s.Tier), int64(s.BaseTier), int64(s.BaseReached), int64(s.BaseReview), int64(s.TierFloor))
@@ -159,9 +184,10 @@ func UnmarshalFields(m map[string]string) (State, error) {
 	}
 	sort.Strings(keys)
 	var window strings.Builder
+	tierDaySet := false
 	for _, k := range keys {
 		v := m[k]
-		if len(v) > 200 {
+		if len(v) > maxFieldValueLen {
 			return bad(k, errors.New("value too long"))
 		}
 		var err error
@@ -178,6 +204,13 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			var d int64
 			d, err = strconv.ParseInt(v, 36, 32)
 			s.EvalDay = Day(d)
+		case k == "td":
+			var d int64
+			d, err = strconv.ParseInt(v, 36, 32)
+			s.TierDay = Day(d)
+			tierDaySet = true
+		case k == "tk":
+			s.TierClockMs, err = strconv.ParseInt(v, 36, 64)
 		case k == "p":
 			var xs []int64
 			if xs, err = split36(v, 4); err == nil {
@@ -185,28 +218,24 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			}
 		case strings.HasPrefix(k, "w") && len(k) > 1 && isDigits(k[1:]):
 			// gathered below in numeric order
+		case k == "ws":
+			// applied below, once the window is decoded
 		case k == "or":
 			s.Orders, err = decodeOrders(v)
 		case k == "lg":
 			err = s.decodeLogins(v)
 		case k == "fn" || k == "fs":
-			var xs []int64
-			if xs, err = split36(v, 4); err == nil {
-				h := ScoreHistory{Latest: ScoreMark{Day(xs[0]), int8(xs[1])}, Previous: ScoreMark{Day(xs[2]), int8(xs[3])}}
-				if xs[1] < 0 || xs[1] > 10 || xs[3] < 0 || xs[3] > 10 {
-					err = errors.New("score out of range")
-				}
-				if k == "fn" {
-					s.NPS = h
-				} else {
-					s.CSAT = h
-				}
+			// newest first: day.score pairs (the format before open days kept exactly two,
+			// the older one with day 0 when absent)
+			var h ScoreHistory
+			h, err = decodeScoreHistory(v)
+			if k == "fn" {
+				s.NPS = h
+			} else {
+				s.CSAT = h
 			}
 		case k == "cp":
-			var xs []int64
-			if xs, err = split36(v, 5); err == nil {
-				s.Complaints = Complaints{Opened: int32(xs[0]), Closed: int32(xs[1]), Day: Day(xs[2]), DayOpened: int32(xs[3]), DayClosed: int32(xs[4])}
-			}
+			s.Complaints, err = decodeComplaints(v)
 		case k == "t":
 			var xs []int64
 			if xs, err = split36(v, 5); err == nil {
@@ -247,6 +276,12 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			return bad(k, err)
 		}
 	}
+	if !tierDaySet {
+		s.TierDay = s.EvalDay // written before the tier days had a track of their own, or equal
+	}
+	if _, ok := m["tk"]; !ok && s.PurchaseDays > 0 {
+		s.TierClockMs = s.ClockMs
+	}
 	chunks := 0
 	for k := range m {
 		if len(k) > 1 && k[0] == 'w' && isDigits(k[1:]) {
@@ -266,7 +301,74 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			return bad("w", err)
 		}
 	}
+	if v, ok := m["ws"]; ok {
+		if err := s.decodeShifts(v); err != nil {
+			return bad("ws", err)
+		}
+	}
 	return s, nil
+}
+
+// maxFieldValueLen bounds one stored field; longer values are corrupt.
+const maxFieldValueLen = 400
+
+func decodeScoreHistory(v string) (ScoreHistory, error) {
+	xs, err := split36n(v)
+	if err != nil {
+		return ScoreHistory{}, err
+	}
+	if len(xs)%2 != 0 || len(xs) > 2*maxScoreMarks {
+		return ScoreHistory{}, fmt.Errorf("want up to %d day.score pairs, got %d numbers", maxScoreMarks, len(xs))
+	}
+	var h ScoreHistory
+	for i := len(xs) - 2; i >= 0; i -= 2 {
+		if xs[i+1] < 0 || xs[i+1] > 10 {
+			return ScoreHistory{}, errors.New("score out of range")
+		}
+		if xs[i] == 0 {
+			continue // an absent mark of the two-mark format
+		}
+		if n := len(h.Marks); n > 0 && Day(xs[i]) <= h.Marks[n-1].Day {
+			return ScoreHistory{}, errors.New("marks not in descending day order")
+		}
+		h.Marks = append(h.Marks, ScoreMark{Day: Day(xs[i]), Score: int8(xs[i+1])})
+	}
+	return h, nil
+}
+
+func decodeComplaints(v string) (Complaints, error) {
+	xs, err := split36n(v)
+	if err != nil {
+		return Complaints{}, err
+	}
+	if len(xs) < 2 || (len(xs)-2)%3 != 0 {
+		return Complaints{}, fmt.Errorf("want opened.closed then day.opened.closed triples, got %d numbers", len(xs))
+	}
+	c := Complaints{Opened: int32(xs[0]), Closed: int32(xs[1])}
+	for i := 2; i < len(xs); i += 3 {
+		if xs[i] == 0 {
+			continue // no latest day in the one-day format
+		}
+		if n := len(c.Days); n > 0 && Day(xs[i]) <= c.Days[n-1].Day {
+			return Complaints{}, errors.New("days not in ascending order")
+		}
+		c.Days = append(c.Days, ComplaintDay{Day: Day(xs[i]), Opened: int32(xs[i+1]), Closed: int32(xs[i+2])})
+	}
+	return c, nil
+}
+
+// split36n splits any number of dot-separated base-36 numbers.
+func split36n(v string) ([]int64, error) {
+	parts := strings.Split(v, ".")
+	out := make([]int64, len(parts))
+	for i, p := range parts {
+		x, err := strconv.ParseInt(p, 36, 64)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = x
+	}
+	return out, nil
 }
 
 func isDigits(s string) bool {
@@ -292,6 +394,25 @@ func split36(v string, n int) ([]int64, error) {
 		out[i] = x
 	}
 	return out, nil
+}
+
+// decodeShifts applies the day.shift pairs of field "ws" to the decoded window.
+func (s *State) decodeShifts(v string) error {
+	xs, err := split36n(v)
+	if err != nil {
+		return err
+	}
+	if len(xs)%2 != 0 {
+		return errors.New("want day.shift pairs")
+	}
+	for i := 0; i < len(xs); i += 2 {
+		j := s.findEntry(Day(xs[i]))
+		if j == len(s.Window) || s.Window[j].Day != Day(xs[i]) || xs[i+1] == 0 {
+			return fmt.Errorf("shift for day %d, which has no window entry", xs[i])
+		}
+		s.Window[j].Shift = xs[i+1]
+	}
+	return nil
 }
 
 func decodeWindow(v string) ([]DayNet, error) {

@@ -23,7 +23,9 @@ type Policy struct {
 	// may arrive and still be scored exactly as if it had arrived in order.
 	AllowedLateness time.Duration `yaml:"allowed_lateness"`
 	// MaxDeadlineDays bounds how far ahead NextDeadline looks; a customer
-	// with no change in that horizon is re-checked at its end.
+	// with no change in that horizon is re-checked at its end. At most
+	// MaxRecheckDays: a customer's evaluation may lag the watermark by this
+	// much, which the open days of its state must cover.
 	MaxDeadlineDays int `yaml:"max_deadline_days"`
 
 	Tiers     TierPolicy    `yaml:"tiers"`
@@ -150,8 +152,8 @@ func (p *Policy) Validate() error {
 	if p.AllowedLateness < 0 || p.AllowedLateness >= 24*time.Hour {
 		add("allowed_lateness", "must be at least 0 and less than 24h, got %s", p.AllowedLateness)
 	}
-	if p.MaxDeadlineDays < 1 || p.MaxDeadlineDays > 3650 {
-		add("max_deadline_days", "must be between 1 and 3650")
+	if p.MaxDeadlineDays < 1 || p.MaxDeadlineDays > MaxRecheckDays {
+		add("max_deadline_days", "must be between 1 and %d: a customer's evaluation may lag the watermark by this many days, which its state keeps exact within %d open days", MaxRecheckDays, MaxOpenDays)
 	}
 	t := p.Tiers
 	posDays := func(field string, v, limit int) {
@@ -212,7 +214,7 @@ func (p *Policy) Validate() error {
 		add("churn.gap_ratio_full_risk", "must be > 1")
 	}
 	posDays("churn.login_recent_days", c.LoginRecentDays, 127)
-	posDays("churn.login_long_days", c.LoginLongDays, 127)
+	posDays("churn.login_long_days", c.LoginLongDays, loginBits-MaxOpenDays-2) // room for the open days in the login bits
 	if c.LoginRecentDays >= c.LoginLongDays {
 		add("churn.login_recent_days", "must be less than login_long_days")
 	}

@@ -105,6 +105,22 @@ func run(t tb, events []Event, p *Policy) (State, []Change) {
 	return s, all
 }
 
+// runClosing applies events in event-time order as the pipeline does when its topics keep
+// pace: before each event, the watermark (that event's time: everything earlier has been
+// applied) closes the days it has passed.
+func runClosing(t tb, events []Event, p *Policy) (State, []Change) {
+	var s State
+	var all []Change
+	for _, e := range events {
+		var ch []Change
+		s, ch = Close(s, e.OccurredAt, p)
+		all = append(all, ch...)
+		s, ch = mustApply(t, s, e, p)
+		all = append(all, ch...)
+	}
+	return s, all
+}
+
 func lastTime(events []Event) time.Time {
 	var m time.Time
 	for _, e := range events {
@@ -130,7 +146,7 @@ func TestPropertySameInputsGiveByteIdenticalOutputs(t *testing.T) {
 		end := lastTime(events).Add(time.Duration(rapid.IntRange(0, 400).Draw(t, "days")) * 24 * time.Hour)
 		encode := func() []byte {
 			s, chs := run(t, events, p)
-			s, more := Evaluate(s, end, p)
+			s, more := Close(s, end, p)
 			b, err := json.Marshal(struct {
 				F map[string]string
 				C []Change
@@ -177,13 +193,21 @@ func TestPropertyPermutationsWithinLatenessGiveTheSameFinalState(t *testing.T) {
 		shuffled := arrivalOrder(t, inOrder, p)
 		end := lastTime(inOrder).Add(time.Duration(rapid.IntRange(0, 100).Draw(t, "days")) * 24 * time.Hour)
 
-		a, _ := run(t, inOrder, p)
-		a, _ = Evaluate(a, end, p)
+		a, _ := runClosing(t, inOrder, p)
+		a, _ = Close(a, end, p)
 
-		// The shuffled run also calls Evaluate in between, at watermarks no
-		// later than any event still to come.
+		// The shuffled run closes days as the pipeline does: before each event, through the
+		// deadlines a watermark no later than any event still to come has passed (the
+		// consumer), and at random points in between (the sweeper).
 		var b State
 		for i, e := range shuffled {
+			wm := e.OccurredAt
+			for _, f := range shuffled[i:] {
+				if f.OccurredAt.Before(wm) {
+					wm = f.OccurredAt
+				}
+			}
+			b, _, _ = Sweep(b, wm, p)
 			b, _ = mustApply(t, b, e, p)
 			if i+1 < len(shuffled) && rapid.Bool().Draw(t, "evaluate") {
 				wm := shuffled[i+1].OccurredAt
@@ -192,10 +216,10 @@ func TestPropertyPermutationsWithinLatenessGiveTheSameFinalState(t *testing.T) {
 						wm = f.OccurredAt
 					}
 				}
-				b, _ = Evaluate(b, wm, p)
+				b, _ = Close(b, wm, p)
 			}
 		}
-		b, _ = Evaluate(b, end, p)
+		b, _ = Close(b, end, p)
 		if fa, fb := scoringFields(a), scoringFields(b); !reflect.DeepEqual(fa, fb) {
 			t.Fatalf("final states differ:\nin order: %v\nshuffled: %v\nevents in order:%s\nshuffled:%s", fa, fb, listEvents(inOrder), listEvents(shuffled))
 		}
@@ -212,14 +236,14 @@ func TestPropertyEvaluateBeforeTheDeadlineEmitsNothing(t *testing.T) {
 			t.Fatal("no deadline for a customer with events")
 		}
 		before := dl.Add(-time.Duration(rapid.Int64Range(1, int64(400*24*time.Hour)).Draw(t, "before")))
-		s2, ch := Evaluate(s, before, p)
+		s2, ch := Close(s, before, p)
 		if len(ch) != 0 {
 			t.Fatalf("Evaluate at %s, before the deadline %s, emitted %s", before, dl, describe(ch))
 		}
 		// And the deadline is a real one: evaluating there changes something,
 		// unless it is the end of the look-ahead horizon (a re-check day).
-		_, ch = Evaluate(s2, dl, p)
-		horizon := (recheckDay(s.EvalDay, p) + 1).Start()
+		_, ch = Close(s2, dl, p)
+		horizon := DayCloses(recheckDay(min(s.EvalDay, s.TierDay), p), p)
 		if len(ch) == 0 && !dl.Equal(horizon) {
 			t.Fatalf("Evaluate at the deadline %s emitted nothing", dl)
 		}
@@ -258,7 +282,7 @@ func TestPropertySweepsAtDifferentClocksConverge(t *testing.T) {
 			t.Fatalf("next deadline %s: want the state's own deadline, after %s", onceNext, end)
 		}
 		// And sweeping to end emits what evaluating every day to end emits.
-		_, daily := Evaluate(s, end, p)
+		_, daily := Close(s, end, p)
 		if describe(daily) != describe(onceChanges) {
 			t.Fatalf("Sweep and Evaluate disagree:\n sweep:    %s\n evaluate: %s", describe(onceChanges), describe(daily))
 		}
@@ -273,7 +297,7 @@ func TestPropertyStoredFieldsRoundTripAndStaySmall(t *testing.T) {
 		for _, e := range events {
 			s, _ = mustApply(t, s, e, p)
 			if rapid.Bool().Draw(t, "evaluate") {
-				s, _ = Evaluate(s, e.OccurredAt.Add(time.Duration(rapid.IntRange(0, 90).Draw(t, "days"))*24*time.Hour), p)
+				s, _ = Close(s, e.OccurredAt.Add(time.Duration(rapid.IntRange(0, 90).Draw(t, "days"))*24*time.Hour), p)
 			}
 			m := s.MarshalFields()
 			for k, v := range m {

@@ -121,7 +121,7 @@ func TestSegmentChangesCarryTheCutpointsVersion(t *testing.T) {
 	}
 	var g evGen
 	s, _ := mustApply(t, State{}, g.purchase(day(0), 500, "a"), p)
-	_, ch := Evaluate(s, day(1), p)
+	_, ch := Close(s, day(1), p)
 	segs := only[*SegmentChange](ch)
 	if len(segs) != 1 {
 		t.Fatalf("want one segment change, got %s", describe(ch))

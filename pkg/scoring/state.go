@@ -26,9 +26,17 @@ func floorDiv(a, b int64) int64 {
 
 // DayNet is the net spend (purchases minus refunds, minor units) booked on
 // one day; Purchase says whether a purchase happened that day.
+//
+// A refund of an order bought within the returns window is booked back on the purchase day
+// (Net), so that it can undo the upgrade the purchase caused. Churn and segments see it on its
+// own day instead: as of a day before the refund it had not happened, and a day's end-of-day
+// evaluation depends only on the data up to that day. Shift is that correction: it adds the
+// refund back on the purchase day and takes it off on the refund's own day, so the activity
+// view of an entry is Net+Shift.
 type DayNet struct {
 	Day      Day
 	Net      int64
+	Shift    int64
 	Purchase bool
 }
 
@@ -47,70 +55,137 @@ type ScoreMark struct {
 	Score int8
 }
 
-// ScoreHistory keeps the latest day's score and the one from the latest
-// earlier day: enough to know the latest score as of the end of any day an
-// evaluation can still be pending for (the allowed lateness is under a day),
-// whatever order the answers arrive in.
-type ScoreHistory struct{ Latest, Previous ScoreMark }
+// ScoreHistory keeps a customer's scores by day, ascending: the latest one on or before the
+// last evaluated day (all an evaluation of a later day can read of the past) and every one
+// after it. Days after the evaluated day are the open days a lagging topic can still add
+// data to; their number is bounded by MaxOpenDays (plus the allowed lateness and a day of
+// batching), so the history stays within maxScoreMarks marks, which is enforced should the
+// bound ever be exceeded.
+type ScoreHistory struct{ Marks []ScoreMark }
 
-func (h *ScoreHistory) add(d Day, score int8) {
-	switch {
-	case d > h.Latest.Day:
-		h.Previous, h.Latest = h.Latest, ScoreMark{d, score}
-	case d == h.Latest.Day:
-		h.Latest.Score = min(h.Latest.Score, score)
-	case d > h.Previous.Day:
-		h.Previous = ScoreMark{d, score}
-	case d == h.Previous.Day:
-		h.Previous.Score = min(h.Previous.Score, score)
+// add records a score on day d; settled is the last evaluated day. A score older than the
+// latest one on or before settled can never be read again and is ignored.
+func (h *ScoreHistory) add(d Day, score int8, settled Day) {
+	i := sort.Search(len(h.Marks), func(i int) bool { return h.Marks[i].Day >= d })
+	if i < len(h.Marks) && h.Marks[i].Day == d {
+		h.Marks[i].Score = min(h.Marks[i].Score, score)
+		return
+	}
+	if i == 0 && len(h.Marks) > 0 && h.Marks[0].Day <= settled {
+		return // older than the settled mark
+	}
+	h.Marks = append(h.Marks, ScoreMark{})
+	copy(h.Marks[i+1:], h.Marks[i:])
+	h.Marks[i] = ScoreMark{d, score}
+	h.trim(settled)
+	if len(h.Marks) > maxScoreMarks {
+		h.Marks = h.Marks[len(h.Marks)-maxScoreMarks:]
+	}
+}
+
+// trim forgets the marks before the latest one on or before the settled day.
+func (h *ScoreHistory) trim(settled Day) {
+	keep := 0
+	for i, m := range h.Marks {
+		if m.Day <= settled {
+			keep = i
+		}
+	}
+	if keep > 0 {
+		h.Marks = append([]ScoreMark(nil), h.Marks[keep:]...)
 	}
 }
 
 // asOf is the latest mark on or before day d.
 func (h *ScoreHistory) asOf(d Day) (ScoreMark, bool) {
-	switch {
-	case h.Latest.Day != 0 && h.Latest.Day <= d:
-		return h.Latest, true
-	case h.Previous.Day != 0 && h.Previous.Day <= d:
-		return h.Previous, true
+	for i := len(h.Marks) - 1; i >= 0; i-- {
+		if h.Marks[i].Day <= d {
+			return h.Marks[i], true
+		}
 	}
 	return ScoreMark{}, false
 }
 
-// Complaints counts complaint cases opened and closed, in total and on the
-// latest day with a complaint event.
-type Complaints struct {
-	Opened, Closed       int32
-	Day                  Day
-	DayOpened, DayClosed int32
+func (h ScoreHistory) clone() ScoreHistory {
+	return ScoreHistory{Marks: append([]ScoreMark(nil), h.Marks...)}
 }
 
-func (c *Complaints) add(d Day, opened bool) {
-	if d > c.Day {
-		c.Day, c.DayOpened, c.DayClosed = d, 0, 0
-	}
+// ComplaintDay counts the complaint cases opened and closed on one open day.
+type ComplaintDay struct {
+	Day            Day
+	Opened, Closed int32
+}
+
+// Complaints counts complaint cases opened and closed in total, and per open day (a day after
+// the last evaluated one), so the number open at the end of any day still to be evaluated is
+// exact whatever order the topics arrive in.
+type Complaints struct {
+	Opened, Closed int32
+	Days           []ComplaintDay // ascending, only days after the last evaluated day
+}
+
+func (c *Complaints) add(d Day, opened bool, settled Day) {
 	if opened {
 		c.Opened++
 	} else {
 		c.Closed++
 	}
-	if d == c.Day {
-		if opened {
-			c.DayOpened++
-		} else {
-			c.DayClosed++
-		}
+	if d <= settled {
+		return
+	}
+	i := sort.Search(len(c.Days), func(i int) bool { return c.Days[i].Day >= d })
+	if i == len(c.Days) || c.Days[i].Day != d {
+		c.Days = append(c.Days, ComplaintDay{})
+		copy(c.Days[i+1:], c.Days[i:])
+		c.Days[i] = ComplaintDay{Day: d}
+	}
+	if opened {
+		c.Days[i].Opened++
+	} else {
+		c.Days[i].Closed++
 	}
 }
 
-// openAsOf is the number of open complaints at the end of day d.
+// trim forgets the per-day counts of days up to settled.
+func (c *Complaints) trim(settled Day) {
+	i := 0
+	for i < len(c.Days) && c.Days[i].Day <= settled {
+		i++
+	}
+	if i > 0 {
+		c.Days = append([]ComplaintDay(nil), c.Days[i:]...)
+	}
+}
+
+// openAsOf is the number of open complaints at the end of day d (d at or after the last
+// evaluated day).
 func (c *Complaints) openAsOf(d Day) int32 {
 	n := c.Opened - c.Closed
-	if c.Day > d {
-		n -= c.DayOpened - c.DayClosed
+	for _, x := range c.Days {
+		if x.Day > d {
+			n -= x.Opened - x.Closed
+		}
 	}
 	return max(n, 0)
 }
+
+// anyAsOf reports whether a complaint event happened on or before day d.
+func (c *Complaints) anyAsOf(d Day) bool {
+	n := c.Opened + c.Closed
+	for _, x := range c.Days {
+		if x.Day > d {
+			n -= x.Opened + x.Closed
+		}
+	}
+	return n > 0
+}
+
+func (c Complaints) clone() Complaints {
+	c.Days = append([]ComplaintDay(nil), c.Days...)
+	return c
+}
+
+func (c Complaints) isZero() bool { return c.Opened == 0 && c.Closed == 0 && len(c.Days) == 0 }
 
 // Limits that keep the state within its size budget.
 const (
@@ -120,17 +195,37 @@ const (
 	maxOrders        = 10
 	recentRing       = 8
 	loginBits        = 128
+	maxScoreMarks    = MaxOpenDays + 4
 )
+
+// MaxOpenDays is how many days of event time a customer's state keeps exact for days not yet
+// evaluated: its newest data may be this far ahead of its last evaluated day and every day is
+// still evaluated as if the topics had arrived together. What makes up the gap: the
+// re-check grid (a customer with nothing due is evaluated at least every MaxRecheckDays of
+// watermark), the day itself and the allowed lateness, and how far the consumers run ahead of
+// the watermark: the alignment lead, at most MaxAlignmentLeadDays (config validates it). The
+// policy's login window must leave room for it in the 128 days of login bits.
+const MaxOpenDays = 32
+
+// MaxRecheckDays bounds the policy's max_deadline_days, the re-check grid.
+const MaxRecheckDays = 7
+
+// MaxAlignmentLeadDays bounds the consumers' alignment lead: what MaxOpenDays leaves after
+// the re-check grid, the day itself and the allowed lateness.
+const MaxAlignmentLeadDays = MaxOpenDays - MaxRecheckDays - 2
 
 // State is everything the scoring remembers about one customer. The zero
 // State is a customer never seen. Treat it as a value: Apply and Evaluate
 // return a new State and never modify the one passed in.
 type State struct {
 	CustomerID string
-	// ClockMs is the newest event time applied, in Unix milliseconds.
-	ClockMs int64
-	// EvalDay is the last day whose end-of-day evaluation has run.
-	EvalDay Day
+	// ClockMs is the newest event time applied, in Unix milliseconds; TierClockMs the newest
+	// of the purchases topic (purchases and refunds), the only input the tier rules read.
+	ClockMs, TierClockMs int64
+	// EvalDay is the last day whose churn and segment evaluation has run (days close by the
+	// pipeline watermark); TierDay the last day whose tier settlement, reviews and warnings
+	// have run (days close by the purchases' own time, or the watermark, whichever is first).
+	EvalDay, TierDay Day
 
 	// Purchases. FirstDay/LastDay are the first and last purchase days,
 	// PurchaseDays the number of distinct purchase days, OldLastDay the
@@ -179,6 +274,7 @@ type State struct {
 func (s State) clone() State {
 	s.Window = append([]DayNet(nil), s.Window...)
 	s.Orders = append([]Order(nil), s.Orders...)
+	s.NPS, s.CSAT, s.Complaints = s.NPS.clone(), s.CSAT.clone(), s.Complaints.clone()
 	if s.Offsets != nil {
 		m := make(map[string]int64, len(s.Offsets))
 		for k, v := range s.Offsets {
@@ -191,7 +287,8 @@ func (s State) clone() State {
 
 func (s *State) started() bool { return s.ClockMs != 0 }
 
-func (s *State) clockDay() Day { return Day(floorDiv(s.ClockMs, 86400000)) }
+// tierClockDay is the day of the newest purchase or refund.
+func (s *State) tierClockDay() Day { return Day(floorDiv(s.TierClockMs, 86400000)) }
 
 // --- purchases ---
 
@@ -201,24 +298,30 @@ func (s *State) findEntry(d Day) int {
 
 // book adds net to day d's entry, creating it when needed.
 func (s *State) book(d Day, net int64, purchase bool) {
+	s.entry(d, purchase).Net += net
+}
+
+// entry returns day d's window entry, adding it if absent.
+func (s *State) entry(d Day, purchase bool) *DayNet {
 	i := s.findEntry(d)
 	if i < len(s.Window) && s.Window[i].Day == d {
-		s.Window[i].Net += net
 		s.Window[i].Purchase = s.Window[i].Purchase || purchase
-		return
+		return &s.Window[i]
 	}
 	s.Window = append(s.Window, DayNet{})
 	copy(s.Window[i+1:], s.Window[i:])
-	s.Window[i] = DayNet{Day: d, Net: net, Purchase: purchase}
+	s.Window[i] = DayNet{Day: d, Purchase: purchase}
 	if len(s.Window) > MaxWindowEntries {
 		// Merge the oldest day into the next one (documented degradation).
 		a, b := s.Window[0], s.Window[1]
-		s.Window[1] = DayNet{Day: b.Day, Net: a.Net + b.Net, Purchase: a.Purchase || b.Purchase}
+		s.Window[1] = DayNet{Day: b.Day, Net: a.Net + b.Net, Shift: a.Shift + b.Shift, Purchase: a.Purchase || b.Purchase}
 		if a.Purchase {
 			s.OldLastDay = max(s.OldLastDay, a.Day)
 		}
 		s.Window = s.Window[1:]
+		i = max(i-1, 0)
 	}
+	return &s.Window[i]
 }
 
 func (s *State) hasPurchaseOn(d Day) bool {
@@ -256,12 +359,13 @@ func sortOrders(os []Order) {
 	})
 }
 
-// prune forgets window entries and orders too old to matter at the current
-// clock. Two days of margin keep pruning independent of arrival order
-// within the allowed lateness (at most 24h).
+// prune forgets window entries and orders too old to matter. It counts back from the newest
+// purchase day only, so what it keeps is a function of the purchases topic alone (its records
+// for a customer arrive in order): the window keeps every day any tier rule reads, plus the
+// segment window for every day up to MaxOpenDays behind, plus two days of margin.
 func (s *State) prune(p *Policy) {
-	now := s.clockDay()
-	keep := now - Day(p.Tiers.WindowDays+p.Tiers.ReturnsWindowDays+2)
+	now := s.tierClockDay()
+	keep := now - Day(max(p.Tiers.WindowDays+p.Tiers.ReturnsWindowDays, p.Segments.WindowDays+MaxOpenDays)+2)
 	i := 0
 	for i < len(s.Window) && s.Window[i].Day < keep {
 		if s.Window[i].Purchase {
@@ -322,7 +426,7 @@ func (s *State) purchasesAsOf(d Day, window int) purchaseFacts {
 			f.last = max(f.last, e.Day)
 		}
 		if e.Day > d-Day(window) {
-			f.monetary += e.Net
+			f.monetary += e.Net + e.Shift
 			if e.Purchase {
 				f.freq++
 			}
@@ -394,13 +498,13 @@ func (s *State) loginDays(d Day, n int) int {
 func (s *State) addFeedback(k FeedbackKind, d Day, score int) {
 	switch k {
 	case FeedbackNPS:
-		s.NPS.add(d, int8(score))
+		s.NPS.add(d, int8(score), s.EvalDay)
 	case FeedbackCSAT:
-		s.CSAT.add(d, int8(score))
+		s.CSAT.add(d, int8(score), s.EvalDay)
 	case FeedbackComplaintOpened:
-		s.Complaints.add(d, true)
+		s.Complaints.add(d, true, s.EvalDay)
 	case FeedbackComplaintClosed:
-		s.Complaints.add(d, false)
+		s.Complaints.add(d, false, s.EvalDay)
 	}
 }
 

@@ -100,9 +100,9 @@ func (s *State) syncTier(upTo Day, occurred func() (int64, Source), p *Policy, o
 	t, reached := s.upgradeTier(upTo, p)
 	if t <= int(s.Tier) {
 		// A reversal needs the qualifying spend gone from every day up to the latest one
-		// known — the newest event's day, or the evaluated day when the sweeper closes days
+		// known — the newest purchase's day, or the evaluated day when the sweeper closes days
 		// after the last event (old spend leaving the window is not a reversal).
-		if t, reached = s.upgradeTier(max(upTo, s.clockDay()), p); t >= int(s.Tier) {
+		if t, reached = s.upgradeTier(max(upTo, s.tierClockDay()), p); t >= int(s.Tier) {
 			return out
 		}
 	}

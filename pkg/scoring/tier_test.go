@@ -25,7 +25,9 @@ func runScenario(t *testing.T, p *Policy, steps []step, keep func(Change) bool) 
 		if st.event != nil {
 			s, ch = mustApply(t, s, *st.event, p)
 		} else {
-			s, ch = Evaluate(s, st.evaluate, p)
+			// evaluate is the end of the last day to close; the watermark closes it the
+			// allowed lateness later.
+			s, ch = Close(s, st.evaluate.Add(p.AllowedLateness), p)
 		}
 		var kept []Change
 		for _, c := range ch {
@@ -201,7 +203,7 @@ func TestAnUpgradeEarnedAsARefundAgesOutIsNotReversedWhenOldSpendAgesOutToo(t *t
 	s, _ = mustApply(t, s, g.purchase(day(1), 100000, "o1"), p) // ageing out on day 366
 	s, _ = mustApply(t, s, g.purchase(day(300), 115000, "o2"), p)
 	// Window on day 365: 100000 + 115000 = 215000 ≥ GOLD; on day 366: 115000.
-	_, ch := Evaluate(s, day(370), p)
+	_, ch := Close(s, day(370), p)
 	var dirs []string
 	for _, c := range only[*TierChange](ch) {
 		dirs = append(dirs, string(c.Direction)+":"+c.To)

@@ -33,6 +33,17 @@ type ConsumerConfig struct {
 	// RetryBackoffMax caps the pause between retries of a failing batch.
 	RetryBackoffMax time.Duration
 	Security        Security
+	// Pacer, when set, may hold a fetched batch before it is handled (event-time alignment
+	// across services); nil handles every batch at once.
+	Pacer Pacer
+}
+
+// Pacer holds a fetched batch until it may be handled. Pace returns nil when the batch may
+// go ahead, or ctx's error when the consumer is shutting down: the batch is then neither
+// handled nor committed, and is redelivered. While Pace waits the consumer stays in its
+// group (kafka-go heartbeats the group in the background) and fetches nothing more.
+type Pacer interface {
+	Pace(ctx context.Context, msgs []Message) error
 }
 
 // WithDefaults fills unset fields with values tuned for throughput on small machines.
@@ -176,6 +187,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		fetchBackoff = 100 * time.Millisecond
 		if len(msgs) == 0 {
 			continue
+		}
+		if c.cfg.Pacer != nil {
+			if err := c.cfg.Pacer.Pace(ctx, msgs); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("pacing: %w", err)
+			}
 		}
 		// The batch is finished even if shutdown begins now: drain, do not abandon.
 		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)

@@ -55,8 +55,19 @@ type Runtime struct {
 	Replay bool
 	// TopicSuffix is appended to every topic name; tests use it to share one broker.
 	TopicSuffix string
+	// Clock is the wall clock that caught-up partitions count as in the watermark (nil:
+	// time.Now). The demo, which produces months of history in minutes, sets its event clock.
+	Clock func() time.Time
 	// ownsAdmin is set when the runtime built Admin, and so closes it.
 	ownsAdmin bool
+}
+
+// now reads the runtime's wall clock.
+func (rt *Runtime) now() time.Time {
+	if rt.Clock != nil {
+		return rt.Clock()
+	}
+	return time.Now()
 }
 
 // Topic returns the physical name of a logical topic.
@@ -290,12 +301,20 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	for i, t := range cfg.Topics {
 		topics[i] = rt.Topic(t)
 	}
+	required := rt.nonEmptyInputPartitions()
+	kafkaCfg := stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group, Topics: topics,
+		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
+		StartFromLatest: cfg.StartFromLatest}
+	if rt.Config.AlignmentLead > 0 {
+		kafkaCfg.Pacer = &pipeline.Pacer{Watermarks: wm, Required: required, Lead: rt.Config.AlignmentLead,
+			TimeOf: pipeline.InputTime(ctx, rt.Codec), Paused: pipeline.NewPausedGauge(reg), Log: rt.Log}
+	}
 	return pipeline.Consumer{
-		Kafka: stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group, Topics: topics,
-			BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
-			StartFromLatest: cfg.StartFromLatest},
-		Processor: &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm,
-			Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment)},
+		Kafka: kafkaCfg,
+		Processor: &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Required: required,
+			Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment), Now: rt.now},
+		Heartbeat: &pipeline.Heartbeat{Admin: rt.Admin, Watermarks: wm, Group: group, Topics: topics,
+			Every: time.Second, Now: rt.now, Log: rt.Log},
 		Decoder: rt.Codec,
 		Logical: rt.Logical,
 		DeadLetters: &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service,
@@ -368,7 +387,7 @@ func RunSweeperWith(ctx context.Context, rt *Runtime, refresh time.Duration, req
 	if err != nil {
 		return err
 	}
-	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required}, rt.Redis, store, scorer, wm, reg, rt.Log)
+	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required, Now: rt.now}, rt.Redis, store, scorer, wm, reg, rt.Log)
 	if err != nil {
 		return err
 	}
