@@ -41,14 +41,26 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	ctx := context.Background()
-	w := &world{t: t, brokers: testinfra.RealKafkaBroker(t), redis: testinfra.Redis(t), suffix: "." + testinfra.Name("fail"),
-		logDir: t.TempDir(), shards: 16}
-	bins, err := e2e.Build(ctx, t.TempDir(), e2e.Services()...)
+	return newWorldWith(t, buildServices(t))
+}
+
+// buildServices builds the service binaries into a directory of t's.
+func buildServices(t *testing.T) map[string]string {
+	t.Helper()
+	bins, err := e2e.Build(context.Background(), t.TempDir(), e2e.Services()...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.bins = bins
+	return bins
+}
+
+// newWorldWith is newWorld with service binaries already built.
+func newWorldWith(t *testing.T, bins map[string]string) *world {
+	t.Helper()
+	ctx := context.Background()
+	w := &world{t: t, brokers: testinfra.RealKafkaBroker(t), redis: testinfra.Redis(t), suffix: "." + testinfra.Name("fail"),
+		logDir: t.TempDir(), shards: 16, bins: bins}
+	var err error
 	if w.admin, err = stream.NewAdmin(w.brokers, stream.Security{}, zap.NewNop()); err != nil {
 		t.Fatal(err)
 	}

@@ -212,3 +212,81 @@ func firstDifference(want, got string) string {
 	}
 	return "renderings are equal"
 }
+
+// MaxStoredBytes is the documented bound on one customer's stored state (field names plus
+// values, docs/scoring.md), for the busiest customer the policy allows: a purchase, a refund,
+// a login, an NPS and a CSAT answer and a complaint every day.
+const MaxStoredBytes = 2048
+
+// The bounded-state test: a year of the busiest possible customer, one topic running the
+// largest alignment lead ahead of the others the whole time. Nothing is dropped (the outcome
+// equals the in-order run's) and the stored state never grows past MaxStoredBytes.
+func TestOneTopicAheadByTheLargestLeadDropsNothingAndStateStaysBounded(t *testing.T) {
+	p := DefaultPolicy()
+	lead := time.Duration(MaxAlignmentLeadDays) * 24 * time.Hour
+	for _, ahead := range []string{"loyalty.logins.v1", "loyalty.feedback.v1", "loyalty.purchases.v1"} {
+		t.Run(ahead, func(t *testing.T) {
+			var g evGen
+			var inOrder []Event
+			for d := 0; d < 365; d++ {
+				at := day(d)
+				order := fmt.Sprintf("o-%d", d)
+				inOrder = append(inOrder,
+					g.purchase(at, 1_000+int64(d%7)*500, order),
+					g.login(at.Add(time.Minute)),
+					g.feedback(at.Add(2*time.Minute), FeedbackNPS, d%11),
+					g.feedback(at.Add(3*time.Minute), FeedbackCSAT, 1+d%5),
+					g.feedback(at.Add(4*time.Minute), FeedbackComplaintOpened, 0),
+					g.refund(at.Add(5*time.Minute), 100, fmt.Sprintf("o-%d", max(d-3, 0))),
+				)
+				if d%2 == 1 {
+					inOrder = append(inOrder, g.feedback(at.Add(6*time.Minute), FeedbackComplaintClosed, 0))
+				}
+			}
+			inOrder = withOffsets(inOrder)
+			// The topic ahead delivers each event as soon as it is within the lead of the
+			// others' next event; the others follow in event time.
+			var fast, slow []Event
+			for _, e := range inOrder {
+				if e.Source.Topic == ahead {
+					fast = append(fast, e)
+				} else {
+					slow = append(slow, e)
+				}
+			}
+			var arrival []Event
+			for len(fast)+len(slow) > 0 {
+				if len(fast) > 0 && (len(slow) == 0 || !fast[0].OccurredAt.After(slow[0].OccurredAt.Add(lead))) {
+					arrival, fast = append(arrival, fast[0]), fast[1:]
+				} else {
+					arrival, slow = append(arrival, slow[0]), slow[1:]
+				}
+			}
+			sc := interleaving{inOrder: inOrder, arrival: arrival, closeAt: make([]bool, len(arrival)), end: lastTime(inOrder).Add(48 * time.Hour)}
+			want, got := inOrderOutcome(t, sc, p), replayInterleaving(t, sc, minOverTopics, p)
+			if !sameOutcome(want, got) {
+				wj, _ := json.MarshalIndent(want, "", " ")
+				gj, _ := json.MarshalIndent(got, "", " ")
+				t.Fatalf("%s %s ahead changed the outcome\n%s", ahead, lead, firstDifference(string(wj), string(gj)))
+			}
+			// The largest state along the way.
+			var s State
+			largest := 0
+			for i, e := range arrival {
+				if wm, ok := minOverTopics(arrival, i); ok {
+					s, _, _ = Sweep(s, wm, p)
+				}
+				s, _ = mustApply(t, s, e, p)
+				n := 0
+				for k, v := range s.MarshalFields() {
+					n += len(k) + len(v)
+				}
+				largest = max(largest, n)
+			}
+			t.Logf("%s %s ahead: the stored state peaked at %d bytes (bound %d)", ahead, lead, largest, MaxStoredBytes)
+			if largest > MaxStoredBytes {
+				t.Fatalf("the stored state reached %d bytes, past the documented %d", largest, MaxStoredBytes)
+			}
+		})
+	}
+}

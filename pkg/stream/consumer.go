@@ -33,17 +33,33 @@ type ConsumerConfig struct {
 	// RetryBackoffMax caps the pause between retries of a failing batch.
 	RetryBackoffMax time.Duration
 	Security        Security
-	// Pacer, when set, may hold a fetched batch before it is handled (event-time alignment
-	// across services); nil handles every batch at once.
+	// Pacer, when set, aligns the consumer's partitions in event time (see Pacer); nil
+	// handles records as they are fetched.
 	Pacer Pacer
+	// MaxHeld bounds the records a paced consumer holds back (0: 100000). At the bound it
+	// stops fetching; if the pipeline waits for one of its own partitions meanwhile, it lets
+	// the earliest held records go rather than stall (logged).
+	MaxHeld int
 }
 
-// Pacer holds a fetched batch until it may be handled. Pace returns nil when the batch may
-// go ahead, or ctx's error when the consumer is shutting down: the batch is then neither
-// handled nor committed, and is redelivered. While Pace waits the consumer stays in its
-// group (kafka-go heartbeats the group in the background) and fetches nothing more.
+// TopicPartition names one partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int
+}
+
+// Pacer aligns a consumer's partitions in event time, as Flink's watermark alignment does
+// for splits: records more than a lead ahead of the pipeline's watermark are held back, per
+// partition and in order, while the consumer keeps fetching the partitions that are behind.
+// A held record is neither handled nor committed; the consumer stays in its group.
 type Pacer interface {
-	Pace(ctx context.Context, msgs []Message) error
+	// TimeOf returns a record's event time.
+	TimeOf(m Message) time.Time
+	// Admit returns the event time up to which held records may be handled now, given the
+	// earliest time each partition holds (heads, which it may report so that the partitions
+	// the pipeline waits for can move on). ownHolder is true when the pipeline waits for a
+	// partition of this consumer's own: it must fetch more, whatever it holds.
+	Admit(ctx context.Context, heads map[TopicPartition]time.Time) (limit time.Time, ownHolder bool, err error)
 }
 
 // WithDefaults fills unset fields with values tuned for throughput on small machines.
@@ -68,6 +84,9 @@ func (c ConsumerConfig) WithDefaults() ConsumerConfig {
 	}
 	if c.RetryBackoffMax == 0 {
 		c.RetryBackoffMax = 10 * time.Second
+	}
+	if c.MaxHeld == 0 {
+		c.MaxHeld = 100_000
 	}
 	return c
 }
@@ -161,6 +180,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.log.Warn("closing reader", zap.Error(err))
 		}
 	}()
+	if c.cfg.Pacer != nil {
+		return c.runPaced(ctx)
+	}
 	fetchBackoff := 100 * time.Millisecond
 	for {
 		msgs, err := c.fetchBatch(ctx)
@@ -188,14 +210,6 @@ func (c *Consumer) Run(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		if c.cfg.Pacer != nil {
-			if err := c.cfg.Pacer.Pace(ctx, msgs); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("pacing: %w", err)
-			}
-		}
 		// The batch is finished even if shutdown begins now: drain, do not abandon.
 		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
 		err = c.handle(ctx, work, msgs)
@@ -211,15 +225,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 
 // fetchBatch blocks for the first record, then gathers more until BatchSize or Linger.
 func (c *Consumer) fetchBatch(ctx context.Context) ([]Message, error) {
+	return c.fetchUpTo(ctx, c.cfg.BatchSize)
+}
+
+// fetchUpTo blocks for the first record, then gathers more until n or Linger.
+func (c *Consumer) fetchUpTo(ctx context.Context, n int) ([]Message, error) {
 	first, err := c.reader.FetchMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
-	msgs := make([]Message, 0, c.cfg.BatchSize)
+	msgs := make([]Message, 0, n)
 	msgs = append(msgs, c.convert(first))
 	lingerCtx, cancel := context.WithTimeout(ctx, c.cfg.Linger)
 	defer cancel()
-	for len(msgs) < c.cfg.BatchSize {
+	for len(msgs) < n {
 		m, err := c.reader.FetchMessage(lingerCtx)
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {

@@ -17,6 +17,8 @@ type Metrics struct {
 	lag          *prometheus.GaugeVec
 	commitErrors prometheus.Counter
 	fetchErrors  prometheus.Counter
+	held         prometheus.Gauge
+	paused       prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil means do not register,
@@ -49,9 +51,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		fetchErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loyalty_fetch_errors_total", Help: "Fetches that failed with a transient Kafka error (leader moving, broker busy) and were retried.",
 		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "loyalty_consumer_held_records", Help: "Records fetched but held back because they are more than the alignment lead ahead of the pipeline watermark.",
+		}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "loyalty_consumer_paused", Help: "1 while the consumer holds all the records it may and waits for another service to catch up in event time.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.recordsIn, m.batches, m.batchLatency, m.batchSize, m.rejected, m.lag, m.commitErrors, m.fetchErrors)
+		reg.MustRegister(m.recordsIn, m.batches, m.batchLatency, m.batchSize, m.rejected, m.lag, m.commitErrors, m.fetchErrors, m.held, m.paused)
 	}
 	return m
 }
@@ -77,4 +85,14 @@ func (m *Metrics) observeLag(msg Message) {
 		return
 	}
 	m.lag.WithLabelValues(msg.Topic, strconv.Itoa(msg.Partition)).Set(float64(msg.HighWaterMark - msg.Offset - 1))
+}
+
+func (m *Metrics) setHeld(n int) { m.held.Set(float64(n)) }
+
+func (m *Metrics) setPaused(p bool) {
+	if p {
+		m.paused.Set(1)
+	} else {
+		m.paused.Set(0)
+	}
 }

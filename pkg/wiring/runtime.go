@@ -306,8 +306,8 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
 		StartFromLatest: cfg.StartFromLatest}
 	if rt.Config.AlignmentLead > 0 {
-		kafkaCfg.Pacer = &pipeline.Pacer{Watermarks: wm, Required: required, Lead: rt.Config.AlignmentLead,
-			TimeOf: pipeline.InputTime(ctx, rt.Codec), Paused: pipeline.NewPausedGauge(reg), Log: rt.Log}
+		kafkaCfg.Pacer = &pipeline.Pacer{Watermarks: wm, Required: required, Topics: topics, Lead: rt.Config.AlignmentLead,
+			EventTime: pipeline.InputTime(ctx, rt.Codec)}
 	}
 	return pipeline.Consumer{
 		Kafka: kafkaCfg,
