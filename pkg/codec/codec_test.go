@@ -13,6 +13,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/schemaregistry"
+	"github.com/loyalty-scoring/loyalty/schemas"
 )
 
 var at = time.Date(2024, 3, 5, 10, 30, 0, 123e6, time.UTC)
@@ -35,8 +36,8 @@ var samples = []event.Event{
 		Score: 0.81, PAlive: 0.12, Reasons: []event.Reason{{Code: "GAP", Message: "no purchase in 74 days, 3.1x their usual gap", Value: 3.1}},
 		ModelVersion: "bgnbd-v1", Replay: true, Source: event.Source{Topic: event.TopicLogins, Partition: 0, Offset: 7}},
 	event.SegmentChanged{EventID: "d-3", CustomerID: "c-1", OccurredAt: at, FromSegment: "LOYAL", ToSegment: "AT_RISK",
-		ValueLayer: "LOW_VALUE_AT_RISK", RFM: event.RFM{R: 1, F: 4, M: 3}, CutpointsVersion: "cp-7",
-		Source: event.Source{Topic: event.TopicPurchases, Partition: 1, Offset: 2}},
+		ValueLayer: "LOW_VALUE_AT_RISK", FromValueLayer: "GROWTH", RFM: event.RFM{R: 1, F: 4, M: 3}, CutpointsVersion: "cp-7",
+		PolicyVersion: "default-2025.1", Source: event.Source{Topic: event.TopicPurchases, Partition: 1, Offset: 2}},
 	event.ActionDecided{ActionID: "a-1", CustomerID: "c-1", DecidedAt: at, Kind: event.ActionCare, Outcome: event.OutcomeSent,
 		Reason: "churn HIGH and tier GOLD", TriggerEventID: "d-2", Channel: "webhook:care"},
 	event.DeadLetter{SourceTopic: event.TopicPurchases, SourcePartition: 2, SourceOffset: 41, Key: []byte("c-1"),
@@ -112,7 +113,7 @@ func TestTheWireFormatIsWhatAnyConfluentConsumerReads(t *testing.T) {
 func TestEmbeddedIDsAreTheManifestIDs(t *testing.T) {
 	c, _ := newCodec(t)
 	want := map[string]int{"Purchase": 1, "Login": 2, "Feedback": 3, "TierChanged": 4, "ChurnRiskChanged": 5,
-		"SegmentChanged": 6, "ActionDecided": 7, "DeadLetter": 8, "CustomerErased": 9}
+		"SegmentChanged": 10, "ActionDecided": 7, "DeadLetter": 8, "CustomerErased": 9}
 	for name, id := range want {
 		if got, _ := c.SchemaID(name); got != id {
 			t.Errorf("%s: id %d, manifest says %d", name, got, id)
@@ -292,5 +293,46 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// Segment changes published before version 2 (schema id 6) still decode: the fields version 2
+// added read as empty.
+func TestASegmentChangeWrittenWithVersion1DecodesWithEmptyNewFields(t *testing.T) {
+	all, err := schemas.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v1 string
+	for _, s := range all {
+		if s.Name == "SegmentChanged" {
+			v1 = s.Versions[0].Text
+		}
+	}
+	old, err := goavro.NewCodec(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := old.BinaryFromNative(nil, map[string]any{"event_id": "d", "customer_id": "c", "occurred_at": at.UnixMilli(),
+		"from_segment": "LOYAL", "to_segment": "AT_RISK", "value_layer": "ACTIVE",
+		"rfm": map[string]any{"r": int32(2), "f": int32(3), "m": int32(3)}, "cutpoints_version": "cp-1", "replay": false,
+		"source": map[string]any{"topic": "sweeper", "partition": int32(0), "offset": int64(-1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, _ := codec.NewEmbeddedRegistry()
+	c, err := codec.New(context.Background(), emb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Decode(context.Background(), append([]byte{0, 0, 0, 0, 6}, body...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := event.SegmentChanged{EventID: "d", CustomerID: "c", OccurredAt: at, FromSegment: "LOYAL", ToSegment: "AT_RISK",
+		ValueLayer: "ACTIVE", RFM: event.RFM{R: 2, F: 3, M: 3}, CutpointsVersion: "cp-1",
+		Source: event.Source{Topic: "sweeper", Offset: -1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 }

@@ -142,8 +142,10 @@ var converters = map[string]converter{
 			return map[string]any{
 				"event_id": s.EventID, "customer_id": s.CustomerID, "occurred_at": millis(s.OccurredAt),
 				"from_segment": s.FromSegment, "to_segment": s.ToSegment, "value_layer": s.ValueLayer,
+				"from_value_layer":  s.FromValueLayer,
 				"rfm":               map[string]any{"r": s.RFM.R, "f": s.RFM.F, "m": s.RFM.M},
-				"cutpoints_version": s.CutpointsVersion, "replay": s.Replay, "source": sourceToNative(s.Source),
+				"cutpoints_version": s.CutpointsVersion, "policy_version": s.PolicyVersion,
+				"replay": s.Replay, "source": sourceToNative(s.Source),
 			}, nil
 		},
 		fromMap: func(m map[string]any) (event.Event, error) {
@@ -152,8 +154,10 @@ var converters = map[string]converter{
 			s := event.SegmentChanged{
 				EventID: r.str("event_id"), CustomerID: r.str("customer_id"), OccurredAt: r.time("occurred_at"),
 				FromSegment: r.str("from_segment"), ToSegment: r.str("to_segment"), ValueLayer: r.str("value_layer"),
+				FromValueLayer:   r.str("from_value_layer"), // absent in version 1: ""
 				RFM:              event.RFM{R: rfm.int("r"), F: rfm.int("f"), M: rfm.int("m")},
-				CutpointsVersion: r.str("cutpoints_version"), Replay: r.bool("replay"), Source: r.source("source"),
+				CutpointsVersion: r.str("cutpoints_version"), PolicyVersion: r.str("policy_version"),
+				Replay: r.bool("replay"), Source: r.source("source"),
 			}
 			if rfm.err != nil {
 				return s, rfm.err

@@ -87,16 +87,20 @@ type RFM struct {
 
 // SegmentChanged is published on TopicSegmentChanges.
 type SegmentChanged struct {
-	EventID          string    `json:"event_id"`
-	CustomerID       string    `json:"customer_id"`
-	OccurredAt       time.Time `json:"occurred_at"`
-	FromSegment      string    `json:"from_segment"`
-	ToSegment        string    `json:"to_segment"`
-	ValueLayer       string    `json:"value_layer"`
-	RFM              RFM       `json:"rfm"`
-	CutpointsVersion string    `json:"cutpoints_version"`
-	Replay           bool      `json:"replay"`
-	Source           Source    `json:"source"`
+	EventID     string    `json:"event_id"`
+	CustomerID  string    `json:"customer_id"`
+	OccurredAt  time.Time `json:"occurred_at"`
+	FromSegment string    `json:"from_segment"`
+	ToSegment   string    `json:"to_segment"`
+	ValueLayer  string    `json:"value_layer"`
+	// FromValueLayer is the layer before the change ("" before the first segment).
+	FromValueLayer   string `json:"from_value_layer"`
+	RFM              RFM    `json:"rfm"`
+	CutpointsVersion string `json:"cutpoints_version"`
+	// PolicyVersion is the scoring policy the change was computed with.
+	PolicyVersion string `json:"policy_version"`
+	Replay        bool   `json:"replay"`
+	Source        Source `json:"source"`
 }
 
 // ActionKind is what the notifier decided to do.

@@ -354,7 +354,8 @@ func (s *State) stepSegment(d Day, at time.Time, src Source, p *Policy, out []Ch
 		return out
 	}
 	ch := &SegmentChange{CustomerID: s.CustomerID, FromSegment: s.Segment, ToSegment: seg, ValueLayer: layer,
-		RFM: rfm, CutpointsVersion: p.Cutpoints.Version, OccurredAt: at, Source: src}
+		FromValueLayer: s.ValueLayer, RFM: rfm, CutpointsVersion: p.Cutpoints.Version, PolicyVersion: p.Version,
+		OccurredAt: at, Source: src}
 	ch.EventID = EventID(s.CustomerID, "segment", seg.String()+"/"+layer.String(), at)
 	s.Segment, s.ValueLayer = seg, layer
 	return append(out, ch)

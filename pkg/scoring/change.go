@@ -81,15 +81,19 @@ type ChurnRiskChange struct {
 
 // SegmentChange reports a change of RFM segment or value layer.
 type SegmentChange struct {
-	EventID          string
-	CustomerID       string
-	FromSegment      Segment
-	ToSegment        Segment
-	ValueLayer       ValueLayer
+	EventID     string
+	CustomerID  string
+	FromSegment Segment
+	ToSegment   Segment
+	ValueLayer  ValueLayer
+	// FromValueLayer is the layer before the change (LayerNone before the first segment).
+	FromValueLayer   ValueLayer
 	RFM              RFM
 	CutpointsVersion string
-	OccurredAt       time.Time
-	Source           Source
+	// PolicyVersion is the policy the change was computed with.
+	PolicyVersion string
+	OccurredAt    time.Time
+	Source        Source
 }
 
 // ID implements Change.
