@@ -79,12 +79,32 @@ func TestAcceptanceLiveEqualsReplayWhateverTheConsumersDid(t *testing.T) {
 			if err := r.observer.WaitDone(ctx, 5*time.Minute, nil); err != nil {
 				t.Fatal(err)
 			}
+			// Caught up, the watermark follows the consumers' heartbeats: the wall clock less
+			// the hour of lateness, give or take a heartbeat.
+			lateness := time.Hour
+			lag := watermarkLag(t, r)
+			t.Logf("caught up: watermark lag %s (allowed lateness %s)", lag.Round(time.Millisecond), lateness)
+			if lag < lateness || lag > lateness+time.Minute {
+				t.Errorf("caught-up watermark lag %s, want the lateness %s plus at most a minute of heartbeats", lag, lateness)
+			}
 			procs["logins"].Kill()
 			w.produce(liveTraffic(history, time.Now().UTC()))
 			time.Sleep(outage)
+			// The killed consumer's partitions hold the watermark where its last heartbeat left it.
+			if held := watermarkLag(t, r); held < lateness+outage {
+				t.Errorf("watermark lag %s after a %s outage of logins: the dead consumer's partitions did not hold it", held, outage)
+			} else {
+				t.Logf("after a %s outage of logins the watermark lags %s", outage, held.Round(time.Second))
+			}
+			restarted := time.Now()
 			if _, err := r.cluster.Start(ctx, "logins"); err != nil {
 				t.Fatal(err)
 			}
+			if err := r.observer.WaitDone(ctx, 5*time.Minute, nil); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("recovered from the %s outage %s after logins restarted (caught up, evaluated and published; watermark lag %s)",
+				outage, time.Since(restarted).Round(100*time.Millisecond), watermarkLag(t, r).Round(time.Second))
 			return r.finish(5 * time.Minute)
 		}},
 	} {
@@ -108,6 +128,16 @@ func TestAcceptanceLiveEqualsReplayWhateverTheConsumersDid(t *testing.T) {
 			sameDerivedEvents(t, w, live.derived, replayed.derived)
 		})
 	}
+}
+
+// watermarkLag is the wall clock minus the run's watermark.
+func watermarkLag(t *testing.T, r *run) time.Duration {
+	t.Helper()
+	wm, ok, err := r.observer.Watermark(context.Background())
+	if err != nil || !ok {
+		t.Fatalf("no watermark (%v)", err)
+	}
+	return time.Since(wm)
 }
 
 // awayFromDayClose waits while a day is about to close on the wall clock: the final
