@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -229,7 +230,10 @@ func (w *world) replay(r *run) result {
 	cfg, err := config.Load(func(k string) string {
 		return map[string]string{"KAFKA_BROKERS": strings.Join(w.brokers, ","), "REDIS_ADDR": w.redis,
 			"LOYALTY_NAMESPACE": r.cluster.Namespace, "LOYALTY_TOPIC_SUFFIX": w.suffix,
-			"LOYALTY_SHARDS": fmt.Sprint(w.shards), "HTTP_ADDR": "off"}[k]
+			"LOYALTY_SHARDS": fmt.Sprint(w.shards), "HTTP_ADDR": "off",
+			// the registry the services use (see registryConfig)
+			"SCHEMA_REGISTRY_URL": os.Getenv("SCHEMA_REGISTRY_URL"), "SCHEMA_REGISTRY_USERNAME": os.Getenv("SCHEMA_REGISTRY_USERNAME"),
+			"SCHEMA_REGISTRY_PASSWORD": os.Getenv("SCHEMA_REGISTRY_PASSWORD")}[k]
 	}, "")
 	if err != nil {
 		w.t.Fatal(err)

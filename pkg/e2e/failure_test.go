@@ -17,12 +17,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
+	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
+	"github.com/loyalty-scoring/loyalty/pkg/wiring"
 )
 
 // world is what the runs of one test share: the broker, Redis, the service binaries and one
@@ -65,7 +67,9 @@ func newWorldWith(t *testing.T, bins map[string]string) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.admin.Close() })
-	reg, err := codec.NewEmbeddedRegistry()
+	// The registry the service processes use: they inherit SCHEMA_REGISTRY_URL (CI runs an
+	// Apicurio registry, whose ids are its own), else the embedded manifest.
+	reg, err := wiring.Registry(registryConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +89,12 @@ func newWorldWith(t *testing.T, bins map[string]string) *world {
 		}
 	})
 	return w
+}
+
+// registryConfig is the schema registry of the environment, as the services read it.
+func registryConfig() config.Common {
+	return config.Common{SchemaRegistryURL: os.Getenv("SCHEMA_REGISTRY_URL"),
+		RegistryUsername: os.Getenv("SCHEMA_REGISTRY_USERNAME"), RegistryPassword: os.Getenv("SCHEMA_REGISTRY_PASSWORD")}
 }
 
 // dumpLogs prints the end of every service log, for a failed test.
