@@ -145,7 +145,7 @@ var converters = map[string]converter{
 				"from_value_layer":  s.FromValueLayer,
 				"rfm":               map[string]any{"r": s.RFM.R, "f": s.RFM.F, "m": s.RFM.M},
 				"cutpoints_version": s.CutpointsVersion, "policy_version": s.PolicyVersion,
-				"replay": s.Replay, "source": sourceToNative(s.Source),
+				"reasons": reasonsToNative(s.Reasons), "replay": s.Replay, "source": sourceToNative(s.Source),
 			}, nil
 		},
 		fromMap: func(m map[string]any) (event.Event, error) {
@@ -157,7 +157,7 @@ var converters = map[string]converter{
 				FromValueLayer:   r.str("from_value_layer"), // absent in version 1: ""
 				RFM:              event.RFM{R: rfm.int("r"), F: rfm.int("f"), M: rfm.int("m")},
 				CutpointsVersion: r.str("cutpoints_version"), PolicyVersion: r.str("policy_version"),
-				Replay: r.bool("replay"), Source: r.source("source"),
+				Reasons: r.reasons("reasons"), Replay: r.bool("replay"), Source: r.source("source"),
 			}
 			if rfm.err != nil {
 				return s, rfm.err

@@ -99,8 +99,10 @@ type SegmentChanged struct {
 	CutpointsVersion string `json:"cutpoints_version"`
 	// PolicyVersion is the scoring policy the change was computed with.
 	PolicyVersion string `json:"policy_version"`
-	Replay        bool   `json:"replay"`
-	Source        Source `json:"source"`
+	// Reasons explain the RFM scores (RECENCY, FREQUENCY, MONETARY with their raw values).
+	Reasons []Reason `json:"reasons"`
+	Replay  bool     `json:"replay"`
+	Source  Source   `json:"source"`
 }
 
 // ActionKind is what the notifier decided to do.

@@ -186,7 +186,8 @@ func (s *Scorer) OutputEvent(c scoring.Change) (event.Event, error) {
 			FromSegment: ch.FromSegment.String(), ToSegment: ch.ToSegment.String(), ValueLayer: ch.ValueLayer.String(),
 			FromValueLayer:   ch.FromValueLayer.String(),
 			RFM:              event.RFM{R: int32(ch.RFM.R), F: int32(ch.RFM.F), M: int32(ch.RFM.M)},
-			CutpointsVersion: ch.CutpointsVersion, PolicyVersion: ch.PolicyVersion, Replay: s.replay, Source: source(ch.Source)}, nil
+			CutpointsVersion: ch.CutpointsVersion, PolicyVersion: ch.PolicyVersion, Reasons: reasons(ch.Reasons),
+			Replay: s.replay, Source: source(ch.Source)}, nil
 	}
 	return nil, fmt.Errorf("unknown change type %T", c)
 }

@@ -342,6 +342,19 @@ func (s *State) stepChurn(d Day, at time.Time, src Source, p *Policy, out []Chan
 	return append(out, ch)
 }
 
+// rfmReasons explains a customer's RFM scores with the measures behind them.
+func rfmReasons(v RFMValues, rfm RFM, p *Policy) []Reason {
+	w := p.Segments.WindowDays
+	return []Reason{
+		{Code: ReasonRecency, Value: v.RecencyDays,
+			Message: fmt.Sprintf("last purchase %.0f days ago: recency score %d of 5", v.RecencyDays, rfm.R)},
+		{Code: ReasonFrequency, Value: v.Frequency,
+			Message: fmt.Sprintf("%.0f purchase days in the last %d: frequency score %d of 5", v.Frequency, w, rfm.F)},
+		{Code: ReasonMonetary, Value: v.MonetaryMinor,
+			Message: fmt.Sprintf("net spend %s in the last %d days: monetary score %d of 5", money(int64(v.MonetaryMinor), p), w, rfm.M)},
+	}
+}
+
 func (s *State) stepSegment(d Day, at time.Time, src Source, p *Policy, out []Change) []Change {
 	v, ok := s.RFMValuesAt(d, p)
 	if !ok {
@@ -355,7 +368,7 @@ func (s *State) stepSegment(d Day, at time.Time, src Source, p *Policy, out []Ch
 	}
 	ch := &SegmentChange{CustomerID: s.CustomerID, FromSegment: s.Segment, ToSegment: seg, ValueLayer: layer,
 		FromValueLayer: s.ValueLayer, RFM: rfm, CutpointsVersion: p.Cutpoints.Version, PolicyVersion: p.Version,
-		OccurredAt: at, Source: src}
+		Reasons: rfmReasons(v, rfm, p), OccurredAt: at, Source: src}
 	ch.EventID = EventID(s.CustomerID, "segment", seg.String()+"/"+layer.String(), at)
 	s.Segment, s.ValueLayer = seg, layer
 	return append(out, ch)

@@ -49,6 +49,9 @@ const (
 	ReasonOpenComplaint  = "OPEN_COMPLAINT"
 	ReasonRiskSubsided   = "RISK_SUBSIDED"
 	ReasonRulesFallback  = "RULES_FALLBACK"
+	ReasonRecency        = "RECENCY"
+	ReasonFrequency      = "FREQUENCY"
+	ReasonMonetary       = "MONETARY"
 )
 
 // TierChange reports a tier upgrade, downgrade or review warning.
@@ -92,8 +95,10 @@ type SegmentChange struct {
 	CutpointsVersion string
 	// PolicyVersion is the policy the change was computed with.
 	PolicyVersion string
-	OccurredAt    time.Time
-	Source        Source
+	// Reasons are the raw recency, frequency and monetary measures behind the scores.
+	Reasons    []Reason
+	OccurredAt time.Time
+	Source     Source
 }
 
 // ID implements Change.
