@@ -16,8 +16,6 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
-	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
-	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/replay"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 	"github.com/loyalty-scoring/loyalty/pkg/wiring"
@@ -243,16 +241,7 @@ func (w *world) replay(r *run) result {
 		zaptest.NewLogger(w.t, zaptest.Level(zap.WarnLevel))); err != nil {
 		w.t.Fatal(err)
 	}
-	keys, err := keyspace.New(ns, w.shards)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{w.redis}})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer rdb.Close()
-	state, err := (&e2e.Observer{Admin: w.admin, Redis: rdb, Keys: keys, Suffix: w.suffix}).State(ctx)
+	state, err := w.observer(ns).State(ctx)
 	if err != nil {
 		w.t.Fatal(err)
 	}

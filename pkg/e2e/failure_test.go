@@ -139,9 +139,9 @@ type run struct {
 	from     map[string]stream.Offsets
 }
 
-func (w *world) newRun(name string) *run {
+// observer watches namespace ns of the world.
+func (w *world) observer(ns string) *e2e.Observer {
 	w.t.Helper()
-	ns := testinfra.Name(name)
 	keys, err := keyspace.New(ns, w.shards)
 	if err != nil {
 		w.t.Fatal(err)
@@ -151,10 +151,17 @@ func (w *world) newRun(name string) *run {
 		w.t.Fatal(err)
 	}
 	w.t.Cleanup(func() { _ = rdb.Close() })
+	return &e2e.Observer{Admin: w.admin, Redis: rdb, Keys: keys, Suffix: w.suffix}
+}
+
+func (w *world) newRun(name string) *run {
+	w.t.Helper()
+	ns := testinfra.Name(name)
 	r := &run{w: w, cluster: &e2e.Cluster{Brokers: w.brokers, Redis: w.redis, Namespace: ns, Suffix: w.suffix, Bins: w.bins,
 		LogDir: w.logDir, Env: map[string]string{"LOYALTY_SHARDS": fmt.Sprint(w.shards), "BATCH_SIZE": "200"}},
-		observer: &e2e.Observer{Admin: w.admin, Redis: rdb, Keys: keys, Suffix: w.suffix}}
+		observer: w.observer(ns)}
 	w.t.Cleanup(func() { _ = r.cluster.Stop(10 * time.Second) })
+	var err error
 	if r.from, err = e2e.Positions(context.Background(), w.admin, r.observer.OutputTopics()...); err != nil {
 		w.t.Fatal(err)
 	}

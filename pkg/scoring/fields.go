@@ -381,19 +381,10 @@ func isDigits(s string) bool {
 }
 
 func split36(v string, n int) ([]int64, error) {
-	parts := strings.Split(v, ".")
-	if len(parts) != n {
-		return nil, fmt.Errorf("want %d base-36 numbers, got %d", n, len(parts))
+	if got := strings.Count(v, ".") + 1; got != n {
+		return nil, fmt.Errorf("want %d base-36 numbers, got %d", n, got)
 	}
-	out := make([]int64, n)
-	for i, p := range parts {
-		x, err := strconv.ParseInt(p, 36, 64)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = x
-	}
-	return out, nil
+	return split36n(v)
 }
 
 // decodeShifts applies the day.shift pairs of field "ws" to the decoded window.

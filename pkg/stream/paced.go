@@ -52,9 +52,8 @@ func (h *holdBack) heads() map[TopicPartition]time.Time {
 	return out
 }
 
-// byHead lists the partitions holding records, earliest head first.
-func (h *holdBack) byHead() []TopicPartition {
-	heads := h.heads()
+// byHead lists the partitions holding records (the keys of heads), earliest head first.
+func byHead(heads map[TopicPartition]time.Time) []TopicPartition {
 	tps := make([]TopicPartition, 0, len(heads))
 	for tp := range heads {
 		tps = append(tps, tp)
@@ -70,10 +69,11 @@ func (h *holdBack) byHead() []TopicPartition {
 
 // take removes and returns up to n records that may go at limit: of each partition, in
 // offset order, the records up to its last one at or before limit (so a record out of order
-// in its partition never holds back an earlier one), earliest partitions first.
-func (h *holdBack) take(limit time.Time, n int) []Message {
+// in its partition never holds back an earlier one), earliest partitions first. heads is
+// h.heads().
+func (h *holdBack) take(heads map[TopicPartition]time.Time, limit time.Time, n int) []Message {
 	var out []Message
-	for _, tp := range h.byHead() {
+	for _, tp := range byHead(heads) {
 		q := h.queues[tp]
 		last := -1
 		for i, m := range q {
@@ -95,9 +95,9 @@ func (h *holdBack) take(limit time.Time, n int) []Message {
 }
 
 // takeEarliest removes and returns up to n records of the partition with the earliest head,
-// whatever their time.
-func (h *holdBack) takeEarliest(n int) []Message {
-	tps := h.byHead()
+// whatever their time. heads is h.heads().
+func (h *holdBack) takeEarliest(heads map[TopicPartition]time.Time, n int) []Message {
+	tps := byHead(heads)
 	if len(tps) == 0 {
 		return nil
 	}
@@ -132,7 +132,8 @@ func (c *Consumer) runPaced(ctx context.Context) error {
 	fetchBackoff := 100 * time.Millisecond
 	var pausedSince, lastLog time.Time
 	for ctx.Err() == nil {
-		limit, ownHolder, err := c.cfg.Pacer.Admit(ctx, held.heads())
+		heads := held.heads()
+		limit, ownHolder, err := c.cfg.Pacer.Admit(ctx, heads)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -144,11 +145,11 @@ func (c *Consumer) runPaced(ctx context.Context) error {
 			sleep(ctx, poll)
 			continue
 		}
-		batch := held.take(limit, c.cfg.BatchSize)
+		batch := held.take(heads, limit, c.cfg.BatchSize)
 		if len(batch) == 0 && held.n >= c.cfg.MaxHeld && ownHolder {
 			// The pipeline waits for a partition of this consumer's own, whose records are
 			// behind the ones held: let the earliest go rather than stall.
-			batch = held.takeEarliest(c.cfg.BatchSize)
+			batch = held.takeEarliest(heads, c.cfg.BatchSize)
 			c.log.Warn("holding the most records allowed while the watermark waits for a partition of this consumer: handling the earliest held ones ahead of the alignment lead",
 				zap.Int("max_held", c.cfg.MaxHeld))
 		}

@@ -23,7 +23,7 @@ func TestHoldBackReleasesEachPartitionsPrefixUpToTheLimitInOrder(t *testing.T) {
 	if !heads[TopicPartition{"t", 0}].Equal(day(5)) || !heads[TopicPartition{"t", 1}].Equal(day(1)) {
 		t.Fatalf("heads %v", heads)
 	}
-	got := h.take(day(5), 100)
+	got := h.take(h.heads(), day(5), 100)
 	// Partition 1 first (earliest head): in offset order, its records up to its last one
 	// within the limit (day 3 comes before day 2); then partition 0's first.
 	want := []struct {
@@ -34,7 +34,7 @@ func TestHoldBackReleasesEachPartitionsPrefixUpToTheLimitInOrder(t *testing.T) {
 	h2 := newHoldBack()
 	h2.add(Message{Topic: "t", Offset: 4}, day(8))
 	h2.add(Message{Topic: "t", Offset: 5}, day(2))
-	if got := h2.take(day(3), 100); len(got) != 2 {
+	if got := h2.take(h2.heads(), day(3), 100); len(got) != 2 {
 		t.Fatalf("released %d records, want both: the partition holds day 2 behind day 8", len(got))
 	}
 	if len(got) != len(want) {
@@ -48,11 +48,11 @@ func TestHoldBackReleasesEachPartitionsPrefixUpToTheLimitInOrder(t *testing.T) {
 	if h.n != 3 {
 		t.Fatalf("still holding %d, want 3", h.n)
 	}
-	if got := h.take(day(5), 100); len(got) != 0 {
+	if got := h.take(h.heads(), day(5), 100); len(got) != 0 {
 		t.Fatalf("released %d more at the same limit", len(got))
 	}
 	// At the bound, the earliest partition's records go whatever their time.
-	if got := h.takeEarliest(1); len(got) != 1 || got[0].Partition != 0 || got[0].Offset != 1 {
+	if got := h.takeEarliest(h.heads(), 1); len(got) != 1 || got[0].Partition != 0 || got[0].Offset != 1 {
 		t.Fatalf("takeEarliest gave %+v, want partition 0's offset 1", got)
 	}
 }
