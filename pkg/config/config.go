@@ -107,26 +107,6 @@ func Vars(httpDefault string) []Var {
 	}
 }
 
-// SweeperVars returns the variables LoadSweeper reads.
-func SweeperVars() []Var {
-	return []Var{
-		{"CUTPOINTS_REFRESH", "1h", "how often RFM cut points are recomputed from the population histograms; 0 disables"},
-	}
-}
-
-// Sweeper holds the settings of the sweeper service beyond Common.
-type Sweeper struct {
-	// CutpointsRefresh is how often cut points are recomputed (0: never).
-	CutpointsRefresh time.Duration
-}
-
-// LoadSweeper reads the sweeper's own settings.
-func LoadSweeper(env Env) (Sweeper, error) {
-	p := newParser(env, SweeperVars())
-	s := Sweeper{CutpointsRefresh: p.duration("CUTPOINTS_REFRESH")}
-	return s, errors.Join(p.errs...)
-}
-
 type parser struct {
 	env      Env
 	defaults map[string]string

@@ -45,17 +45,10 @@ func TestEveryVariableLoadReadsIsDeclared(t *testing.T) {
 	if _, err := config.Load(env(nil), ""); err != nil {
 		t.Fatal(err)
 	}
-	s, err := config.LoadSweeper(env(nil))
-	if err != nil || s.CutpointsRefresh != time.Hour {
-		t.Fatalf("%+v, %v", s, err)
-	}
-	if _, err := config.LoadSweeper(env(map[string]string{"CUTPOINTS_REFRESH": "soon"})); err == nil || !strings.Contains(err.Error(), "CUTPOINTS_REFRESH") {
-		t.Fatalf("bad CUTPOINTS_REFRESH: %v", err)
-	}
 }
 
 func TestHelpListsTheVariablesAndOtherArgumentsAreErrors(t *testing.T) {
-	vars := append(config.Vars("127.0.0.1:9105"), config.SweeperVars()...)
+	vars := config.Vars("127.0.0.1:9105")
 	for _, arg := range []string{"-h", "-help", "--help"} {
 		var out, errOut bytes.Buffer
 		code, exit := config.CheckArgs([]string{arg}, "sweeper", "Sweeps.", vars, &out, &errOut)
@@ -67,7 +60,7 @@ func TestHelpListsTheVariablesAndOtherArgumentsAreErrors(t *testing.T) {
 				t.Errorf("%s: usage does not list %s:\n%s", arg, v.Name, out.String())
 			}
 		}
-		if !strings.Contains(out.String(), "127.0.0.1:9105") || !strings.Contains(out.String(), "recomputed") {
+		if !strings.Contains(out.String(), "127.0.0.1:9105") || !strings.Contains(out.String(), "micro-batch size") {
 			t.Errorf("%s: usage lacks defaults or meanings:\n%s", arg, out.String())
 		}
 	}

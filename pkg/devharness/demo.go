@@ -24,8 +24,6 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
-	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
-	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/supervise"
 	"github.com/loyalty-scoring/loyalty/pkg/synth"
 	"github.com/loyalty-scoring/loyalty/pkg/wiring"
@@ -248,7 +246,13 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 
 	inputs := []string{rt.Topic(event.TopicPurchases), rt.Topic(event.TopicLogins), rt.Topic(event.TopicFeedback)}
 	clock := newEventClock(historyStart, func() map[string]float64 { return recordsIn(rt.Ops.Registry) })
-	// Caught-up consumers count as the event clock, not the wall clock: see runDemoSweeper.
+	// Caught-up consumers count as the event clock, not the wall clock. The watermark counts a
+	// caught-up input partition as its consumer's heartbeat, by default the wall clock, which
+	// is right when events arrive live. The demo replays months of history in seconds, and its
+	// consumers are often caught up with a producer that is still months in the past; with the
+	// wall clock the sweeper would evaluate every customer "today" before most of their
+	// history arrived. The event clock instead says how far the applied history reaches, and
+	// becomes the wall clock once all of it is applied.
 	rt.Clock = clock.Now
 	tally := newTally(o.Customers)
 
@@ -285,7 +289,7 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 	}
 	services.Add(
 		named("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) }),
-		named("sweeper", func(ctx context.Context) error { return runDemoSweeper(ctx, rt, clock.Now) }),
+		named("sweeper", func(ctx context.Context) error { return wiring.RunSweeperWith(ctx, rt, nil) }),
 		named("notifier", func(ctx context.Context) error {
 			return wiring.RunNotifier(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
 		}))
@@ -349,31 +353,6 @@ loop:
 		return nil, runErr
 	}
 	return newSummary(o, rdb.kind, time.Since(started), prod.snapshot(), processed(recordsIn(rt.Ops.Registry), inputs), clock.appliedAfter(started), tally.snapshot()), nil
-}
-
-// runDemoSweeper runs the inactivity sweeper with the demo's event clock as its "wall clock".
-//
-// The watermark counts a caught-up input partition as its consumer's heartbeat, by default
-// the wall clock, which is right when events arrive live. The demo replays months of history in seconds, and its consumers are often caught
-// up with a producer that is still months in the past; with the wall clock the sweeper would
-// evaluate every customer "today" before most of their history arrived. The event clock instead
-// says how far the applied history reaches, and becomes the wall clock once all of it is applied.
-func runDemoSweeper(ctx context.Context, rt *wiring.Runtime, now func() time.Time) error {
-	reg := rt.Registerer("sweeper")
-	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(reg))
-	if err != nil {
-		return fmt.Errorf("opening the store: %w", err)
-	}
-	wm, err := rt.Watermarks(ctx)
-	if err != nil {
-		return fmt.Errorf("opening the watermarks: %w", err)
-	}
-	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, rt.Replay)
-	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Now: now}, rt.Redis, store, scorer, wm, reg, rt.Log)
-	if err != nil {
-		return fmt.Errorf("starting the sweeper: %w", err)
-	}
-	return sw.Run(ctx)
 }
 
 // serveOps serves the ops server's endpoints on addr and returns the bound address.

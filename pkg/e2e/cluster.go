@@ -36,7 +36,7 @@ func (c *Cluster) env() map[string]string {
 	env := map[string]string{
 		"KAFKA_BROKERS": strings.Join(c.Brokers, ","), "REDIS_ADDR": c.Redis,
 		"LOYALTY_NAMESPACE": c.Namespace, "LOYALTY_TOPIC_SUFFIX": c.Suffix,
-		"LOG_LEVEL": "warn", "CUTPOINTS_REFRESH": "0",
+		"LOG_LEVEL": "warn",
 	}
 	maps.Copy(env, c.Env)
 	return env

@@ -275,6 +275,17 @@ func sameDerivedEvents(t *testing.T, w *world, live, replayed []e2e.Derived) {
 		return out
 	}
 	a, b := index(live), index(replayed)
+	// The history spans many cut-point boundaries with enough customers: segments must have
+	// been scored with several population cut-point versions, derived live and in the replay.
+	versions := map[string]bool{}
+	for _, d := range a {
+		if sc, ok := d.Event.(event.SegmentChanged); ok && strings.HasPrefix(sc.CutpointsVersion, "rfm-") {
+			versions[sc.CutpointsVersion] = true
+		}
+	}
+	if len(versions) < 3 {
+		t.Errorf("live segment changes used %d population cut-point versions (%v), want several", len(versions), versions)
+	}
 	var missing, extra, differ []string
 	for id, d := range a {
 		got, ok := b[id]

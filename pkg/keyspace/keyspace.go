@@ -92,8 +92,8 @@ func (k Keyspace) Global(name string) string { return "loy:" + k.ns + ":" + name
 // policy and carried into live by promotion.
 func (k Keyspace) Policy() string { return k.Global("policy") }
 
-// Cutpoints holds the namespace's current RFM cut points (JSON).
-func (k Keyspace) Cutpoints() string { return k.Global("cutpoints") }
+// CutpointBoundaries is the hash of the namespace's sealed cut-point boundaries.
+func (k Keyspace) CutpointBoundaries() string { return k.Global("cutpoint-boundaries") }
 
 // Watermarks is the namespace's hash of event-time positions per input partition.
 func (k Keyspace) Watermarks() string { return k.Global("watermarks") }

@@ -49,7 +49,7 @@ func TestKeyNamesAreStable(t *testing.T) {
 	}
 	for got, want := range map[string]string{
 		d.Active(): "loyd:loyalty:active", d.Namespaces(): "loyd:loyalty:namespaces", d.Erased(): "loyd:loyalty:erased",
-		k.Policy(): "loy:live:policy", k.Cutpoints(): "loy:live:cutpoints", k.Watermarks(): "loy:live:watermarks",
+		k.Policy(): "loy:live:policy", k.CutpointBoundaries(): "loy:live:cutpoint-boundaries", k.Watermarks(): "loy:live:watermarks",
 		k.Replay(): "loy:live:replay", k.Lease("relay", 3): "loy:live:lease:relay:{s3}",
 		k.ShardKey("notify-due", 5):    "loy:live:notify-due:{s5}",
 		k.CustomerKey("notify", "c-1"): "loy:live:notify:{s" + strconv.Itoa(k.Shard("c-1")) + "}:c-1",

@@ -65,7 +65,9 @@ type Status struct {
 	// WatermarkHeldBy is the input partition (topic/partition) whose position is the
 	// watermark: the slowest, or the one whose consumer stopped heartbeating.
 	WatermarkHeldBy string `json:"watermark_held_by,omitempty"`
-	OutboxDepth     int64  `json:"outbox_depth"`
+	// Cutpoints is the last sealed cut-point boundary; nil while none is (no day has closed).
+	Cutpoints   *namespace.SealedCutpoints `json:"cutpoints,omitempty"`
+	OutboxDepth int64                      `json:"outbox_depth"`
 	// OutboxOldestAgeSeconds is the age of the oldest entry not yet relayed (0 when empty).
 	OutboxOldestAgeSeconds float64 `json:"outbox_oldest_age_seconds"`
 	// DeadlinesDue counts the scheduled deadlines at or before the wall clock;
@@ -201,6 +203,11 @@ func collectStatus(ctx context.Context, env *environment, rdb redisconn.Client, 
 		st.Watermark = &wmAt
 		st.WatermarkBehindSeconds = max(now.Sub(wmAt), 0).Seconds()
 		st.WatermarkHeldBy = r.Holder
+	}
+	if sealed, ok, err := namespace.LoadSealedCutpoints(ctx, rdb, keys); err != nil {
+		fail("cut points", err)
+	} else if ok {
+		st.Cutpoints = &sealed
 	}
 	if err := st.readOutboxAndDeadlines(ctx, rdb, keys, now, wmAt); err != nil {
 		fail("outbox and deadlines", err)
@@ -377,6 +384,14 @@ func (st Status) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "outbox:\t%d entries, oldest %s old\n", st.OutboxDepth,
 		(time.Duration(st.OutboxOldestAgeSeconds * float64(time.Second))).Round(time.Second))
+	switch c := st.Cutpoints; {
+	case c == nil:
+		fmt.Fprintf(tw, "cut points:\tno boundary sealed yet (no day closes until the first is)\n")
+	case c.Cutpoints == nil:
+		fmt.Fprintf(tw, "cut points:\tthe policy's own; boundary %s sealed (%d customers)\n", c.Date, c.Population)
+	default:
+		fmt.Fprintf(tw, "cut points:\t%s; boundary %s sealed (%d customers)\n", c.Cutpoints.Version, c.Date, c.Population)
+	}
 	fmt.Fprintf(tw, "deadlines:\t%d scheduled, %d due, %d past the watermark\n", st.DeadlinesScheduled, st.DeadlinesDue, st.DeadlinesPastWatermark)
 	fmt.Fprintf(tw, "dead letters:\t%d in the last hour\n", st.DeadLettersLastHour)
 	fmt.Fprintln(tw, "consumer lag:")

@@ -5,145 +5,121 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 )
 
-// Cut points are kept current from the population histograms the store maintains per shard
-// (no scan of customers): Refresh sums the shards' bucket counts, takes the 20/40/60/80%
-// quantiles, and stores them as a new version; every service polls the stored version and
-// swaps it into its policy. A replay namespace starts from a copy of live's cut points and
-// does not refresh, so it scores history with one known version.
+// A namespace's population cut points are derived at boundary days (package population,
+// pipeline.CutpointDeriver) and sealed one boundary after another in one hash: "sealed" holds
+// the last sealed boundary, and one field per boundary day keeps each for the record. Every
+// service follows "sealed" (pipeline.CutpointWatch); a replay derives its own in its own
+// namespace, at the same boundaries from the same history, so it scores with the same
+// versions.
 
-// Histogram is the population's bucket counts for one measure.
-type Histogram map[int]int64
+// SealedCutpoints is a sealed boundary: the cut points in force for the days after it.
+type SealedCutpoints struct {
+	// Boundary is the boundary day; Date the same day for people.
+	Boundary scoring.Day `json:"boundary"`
+	Date     string      `json:"date"`
+	// Population is how many customers had RFM measures at the end of the boundary day.
+	Population int64 `json:"population"`
+	// Derived reports whether Cutpoints were derived at this boundary; otherwise the
+	// population was too small and the previous boundary's are carried on.
+	Derived bool `json:"derived"`
+	// Cutpoints are in force after the boundary; nil means the policy's own (no boundary had
+	// a large enough population yet).
+	Cutpoints *scoring.Cutpoints `json:"cutpoints,omitempty"`
+}
 
-// ReadHistograms sums the per-shard histograms of a namespace.
-func ReadHistograms(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) (r, f, m Histogram, err error) {
-	r, f, m = Histogram{}, Histogram{}, Histogram{}
-	pipe := rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, keys.Shards())
-	for i := range cmds {
-		cmds[i] = pipe.HGetAll(ctx, keys.Histogram(i))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, nil, nil, fmt.Errorf("reading histograms: %w", err)
-	}
-	for _, c := range cmds {
-		for field, v := range c.Val() {
-			kind, bucketText, ok := strings.Cut(field, ":")
-			bucket, err1 := strconv.Atoi(bucketText)
-			n, err2 := strconv.ParseInt(v, 10, 64)
-			if !ok || err1 != nil || err2 != nil {
-				continue
-			}
-			switch kind {
-			case "r":
-				r[bucket] += n
-			case "f":
-				f[bucket] += n
-			case "m":
-				m[bucket] += n
-			}
+const sealedField = "sealed"
+
+// seal stores a boundary only if it is later than the sealed one, so concurrent derivers (two
+// sweepers) cannot move the series back; both derive the same cut points anyway.
+var seal = redisconn.NewScript("cutpoints-seal", `
+local cur = redis.call('HGET', KEYS[1], 'sealed_boundary')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'sealed_boundary', ARGV[1], 'sealed', ARGV[2], ARGV[1], ARGV[2])
+return 1`)
+
+// SealCutpoints makes s the namespace's last sealed boundary, unless a later one is sealed
+// already; it reports whether it did.
+func SealCutpoints(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, s SealedCutpoints) (bool, error) {
+	if s.Cutpoints != nil {
+		if err := s.Cutpoints.Validate(); err != nil {
+			return false, fmt.Errorf("sealing boundary %s: %w", s.Date, err)
 		}
 	}
-	return r, f, m, nil
-}
-
-// quantiles returns the 20/40/60/80% points of h, mapping each bucket back to its lower
-// bound with value.
-func (h Histogram) quantiles(value func(bucket int) float64) ([4]float64, int64) {
-	buckets := make([]int, 0, len(h))
-	var total int64
-	for b, n := range h {
-		if n > 0 {
-			buckets = append(buckets, b)
-			total += n
-		}
-	}
-	sort.Ints(buckets)
-	var q [4]float64
-	if total == 0 {
-		return q, 0
-	}
-	var seen int64
-	next := 0
-	for _, b := range buckets {
-		seen += h[b]
-		for next < 4 && float64(seen) >= float64(total)*float64(next+1)/5 {
-			q[next] = value(b)
-			next++
-		}
-	}
-	return q, total
-}
-
-// bucket lower bounds, the inverses of bucketR/bucketF/bucketM.
-func logBucketValue(b, exact int) float64 {
-	if b < exact {
-		return float64(b)
-	}
-	return float64(exact) * math.Pow(2, float64(b-exact)/8)
-}
-
-func moneyBucketValue(b int) float64 {
-	if b <= 0 {
-		return 0
-	}
-	return math.Pow(2, float64(b-1)/4)
-}
-
-// ErrPopulationTooSmall is returned by ComputeFromHistograms below minCustomers.
-var ErrPopulationTooSmall = errors.New("population too small for cut points")
-
-// ComputeFromHistograms derives cut points named version from the namespace's histograms.
-func ComputeFromHistograms(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, version string, minCustomers int64) (scoring.Cutpoints, error) {
-	r, f, m, err := ReadHistograms(ctx, rdb, keys)
+	b, err := json.Marshal(s)
 	if err != nil {
-		return scoring.Cutpoints{}, err
+		return false, err
 	}
-	rq, n := r.quantiles(func(b int) float64 { return logBucketValue(b, 400) })
-	if n < minCustomers {
-		return scoring.Cutpoints{}, fmt.Errorf("%w: %d customers, need %d", ErrPopulationTooSmall, n, minCustomers)
-	}
-	fq, _ := f.quantiles(func(b int) float64 { return logBucketValue(b, 64) })
-	mq, _ := m.quantiles(moneyBucketValue)
-	cp := scoring.Cutpoints{Version: version, Recency: rq, Frequency: fq, Monetary: mq}
-	if err := cp.Validate(); err != nil {
-		return scoring.Cutpoints{}, fmt.Errorf("derived cut points: %w", err)
-	}
-	return cp, nil
-}
-
-// StoreCutpoints makes cp the namespace's current cut points.
-func StoreCutpoints(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, cp scoring.Cutpoints) error {
-	b, err := json.Marshal(cp)
+	n, err := seal.Run(ctx, rdb, []string{keys.CutpointBoundaries()}, int64(s.Boundary), b).Int()
 	if err != nil {
-		return err
+		return false, fmt.Errorf("sealing boundary %s: %w", s.Date, err)
 	}
-	return rdb.Set(ctx, keys.Cutpoints(), b, 0).Err()
+	return n == 1, nil
 }
 
-// LoadCutpoints returns the namespace's current cut points, or ok false when none are stored
-// (the policy's own apply).
-func LoadCutpoints(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) (scoring.Cutpoints, bool, error) {
-	b, err := rdb.Get(ctx, keys.Cutpoints()).Bytes()
+// LoadSealedCutpoints returns the namespace's last sealed boundary; ok is false when none is.
+func LoadSealedCutpoints(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) (SealedCutpoints, bool, error) {
+	b, err := rdb.HGet(ctx, keys.CutpointBoundaries(), sealedField).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return scoring.Cutpoints{}, false, nil
+		return SealedCutpoints{}, false, nil
 	}
 	if err != nil {
-		return scoring.Cutpoints{}, false, fmt.Errorf("reading cut points: %w", err)
+		return SealedCutpoints{}, false, fmt.Errorf("reading the sealed cut points: %w", err)
 	}
-	var cp scoring.Cutpoints
-	if err := json.Unmarshal(b, &cp); err != nil {
-		return scoring.Cutpoints{}, false, fmt.Errorf("decoding stored cut points: %w", err)
+	s, err := decodeSealed(b)
+	return s, err == nil, err
+}
+
+// CutpointHistory returns every sealed boundary, oldest first.
+func CutpointHistory(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) ([]SealedCutpoints, error) {
+	all, err := rdb.HGetAll(ctx, keys.CutpointBoundaries()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the cut-point boundaries: %w", err)
 	}
-	return cp, true, cp.Validate()
+	var out []SealedCutpoints
+	for field, v := range all {
+		if _, err := strconv.Atoi(field); err != nil {
+			continue // "sealed", "sealed_boundary"
+		}
+		s, err := decodeSealed([]byte(v))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Boundary < out[j].Boundary })
+	return out, nil
+}
+
+func decodeSealed(b []byte) (SealedCutpoints, error) {
+	var s SealedCutpoints
+	if err := json.Unmarshal(b, &s); err != nil {
+		return SealedCutpoints{}, fmt.Errorf("decoding sealed cut points: %w", err)
+	}
+	if s.Cutpoints != nil {
+		if err := s.Cutpoints.Validate(); err != nil {
+			return SealedCutpoints{}, fmt.Errorf("sealed cut points of %s: %w", s.Date, err)
+		}
+	}
+	return s, nil
+}
+
+// PolicyUnder returns p under the namespace's sealed cut points (scoring.Policy.Sealed), or
+// under none sealed yet.
+func PolicyUnder(p *scoring.Policy, s SealedCutpoints, ok bool) (*scoring.Policy, error) {
+	if !ok {
+		return p.WithSealedCutpoints(scoring.NotSealed, nil)
+	}
+	return p.WithSealedCutpoints(s.Boundary, s.Cutpoints)
 }

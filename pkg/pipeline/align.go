@@ -36,6 +36,10 @@ type Pacer struct {
 	Lead time.Duration
 	// EventTime returns a record's event time (InputTime).
 	EventTime func(stream.Message) time.Time
+	// Gate, when set, returns the watermark beyond which no day closes until the next
+	// cut-point boundary is sealed, and how far past it records may go (Scorer.Gate), so a
+	// customer's open days stay bounded while the cut points lag.
+	Gate func() (gate time.Time, lead time.Duration, ok bool)
 
 	reported map[string]time.Time
 }
@@ -90,6 +94,13 @@ func (p *Pacer) Admit(ctx context.Context, heads map[stream.TopicPartition]time.
 		return time.Time{}, true, nil
 	case otherMissing:
 		return time.Time{}, false, nil
+	}
+	if p.Gate != nil {
+		if gate, lead, ok := p.Gate(); ok && gate.Add(lead).Before(r.At.Add(p.Lead)) {
+			// The days beyond wait for the sweeper to seal the next boundary, not for a
+			// partition: stop fetching once that far past it, like any consumer ahead.
+			return gate.Add(lead), false, nil
+		}
 	}
 	return r.At.Add(p.Lead), p.own(r.Holder), nil
 }

@@ -81,7 +81,7 @@ func (e *env) start(rt *wiring.Runtime, consumers bool) *services {
 		}
 	}
 	run("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) })
-	run("sweeper", func(ctx context.Context) error { return wiring.RunSweeper(ctx, rt, 0) })
+	run("sweeper", func(ctx context.Context) error { return wiring.RunSweeper(ctx, rt) })
 	return s
 }
 

@@ -1,21 +1,23 @@
 // Package pipeline wires the pure scoring core to the customer store: it turns decoded input
 // records into scoring events, applies them to each customer's state inside the store's
 // compare-and-set, encodes the resulting changes as output events for the outbox, schedules
-// the next inactivity deadline, and keeps the population histograms behind the RFM cut
-// points. The consumer services, the sweeper, replay and the demo all use it.
+// the next inactivity deadline, and adds each customer's RFM measures at the cut-point
+// boundary days to the population histograms (package population), from which it derives
+// and seals the cut points of each boundary (CutpointDeriver). The consumer services, the
+// sweeper, replay and the demo all use it.
 package pipeline
 
 import (
 	"errors"
 	"fmt"
 	"maps"
-	"math"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
+	"github.com/loyalty-scoring/loyalty/pkg/population"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 )
@@ -26,17 +28,19 @@ type Encoder interface {
 }
 
 // Scorer applies scoring to stored customer states. It is safe for concurrent use; the
-// policy (with its cut points) can be swapped at any time.
+// sealed cut points it scores with move on while it runs (Follow).
 type Scorer struct {
 	policy atomic.Pointer[scoring.Policy]
-	enc    Encoder
+	// base is the policy as configured, before any sealed cut points.
+	base *scoring.Policy
+	enc  Encoder
 	// replay marks every derived event as produced by a replay or backfill.
 	replay bool
 }
 
-// NewScorer returns a scorer for policy.
+// NewScorer returns a scorer for policy, with its cut points fixed until Follow is called.
 func NewScorer(policy *scoring.Policy, enc Encoder, replay bool) *Scorer {
-	s := &Scorer{enc: enc, replay: replay}
+	s := &Scorer{base: policy, enc: enc, replay: replay}
 	s.policy.Store(policy)
 	return s
 }
@@ -44,8 +48,31 @@ func NewScorer(policy *scoring.Policy, enc Encoder, replay bool) *Scorer {
 // Policy returns the policy in force.
 func (s *Scorer) Policy() *scoring.Policy { return s.policy.Load() }
 
-// SetPolicy swaps the policy (a promoted namespace, refreshed cut points).
-func (s *Scorer) SetPolicy(p *scoring.Policy) { s.policy.Store(p) }
+// Follow puts the scorer under a namespace's sealed cut points (ok false: none sealed yet, so
+// no day closes) and reports whether the boundary moved.
+func (s *Scorer) Follow(sealed namespace.SealedCutpoints, ok bool) (bool, error) {
+	cur := s.Policy().Sealed
+	if cur != nil && ((!ok && *cur == scoring.NotSealed) || (ok && *cur == sealed.Boundary)) {
+		return false, nil
+	}
+	p, err := namespace.PolicyUnder(s.base, sealed, ok)
+	if err != nil {
+		return false, err
+	}
+	s.policy.Store(p)
+	return true, nil
+}
+
+// Gate is the watermark beyond which no day can close until the next boundary's cut points
+// are sealed (scoring.CloseBound), and how far past it records may be applied meanwhile
+// (scoring.GateLead); ok is false when there is none (fixed cut points, or nothing sealed yet).
+func (s *Scorer) Gate() (gate time.Time, lead time.Duration, ok bool) {
+	p := s.Policy()
+	if p.Sealed == nil || *p.Sealed == scoring.NotSealed {
+		return time.Time{}, 0, false
+	}
+	return scoring.DayCloses(scoring.NextBoundary(*p.Sealed, p), p), scoring.GateLead(p), true
+}
 
 // ScoringEvent maps a decoded input record onto the scoring core's event.
 func ScoringEvent(r ingest.Record) scoring.Event {
@@ -76,11 +103,12 @@ func ScoringEvent(r ingest.Record) scoring.Event {
 	return scoring.Event{}
 }
 
-// update builds the store update from the state read (cur), the new state and its changes.
-// deadline is NextDeadline(after), when the caller already knows it (zero: compute it).
-func (s *Scorer) update(cur map[string]string, before, after scoring.State, changes []scoring.Change, deadline time.Time, p *scoring.Policy) (state.Update, error) {
+// update builds the store update from the state read (cur), the new state, its changes and
+// its samples at boundary days. deadline is NextDeadline(after), when the caller already knows
+// it (zero: compute it).
+func (s *Scorer) update(cur map[string]string, after scoring.State, changes []scoring.Change, samples []scoring.Sample, deadline time.Time, p *scoring.Policy) (state.Update, error) {
 	fields := after.MarshalFields()
-	if len(changes) == 0 && maps.Equal(fields, cur) {
+	if len(changes) == 0 && len(samples) == 0 && maps.Equal(fields, cur) {
 		return state.Update{}, nil // a duplicate or a no-op: write nothing
 	}
 	outbox := make([]state.OutboxEntry, 0, len(changes))
@@ -102,8 +130,22 @@ func (s *Scorer) update(cur map[string]string, before, after scoring.State, chan
 		Fields:    fields,
 		Outbox:    outbox,
 		Deadline:  deadline,
-		Histogram: histogramDelta(before, after, p),
+		Histogram: histogramCounts(samples),
 	}, nil
+}
+
+// histogramCounts are the histogram increments of a customer's samples.
+func histogramCounts(samples []scoring.Sample) map[string]int64 {
+	if len(samples) == 0 {
+		return nil
+	}
+	d := make(map[string]int64, 3*len(samples))
+	for _, sm := range samples {
+		for _, f := range population.Fields(sm) {
+			d[f]++
+		}
+	}
+	return d
 }
 
 // ApplyCompute returns the store computation that applies a customer's records in order.
@@ -120,8 +162,9 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 		}
 		st := before
 		var changes []scoring.Change
+		var samples []scoring.Sample
 		if !wm.IsZero() && before.CustomerID != "" {
-			st, changes, _ = scoring.Sweep(st, wm, p)
+			st, changes, _, samples = scoring.SweepSampled(st, wm, p)
 		}
 		for _, r := range byCustomer[id] {
 			next, ch, err := scoring.Apply(st, ScoringEvent(r), p)
@@ -135,7 +178,7 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 			st = next
 			changes = append(changes, ch...)
 		}
-		return s.update(cur, before, st, changes, time.Time{}, p)
+		return s.update(cur, st, changes, samples, time.Time{}, p)
 	}
 }
 
@@ -152,8 +195,8 @@ func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 		if before.CustomerID == "" {
 			return state.Update{}, nil // erased or never seen: nothing to evaluate
 		}
-		after, changes, deadline := scoring.Sweep(before, at, p)
-		u, err := s.update(cur, before, after, changes, deadline, p)
+		after, changes, deadline, samples := scoring.SweepSampled(before, at, p)
+		u, err := s.update(cur, after, changes, samples, deadline, p)
 		if err != nil {
 			return u, err
 		}
@@ -207,47 +250,4 @@ func source(s scoring.Source) event.Source {
 		return event.Source{Topic: "sweeper", Partition: 0, Offset: -1}
 	}
 	return event.Source{Topic: s.Topic, Partition: s.Partition, Offset: s.Offset}
-}
-
-// Histogram buckets. Recency and frequency are exact up to a bound and logarithmic beyond;
-// money is logarithmic (about 19% wide buckets), so quantiles are within a bucket's width.
-func bucketR(days float64) int { return logBucket(days, 400) }
-func bucketF(n float64) int    { return logBucket(n, 64) }
-func bucketM(minor float64) int {
-	if minor <= 0 {
-		return 0
-	}
-	return 1 + int(math.Floor(4*math.Log2(minor)))
-}
-
-func logBucket(v float64, exact int) int {
-	if v < float64(exact) {
-		return int(math.Max(0, math.Floor(v)))
-	}
-	return exact + int(math.Floor(8*math.Log2(v/float64(exact))))
-}
-
-// histogramDelta moves a customer between histogram buckets when their RFM values changed.
-func histogramDelta(before, after scoring.State, p *scoring.Policy) map[string]int64 {
-	d := map[string]int64{}
-	add := func(s scoring.State, sign int64) {
-		if s.ClockMs == 0 {
-			return
-		}
-		v, ok := s.RFMValuesAt(scoring.DayOf(time.UnixMilli(s.ClockMs)), p)
-		if !ok {
-			return
-		}
-		d["r:"+strconv.Itoa(bucketR(v.RecencyDays))] += sign
-		d["f:"+strconv.Itoa(bucketF(v.Frequency))] += sign
-		d["m:"+strconv.Itoa(bucketM(v.MonetaryMinor))] += sign
-	}
-	add(before, -1)
-	add(after, +1)
-	for k, v := range d {
-		if v == 0 {
-			delete(d, k)
-		}
-	}
-	return d
 }

@@ -2,7 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/lease"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
 )
@@ -115,24 +119,45 @@ func (s *Sweeper) Pass(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	s.lag.Set(max(s.cfg.Now().Sub(clock), 0).Seconds())
+	// Days after the next cut-point boundary wait for its cut points: customers due beyond it
+	// are left for later rather than picked up again and again.
+	clock = scoring.CloseBound(clock, s.scorer.Policy())
+	if clock.IsZero() {
+		return 0, nil
+	}
 	held, err := s.leases.Acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
-	total := 0
-	for _, shard := range held {
-		ids, err := s.store.Due(ctx, shard, clock, s.cfg.BatchSize)
-		if err != nil {
-			return total, err
-		}
-		if len(ids) == 0 {
-			continue
-		}
-		if _, err := s.store.Apply(ctx, ids, s.scorer.EvaluateCompute(clock)); err != nil {
-			return total, fmt.Errorf("evaluating shard %d: %w", shard, err)
-		}
-		total += len(ids)
-		s.evaluated.Add(float64(len(ids)))
+	// Shards are independent: evaluate a few at once, so the round trips of one overlap the
+	// computation of another (at a boundary every customer is due).
+	var (
+		total atomic.Int64
+		wg    sync.WaitGroup
+		errs  = make([]error, len(held))
+		slots = make(chan struct{}, sweepConcurrency)
+	)
+	for i, shard := range held {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			ids, err := s.store.Due(ctx, shard, clock, s.cfg.BatchSize)
+			if err != nil || len(ids) == 0 {
+				errs[i] = err
+				return
+			}
+			if _, err := s.store.Apply(ctx, ids, s.scorer.EvaluateCompute(clock)); err != nil {
+				errs[i] = fmt.Errorf("evaluating shard %d: %w", shard, err)
+				return
+			}
+			total.Add(int64(len(ids)))
+			s.evaluated.Add(float64(len(ids)))
+		}()
 	}
-	return total, nil
+	wg.Wait()
+	return int(total.Load()), errors.Join(errs...)
 }
+
+// sweepConcurrency is how many shards a sweeper evaluates at once.
+const sweepConcurrency = 4

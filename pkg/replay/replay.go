@@ -246,17 +246,6 @@ func prepare(ctx context.Context, liveRT Namespace, rt *Target, cfg Config) (Met
 		}
 		rt.Policy = p
 	}
-	// One fixed cut-point version for the whole replay: live's current one.
-	if cp, ok, err := namespace.LoadCutpoints(ctx, liveRT.Redis, liveRT.Keys); err != nil {
-		return Metadata{}, false, err
-	} else if ok {
-		if err := namespace.StoreCutpoints(ctx, rt.Redis, rt.Keys, cp); err != nil {
-			return Metadata{}, false, err
-		}
-		if p, err := rt.Policy.WithCutpoints(cp); err == nil {
-			rt.Policy = p
-		}
-	}
 	meta := Metadata{From: cfg.From, To: cfg.To, Outputs: cfg.Outputs, PolicyHash: policyHash, Live: liveRT.Keys.Namespace(),
 		Ends: map[string]stream.Offsets{}, Status: "running", Started: time.Now().UTC()}
 	for _, logical := range event.InputTopics() {
@@ -353,7 +342,13 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	if err != nil {
 		return err
 	}
+	// The replay derives its own cut points at the same boundaries as live, from the same
+	// history (the sweeper below seals them); the merge follows them.
 	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
+	watch := pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}
+	if err := watch.Load(ctx); err != nil {
+		return err
+	}
 	processor := &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment)}
 	// The sweeper's clock, and the processor's before it closes a customer's days, wait for
 	// every partition with records left in the range (those done before a resume have
@@ -377,10 +372,11 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	// The relay and the sweeper of the namespace run beside the merge.
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	var bg sync.WaitGroup
-	bgErr := make(chan error, 2)
+	bgErr := make(chan error, 3)
 	for _, task := range []func(context.Context) error{
 		func(ctx context.Context) error { return runRelay(ctx, rt, topicFor) },
 		func(ctx context.Context) error { return runSweeper(ctx, rt, required) },
+		watch.Run,
 	} {
 		bg.Add(1)
 		go func() {
@@ -411,6 +407,9 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 		if len(msgs) == 0 {
 			break
 		}
+		if err := waitForGate(ctx, scorer, m.timeOf(msgs[0]), bgErr); err != nil {
+			return err
+		}
 		// The watermark sees a partition as caught up when the replay reaches the end of its
 		// range, and only for a replay up to "now": a bounded replay's clock stops at its end.
 		for i := range msgs {
@@ -431,6 +430,24 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	return drain(ctx, rt, requiredFields, bgErr)
 }
 
+// waitForGate holds the merge while the next record is further past the cut-point gate than
+// a customer's state can keep open (pipeline.Scorer.Gate).
+func waitForGate(ctx context.Context, scorer *pipeline.Scorer, next time.Time, bgErr <-chan error) error {
+	for {
+		gate, lead, ok := scorer.Gate()
+		if !ok || !next.After(gate.Add(lead)) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-bgErr:
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // runRelay runs the namespace's outbox relay, publishing on the topics topicFor names ("":
 // nowhere), until ctx ends.
 func runRelay(ctx context.Context, rt *Target, topicFor func(string) string) error {
@@ -441,8 +458,8 @@ func runRelay(ctx context.Context, rt *Target, topicFor func(string) string) err
 	return r.Run(ctx)
 }
 
-// runSweeper runs the namespace's inactivity sweeper, whose clock waits for the required
-// partitions, and the cut-point watch, until ctx ends. Its derived events carry the replay
+// runSweeper runs the namespace's inactivity sweeper and cut-point deriver, whose clock waits
+// for the required partitions, until ctx ends. Its derived events carry the replay
 // marker.
 func runSweeper(ctx context.Context, rt *Target, required func(context.Context) ([]string, error)) error {
 	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(nil))
@@ -458,8 +475,14 @@ func runSweeper(ctx context.Context, rt *Target, required func(context.Context) 
 	if err != nil {
 		return err
 	}
+	watch := pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}
+	if err := watch.Load(ctx); err != nil {
+		return err
+	}
+	deriver := pipeline.NewCutpointDeriver(pipeline.CutpointDeriver{Redis: rt.Redis, Store: store, Watermarks: wm,
+		Required: required, Policy: rt.Policy, Log: rt.Log}, nil)
 	var tasks supervise.Group
-	tasks.Add(sw.Run, pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}.Run)
+	tasks.Add(sw.Run, deriver.Run, watch.Run)
 	return tasks.Run(ctx)
 }
 

@@ -119,7 +119,7 @@ func runServices(t *testing.T, rt *wiring.Runtime) func() {
 		})
 	}
 	run(func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) })
-	run(func(ctx context.Context) error { return wiring.RunSweeper(ctx, rt, 0) })
+	run(func(ctx context.Context) error { return wiring.RunSweeper(ctx, rt) })
 	return func() { cancel(); wg.Wait() }
 }
 

@@ -173,7 +173,7 @@ func (s *State) addRefund(d Day, amount int64, orderID string, p *Policy) {
 // depends only on the data up to that day, so it does not matter who closes it or when. It is
 // a no-op for a customer never seen.
 func Close(s State, wm time.Time, p *Policy) (State, []Change) {
-	last := lastClosedDay(wm, p)
+	last := lastClosedDay(CloseBound(wm, p), p)
 	if !s.started() || min(s.EvalDay, s.TierDay) >= last {
 		return s, nil
 	}
@@ -184,14 +184,19 @@ func Close(s State, wm time.Time, p *Policy) (State, []Change) {
 // NextDeadline is the watermark at which this customer's scores would next change if no new
 // event arrived: the sweeper should call Close once the watermark reaches it. When nothing
 // would change before the next re-check day it returns that day's closing: re-check days are
-// the days divisible by the policy's max_deadline_days (at most that many days ahead), a
-// fixed grid, so that the chain of deadlines does not depend on when earlier evaluations ran.
+// the days divisible by the policy's max_deadline_days (at most that many days ahead) and the
+// cut-point boundary days, a fixed grid, so that the chain of deadlines does not depend on when earlier evaluations ran.
 // The zero time means the customer has never been seen.
 func NextDeadline(s State, p *Policy) time.Time {
 	if !s.started() {
 		return time.Time{}
 	}
 	from := min(s.EvalDay, s.TierDay)
+	if p.Sealed != nil && *p.Sealed != NotSealed && s.EvalDay >= NextBoundary(*p.Sealed, p) {
+		// The days after the gate are scored with cut points not sealed yet: look again as
+		// soon as they are, rather than at a deadline simulated with the wrong ones.
+		return DayCloses(from+1, p)
+	}
 	recheck := recheckDay(from, p)
 	sim := s.clone()
 	var buf []Change
@@ -204,10 +209,11 @@ func NextDeadline(s State, p *Policy) time.Time {
 	return DayCloses(recheck, p)
 }
 
-// recheckDay is the first re-check day after d: the next day divisible by max_deadline_days.
+// recheckDay is the first re-check day after d: the next day divisible by max_deadline_days,
+// or the next cut-point boundary day if that comes first.
 func recheckDay(d Day, p *Policy) Day {
 	n := int64(p.MaxDeadlineDays)
-	return Day((floorDiv(int64(d), n) + 1) * n)
+	return min(Day((floorDiv(int64(d), n)+1)*n), NextBoundary(d, p))
 }
 
 // Sweep is the sweeper's evaluation at watermark wm: it runs Close at each of the customer's
@@ -219,6 +225,7 @@ func recheckDay(d Day, p *Policy) Day {
 // two deadlines changes anything), but the evaluation day and the scores of the last
 // evaluated day would otherwise record the sweeper's clock at that moment.
 func Sweep(s State, wm time.Time, p *Policy) (State, []Change, time.Time) {
+	wm = CloseBound(wm, p)
 	var out []Change
 	for {
 		due := NextDeadline(s, p)

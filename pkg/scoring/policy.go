@@ -32,6 +32,13 @@ type Policy struct {
 	Churn     ChurnPolicy   `yaml:"churn"`
 	Segments  SegmentPolicy `yaml:"segments"`
 	Cutpoints Cutpoints     `yaml:"cutpoints"`
+
+	// Sealed, when set, puts the policy under the pipeline's population cut points: Cutpoints
+	// are the set derived at the last boundary day whose cut points are final (*Sealed), or
+	// the policy's own while the population has been too small, and only days up to the next
+	// boundary may close (see CloseBound). NotSealed means no boundary is final yet, so no day
+	// closes. Nil: the cut points are fixed and days close by the watermark alone.
+	Sealed *Day `yaml:"-"`
 }
 
 // TierPolicy is the loyalty ladder.
@@ -117,6 +124,10 @@ type Hysteresis struct {
 type SegmentPolicy struct {
 	// WindowDays is the window frequency and monetary value are counted in.
 	WindowDays int `yaml:"window_days"`
+	// CutpointsEveryDays is the distance between cut-point boundary days: the days whose
+	// end the population's RFM measures are sampled at (the days divisible by it since the
+	// Unix epoch; with 7, every Thursday UTC). Omitted: 7.
+	CutpointsEveryDays int `yaml:"cutpoints_every_days"`
 }
 
 // Cutpoints are population quantile boundaries (20/40/60/80%) for the RFM
@@ -124,10 +135,10 @@ type SegmentPolicy struct {
 // Recency is in days since the last purchase (lower is better), Frequency
 // in purchase days and Monetary in minor units over the segment window.
 type Cutpoints struct {
-	Version   string     `yaml:"version"`
-	Recency   [4]float64 `yaml:"recency_days"`
-	Frequency [4]float64 `yaml:"frequency"`
-	Monetary  [4]float64 `yaml:"monetary_minor"`
+	Version   string     `yaml:"version" json:"version"`
+	Recency   [4]float64 `yaml:"recency_days" json:"recency_days"`
+	Frequency [4]float64 `yaml:"frequency" json:"frequency"`
+	Monetary  [4]float64 `yaml:"monetary_minor" json:"monetary_minor"`
 }
 
 // ErrInvalidPolicy is returned (wrapped) for a policy that fails validation.
@@ -251,6 +262,7 @@ func (p *Policy) Validate() error {
 		add("churn.min_dwell_days", "must be between 0 and 365")
 	}
 	posDays("segments.window_days", p.Segments.WindowDays, t.WindowDays)
+	posDays("segments.cutpoints_every_days", p.Segments.CutpointsEveryDays, MaxCutpointsEveryDays)
 	if err := p.Cutpoints.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -290,6 +302,22 @@ func (p *Policy) WithCutpoints(c Cutpoints) (*Policy, error) {
 	q := *p
 	q.Tiers.Levels = append([]TierLevel(nil), p.Tiers.Levels...)
 	q.Cutpoints = c
+	return &q, nil
+}
+
+// WithSealedCutpoints returns a copy of the policy under population cut points sealed
+// through boundary day sealed (NotSealed: none yet), scoring with c, or with the policy's own
+// cut points when c is nil (the population was too small at every sealed boundary).
+func (p *Policy) WithSealedCutpoints(sealed Day, c *Cutpoints) (*Policy, error) {
+	q := *p
+	if c != nil {
+		r, err := p.WithCutpoints(*c)
+		if err != nil {
+			return nil, err
+		}
+		q = *r
+	}
+	q.Sealed = &sealed
 	return &q, nil
 }
 

@@ -34,6 +34,9 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if err := dec.Decode(&p); err != nil {
 		return nil, fmt.Errorf("parsing policy: %w", err)
 	}
+	if p.Segments.CutpointsEveryDays == 0 {
+		p.Segments.CutpointsEveryDays = DefaultCutpointsEveryDays
+	}
 	if err := p.Validate(); err != nil {
 		return nil, fmt.Errorf("validating policy %q: %w", p.Version, err)
 	}

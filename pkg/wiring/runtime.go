@@ -186,13 +186,7 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
-	if cp, ok, err := namespace.LoadCutpoints(ctx, rt.Redis, rt.Keys); err != nil {
-		log.Warn("ignoring stored cut points", zap.Error(err))
-	} else if ok {
-		if p, err := rt.Policy.WithCutpoints(cp); err == nil {
-			rt.Policy = p
-		}
-	}
+
 	return rt, nil
 }
 
@@ -274,7 +268,16 @@ func (rt *Runtime) scoringParts(ctx context.Context, reg prometheus.Registerer) 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return store, wm, pipeline.NewScorer(rt.Policy, rt.Codec, rt.Replay), nil
+	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, rt.Replay)
+	if err := rt.cutpointWatch(scorer).Load(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	return store, wm, scorer, nil
+}
+
+// cutpointWatch keeps scorer under the namespace's sealed cut points.
+func (rt *Runtime) cutpointWatch(scorer *pipeline.Scorer) pipeline.CutpointWatch {
+	return pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}
 }
 
 // ConsumerConfig configures one consumer service.
@@ -307,7 +310,7 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 		StartFromLatest: cfg.StartFromLatest}
 	if rt.Config.AlignmentLead > 0 {
 		kafkaCfg.Pacer = &pipeline.Pacer{Watermarks: wm, Required: required, Topics: topics, Lead: rt.Config.AlignmentLead,
-			EventTime: pipeline.InputTime(ctx, rt.Codec)}
+			EventTime: pipeline.InputTime(ctx, rt.Codec), Gate: scorer.Gate}
 	}
 	return pipeline.Consumer{
 		Kafka: kafkaCfg,
@@ -320,7 +323,7 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 		DeadLetters: &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service,
 			Topic: rt.Topic(event.TopicDeadLetter)},
 		Metrics:   stream.NewMetrics(reg),
-		Cutpoints: pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log},
+		Cutpoints: rt.cutpointWatch(scorer),
 		Log:       rt.Log,
 	}.Run(ctx)
 }
@@ -338,10 +341,10 @@ func RunRelay(ctx context.Context, rt *Runtime, topicFor func(string) string) er
 	return r.Run(ctx)
 }
 
-// RunSweeper runs the inactivity sweeper, and the cut-point refresh when refresh > 0. Its
-// clock waits until every input partition that holds records has reported to the watermark.
-func RunSweeper(ctx context.Context, rt *Runtime, refresh time.Duration) error {
-	return RunSweeperWith(ctx, rt, refresh, rt.nonEmptyInputPartitions())
+// RunSweeper runs the inactivity sweeper and the cut-point deriver. Their clock waits until
+// every input partition that holds records has reported to the watermark.
+func RunSweeper(ctx context.Context, rt *Runtime) error {
+	return RunSweeperWith(ctx, rt, rt.nonEmptyInputPartitions())
 }
 
 // nonEmptyInputPartitions lists the watermark fields of the input partitions holding records,
@@ -380,8 +383,8 @@ func (rt *Runtime) nonEmptyInputPartitions() func(ctx context.Context) ([]string
 	}
 }
 
-// RunSweeperWith is RunSweeper with the list of partitions the clock waits for.
-func RunSweeperWith(ctx context.Context, rt *Runtime, refresh time.Duration, required func(context.Context) ([]string, error)) error {
+// RunSweeperWith is RunSweeper with the list of partitions the clock waits for (nil: none).
+func RunSweeperWith(ctx context.Context, rt *Runtime, required func(context.Context) ([]string, error)) error {
 	reg := rt.Registerer("sweeper")
 	store, wm, scorer, err := rt.scoringParts(ctx, reg)
 	if err != nil {
@@ -391,11 +394,10 @@ func RunSweeperWith(ctx context.Context, rt *Runtime, refresh time.Duration, req
 	if err != nil {
 		return err
 	}
+	deriver := pipeline.NewCutpointDeriver(pipeline.CutpointDeriver{Redis: rt.Redis, Store: store, Watermarks: wm,
+		Required: required, Policy: rt.Policy, Log: rt.Log}, reg)
 	var tasks supervise.Group
-	tasks.Add(sw.Run, pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}.Run)
-	if refresh > 0 {
-		tasks.Add(pipeline.CutpointRefresh{Redis: rt.Redis, Keys: rt.Keys, Every: refresh, Log: rt.Log}.Run)
-	}
+	tasks.Add(sw.Run, deriver.Run, rt.cutpointWatch(scorer).Run)
 	return tasks.Run(ctx)
 }
 

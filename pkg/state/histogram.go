@@ -1,0 +1,87 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ShardHistogram is one shard's population histogram together with its earliest deadline,
+// read atomically: a customer adds its sample of a boundary in the same write that moves its
+// deadline past that boundary's closing, so while FirstDue is after the closing the shard's
+// counters of that boundary are complete.
+type ShardHistogram struct {
+	// FirstDue is the shard's earliest deadline; zero when no customer has one.
+	FirstDue time.Time
+	// Counters is every field of the shard's histogram (all boundaries not yet dropped).
+	Counters map[string]int64
+}
+
+// readHistogramLua reads a shard's earliest deadline and its histogram in one step.
+// KEYS[1] deadline zset, KEYS[2] histogram hash.
+const readHistogramLua = `
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {first[2] or '', redis.call('HGETALL', KEYS[2])}`
+
+// ReadHistograms reads every shard's histogram and earliest deadline, each shard atomically,
+// all in one round trip.
+func (s *Store) ReadHistograms(ctx context.Context) ([]ShardHistogram, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, s.keys.Shards())
+	for i := range cmds {
+		cmds[i] = pipe.Eval(ctx, readHistogramLua, []string{s.keys.Deadlines(i), s.keys.Histogram(i)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("reading the population histograms: %w", err)
+	}
+	out := make([]ShardHistogram, len(cmds))
+	for i, c := range cmds {
+		h, err := parseShardHistogram(c.Val())
+		if err != nil {
+			return nil, fmt.Errorf("histogram of shard %d: %w", i, err)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+func parseShardHistogram(v any) (ShardHistogram, error) {
+	parts, ok := v.([]any)
+	if !ok || len(parts) != 2 {
+		return ShardHistogram{}, fmt.Errorf("unexpected reply %v", v)
+	}
+	h := ShardHistogram{}
+	if first, _ := parts[0].(string); first != "" {
+		ms, err := strconv.ParseFloat(first, 64)
+		if err != nil {
+			return ShardHistogram{}, fmt.Errorf("deadline %q: %w", first, err)
+		}
+		h.FirstDue = time.UnixMilli(int64(ms)).UTC()
+	}
+	flat, _ := parts[1].([]any)
+	h.Counters = make(map[string]int64, len(flat)/2)
+	for j := 0; j+1 < len(flat); j += 2 {
+		field, _ := flat[j].(string)
+		text, _ := flat[j+1].(string)
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return ShardHistogram{}, fmt.Errorf("field %q holds %q: %w", field, text, err)
+		}
+		h.Counters[field] = n
+	}
+	return h, nil
+}
+
+// DropHistogramFields deletes counters from a shard's histogram (those of sealed boundaries).
+func (s *Store) DropHistogramFields(ctx context.Context, shard int, fields []string) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	if err := s.rdb.HDel(ctx, s.keys.Histogram(shard), fields...).Err(); err != nil {
+		return fmt.Errorf("dropping histogram counters of shard %d: %w", shard, err)
+	}
+	return nil
+}
