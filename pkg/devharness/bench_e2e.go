@@ -67,6 +67,24 @@ type BenchReport struct {
 	StoreWrites    float64 `json:"store_writes"`
 	StoreConflicts float64 `json:"store_conflicts"`
 	ConflictRate   float64 `json:"store_conflict_rate"`
+	// Live runs only (--live): event time is the produce time, and the sweeper's
+	// loyalty_watermark_lag_seconds is sampled every half second while producing.
+	// WatermarkLag* are over the steady state (after a 10 s warm-up, before any outage). With
+	// traffic on every partition the watermark is the oldest partition's newest applied event
+	// time; only an idle partition counts as its heartbeat less the allowed lateness.
+	Live                bool    `json:"live,omitempty"`
+	WatermarkLagSamples int     `json:"watermark_lag_samples,omitempty"`
+	WatermarkLagP50     float64 `json:"watermark_lag_p50_seconds,omitempty"`
+	WatermarkLagP99     float64 `json:"watermark_lag_p99_seconds,omitempty"`
+	WatermarkLagMax     float64 `json:"watermark_lag_max_seconds,omitempty"`
+	// With --outage: the service stopped for OutageSeconds a third of the way into the run,
+	// the largest lag meanwhile, and how long after its restart the watermark was back within
+	// 5 s (plus the steady-state median) of the newest event produced by then
+	// (RecoverySeconds; -1 if it never was before every record was consumed).
+	OutageService   string  `json:"outage_service,omitempty"`
+	OutageSeconds   float64 `json:"outage_seconds,omitempty"`
+	OutageLagMax    float64 `json:"outage_watermark_lag_max_seconds,omitempty"`
+	RecoverySeconds float64 `json:"recovery_seconds,omitempty"`
 }
 
 // benchOptions are the flags of `loyalty-dev bench-e2e`.
@@ -78,6 +96,10 @@ type benchOptions struct {
 	rate         float64
 	keep         bool
 	output       cmdline.Output
+	// live stamps each event with its produce time; outage stops outageService meanwhile.
+	live          bool
+	outage        time.Duration
+	outageService string
 }
 
 func benchE2ECommand() *cobra.Command {
@@ -101,6 +123,9 @@ store conflicts: a table, or JSON with --output json.`,
 	fs.StringVar(&o.binDir, "bin", "./bin", "directory with the prebuilt service binaries (make build)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
 	fs.Float64Var(&o.rate, "rate", 0, "produce at most this many events/s (0: as fast as possible, a backlog; below the sustained throughput, the latency is the pipeline's own)")
+	fs.BoolVar(&o.live, "live", false, "live traffic: each event's time is its produce time (needs --rate); reports the watermark lag")
+	fs.DurationVar(&o.outage, "outage", 0, "with --live: stop --outage-service this long, a third of the way into the run, and report the recovery")
+	fs.StringVar(&o.outageService, "outage-service", "logins", "the service --outage stops")
 	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark's Redis namespace (default: delete its keys at the end)")
 	fs.VarP(&o.output, "output", "o", "output format: text (a table) or json")
 	return cmd
@@ -109,6 +134,12 @@ store conflicts: a table, or JSON with --output json.`,
 func runBenchE2E(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
 	if o.events < 1 || o.days < 1 || o.rate < 0 {
 		return cmdline.Usagef("--events and --days must be positive, --rate not negative")
+	}
+	if (o.live && o.rate == 0) || (o.outage > 0 && !o.live) || o.outage < 0 {
+		return cmdline.Usagef("--live needs --rate, and --outage (positive) needs --live")
+	}
+	if o.outage > 0 && !slices.Contains(e2e.Services(), o.outageService) {
+		return cmdline.Usagef("--outage-service: unknown service %q (one of %v)", o.outageService, e2e.Services())
 	}
 	bins, err := serviceBinaries(o.binDir)
 	if err != nil {
@@ -121,7 +152,7 @@ func runBenchE2E(ctx context.Context, o benchOptions, stdout, stderr io.Writer) 
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	b := &bench{env: env, log: stderr}
-	rep, err := b.run(ctx, o.events, o.days, o.rate, bins, o.keep)
+	rep, err := b.run(ctx, o, bins)
 	if err != nil {
 		return err
 	}
@@ -172,7 +203,8 @@ func randomName(prefix string) string {
 	return prefix + hex.EncodeToString(buf)
 }
 
-func (b *bench) run(ctx context.Context, n, days int, rate float64, bins map[string]string, keep bool) (BenchReport, error) {
+func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string) (BenchReport, error) {
+	n, days, rate, keep := o.events, o.days, o.rate, o.keep
 	cfg := b.env.Cfg
 	rep := BenchReport{Rate: rate, Namespace: randomName("bench-"), Suffix: "." + randomName("bench-"),
 		Kafka: strings.Join(cfg.KafkaBrokers, ","), Redis: strings.Join(cfg.Redis.Addrs, ","), CPUs: runtime.NumCPU()}
@@ -200,6 +232,15 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, bins map[str
 	b.say("generating %d customers over %d days", rep.Customers, days)
 	history := e2e.History(e2e.HistoryConfig{Customers: rep.Customers, Days: days, End: time.Now().Add(-time.Minute), Seed: 1, Prefix: "b"})
 	rep.Events = len(history)
+	// Live: event i happens at its scheduled produce time, start + i/rate, so the pipeline
+	// sees a steady stream of current events (the history's order, compressed into the run).
+	start := time.Now().Add(liveStartAllowance)
+	if o.live {
+		rep.Live = true
+		for i := range history {
+			history[i] = e2e.WithTime(history[i], start.Add(time.Duration(float64(i)/rate*float64(time.Second))))
+		}
+	}
 	topicOf := map[string]string{"Purchase": event.TopicPurchases, "Login": event.TopicLogins, "Feedback": event.TopicFeedback}
 	recs := make([]stream.Record, len(history))
 	for i, in := range history {
@@ -258,7 +299,21 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, bins map[str
 		}
 	}
 
-	start := time.Now()
+	if !o.live {
+		start = time.Now()
+	} else if wait := time.Until(start); wait > 0 {
+		time.Sleep(wait)
+	} else {
+		b.say("the services took %s longer to start than allowed: the first events are that late", -wait)
+	}
+	var lagDone func() []lagSample
+	if o.live {
+		lagDone = sampleLag(ctx, procs["sweeper"].HTTPAddr)
+	}
+	var outage *outageRun
+	if o.outage > 0 {
+		outage = b.startOutage(ctx, cluster, procs, o.outageService, start.Add(time.Duration(float64(len(recs))/rate/3*float64(time.Second))), o.outage)
+	}
 	b.say("producing %d events", len(recs))
 	producer, err := b.env.Producer()
 	if err != nil {
@@ -287,6 +342,13 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, bins map[str
 	_ = producer.Close()
 	rep.ProduceSeconds = time.Since(start).Seconds()
 	rep.ProduceEventsPerSec = float64(rep.Events) / rep.ProduceSeconds
+	if outage != nil {
+		if err := outage.wait(); err != nil {
+			return rep, err
+		}
+		procs[o.outageService] = outage.restarted
+	}
+
 	b.say("produced in %.1fs; waiting for the pipeline", rep.ProduceSeconds)
 
 	alive := func() error {
@@ -318,6 +380,12 @@ func (b *bench) run(ctx context.Context, n, days int, rate float64, bins map[str
 		}
 	}
 	rep.EventsPerSec = float64(rep.Events) / rep.ConsumedSeconds
+	if lagDone != nil {
+		// Sampled until every input record is consumed, so a recovery that outlasts the
+		// production is measured too.
+		time.Sleep(2 * time.Second)
+		rep.summarizeLag(lagDone(), start, start.Add(time.Duration(rep.ProduceSeconds*float64(time.Second))), outage)
+	}
 	if err := observer.WaitDone(ctx, 10*time.Minute, alive); err != nil {
 		return rep, err
 	}
@@ -491,12 +559,19 @@ func produceTimes(ctx context.Context, admin *stream.Admin, from, to map[string]
 // storeCounters scrapes loyalty_store_writes_total and loyalty_store_conflicts_total from a
 // service's /metrics (summed over label sets).
 func storeCounters(ctx context.Context, addr string) (writes, conflicts float64, err error) {
+	m, err := scrape(ctx, addr)
+	return m["loyalty_store_writes_total"], m["loyalty_store_conflicts_total"], err
+}
+
+// scrape reads a service's /metrics: every sample, summed over label sets, by name.
+func scrape(ctx context.Context, addr string) (map[string]float64, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, 0, fmt.Errorf("scraping %s: %w", addr, err)
+		return nil, fmt.Errorf("scraping %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
+	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -507,17 +582,12 @@ func storeCounters(ctx context.Context, addr string) (writes, conflicts float64,
 			rest = line[strings.LastIndexByte(line, '}')+1:]
 		}
 		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		if err != nil {
+		if err != nil || strings.HasPrefix(name, "#") {
 			continue
 		}
-		switch name {
-		case "loyalty_store_writes_total":
-			writes += v
-		case "loyalty_store_conflicts_total":
-			conflicts += v
-		}
+		out[name] += v
 	}
-	return writes, conflicts, sc.Err()
+	return out, sc.Err()
 }
 
 // memoryPerCustomer samples up to n customer hashes: mean MEMORY USAGE, and the share in the
@@ -583,6 +653,14 @@ func printBenchTable(w io.Writer, r BenchReport) {
 	row("produce→derived latency", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms, max %.0f ms", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs))
 	row("redis bytes/customer", fmt.Sprintf("%.0f (MEMORY USAGE, %d sampled, %.0f%% listpack)", r.BytesPerCustomer, r.BytesSampled, 100*r.CompactEncoded))
 	row("store conflict rate", fmt.Sprintf("%.2f%% (%.0f conflicts, %.0f writes)", 100*r.ConflictRate, r.StoreConflicts, r.StoreWrites))
+	if r.Live {
+		row("watermark lag (live)", fmt.Sprintf("p50 %.1f s, p99 %.1f s, max %.1f s (%d samples)",
+			r.WatermarkLagP50, r.WatermarkLagP99, r.WatermarkLagMax, r.WatermarkLagSamples))
+	}
+	if r.OutageService != "" {
+		row("outage", fmt.Sprintf("%s stopped %.0f s: lag up to %.0f s; back within 5 s of the median %.1f s after the restart",
+			r.OutageService, r.OutageSeconds, r.OutageLagMax, r.RecoverySeconds))
+	}
 	row("setup", fmt.Sprintf("kafka %s, redis %s, %d CPUs", r.Kafka, r.Redis, r.CPUs))
 	_ = tw.Flush()
 }

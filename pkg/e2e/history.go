@@ -67,16 +67,20 @@ func History(cfg HistoryConfig) []event.Input {
 // squeeze maps the event's time from [start, end) linearly onto [end-span, end).
 func squeeze(in event.Input, start, end time.Time, span time.Duration) event.Input {
 	f := float64(in.Time().Sub(start)) / float64(end.Sub(start))
-	at := end.Add(-span).Add(time.Duration(f * float64(span))).Truncate(time.Millisecond)
+	return WithTime(in, end.Add(-span).Add(time.Duration(f*float64(span))).Truncate(time.Millisecond))
+}
+
+// WithTime returns an input event happening at t.
+func WithTime(in event.Input, t time.Time) event.Input {
 	switch v := in.(type) {
 	case event.Purchase:
-		v.OccurredAt = at
+		v.OccurredAt = t
 		return v
 	case event.Login:
-		v.OccurredAt = at
+		v.OccurredAt = t
 		return v
 	case event.Feedback:
-		v.OccurredAt = at
+		v.OccurredAt = t
 		return v
 	}
 	return in
