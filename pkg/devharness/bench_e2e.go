@@ -77,7 +77,7 @@ type BenchReport struct {
 	WatermarkLagP50     float64 `json:"watermark_lag_p50_seconds,omitempty"`
 	WatermarkLagP99     float64 `json:"watermark_lag_p99_seconds,omitempty"`
 	WatermarkLagMax     float64 `json:"watermark_lag_max_seconds,omitempty"`
-	// With --outage: the service stopped for OutageSeconds a third of the way into the run,
+	// With --outage: the service stopped for OutageSeconds (--outage-at into the run),
 	// the largest lag meanwhile, and how long after its restart the watermark was back within
 	// 5 s (plus the steady-state median) of the newest event produced by then
 	// (RecoverySeconds; -1 if it never was before every record was consumed).
@@ -99,6 +99,7 @@ type benchOptions struct {
 	// live stamps each event with its produce time; outage stops outageService meanwhile.
 	live          bool
 	outage        time.Duration
+	outageAt      time.Duration
 	outageService string
 }
 
@@ -126,6 +127,7 @@ store conflicts: a table, or JSON with --output json.`,
 	fs.BoolVar(&o.live, "live", false, "live traffic: each event's time is its produce time (needs --rate); reports the watermark lag")
 	fs.DurationVar(&o.outage, "outage", 0, "with --live: stop --outage-service this long, a third of the way into the run, and report the recovery")
 	fs.StringVar(&o.outageService, "outage-service", "logins", "the service --outage stops")
+	fs.DurationVar(&o.outageAt, "outage-at", 0, "when into the run --outage begins (0: a third of the way)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark's Redis namespace (default: delete its keys at the end)")
 	fs.VarP(&o.output, "output", "o", "output format: text (a table) or json")
 	return cmd
@@ -135,7 +137,7 @@ func runBenchE2E(ctx context.Context, o benchOptions, stdout, stderr io.Writer) 
 	if o.events < 1 || o.days < 1 || o.rate < 0 {
 		return cmdline.Usagef("--events and --days must be positive, --rate not negative")
 	}
-	if (o.live && o.rate == 0) || (o.outage > 0 && !o.live) || o.outage < 0 {
+	if (o.live && o.rate == 0) || (o.outage > 0 && !o.live) || o.outage < 0 || o.outageAt < 0 {
 		return cmdline.Usagef("--live needs --rate, and --outage (positive) needs --live")
 	}
 	if o.outage > 0 && !slices.Contains(e2e.Services(), o.outageService) {
@@ -312,7 +314,11 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	}
 	var outage *outageRun
 	if o.outage > 0 {
-		outage = b.startOutage(ctx, cluster, procs, o.outageService, start.Add(time.Duration(float64(len(recs))/rate/3*float64(time.Second))), o.outage)
+		at := o.outageAt
+		if at == 0 {
+			at = time.Duration(float64(len(recs)) / rate / 3 * float64(time.Second))
+		}
+		outage = b.startOutage(ctx, cluster, procs, o.outageService, start.Add(at), o.outage)
 	}
 	b.say("producing %d events", len(recs))
 	producer, err := b.env.Producer()
