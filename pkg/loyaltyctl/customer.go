@@ -12,6 +12,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 )
@@ -65,22 +66,12 @@ func customerCommand(out *cmdline.Output) *cobra.Command {
 }
 
 func runCustomer(ctx context.Context, id, ns string, out *cmdline.Output, stdout io.Writer) error {
-	env, err := loadEnvironment()
-	if err != nil {
-		return err
-	}
-	if ns != "" {
-		env.cfg.Namespace = ns
-	}
-	rdb, err := env.redis(ctx)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	keys, err := keyspace.New(env.cfg.Namespace, env.cfg.Shards)
-	if err != nil {
-		return err
-	}
+	return withNamespaceKeys(ctx, ns, func(env *environment, rdb redisconn.Client, keys keyspace.Keyspace) error {
+		return printCustomer(ctx, env, rdb, keys, id, out, stdout)
+	})
+}
+
+func printCustomer(ctx context.Context, env *environment, rdb redisconn.Client, keys keyspace.Keyspace, id string, out *cmdline.Output, stdout io.Writer) error {
 	store, err := state.New(ctx, rdb, keys, nil)
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ func commands(out *cmdline.Output) []*cobra.Command {
 		customerCommand(out),
 		actionsCommand(out),
 		eraseCommand(out),
+		quarantineCommand(out),
 		produceCommand(out),
 		consumeCommand(),
 		modelCommand(out),

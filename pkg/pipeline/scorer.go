@@ -156,9 +156,18 @@ func histogramCounts(samples []scoring.Sample) map[string]int64 {
 func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Time) state.ComputeFunc {
 	return func(id string, cur map[string]string) (state.Update, error) {
 		p := s.Policy()
-		before, err := scoring.UnmarshalFields(cur)
+		before, err := storedState(id, cur)
 		if err != nil {
-			return state.Update{}, fmt.Errorf("customer %s: %w", id, err)
+			// Quarantined, or to be: its records go to the dead-letter topic, the rest of the
+			// batch goes on.
+			code := "quarantined"
+			if !errors.Is(err, errQuarantined) {
+				code = "corrupt_state"
+			}
+			for _, r := range byCustomer[id] {
+				r.Reject(code, err)
+			}
+			return quarantineUpdate(err)
 		}
 		st := before
 		var changes []scoring.Change
@@ -188,9 +197,9 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 	return func(id string, cur map[string]string) (state.Update, error) {
 		p := s.Policy()
-		before, err := scoring.UnmarshalFields(cur)
+		before, err := storedState(id, cur)
 		if err != nil {
-			return state.Update{}, fmt.Errorf("customer %s: %w", id, err)
+			return quarantineUpdate(err)
 		}
 		if before.CustomerID == "" {
 			return state.Update{}, nil // erased or never seen: nothing to evaluate
@@ -210,6 +219,34 @@ func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 		}
 		return u, nil
 	}
+}
+
+// errQuarantined is storedState's error for a customer in quarantine already.
+var errQuarantined = errors.New("customer is quarantined")
+
+// storedState decodes a customer's stored state. A quarantined customer is errQuarantined; a
+// state that cannot be decoded is scoring.ErrCorruptState.
+func storedState(id string, cur map[string]string) (scoring.State, error) {
+	if reason, ok := cur[state.QuarantinedField]; ok {
+		return scoring.State{}, fmt.Errorf("%w (see loyaltyctl quarantine): %s: %s", errQuarantined, id, reason)
+	}
+	if what, ok := cur[state.UnreadableField]; ok {
+		return scoring.State{}, fmt.Errorf("customer %s: %w: %s", id, scoring.ErrCorruptState, what)
+	}
+	st, err := scoring.UnmarshalFields(cur)
+	if err != nil {
+		return scoring.State{}, fmt.Errorf("customer %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// quarantineUpdate is the store update for a customer storedState refused: nothing for one
+// in quarantine, a quarantine for a corrupt state.
+func quarantineUpdate(err error) (state.Update, error) {
+	if errors.Is(err, errQuarantined) {
+		return state.Update{}, nil
+	}
+	return state.Update{Quarantine: err.Error()}, nil
 }
 
 // OutputEvent maps a scoring change onto its public contract.

@@ -10,15 +10,20 @@ import (
 )
 
 // EraseCustomer removes what the store keeps about a customer in a namespace: the state
-// hash, the inactivity deadline and the outbox entries not yet published (they carry the
+// hash (and a quarantined copy), the inactivity deadline and the outbox entries not yet published (they carry the
 // customer's data). It returns how many keys and entries it removed.
 func EraseCustomer(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string) (int, error) {
 	shard := keys.Shard(id)
-	n, err := rdb.Del(ctx, keys.Customer(id)).Result()
+	n, err := rdb.Del(ctx, keys.Customer(id), keys.CustomerKey("q", id)).Result()
 	if err != nil {
 		return 0, fmt.Errorf("deleting the state: %w", err)
 	}
 	removed := int(n)
+	n, err = rdb.HDel(ctx, quarantineIndex(keys, shard), id).Result()
+	if err != nil {
+		return removed, fmt.Errorf("removing the quarantine entry: %w", err)
+	}
+	removed += int(n)
 	n, err = rdb.ZRem(ctx, keys.Deadlines(shard), id).Result()
 	if err != nil {
 		return removed, fmt.Errorf("removing the deadline: %w", err)

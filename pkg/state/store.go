@@ -55,6 +55,9 @@ type Update struct {
 	Deadline time.Time
 	// Histogram holds increments to the shard's population histogram fields.
 	Histogram map[string]int64
+	// Quarantine, when set, says why the stored state cannot be used: instead of a write, the
+	// customer is quarantined (see quarantine.go) and the rest of the batch goes on.
+	Quarantine string
 }
 
 // ComputeFunc derives a customer's update from the state read from Redis (empty for a new
@@ -67,6 +70,8 @@ type Metrics struct {
 	conflicts prometheus.Counter
 	writes    prometheus.Counter
 	outbox    prometheus.Counter
+	// quarantined counts customers quarantined for an unreadable state.
+	quarantined prometheus.Counter
 }
 
 // NewMetrics creates and registers (when reg is not nil) the store metrics.
@@ -82,6 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.conflicts, m.writes, m.outbox)
 	}
+	m.quarantined = newQuarantineCounter(reg)
 	return m
 }
 
@@ -100,7 +106,7 @@ var ErrTooManyConflicts = errors.New("customer state kept changing concurrently"
 // New returns a store and loads its script (so a broken server setup fails at start-up).
 // metrics may be nil.
 func New(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, metrics *Metrics) (*Store, error) {
-	if err := applyScript.Load(ctx, rdb); err != nil {
+	if err := redisconn.LoadAll(ctx, rdb, applyScript, quarantine); err != nil {
 		return nil, err
 	}
 	if metrics == nil {
@@ -142,6 +148,7 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 			return res, err
 		}
 		byShard := map[int][]prepared{}
+		var retry []string
 		for i, id := range pending {
 			cur := states[i]
 			version := cur[versionField]
@@ -152,6 +159,19 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 			u, err := compute(id, cur)
 			if err != nil {
 				return res, fmt.Errorf("computing customer %s: %w", id, err)
+			}
+			if u.Quarantine != "" {
+				if _, unreadable := cur[UnreadableField]; unreadable {
+					version = ""
+				}
+				done, err := s.quarantineCustomer(ctx, id, version, u.Quarantine)
+				if err != nil {
+					return res, err
+				}
+				if !done {
+					retry = append(retry, id)
+				}
+				continue
 			}
 			if u.Fields == nil {
 				continue
@@ -169,7 +189,7 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 		s.metrics.conflicts.Add(float64(len(conflicted)))
 		s.metrics.writes.Add(float64(written))
 		s.metrics.outbox.Add(float64(outbox))
-		pending = conflicted
+		pending = append(conflicted, retry...)
 	}
 	return res, nil
 }
@@ -200,12 +220,21 @@ func (s *Store) read(ctx context.Context, ids []string) ([]map[string]string, er
 	for i, id := range ids {
 		cmds[i] = pipe.HGetAll(ctx, s.keys.Customer(id))
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("reading %d customer states: %w", len(ids), err)
-	}
+	_, err := pipe.Exec(ctx)
 	out := make([]map[string]string, len(ids))
 	for i, c := range cmds {
-		out[i] = c.Val()
+		switch cerr := c.Err(); {
+		case cerr == nil:
+			out[i] = c.Val()
+		case redis.HasErrorPrefix(cerr, "WRONGTYPE"):
+			// Not a hash: the computation quarantines it; one customer never fails a batch.
+			out[i] = map[string]string{UnreadableField: "the stored value is not a hash"}
+		default:
+			return nil, fmt.Errorf("reading %d customer states: %w", len(ids), cerr)
+		}
+	}
+	if err != nil && !redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return nil, fmt.Errorf("reading %d customer states: %w", len(ids), err)
 	}
 	return out, nil
 }
