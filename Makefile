@@ -4,7 +4,8 @@
 #                     Against real brokers when KAFKA_BROKERS / REDIS_ADDR
 #                     are set (eval "$(deploy/local/infra.sh env)"); otherwise the tests start
 #                     an in-process Kafka (kfake) and a redis-server child themselves.
-#   make test-kfake   the same tests forced onto the in-process broker (KAFKA_BROKERS empty)
+#   make test-kfake   the same tests forced onto the in-process broker (KAFKA_BROKERS empty),
+#                     but the TestAcceptance* runs, which are for real Kafka (make test)
 #   make infra-up     real Kafka 4.x + Redis on 127.0.0.1 (deploy/local/infra.sh); prints the env
 #   make lint | bench | fuzz | build
 #
@@ -66,11 +67,11 @@ test: redis-server
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestAcceptance' $(TEST_FLAGS) $(PKGS)
 
 # Empty KAFKA_BROKERS = in-process broker (the harness treats empty like unset). The race
-# suite only: the full-size acceptance runs belong to the real broker. The crash test of
-# consumer groups (pkg/e2e) starts a real Kafka of its own here (testinfra.RealKafkaBroker).
+# suite only: the acceptance runs (pkg/e2e, the retail replay) belong to the real broker and
+# run, short and full size, in make test.
 test-kfake: redis-server
 	@echo "go test -race -short: KAFKA_BROKERS=<in-process kfake> REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
-	KAFKA_BROKERS= $(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+	KAFKA_BROKERS= $(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) -skip '^TestAcceptance' $(TEST_FLAGS) $(PKGS)
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) $(PKGS)

@@ -229,9 +229,16 @@ func gbpPolicy(t *testing.T, goldMinor int64, version string) (string, *scoring.
 	y = strings.Replace(y, "currency: USD", "currency: GBP", 1)
 	y = strings.Replace(y, "version: default-2025.1", "version: "+version, 1)
 	y = strings.Replace(y, "min_spend_minor: 200000", "min_spend_minor: "+strconv.FormatInt(goldMinor, 10), 1)
+	// Four-weekly cut-point boundaries: a year of sparse history (about five invoices per
+	// customer) pays one evaluation of every customer per boundary in a backlog (see
+	// docs/design.md, "A backlog pays for every boundary"); the e2e tests cover weekly ones.
+	y = strings.Replace(y, "cutpoints_every_days: 7", "cutpoints_every_days: 28", 1)
 	p, err := scoring.ParsePolicy([]byte(y))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.Segments.CutpointsEveryDays != 28 {
+		t.Fatalf("boundaries every %d days, want 28", p.Segments.CutpointsEveryDays)
 	}
 	path := filepath.Join(t.TempDir(), version+".yaml")
 	if err := os.WriteFile(path, []byte(y), 0o644); err != nil {
