@@ -132,7 +132,13 @@ func (h Heartbeat) Run(ctx context.Context) error {
 	if h.Every <= 0 {
 		return errors.New("heartbeat: Every must be positive")
 	}
-	t := time.NewTicker(h.Every)
+	return everyTick(ctx, h.Every, h.beat, h.Log, "watermark heartbeat failed; the watermark holds until it succeeds", "watermark heartbeat recovered")
+}
+
+// everyTick runs step every interval until ctx ends, logging the first failure of a run of
+// them (failed) and the success that ends it (recovered).
+func everyTick(ctx context.Context, every time.Duration, step func(context.Context) error, log *zap.Logger, failed, recovered string) error {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	failing := false
 	for {
@@ -141,14 +147,14 @@ func (h Heartbeat) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		err := h.beat(ctx)
+		err := step(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			failing = true
-			h.Log.Warn("watermark heartbeat failed; the watermark holds until it succeeds", zap.Error(err))
+			log.Warn(failed, zap.Error(err))
 		case err == nil && failing:
 			failing = false
-			h.Log.Info("watermark heartbeat recovered")
+			log.Info(recovered)
 		}
 	}
 }

@@ -53,24 +53,7 @@ func (w CutpointWatch) Run(ctx context.Context) error {
 	if every <= 0 {
 		every = 100 * time.Millisecond
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		err := w.Load(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil && !failing:
-			failing = true
-			w.Log.Warn("reading the sealed cut points failed; days after the next boundary wait", zap.Error(err))
-		case err == nil && failing:
-			failing = false
-		}
-	}
+	return everyTick(ctx, every, w.Load, w.Log, "reading the sealed cut points failed; days after the next boundary wait", "reading the sealed cut points recovered")
 }
 
 // CutpointDeriver seals the population cut points boundary after boundary. A boundary is
