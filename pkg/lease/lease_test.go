@@ -41,3 +41,108 @@ func TestALeaseHasOneHolderUntilReleasedOrExpired(t *testing.T) {
 		t.Fatalf("a could not take released leases: %v", held)
 	}
 }
+
+func TestEveryAcquisitionGetsAGreaterTokenAndARenewalKeepsIt(t *testing.T) {
+	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := context.Background()
+	key := testinfra.Name("lease") + ":{s0}"
+	a, err := lease.NewSet(ctx, rdb, "a", time.Minute, []string{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := lease.NewSet(ctx, rdb, "b", time.Minute, []string{key})
+	acquire := func(s *lease.Set) []lease.Grant {
+		t.Helper()
+		g, err := s.AcquireFenced(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+
+	first := acquire(a)
+	if len(first) != 1 || first[0].Token < 1 || first[0].Key != key {
+		t.Fatalf("a's first acquisition: %+v", first)
+	}
+	if again := acquire(a); len(again) != 1 || again[0].Token != first[0].Token || again[0].Value != first[0].Value {
+		t.Fatalf("renewing by acquisition changed the grant: %+v then %+v", first, again)
+	}
+	if g := acquire(b); len(g) != 0 {
+		t.Fatalf("b got %+v while a holds the lease", g)
+	}
+	if err := a.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := acquire(b)
+	if len(second) != 1 || second[0].Token <= first[0].Token {
+		t.Fatalf("b took the released lease with %+v after token %d", second, first[0].Token)
+	}
+	// The lease expires as Redis would expire it: the key is gone, the fence counter stays.
+	if err := rdb.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if held, err := b.Renew(ctx, second); err != nil || len(held) != 0 {
+		t.Fatalf("b renewed an expired lease: %+v, %v", held, err)
+	}
+	third := acquire(a)
+	if len(third) != 1 || third[0].Token <= second[0].Token {
+		t.Fatalf("a took the expired lease with %+v after token %d", third, second[0].Token)
+	}
+	// Renewal goes by token, not by owner: a's grant from before the release stays lost.
+	if held, err := a.Renew(ctx, first); err != nil || len(held) != 0 {
+		t.Fatalf("a renewed its stale grant %+v: %+v, %v", first, held, err)
+	}
+	held, err := a.Renew(ctx, third)
+	if err != nil || len(held) != 1 || held[0].Token != third[0].Token || !held[0].Until.After(third[0].Until) {
+		t.Fatalf("a could not renew its current grant %+v: %+v, %v", third, held, err)
+	}
+}
+
+func TestAFencedScriptRefusesAGrantWhoseLeaseMovedOn(t *testing.T) {
+	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := context.Background()
+	p := testinfra.Name("lease")
+	key, guarded := p+":{s0}", p+":guarded:{s0}"
+	write := redisconn.NewScript("fenced-incr", lease.FenceCheck+`return redis.call('INCR', KEYS[2])`)
+	a, _ := lease.NewSet(ctx, rdb, "a", time.Minute, []string{key})
+	b, _ := lease.NewSet(ctx, rdb, "b", time.Minute, []string{key})
+	ga, err := a.AcquireFenced(ctx)
+	if err != nil || len(ga) != 1 {
+		t.Fatalf("a: %+v, %v", ga, err)
+	}
+	if err := write.Run(ctx, rdb, []string{key, guarded}, ga[0].Value).Err(); err != nil {
+		t.Fatalf("the holder's fenced write failed: %v", err)
+	}
+	if err := rdb.Del(ctx, key).Err(); err != nil { // a's lease expires
+		t.Fatal(err)
+	}
+	if gb, err := b.AcquireFenced(ctx); err != nil || len(gb) != 1 {
+		t.Fatalf("b: %+v, %v", gb, err)
+	}
+	err = write.Run(ctx, rdb, []string{key, guarded}, ga[0].Value).Err()
+	if !lease.Fenced(err) {
+		t.Fatalf("a's write after b took over: %v, want a fenced refusal", err)
+	}
+	if n, _ := rdb.Get(ctx, guarded).Int(); n != 1 {
+		t.Fatalf("guarded key is %d, want only the holder's write", n)
+	}
+}
+
+func TestLeaseKeysNeedAHashTagForTheirFence(t *testing.T) {
+	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	if _, err := lease.NewSet(context.Background(), rdb, "a", time.Minute, []string{"lease:untagged"}); err == nil {
+		t.Fatal("a key without a hash tag was accepted")
+	}
+}

@@ -3,12 +3,22 @@
 // published in the order they were derived. An entry is deleted only after Kafka acknowledged
 // it (acks from all in-sync replicas); a crash in between republishes it with the same
 // event_id, which is the only duplication the pipeline allows.
+//
+// The lease is fenced: the relay reads a shard and deletes its published entries only through
+// scripts that check, in Redis, that it still holds the lease with the token it was granted,
+// and it renews its leases while a pass runs. A relay that loses a shard's lease mid-pass
+// cancels that shard's produce and touches the shard no more; what it had in flight can only
+// land as repeats of entries its successor publishes too (docs/design.md, "One relay per
+// outbox shard").
 package relay
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,8 +27,23 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/lease"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
+
+// claim returns the outbox's length and its oldest ARGV[2] entries, while the caller holds
+// the shard's lease with the token in ARGV[1]. KEYS: the lease, the outbox (one hash tag).
+var claim = redisconn.NewScript("relay-claim", lease.FenceCheck+`
+return {redis.call('XLEN', KEYS[2]), redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[2])}`)
+
+// remove deletes the published entries ARGV[2..] from the outbox, while the caller holds the
+// shard's lease with the token in ARGV[1]; in slices, to stay within Lua's unpack limit.
+var remove = redisconn.NewScript("relay-remove", lease.FenceCheck+`
+local n = 0
+for i = 2, #ARGV, 1000 do
+  n = n + redis.call('XDEL', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+return n`)
 
 // Publisher is the part of stream.Producer the relay uses.
 type Publisher interface {
@@ -76,6 +101,7 @@ type Metrics struct {
 	published *prometheus.CounterVec
 	depth     prometheus.Gauge
 	errors    prometheus.Counter
+	lost      prometheus.Counter
 }
 
 // NewMetrics creates and registers (when reg is not nil) the relay metrics.
@@ -87,9 +113,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Entries waiting in the outbox shards this relay holds."}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_relay_errors_total",
 			Help: "Failed relay passes (retried)."}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_relay_leases_lost_total",
+			Help: "Shards a relay stopped working mid-pass because their lease was lost or could not be renewed."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.depth, m.errors)
+		reg.MustRegister(m.published, m.depth, m.errors, m.lost)
 	}
 	return m
 }
@@ -113,7 +141,10 @@ func New(ctx context.Context, cfg Config, rdb redis.UniversalClient, keys keyspa
 	}
 	leases, err := lease.NewSet(ctx, rdb, cfg.Owner, cfg.LeaseTTL, keys.Leases("relay"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	if err := redisconn.LoadAll(ctx, rdb, claim, remove); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
 	}
 	if metrics == nil {
 		metrics = NewMetrics(nil)
@@ -148,73 +179,235 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-// Pass renews leases and publishes one batch from every held shard. It returns the number
-// of entries published.
+// Pass takes or renews leases and publishes one batch from every held shard, and returns
+// the number of entries published. Each shard is read and its published entries deleted
+// only through scripts fenced by the lease's token; the leases are renewed while the pass
+// runs, and a shard whose lease is lost (refused on renewal, or not renewed before it could
+// expire) is abandoned at once: its produce is cancelled and nothing more of it is published
+// or deleted in this pass. A lost lease is returned as an error wrapping lease.ErrFenced or
+// ErrLeaseLapsed.
 func (r *Relay) Pass(ctx context.Context) (int, error) {
-	held, err := r.leases.Acquire(ctx)
+	grants, err := r.leases.AcquireFenced(ctx)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("relay leases: %w", err)
 	}
-	if len(held) == 0 {
+	if len(grants) == 0 {
 		return 0, nil
 	}
-	pipe := r.rdb.Pipeline()
-	reads := make([]*redis.XMessageSliceCmd, len(held))
-	lens := make([]*redis.IntCmd, len(held))
-	for i, shard := range held {
-		reads[i] = pipe.XRangeN(ctx, r.keys.Outbox(shard), "-", "+", int64(r.cfg.BatchSize))
-		lens[i] = pipe.XLen(ctx, r.keys.Outbox(shard))
+	k := r.keep(ctx, grants)
+	defer k.stop()
+	var (
+		published, depth atomic.Int64
+		wg               sync.WaitGroup
+		errs             = make([]error, len(grants))
+		slots            = make(chan struct{}, drainConcurrency)
+	)
+	for i, g := range grants {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			n, d, err := r.drain(ctx, k.ctxs[i], g)
+			published.Add(int64(n))
+			depth.Add(d)
+			if errors.Is(err, lease.ErrFenced) || errors.Is(err, ErrLeaseLapsed) {
+				r.metrics.lost.Inc()
+			}
+			errs[i] = err
+		}()
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return 0, fmt.Errorf("reading outbox: %w", err)
-	}
-	var depth int64
-	for _, l := range lens {
-		depth += l.Val()
-	}
-	r.metrics.depth.Set(float64(depth))
+	wg.Wait()
+	r.metrics.depth.Set(float64(depth.Load()))
+	return int(published.Load()), errors.Join(errs...)
+}
 
-	var records []stream.Record
-	type done struct {
-		shard int
-		ids   []string
+// drainConcurrency is how many shards a relay drains at once. Their produces overlap, so the
+// producer batches them together as it did when one pass was one produce.
+const drainConcurrency = 8
+
+// drain publishes one batch of a shard under grant g: a fenced read of the oldest entries,
+// the produce under sctx (cancelled when the lease is lost), and a fenced delete of what
+// Kafka acknowledged. It returns the number published and the shard's depth before the pass.
+func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, error) {
+	shard, outbox := g.Index, r.keys.Outbox(g.Index)
+	if sctx.Err() != nil {
+		return 0, 0, context.Cause(sctx)
 	}
-	var acked []done
-	for i, shard := range held {
-		entries := reads[i].Val()
-		if len(entries) == 0 {
+	reply, err := claim.Run(sctx, r.rdb, []string{g.Key, outbox}, g.Value, r.cfg.BatchSize).Slice()
+	if err != nil {
+		return 0, 0, r.shardErr(sctx, shard, "reading", err)
+	}
+	depth, entries, err := parseClaim(reply)
+	if err != nil {
+		return 0, 0, fmt.Errorf("outbox shard %d: %w", shard, err)
+	}
+	if len(entries) == 0 {
+		return 0, depth, nil
+	}
+	ids := make([]any, 0, len(entries)+1)
+	ids = append(ids, g.Value)
+	records := make([]stream.Record, 0, len(entries))
+	for _, e := range entries {
+		ids = append(ids, e.ID)
+		rec, ok, err := r.record(e)
+		if err != nil {
+			return 0, depth, fmt.Errorf("outbox shard %d entry %s: %w", shard, e.ID, err)
+		}
+		if ok {
+			records = append(records, rec)
+		}
+	}
+	if len(records) > 0 {
+		if err := r.pub.Produce(sctx, records...); err != nil {
+			if sctx.Err() != nil && ctx.Err() == nil {
+				// The lease went while the records were in flight: some may still land, as
+				// repeats of what the shard's next holder publishes from the same entries.
+				return 0, depth, fmt.Errorf("publishing abandoned: %w", context.Cause(sctx))
+			}
+			return 0, depth, fmt.Errorf("outbox shard %d: %w", shard, err)
+		}
+		for _, rec := range records {
+			r.metrics.published.WithLabelValues(rec.Topic).Inc()
+		}
+	}
+	// Kafka acknowledged the batch, so the entries go even when the pass is being cancelled;
+	// the fence refuses the delete if the lease went meanwhile, and the next holder publishes
+	// them again with the same ids.
+	if err := remove.Run(context.WithoutCancel(ctx), r.rdb, []string{g.Key, outbox}, ids...).Err(); err != nil {
+		return len(records), depth, r.shardErr(sctx, shard, "removing published entries (they will be published again)", err)
+	}
+	return len(records), depth, nil
+}
+
+// shardErr names the shard and step of a failed Redis call, reporting a fenced refusal as
+// lease.ErrFenced and a call cut short by the lease's loss as its cause.
+func (r *Relay) shardErr(sctx context.Context, shard int, step string, err error) error {
+	switch {
+	case lease.Fenced(err):
+		return fmt.Errorf("outbox shard %d: %s refused: %w", shard, step, lease.ErrFenced)
+	case sctx.Err() != nil && errors.Is(err, sctx.Err()):
+		return fmt.Errorf("outbox shard %d: %s: %w", shard, step, context.Cause(sctx))
+	}
+	return fmt.Errorf("outbox shard %d: %s: %w", shard, step, err)
+}
+
+// parseClaim decodes the claim script's reply: the stream's length and its oldest entries.
+func parseClaim(reply []any) (int64, []redis.XMessage, error) {
+	if len(reply) != 2 {
+		return 0, nil, fmt.Errorf("claim reply has %d elements, want 2", len(reply))
+	}
+	depth, _ := reply[0].(int64)
+	raw, _ := reply[1].([]any)
+	entries := make([]redis.XMessage, 0, len(raw))
+	for _, item := range raw {
+		pair, _ := item.([]any)
+		if len(pair) != 2 {
+			return 0, nil, errors.New("malformed outbox entry in claim reply")
+		}
+		id, _ := pair[0].(string)
+		kv, _ := pair[1].([]any)
+		values := make(map[string]any, len(kv)/2)
+		for j := 0; j+1 < len(kv); j += 2 {
+			if k, ok := kv[j].(string); ok {
+				values[k] = kv[j+1]
+			}
+		}
+		entries = append(entries, redis.XMessage{ID: id, Values: values})
+	}
+	return depth, entries, nil
+}
+
+// ErrLeaseLapsed reports that a relay could not renew a shard's lease before it could
+// expire (Redis unreachable, say) and so stopped working the shard.
+var ErrLeaseLapsed = errors.New("shard lease not renewed before it could expire")
+
+// keeper renews a pass's leases while the pass runs and cancels the context of each shard
+// whose lease is lost.
+type keeper struct {
+	leases   *lease.Set
+	log      *zap.Logger
+	ctxs     []context.Context
+	cancels  []context.CancelCauseFunc
+	done     chan struct{}
+	finished chan struct{}
+}
+
+// keep starts renewing grants; ctxs[i] is grants[i]'s shard context.
+func (r *Relay) keep(ctx context.Context, grants []lease.Grant) *keeper {
+	k := &keeper{leases: r.leases, log: r.log, ctxs: make([]context.Context, len(grants)),
+		cancels: make([]context.CancelCauseFunc, len(grants)), done: make(chan struct{}), finished: make(chan struct{})}
+	slot := make(map[int]int, len(grants))
+	for i, g := range grants {
+		k.ctxs[i], k.cancels[i] = context.WithCancelCause(ctx)
+		slot[g.Index] = i
+	}
+	go k.run(ctx, slices.Clone(grants), slot)
+	return k
+}
+
+// run renews every third of the TTL. A lease the renewal no longer finds is fenced; one not
+// renewed before its grant's Until has lapsed, as far as this process can tell.
+func (k *keeper) run(ctx context.Context, live []lease.Grant, slot map[int]int) {
+	defer close(k.finished)
+	every := k.leases.TTL() / 3
+	next := time.Now().Add(every)
+	for len(live) > 0 {
+		until := live[0].Until
+		for _, g := range live[1:] {
+			until = minTime(until, g.Until)
+		}
+		timer := time.NewTimer(time.Until(minTime(next, until)))
+		select {
+		case <-k.done:
+			timer.Stop()
+			return
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		if !time.Now().Before(until) {
+			for _, g := range live {
+				k.cancels[slot[g.Index]](fmt.Errorf("outbox shard %d: %w", g.Index, ErrLeaseLapsed))
+			}
+			return
+		}
+		rctx, cancel := context.WithDeadline(ctx, until)
+		held, err := k.leases.Renew(rctx, live)
+		cancel()
+		if err != nil {
+			k.log.Warn("renewing relay leases", zap.Error(err))
+			next = time.Now().Add(every / 4)
 			continue
 		}
-		ids := make([]string, len(entries))
-		for j, e := range entries {
-			ids[j] = e.ID
-			rec, ok, err := r.record(e)
-			if err != nil {
-				return 0, fmt.Errorf("outbox shard %d entry %s: %w", shard, e.ID, err)
-			}
-			if ok {
-				records = append(records, rec)
+		kept := make(map[int]bool, len(held))
+		for _, g := range held {
+			kept[g.Index] = true
+		}
+		for _, g := range live {
+			if !kept[g.Index] {
+				k.cancels[slot[g.Index]](fmt.Errorf("outbox shard %d: lease taken over: %w", g.Index, lease.ErrFenced))
 			}
 		}
-		acked = append(acked, done{shard: shard, ids: ids})
+		live = held
+		next = time.Now().Add(every)
 	}
-	if len(acked) == 0 {
-		return 0, nil
+}
+
+// stop ends the renewals and releases the shard contexts.
+func (k *keeper) stop() {
+	close(k.done)
+	<-k.finished
+	for _, cancel := range k.cancels {
+		cancel(context.Canceled)
 	}
-	if err := r.pub.Produce(ctx, records...); err != nil {
-		return 0, err
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
 	}
-	for _, rec := range records {
-		r.metrics.published.WithLabelValues(rec.Topic).Inc()
-	}
-	pipe = r.rdb.Pipeline()
-	for _, d := range acked {
-		pipe.XDel(ctx, r.keys.Outbox(d.shard), d.ids...)
-	}
-	if _, err := pipe.Exec(context.WithoutCancel(ctx)); err != nil {
-		return len(records), fmt.Errorf("removing published outbox entries (they will be published again): %w", err)
-	}
-	return len(records), nil
+	return b
 }
 
 func (r *Relay) record(e redis.XMessage) (stream.Record, bool, error) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/lease"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/relay"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
@@ -37,30 +40,44 @@ func (p *memoryPublisher) Produce(_ context.Context, recs ...stream.Record) erro
 
 func setup(t *testing.T, customers int) (redis.UniversalClient, keyspace.Keyspace) {
 	t.Helper()
+	rdb, keys, store := newOutbox(t, 8)
+	for round := range 3 {
+		derive(t, store, customers, round)
+	}
+	return rdb, keys
+}
+
+// newOutbox returns a client, a fresh keyspace of the given shards and its store.
+func newOutbox(t *testing.T, shards int) (redis.UniversalClient, keyspace.Keyspace, *state.Store) {
+	t.Helper()
 	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rdb.Close() })
-	keys, _ := keyspace.New(testinfra.Name("relay"), 8)
+	keys, _ := keyspace.New(testinfra.Name("relay"), shards)
 	store, err := state.New(context.Background(), rdb, keys, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for round := range 3 {
-		ids := make([]string, customers)
-		for i := range ids {
-			ids[i] = fmt.Sprintf("c%d", i)
-		}
-		_, err := store.Apply(context.Background(), ids, func(id string, _ map[string]string) (state.Update, error) {
-			return state.Update{Fields: map[string]string{"r": fmt.Sprint(round)},
-				Outbox: []state.OutboxEntry{{Topic: "loyalty.tier-changes.v1", Key: id, EventID: fmt.Sprintf("%s-%d", id, round), Value: []byte("v")}}}, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+	return rdb, keys, store
+}
+
+// derive writes one derived event for each of customers c0..c<n-1>, with event id
+// "c<i>-<round>", to the outbox.
+func derive(t *testing.T, store *state.Store, customers, round int) {
+	t.Helper()
+	ids := make([]string, customers)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("c%d", i)
 	}
-	return rdb, keys
+	_, err := store.Apply(context.Background(), ids, func(id string, _ map[string]string) (state.Update, error) {
+		return state.Update{Fields: map[string]string{"r": fmt.Sprint(round)},
+			Outbox: []state.OutboxEntry{{Topic: "loyalty.tier-changes.v1", Key: id, EventID: fmt.Sprintf("%s-%d", id, round), Value: []byte("v")}}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func outboxLen(t *testing.T, rdb redis.UniversalClient, keys keyspace.Keyspace) int64 {
@@ -147,5 +164,308 @@ func TestAReplayWithoutOutputsDropsEntriesWithoutPublishing(t *testing.T) {
 	}
 	if len(pub.got) != 0 {
 		t.Fatalf("published %d records", len(pub.got))
+	}
+}
+
+// kafkaLog is the topic as consumers see it: records in the order they landed.
+type kafkaLog struct {
+	mu   sync.Mutex
+	recs []stream.Record
+}
+
+func (l *kafkaLog) land(recs []stream.Record) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, recs...)
+}
+
+func (l *kafkaLog) records() []stream.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.recs)
+}
+
+// logPublisher lands every produce at once.
+type logPublisher struct{ log *kafkaLog }
+
+func (p logPublisher) Produce(_ context.Context, recs ...stream.Record) error {
+	p.log.land(recs)
+	return nil
+}
+
+// stalledPublisher models a produce that is in flight for long: it reports that it started,
+// reports the cause when the relay cancels it, and only when released do its records land and
+// the acknowledgement arrive, as a broker that got the request before the cancellation would.
+type stalledPublisher struct {
+	log       *kafkaLog
+	started   chan struct{}
+	cancelled chan error
+	release   chan struct{}
+	calls     atomic.Int32
+}
+
+func (p *stalledPublisher) Produce(ctx context.Context, recs ...stream.Record) error {
+	if p.calls.Add(1) > 1 {
+		return errors.New("produced again after the stalled produce")
+	}
+	close(p.started)
+	<-ctx.Done()
+	p.cancelled <- context.Cause(ctx)
+	<-p.release
+	p.log.land(recs)
+	return nil
+}
+
+// partition cuts a client off from Redis while cut is set, and runs beforeEval (once, when
+// set) ahead of the client's first single EVALSHA: the relay's read of a shard.
+type partition struct {
+	cut        atomic.Bool
+	beforeEval func()
+	once       sync.Once
+}
+
+func (p *partition) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (p *partition) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if p.cut.Load() {
+			cmd.SetErr(errors.New("network partition"))
+			return cmd.Err()
+		}
+		if cmd.Name() == "evalsha" && p.beforeEval != nil {
+			p.once.Do(p.beforeEval)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (p *partition) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if p.cut.Load() {
+			err := errors.New("network partition")
+			for _, c := range cmds {
+				c.SetErr(err)
+			}
+			return err
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func partitionedClient(t *testing.T, p *partition) redis.UniversalClient {
+	t.Helper()
+	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	rdb.AddHook(p)
+	return rdb
+}
+
+// eventID is a record's event id header.
+func eventID(rec stream.Record) string { return string(rec.Headers[0].Value) }
+
+// checkCustomerOrder fails unless, per customer, the records that first carry an event id
+// are exactly the customer's derived events in order (rounds 0..rounds-1: no gap, no
+// reordering), every other record repeating an id already published. It returns the repeats.
+func checkCustomerOrder(t *testing.T, recs []stream.Record, customers, rounds int) int {
+	t.Helper()
+	seen := map[string]bool{}
+	firsts := map[string][]string{}
+	repeats := 0
+	for _, rec := range recs {
+		id := eventID(rec)
+		if seen[id] {
+			repeats++
+			continue
+		}
+		seen[id] = true
+		firsts[string(rec.Key)] = append(firsts[string(rec.Key)], id)
+	}
+	if len(firsts) != customers {
+		t.Fatalf("events of %d customers published, want %d", len(firsts), customers)
+	}
+	for c := range customers {
+		cust := fmt.Sprintf("c%d", c)
+		var want []string
+		for round := range rounds {
+			want = append(want, fmt.Sprintf("%s-%d", cust, round))
+		}
+		if !slices.Equal(firsts[cust], want) {
+			t.Fatalf("customer %s: first publications %v, want %v", cust, firsts[cust], want)
+		}
+	}
+	return repeats
+}
+
+// drainAll runs passes of r until the outbox is empty.
+func drainAll(t *testing.T, r *relay.Relay, rdb redis.UniversalClient, keys keyspace.Keyspace) {
+	t.Helper()
+	for outboxLen(t, rdb, keys) > 0 {
+		if _, err := r.Pass(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestARelayThatLosesItsLeaseMidPassStopsAndCustomerOrderHolds(t *testing.T) {
+	const customers = 20
+	rdb, keys, store := newOutbox(t, 1)
+	for round := range 3 {
+		derive(t, store, customers, round)
+	}
+	log := &kafkaLog{}
+	stalled := &stalledPublisher{log: log, started: make(chan struct{}), cancelled: make(chan error, 1), release: make(chan struct{})}
+	cut := &partition{}
+	ctx := context.Background()
+	cfg := relay.Config{LeaseTTL: time.Second}
+	cfg.Owner = "stale"
+	stale, err := relay.New(ctx, cfg, partitionedClient(t, cut), keys, stalled, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Owner = "successor"
+	successor, err := relay.New(ctx, cfg, rdb, keys, logPublisher{log}, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct {
+		n   int
+		err error
+	}
+	staleDone := make(chan result, 1)
+	go func() {
+		n, err := stale.Pass(ctx)
+		staleDone <- result{n, err}
+	}()
+	<-stalled.started
+	// The stale relay is cut off from Redis with its produce in flight: it cannot renew, so
+	// it must give the shard up before the lease can expire in Redis.
+	cut.cut.Store(true)
+	if cause := <-stalled.cancelled; !errors.Is(cause, relay.ErrLeaseLapsed) {
+		t.Fatalf("in-flight produce cancelled with %v, want the lapsed lease", cause)
+	}
+	// The lease expires and the successor takes the shard over: it publishes the entries the
+	// stale relay has in flight, then events derived after the takeover.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n, err := successor.Pass(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the successor never took the shard over")
+		}
+	}
+	drainAll(t, successor, rdb, keys)
+	derive(t, store, customers, 3)
+	drainAll(t, successor, rdb, keys)
+	beforeLate := len(log.records())
+
+	// The stale relay's produce lands and is acknowledged now, after the successor's newer
+	// events; its delete is refused by the token check.
+	cut.cut.Store(false)
+	close(stalled.release)
+	res := <-staleDone
+	if !errors.Is(res.err, lease.ErrFenced) {
+		t.Fatalf("stale relay's delete after the takeover: %v, want refused by the fence", res.err)
+	}
+	if res.n != 3*customers || stalled.calls.Load() != 1 {
+		t.Fatalf("stale relay published %d records in %d produces, want its one batch of %d", res.n, stalled.calls.Load(), 3*customers)
+	}
+	recs := log.records()
+	repeats := checkCustomerOrder(t, recs, customers, 4)
+	if repeats != 3*customers || len(recs)-beforeLate != 3*customers {
+		t.Fatalf("%d repeats, %d late records; want the stale batch of %d, all repeats", repeats, len(recs)-beforeLate, 3*customers)
+	}
+	if n := outboxLen(t, rdb, keys); n != 0 {
+		t.Fatalf("outbox holds %d entries", n)
+	}
+}
+
+func TestARelayWhoseLeaseMovesOnBeforeItReadsIsRefusedTheRead(t *testing.T) {
+	const customers = 10
+	rdb, keys, store := newOutbox(t, 1)
+	for round := range 3 {
+		derive(t, store, customers, round)
+	}
+	log := &kafkaLog{}
+	ctx := context.Background()
+	successor, err := relay.New(ctx, relay.Config{Owner: "successor"}, rdb, keys, logPublisher{log}, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Between the stale relay's acquisition and its read, its lease expires and the successor
+	// drains the shard and sees a new event derived.
+	hook := &partition{beforeEval: func() {
+		if err := rdb.Del(ctx, keys.Lease("relay", 0)).Err(); err != nil {
+			t.Error(err)
+		}
+		// The hook runs on the stale relay's shard goroutine, where t.Fatal is not allowed.
+		for outboxLen(t, rdb, keys) > 0 {
+			if _, err := successor.Pass(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+		ids := make([]string, customers)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("c%d", i)
+		}
+		if _, err := store.Apply(ctx, ids, func(id string, _ map[string]string) (state.Update, error) {
+			return state.Update{Fields: map[string]string{"r": "3"}, Outbox: []state.OutboxEntry{
+				{Topic: "loyalty.tier-changes.v1", Key: id, EventID: id + "-3", Value: []byte("v")}}}, nil
+		}); err != nil {
+			t.Error(err)
+		}
+	}}
+	stalePub := &memoryPublisher{}
+	stale, err := relay.New(ctx, relay.Config{Owner: "stale"}, partitionedClient(t, hook), keys, stalePub, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := stale.Pass(ctx)
+	if !errors.Is(err, lease.ErrFenced) || n != 0 {
+		t.Fatalf("stale relay's read after the takeover: %d published, %v; want refused by the fence", n, err)
+	}
+	if len(stalePub.got) != 0 {
+		t.Fatalf("stale relay published %d records", len(stalePub.got))
+	}
+	if got := outboxLen(t, rdb, keys); got != customers {
+		t.Fatalf("outbox holds %d entries, want the %d derived after the takeover", got, customers)
+	}
+	drainAll(t, successor, rdb, keys)
+	if repeats := checkCustomerOrder(t, log.records(), customers, 4); repeats != 0 {
+		t.Fatalf("%d repeats without an overlap", repeats)
+	}
+}
+
+func TestFencedReadsAndDeletesWorkOnRedisCluster(t *testing.T) {
+	rdb, err := redisconn.New(redisconn.Config{Addrs: testinfra.RedisCluster(t), Cluster: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	keys, _ := keyspace.New(testinfra.Name("relay"), 8)
+	store, err := state.New(ctx, rdb, keys, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		derive(t, store, 30, round)
+	}
+	log := &kafkaLog{}
+	r, err := relay.New(ctx, relay.Config{BatchSize: 5}, rdb, keys, logPublisher{log}, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	drainAll(t, r, rdb, keys)
+	if repeats := checkCustomerOrder(t, log.records(), 30, 3); repeats != 0 {
+		t.Fatalf("%d repeats from one relay", repeats)
 	}
 }
