@@ -300,13 +300,17 @@ func validateTopicSuffix(s string) error {
 
 // TopicSpec returns how the services create the pipeline topic name (its physical name) of
 // role when it is missing: the configured partitions and replication factor, InputRetention
-// for input topics and OutputRetention for every other role.
+// for input topics and OutputRetention for every other role. Input topics refuse records a
+// producer stamps more than stream.DefaultMaxTimestampAhead ahead of the broker's clock:
+// validation's future-skew check takes a record's timestamp as "now", and a producer's clock
+// must not be able to move it.
 func (c Common) TopicSpec(name string, role event.Role) stream.TopicSpec {
-	retention := c.OutputRetention
+	retention, maxAhead := c.OutputRetention, time.Duration(0)
 	if role == event.RoleInput {
-		retention = c.InputRetention
+		retention, maxAhead = c.InputRetention, stream.DefaultMaxTimestampAhead
 	}
-	return stream.TopicSpec{Name: name, Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor, Retention: retention}
+	return stream.TopicSpec{Name: name, Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor, Retention: retention,
+		MaxTimestampAhead: maxAhead}
 }
 
 // Logger builds the JSON production logger at the configured level.

@@ -105,12 +105,13 @@ func TestTopicRetentionsDefaultLongEnoughForReplayAndAreValidated(t *testing.T) 
 func TestTopicSpecGivesEachRoleItsRetention(t *testing.T) {
 	c := config.Common{Partitions: 3, ReplicationFactor: 2, InputRetention: 400 * 24 * time.Hour, OutputRetention: time.Hour}
 	in := c.TopicSpec("in", event.RoleInput)
-	if in.Name != "in" || in.Partitions != 3 || in.ReplicationFactor != 2 || in.Retention != 400*24*time.Hour {
-		t.Errorf("input: %+v", in)
+	if in.Name != "in" || in.Partitions != 3 || in.ReplicationFactor != 2 || in.Retention != 400*24*time.Hour ||
+		in.MaxTimestampAhead != stream.DefaultMaxTimestampAhead {
+		t.Errorf("input: %+v, want the input retention and producers' clocks bounded", in)
 	}
 	for _, role := range []event.Role{event.RoleDerived, event.RoleAction, event.RoleDeadLetter, event.RoleErasure} {
-		if s := c.TopicSpec("out", role); s.Retention != time.Hour {
-			t.Errorf("role %d: retention %v, want the output retention", role, s.Retention)
+		if s := c.TopicSpec("out", role); s.Retention != time.Hour || s.MaxTimestampAhead != 0 {
+			t.Errorf("role %d: %+v, want the output retention and the broker's timestamp default", role, s)
 		}
 	}
 }

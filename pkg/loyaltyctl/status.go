@@ -92,13 +92,23 @@ type GroupLag struct {
 	Lag     int64  `json:"lag"`
 }
 
-// TopicRetention is how long a topic keeps its records. An input topic keeping less than a
-// policy's tier window is Short: a replay would rebuild state from part of the history.
+// TopicRetention is how long a topic keeps its records, and how far ahead of the broker a
+// producer may stamp them. An input topic keeping less than a policy's tier window is Short:
+// a replay would rebuild state from part of the history. An input topic where a producer can
+// stamp records more than stream.DefaultMaxTimestampAhead ahead of the broker is
+// ProducerClock: validation's future-skew check takes a record's timestamp as "now", so a
+// producer with a clock in the future could move customers' clocks there.
 type TopicRetention struct {
 	Topic string `json:"topic"`
 	// Retention is a Go duration, or "infinite".
 	Retention string `json:"retention"`
 	Short     bool   `json:"short,omitempty"`
+	// TimestampType is the topic's message.timestamp.type: CreateTime or LogAppendTime.
+	TimestampType string `json:"timestamp_type,omitempty"`
+	// TimestampMaxAhead is its message.timestamp.after.max.ms as a Go duration, or
+	// "unbounded" where the broker has no such setting.
+	TimestampMaxAhead string `json:"timestamp_max_ahead,omitempty"`
+	ProducerClock     bool   `json:"producer_clock,omitempty"`
 }
 
 // ServiceHealth is whether a service's /readyz answered 200.
@@ -123,9 +133,11 @@ func statusCommand(out *cmdline.Output) *cobra.Command {
 		Long: `status reads Kafka, Redis and every service's /readyz and prints consumer lag per service and
 topic, the event-time watermark and how far it is behind the wall clock, the outbox depth and
 the age of its oldest entry, the due deadlines (and how many are past the watermark), the dead
-letters of the last hour, the active namespace with its policy version, and which services are
-ready. Services' ops addresses default to those of services/*/main.go; <SERVICE>_HTTP_ADDR
-(e.g. PURCHASES_HTTP_ADDR) or the --<service>-addr flags override them, "off" skips one.
+letters of the last hour, each topic's retention (flagging input topics shorter than the tier
+window, or letting a producer stamp records more than a minute ahead of the broker), the
+active namespace with its policy version, and which services are ready. Services' ops
+addresses default to those of services/*/main.go; <SERVICE>_HTTP_ADDR (e.g.
+PURCHASES_HTTP_ADDR) or the --<service>-addr flags override them, "off" skips one.
 It exits 1 when Redis is unreachable or a part could not be read (shown under errors).`,
 		Args: cmdline.Args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -250,6 +262,15 @@ func collectStatus(ctx context.Context, env *environment, rdb redisconn.Client, 
 			r.Retention = "infinite"
 		} else if str.Role == event.RoleInput && d < time.Duration(policy.Tiers.WindowDays)*24*time.Hour {
 			r.Short = true
+		}
+		if ts, err := admin.TopicTimestamps(ctx, topic); err != nil {
+			fail("timestamp settings of "+topic, err)
+		} else {
+			r.TimestampType, r.TimestampMaxAhead = ts.Type, "unbounded"
+			if ts.MaxAhead >= 0 {
+				r.TimestampMaxAhead = ts.MaxAhead.String()
+			}
+			r.ProducerClock = str.Role == event.RoleInput && !ts.Bounded(stream.DefaultMaxTimestampAhead)
 		}
 		st.Retention = append(st.Retention, r)
 	}
@@ -400,9 +421,17 @@ func (st Status) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintln(tw, "retention:")
 	for _, r := range st.Retention {
-		note := ""
+		var notes []string
 		if r.Short {
-			note = "\tSHORTER THAN THE TIER WINDOW: a replay would miss history"
+			notes = append(notes, "SHORTER THAN THE TIER WINDOW: a replay would miss history")
+		}
+		if r.ProducerClock {
+			notes = append(notes, "PRODUCERS' CLOCKS NOT BOUNDED ("+r.TimestampType+", up to "+r.TimestampMaxAhead+
+				" ahead): they set the skew check's now; "+stream.ProducerClockFix(r.Topic, stream.DefaultMaxTimestampAhead))
+		}
+		note := ""
+		if len(notes) > 0 {
+			note = "\t" + strings.Join(notes, "; ")
 		}
 		fmt.Fprintf(tw, "  %s\t%s%s\n", r.Topic, r.Retention, note)
 	}

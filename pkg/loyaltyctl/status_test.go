@@ -56,6 +56,9 @@ func TestStatusReportsTheSeededPipelineState(t *testing.T) {
 	// Retention: purchases 400 days, logins forever, the rest the broker's default (shorter
 	// than the 365-day tier window).
 	specs[0].Retention, specs[1].Retention = 400*24*time.Hour, stream.RetentionInfinite
+	// Timestamps: purchases bounded as the services create inputs, logins and feedback at the
+	// broker's default.
+	specs[0].MaxTimestampAhead = stream.DefaultMaxTimestampAhead
 	admin, err := stream.NewAdmin(brokers, stream.Security{}, zap.NewNop())
 	mustDo(t, err)
 	defer admin.Close()
@@ -137,8 +140,8 @@ func TestStatusReportsTheSeededPipelineState(t *testing.T) {
 		t.Fatalf("the first specs are not purchases, logins, feedback: %+v", specs[:3])
 	}
 	wantRetention := map[string]TopicRetention{
-		topic(event.TopicPurchases): {Topic: topic(event.TopicPurchases), Retention: (400 * 24 * time.Hour).String()},
-		topic(event.TopicLogins):    {Topic: topic(event.TopicLogins), Retention: "infinite"},
+		topic(event.TopicPurchases): {Topic: topic(event.TopicPurchases), Retention: (400 * 24 * time.Hour).String(),
+			TimestampType: stream.CreateTime, TimestampMaxAhead: "1m0s"},
 	}
 	if len(st.Retention) != len(event.Streams()) {
 		t.Errorf("retention of %d topics, want %d: %+v", len(st.Retention), len(event.Streams()), st.Retention)
@@ -150,14 +153,20 @@ func TestStatusReportsTheSeededPipelineState(t *testing.T) {
 			t.Errorf("retention %+v, want %+v", r, want)
 		case r.Topic == topic(event.TopicFeedback) && !r.Short:
 			t.Errorf("feedback at the broker's default %s is not flagged shorter than the tier window", r.Retention)
-		case r.Topic == topic(event.TopicTierChanges) && r.Short:
-			t.Errorf("an output topic is flagged short: %+v", r)
+		case r.Topic == topic(event.TopicLogins) && (r.Retention != "infinite" || !r.ProducerClock || r.TimestampType != stream.CreateTime):
+			t.Errorf("logins at the broker's timestamp default is not flagged for producers' clocks: %+v", r)
+		case r.Topic == topic(event.TopicTierChanges) && (r.Short || r.ProducerClock):
+			t.Errorf("an output topic is flagged short or for producers' clocks: %+v", r)
 		}
 	}
 	var written strings.Builder
 	mustDo(t, st.WriteText(&written))
 	if !strings.Contains(written.String(), "retention:") || !strings.Contains(written.String(), "SHORTER THAN THE TIER WINDOW") {
 		t.Errorf("the text status lacks the retention section or its warning:\n%s", written.String())
+	}
+	if !strings.Contains(written.String(), "PRODUCERS' CLOCKS NOT BOUNDED (CreateTime") || !strings.Contains(written.String(),
+		"--entity-name "+topic(event.TopicLogins)+" --add-config message.timestamp.type=CreateTime,message.timestamp.after.max.ms=60000") {
+		t.Errorf("the text status does not flag logins' unbounded producer clocks with the fix:\n%s", written.String())
 	}
 	wantWM := time.UnixMilli(now.Add(-2 * time.Hour).UnixMilli()).Add(-30 * time.Minute)
 	if st.Watermark == nil || !st.Watermark.Equal(wantWM) || st.WatermarkHeldBy != watermark.Field(topic(event.TopicLogins), 0) {

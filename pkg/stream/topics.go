@@ -18,7 +18,14 @@ type TopicSpec struct {
 	// Retention is how long the topic keeps records (its retention.ms): zero leaves the
 	// broker's default, RetentionInfinite keeps them forever.
 	Retention time.Duration
-	// Config holds other topic-level settings; retention.ms is set with Retention.
+	// MaxTimestampAhead bounds how far ahead of the broker's clock a producer may stamp a
+	// record (message.timestamp.after.max.ms, with message.timestamp.type CreateTime): the
+	// broker refuses a record stamped later with INVALID_TIMESTAMP. Zero leaves the broker's default (1 hour on Kafka 4, unbounded before
+	// Kafka 3.6). Input topics set it: validation takes a record's timestamp as "now" for its
+	// future-skew check, which a producer's clock must not be able to move.
+	MaxTimestampAhead time.Duration
+	// Config holds other topic-level settings; retention.ms is set with Retention and
+	// message.timestamp.after.max.ms with MaxTimestampAhead.
 	Config map[string]string
 }
 
@@ -33,8 +40,51 @@ func retentionMS(d time.Duration) string {
 	return strconv.FormatInt(d.Milliseconds(), 10)
 }
 
+// Topic-level timestamp settings.
+const (
+	// TimestampTypeConfig says whose clock stamps a topic's records.
+	TimestampTypeConfig = "message.timestamp.type"
+	// TimestampAheadConfig bounds how far ahead of the broker a CreateTime stamp may be.
+	TimestampAheadConfig = "message.timestamp.after.max.ms"
+	// CreateTime keeps the timestamp the producer set (Kafka's default).
+	CreateTime = "CreateTime"
+	// LogAppendTime has the broker stamp records when it appends them. kafka-go (v0.4.51)
+	// does not read that stamp: it reports the producer's timestamp of a record on such a
+	// topic, which the broker then no longer checks. The pipeline's topics therefore keep
+	// CreateTime and bound it with TimestampAheadConfig.
+	LogAppendTime = "LogAppendTime"
+)
+
+// DefaultMaxTimestampAhead is the MaxTimestampAhead of the input topics: producers stamp
+// records with their own clock (kafka-go's writer, at the write), and a clock more than a
+// minute ahead of the broker's has its writes refused instead of moving validation's "now".
+const DefaultMaxTimestampAhead = time.Minute
+
+// ErrProducerClock is returned by CheckProducerClock for a topic where a producer's clock can
+// set its records' timestamps further ahead of the broker's clock than allowed.
+var ErrProducerClock = errors.New("a producer's clock can stamp records ahead of the broker's, moving validation's \"now\"")
+
+// TimestampSettings are a topic's timestamp settings as the broker reports them.
+type TimestampSettings struct {
+	// Type is CreateTime or LogAppendTime.
+	Type string
+	// MaxAhead is message.timestamp.after.max.ms; negative when the broker has no such
+	// setting (before Kafka 3.6: unbounded).
+	MaxAhead time.Duration
+}
+
+// ProducerClockFix is the command an operator runs to bound the producer's clock on an
+// existing topic as the services create input topics; records already on it keep their
+// timestamps.
+func ProducerClockFix(topic string, maxAhead time.Duration) string {
+	return "kafka-configs.sh --bootstrap-server <broker> --alter --entity-type topics --entity-name " + topic +
+		" --add-config " + TimestampTypeConfig + "=" + CreateTime + "," + TimestampAheadConfig + "=" +
+		strconv.FormatInt(maxAhead.Milliseconds(), 10)
+}
+
 // EnsureTopics creates the topics that do not exist yet; existing ones are left as they are
-// (their partition count and retention are not changed; TopicRetention reads the latter). It is safe to run from every service at start-up,
+// (their partition count, retention and timestamp settings are not changed; TopicRetention
+// and TopicTimestamps read the latter two). It is safe to run from every service at start-up,
 // concurrently. It retries while the cluster has no controller yet (a broker still starting),
 // and any other transient error, whether of the call or of one topic.
 func (a *Admin) EnsureTopics(ctx context.Context, specs ...TopicSpec) error {
@@ -47,12 +97,24 @@ func (a *Admin) EnsureTopics(ctx context.Context, specs ...TopicSpec) error {
 		if _, ok := s.Config["retention.ms"]; ok {
 			return fmt.Errorf("topic %s: set retention.ms with TopicSpec.Retention", s.Name)
 		}
+		_, hasType := s.Config[TimestampTypeConfig]
+		if _, ok := s.Config[TimestampAheadConfig]; ok || hasType && s.MaxTimestampAhead > 0 {
+			return fmt.Errorf("topic %s: set %s and %s with TopicSpec.MaxTimestampAhead", s.Name, TimestampTypeConfig, TimestampAheadConfig)
+		}
+		if s.MaxTimestampAhead < 0 || s.MaxTimestampAhead > 0 && s.MaxTimestampAhead < time.Millisecond {
+			return fmt.Errorf("topic %s: MaxTimestampAhead %s is negative or below Kafka's resolution of 1ms", s.Name, s.MaxTimestampAhead)
+		}
 		if s.Retention > 0 && s.Retention < time.Millisecond {
 			return fmt.Errorf("topic %s: retention %s is below Kafka's resolution of 1ms", s.Name, s.Retention)
 		}
 		tc := kafka.TopicConfig{Topic: s.Name, NumPartitions: s.Partitions, ReplicationFactor: s.ReplicationFactor}
 		if s.Retention != 0 {
 			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: "retention.ms", ConfigValue: retentionMS(s.Retention)})
+		}
+		if s.MaxTimestampAhead > 0 { // the bound applies to producers' stamps, whatever the broker's default type
+			tc.ConfigEntries = append(tc.ConfigEntries,
+				kafka.ConfigEntry{ConfigName: TimestampTypeConfig, ConfigValue: CreateTime},
+				kafka.ConfigEntry{ConfigName: TimestampAheadConfig, ConfigValue: strconv.FormatInt(s.MaxTimestampAhead.Milliseconds(), 10)})
 		}
 		for k, v := range s.Config {
 			tc.ConfigEntries = append(tc.ConfigEntries, kafka.ConfigEntry{ConfigName: k, ConfigValue: v})
@@ -117,10 +179,79 @@ func (a *Admin) PartitionCount(ctx context.Context, topic string) (int, error) {
 // or the broker's default): RetentionInfinite for -1. Operators and tests use it to check
 // that a topic keeps its records as long as replays need.
 func (a *Admin) TopicRetention(ctx context.Context, topic string) (time.Duration, error) {
-	var d time.Duration
+	cfg, err := a.topicConfig(ctx, topic, "retention.ms")
+	if err != nil {
+		return 0, err
+	}
+	v, ok := cfg["retention.ms"]
+	if !ok {
+		return 0, fmt.Errorf("topic %s: retention.ms not in the broker's answer", topic)
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("topic %s: retention.ms %q: %w", topic, v, err)
+	}
+	if ms < 0 {
+		return RetentionInfinite, nil
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// TopicTimestamps returns the timestamp settings of topic as the broker reports them (its own
+// settings or the broker's defaults).
+func (a *Admin) TopicTimestamps(ctx context.Context, topic string) (TimestampSettings, error) {
+	cfg, err := a.topicConfig(ctx, topic, TimestampTypeConfig, TimestampAheadConfig)
+	if err != nil {
+		return TimestampSettings{}, err
+	}
+	ts := TimestampSettings{Type: cfg[TimestampTypeConfig], MaxAhead: -1}
+	if ts.Type == "" {
+		return ts, fmt.Errorf("topic %s: %s not in the broker's answer", topic, TimestampTypeConfig)
+	}
+	if v, ok := cfg[TimestampAheadConfig]; ok {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return ts, fmt.Errorf("topic %s: %s %q: %w", topic, TimestampAheadConfig, v, err)
+		}
+		ts.MaxAhead = time.Duration(ms) * time.Millisecond
+	}
+	return ts, nil
+}
+
+// Bounded reports whether a producer's clock can put records at most maxAhead ahead of the
+// broker's: the topic keeps producers' stamps (CreateTime, the one kafka-go reads) and the
+// broker refuses those further ahead than maxAhead.
+func (ts TimestampSettings) Bounded(maxAhead time.Duration) bool {
+	return ts.Type == CreateTime && ts.MaxAhead >= 0 && ts.MaxAhead <= maxAhead
+}
+
+// CheckProducerClock reports, wrapping ErrProducerClock, when a producer can stamp topic's
+// records more than maxAhead ahead of the broker's clock (see TimestampSettings.Bounded);
+// other errors say the settings could not be read. Consumer services call it for their input
+// topics at start-up and warn; `loyaltyctl status` flags such topics.
+func (a *Admin) CheckProducerClock(ctx context.Context, topic string, maxAhead time.Duration) error {
+	ts, err := a.TopicTimestamps(ctx, topic)
+	if err != nil {
+		return err
+	}
+	if ts.Bounded(maxAhead) {
+		return nil
+	}
+	ahead := "unbounded"
+	if ts.MaxAhead >= 0 {
+		ahead = ts.MaxAhead.String()
+	}
+	return fmt.Errorf("topic %s (%s=%s, records up to %s ahead accepted): %w; fix it with: %s", topic, TimestampTypeConfig, ts.Type,
+		ahead, ErrProducerClock, ProducerClockFix(topic, maxAhead))
+}
+
+// topicConfig returns the values of the named configuration entries of topic as the broker
+// reports them; a name the broker does not know is absent.
+func (a *Admin) topicConfig(ctx context.Context, topic string, names ...string) (map[string]string, error) {
+	var values map[string]string
 	err := a.retry(ctx, "describing the configuration of "+topic, func(ctx context.Context) error {
 		resp, err := a.api.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
-			ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: []string{"retention.ms"}}}})
+			ResourceType: kafka.ResourceTypeTopic, ResourceName: topic, ConfigNames: names}}})
 		if err != nil {
 			return fmt.Errorf("describing the configuration of %s: %w", topic, err)
 		}
@@ -131,25 +262,15 @@ func (a *Admin) TopicRetention(ctx context.Context, topic string) (time.Duration
 			if r.Error != nil {
 				return fmt.Errorf("topic %s: %w", topic, r.Error)
 			}
+			values = make(map[string]string, len(names))
 			for _, e := range r.ConfigEntries {
-				if e.ConfigName != "retention.ms" {
-					continue
-				}
-				ms, err := strconv.ParseInt(e.ConfigValue, 10, 64)
-				if err != nil {
-					return fmt.Errorf("topic %s: retention.ms %q: %w", topic, e.ConfigValue, err)
-				}
-				if ms < 0 {
-					d = RetentionInfinite
-				} else {
-					d = time.Duration(ms) * time.Millisecond
-				}
-				return nil
+				values[e.ConfigName] = e.ConfigValue
 			}
+			return nil
 		}
-		return fmt.Errorf("topic %s: retention.ms not in the broker's answer", topic)
+		return fmt.Errorf("topic %s: not in the broker's answer", topic)
 	})
-	return d, err
+	return values, err
 }
 
 // partitionLabel keeps label formatting in one place.

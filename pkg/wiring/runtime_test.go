@@ -51,8 +51,8 @@ func TestARuntimeRefusesARedisThatMayEvictKeys(t *testing.T) {
 	}
 }
 
-// EnsureTopics gives input topics KAFKA_INPUT_RETENTION and every other topic
-// KAFKA_OUTPUT_RETENTION.
+// EnsureTopics gives input topics KAFKA_INPUT_RETENTION and a bound on producers' clocks,
+// and every other topic KAFKA_OUTPUT_RETENTION.
 func TestTopicsAreCreatedWithTheRetentionOfTheirRole(t *testing.T) {
 	brokers := testinfra.Kafka(t)
 	suffix := "." + testinfra.Name("ret")
@@ -82,6 +82,11 @@ func TestTopicsAreCreatedWithTheRetentionOfTheirRole(t *testing.T) {
 		}
 		if got, err := admin.TopicRetention(ctx, rt.Topic(s.Topic)); err != nil || got != want {
 			t.Errorf("%s: retention %v, %v; want %v", rt.Topic(s.Topic), got, err, want)
+		}
+		// Input topics refuse records stamped more than a minute ahead of the broker.
+		ts, err := admin.TopicTimestamps(ctx, rt.Topic(s.Topic))
+		if err != nil || ts.Bounded(stream.DefaultMaxTimestampAhead) != (s.Role == event.RoleInput) {
+			t.Errorf("%s: timestamps %+v, %v; want producers' clocks bounded only on input topics", rt.Topic(s.Topic), ts, err)
 		}
 	}
 	if inputs == 0 || inputs == len(event.Streams()) {
