@@ -35,7 +35,7 @@ type Cluster struct {
 func (c *Cluster) env() map[string]string {
 	env := map[string]string{
 		"KAFKA_BROKERS": strings.Join(c.Brokers, ","), "REDIS_ADDR": c.Redis,
-		"LOYALTY_NAMESPACE": c.Namespace, "LOYALTY_TOPIC_SUFFIX": c.Suffix,
+		"LOYALTY_NAMESPACE": c.Namespace, "LOYALTY_DEPLOYMENT": c.Namespace, "LOYALTY_TOPIC_SUFFIX": c.Suffix,
 		"LOG_LEVEL": "warn",
 	}
 	maps.Copy(env, c.Env)

@@ -21,10 +21,11 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
-// Eraser removes what another component keeps about a customer in a namespace (the
-// notifier's decision history and queued deliveries, say) and returns how many keys or
-// entries it removed, so erasure reaches them too.
-type Eraser func(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, customerID string) (int, error)
+// Eraser removes what another component keeps about a customer in deployment d, for the
+// namespace keys (the notifier's decision history and queued deliveries, say), and returns how
+// many keys or entries it removed, so erasure reaches them too. It is called for every
+// namespace of the deployment, so what it keeps per deployment is removed by the first call.
+type Eraser func(ctx context.Context, rdb redisconn.Client, d keyspace.Deployment, keys keyspace.Keyspace, customerID string) (int, error)
 
 // DefaultSettleDelay is how long erasure waits before its second pass unless configured
 // otherwise: longer than a consumer batch takes to apply.
@@ -129,7 +130,7 @@ func (s *Service) Erase(ctx context.Context, customerID, requestedBy string, ext
 			if err != nil {
 				continue
 			}
-			n, err := eraseIn(ctx, s.rdb, keys, customerID, extra)
+			n, err := eraseIn(ctx, s.rdb, s.deployment, keys, customerID, extra)
 			if err != nil {
 				return res, fmt.Errorf("namespace %s: %w", ns, err)
 			}
@@ -152,13 +153,13 @@ func (s *Service) Erase(ctx context.Context, customerID, requestedBy string, ext
 
 // eraseIn removes the customer from one namespace: the store's keys, then every extra
 // component's.
-func eraseIn(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, id string, extra []Eraser) (int, error) {
+func eraseIn(ctx context.Context, rdb redisconn.Client, d keyspace.Deployment, keys keyspace.Keyspace, id string, extra []Eraser) (int, error) {
 	removed, err := state.EraseCustomer(ctx, rdb, keys, id)
 	if err != nil {
 		return removed, err
 	}
 	for _, erase := range extra {
-		n, err := erase(ctx, rdb, keys, id)
+		n, err := erase(ctx, rdb, d, keys, id)
 		removed += n
 		if err != nil {
 			return removed, err

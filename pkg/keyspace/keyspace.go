@@ -152,8 +152,32 @@ func (d Deployment) Active() string { return "loyd:" + d.name + ":active" }
 // erasure).
 func (d Deployment) Namespaces() string { return "loyd:" + d.name + ":namespaces" }
 
+// Retired is the set of namespaces that were live before a promote and whose outboxes may
+// still hold derived events and action records to publish on the live topics: the relay of
+// the active namespace publishes them, then forgets the namespace.
+func (d Deployment) Retired() string { return "loyd:" + d.name + ":retired" }
+
 // Erased is the deployment's set of erased customer ids (the suppression list).
 func (d Deployment) Erased() string { return "loyd:" + d.name + ":erased" }
+
+// Global is a deployment-wide key of another component that belongs to no customer or shard:
+// "loyd:<deployment>:<name>".
+func (d Deployment) Global(name string) string { return "loyd:" + d.name + ":" + name }
+
+// CustomerKey is a per-customer key that belongs to the deployment rather than to one
+// namespace, so it survives a promote (the notifier's arbitration state, say):
+// "loyd:<deployment>:<kind>:{s<shard>}:<id>". shard is the customer's shard in the
+// deployment's namespaces (Keyspace.Shard), so the key shares its slot with the customer's
+// namespace keys and one Lua call may touch both on Redis Cluster.
+func (d Deployment) CustomerKey(kind string, shard int, id string) string {
+	return "loyd:" + d.name + ":" + kind + ":" + tag(shard) + ":" + id
+}
+
+// ShardKey is a per-shard key that belongs to the deployment:
+// "loyd:<deployment>:<kind>:{s<shard>}".
+func (d Deployment) ShardKey(kind string, shard int) string {
+	return "loyd:" + d.name + ":" + kind + ":" + tag(shard)
+}
 
 // HashTag returns the part of a key Redis Cluster hashes (the first "{...}" with content),
 // or the whole key. It is exported for slot grouping and tests.

@@ -51,8 +51,11 @@ func TestKeyNamesAreStable(t *testing.T) {
 		d.Active(): "loyd:loyalty:active", d.Namespaces(): "loyd:loyalty:namespaces", d.Erased(): "loyd:loyalty:erased",
 		k.Policy(): "loy:live:policy", k.CutpointBoundaries(): "loy:live:cutpoint-boundaries", k.Watermarks(): "loy:live:watermarks",
 		k.Replay(): "loy:live:replay", k.Lease("relay", 3): "loy:live:lease:relay:{s3}",
-		k.ShardKey("notify-due", 5):    "loy:live:notify-due:{s5}",
-		k.CustomerKey("notify", "c-1"): "loy:live:notify:{s" + strconv.Itoa(k.Shard("c-1")) + "}:c-1",
+		k.ShardKey("notify-due", 5):       "loy:live:notify-due:{s5}",
+		k.CustomerKey("notify", "c-1"):    "loy:live:notify:{s" + strconv.Itoa(k.Shard("c-1")) + "}:c-1",
+		d.ShardKey("notify-due", 5):       "loyd:loyalty:notify-due:{s5}",
+		d.CustomerKey("notify", 9, "c-1"): "loyd:loyalty:notify:{s9}:c-1",
+		d.Global("notifier:adopted"):      "loyd:loyalty:notifier:adopted",
 	} {
 		if got != want {
 			t.Errorf("key %q, want %q", got, want)

@@ -25,24 +25,27 @@ func actionsCommand(out *cmdline.Output) *cobra.Command {
 			if limit < 1 {
 				return Usagef("-n: %d is not a positive number of entries", limit)
 			}
-			return runActions(cmd.Context(), args[0], ns, limit, out.JSON(), cmd.OutOrStdout())
+			return runActions(cmd.Context(), args[0], limit, out.JSON(), cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVar(&ns, "namespace", "", "key namespace (default LOYALTY_NAMESPACE or live)")
+	// Decisions belong to the deployment (LOYALTY_DEPLOYMENT), so they survive a promote.
+	cmd.Flags().StringVar(&ns, "namespace", "", "ignored: decisions belong to the deployment, not to a namespace")
+	_ = cmd.Flags().MarkDeprecated("namespace", "decisions belong to the deployment (LOYALTY_DEPLOYMENT); the flag is ignored")
 	cmd.Flags().IntVarP(&limit, "n", "n", 20, "most entries to show (the notifier keeps the latest "+fmt.Sprint(notifier.HistoryCap)+")")
 	out.AddJSONAlias(cmd)
 	return cmd
 }
 
-func runActions(ctx context.Context, id, ns string, limit int, asJSON bool, stdout io.Writer) error {
+func runActions(ctx context.Context, id string, limit int, asJSON bool, stdout io.Writer) error {
 	env, err := loadEnvironment()
 	if err != nil {
 		return err
 	}
-	if ns != "" {
-		env.cfg.Namespace = ns
-	}
 	keys, err := keyspace.New(env.cfg.Namespace, env.cfg.Shards)
+	if err != nil {
+		return err
+	}
+	d, err := keyspace.NewDeployment(env.cfg.Deployment)
 	if err != nil {
 		return err
 	}
@@ -51,12 +54,12 @@ func runActions(ctx context.Context, id, ns string, limit int, asJSON bool, stdo
 		return err
 	}
 	defer rdb.Close()
-	entries, err := notifier.History(ctx, rdb, keys, id, limit)
+	entries, err := notifier.History(ctx, rdb, keys, d, id, limit)
 	if err != nil {
 		return err
 	}
 	if len(entries) == 0 {
-		return fmt.Errorf("no decisions recorded for customer %q in namespace %s", id, keys.Namespace())
+		return fmt.Errorf("no decisions recorded for customer %q in deployment %s", id, d.Name())
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)

@@ -15,6 +15,12 @@ import (
 
 func TestActionsListsACustomersDecisionsNewestFirst(t *testing.T) {
 	keys, rdb := commandRedis(t)
+	dep := testinfra.Name("dep")
+	t.Setenv("LOYALTY_DEPLOYMENT", dep)
+	d, err := keyspace.NewDeployment(dep)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The notifier pushes newest first: the pending care, then its delivery.
 	for _, e := range []notifier.HistoryEntry{
 		{ActionID: "a1", Kind: "CARE", Outcome: "PENDING", Reason: "rule:care", TriggerEventID: "ev-1", Channel: "webhook", DecidedAt: "2026-03-02T12:00:00Z"},
@@ -22,7 +28,7 @@ func TestActionsListsACustomersDecisionsNewestFirst(t *testing.T) {
 		{ActionID: "a2", Kind: "WIN_BACK", Outcome: "SUPPRESSED", Reason: "cooldown", TriggerEventID: "ev-2", Channel: "webhook", DecidedAt: "2026-03-03T12:00:00Z"},
 	} {
 		raw, _ := json.Marshal(e)
-		if err := rdb.LPush(context.Background(), notifier.HistoryKey(keys, "c-1"), raw).Err(); err != nil {
+		if err := rdb.LPush(context.Background(), notifier.HistoryKey(keys, d, "c-1"), raw).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -60,11 +60,38 @@ func WatchActive(ctx context.Context, rdb redis.UniversalClient, d keyspace.Depl
 	}
 }
 
-// Activate makes ns the deployment's active namespace (one SET); services following the
-// pointer notice within seconds and restart on it.
-func Activate(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, ns string) error {
-	if err := rdb.Set(ctx, d.Active(), ns, 0).Err(); err != nil {
+// Activate makes ns the deployment's active namespace instead of previous; services following
+// the pointer notice within seconds and restart on it. previous is recorded as retired, in
+// the same transaction, so the relay of ns publishes what previous's services derived and did
+// not publish before they stopped (see Retired).
+func Activate(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, previous, ns string) error {
+	pipe := rdb.TxPipeline()
+	pipe.Set(ctx, d.Active(), ns, 0)
+	pipe.SRem(ctx, d.Retired(), ns)
+	if previous != "" && previous != ns {
+		pipe.SAdd(ctx, d.Retired(), previous)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("switching the active namespace: %w", err)
+	}
+	return nil
+}
+
+// Retired lists the namespaces that were live before a promote and may still hold
+// unpublished outbox entries.
+func Retired(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment) ([]string, error) {
+	ns, err := rdb.SMembers(ctx, d.Retired()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the retired namespaces of %s: %w", d.Name(), err)
+	}
+	return ns, nil
+}
+
+// Forget removes ns from the retired namespaces once its outboxes are published, or when it
+// is dropped.
+func Forget(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, ns string) error {
+	if err := rdb.SRem(ctx, d.Retired(), ns).Err(); err != nil {
+		return fmt.Errorf("forgetting retired namespace %s: %w", ns, err)
 	}
 	return nil
 }

@@ -280,8 +280,8 @@ type HistoryEntry struct {
 
 // History returns up to n of a customer's most recent decision entries, newest first. An
 // action that was queued and then delivered appears twice: PENDING, then its outcome.
-func History(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Keyspace, customerID string, n int) ([]HistoryEntry, error) {
-	k := keys{ks: ks}
+func History(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Keyspace, d keyspace.Deployment, customerID string, n int) ([]HistoryEntry, error) {
+	k := keys{ks: ks, d: d}
 	raw, err := rdb.LRange(ctx, k.history(customerID), 0, int64(n)-1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("reading decision history: %w", err)
@@ -298,7 +298,8 @@ func History(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Keyspac
 }
 
 // HistoryKey is the Redis list holding a customer's decision history, newest first (JSON
-// HistoryEntry values, capped at HistoryCap).
-func HistoryKey(ks keyspace.Keyspace, customerID string) string {
-	return keys{ks: ks}.history(customerID)
+// HistoryEntry values, capped at HistoryCap) in deployment d, whose namespaces have ks's
+// shard count.
+func HistoryKey(ks keyspace.Keyspace, d keyspace.Deployment, customerID string) string {
+	return keys{ks: ks, d: d}.history(customerID)
 }

@@ -63,5 +63,8 @@
 //
 // Every notifier key carries the customer's shard hash tag (see keys.go), so each script runs
 // on one Redis Cluster slot. Per customer: arbitration state, recent trigger ids (capped), and
-// the decision history `loyaltyctl actions` prints (capped at HistoryCap).
+// the decision history `loyaltyctl actions` prints (capped at HistoryCap). The keys and the
+// consumer group (GroupID) belong to the deployment, not to a namespace, so a promote neither
+// repeats nor orphans a decision or a queued delivery; Adopt moves what an earlier version
+// kept per namespace.
 package notifier

@@ -11,16 +11,16 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 )
 
-// EraseCustomer removes what the notifier keeps about one customer in namespace ks, for the
-// GDPR erasure path: arbitration state, recent triggers, decision history, and every queued
+// EraseCustomer removes what the notifier keeps about one customer in deployment d, whose
+// namespaces have ks's shard count, for the GDPR erasure path: arbitration state, recent triggers, decision history, and every queued
 // delivery of an action for the customer that is not yet settled (waiting for its first
 // attempt or between retries), so no webhook about an erased customer goes out afterwards.
 // An attempt already in flight when it runs may still complete; erasure's second pass removes
 // what its settlement writes. It returns the number of keys and queued actions removed.
-func EraseCustomer(ctx context.Context, rdb redis.UniversalClient, ks keyspace.Keyspace, customerID string) (int, error) {
-	k := keys{ks: ks}
+func EraseCustomer(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, ks keyspace.Keyspace, customerID string) (int, error) {
+	k := keys{ks: ks, d: d}
 	// One DEL: the customer's keys share its shard's hash tag, so one slot on a cluster too.
-	n, err := rdb.Del(ctx, CustomerKeys(ks, customerID)...).Result()
+	n, err := rdb.Del(ctx, CustomerKeys(ks, d, customerID)...).Result()
 	if err != nil {
 		return 0, fmt.Errorf("erasing the notifier's keys: %w", err)
 	}

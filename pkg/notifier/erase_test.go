@@ -37,7 +37,7 @@ func TestErasingACustomerWithdrawsTheirQueuedDeliveries(t *testing.T) {
 	})
 
 	ctx := context.Background()
-	removed, err := notifier.EraseCustomer(ctx, e.rt.Redis, e.rt.Keys, victim)
+	removed, err := notifier.EraseCustomer(ctx, e.rt.Redis, e.rt.Deployment, e.rt.Keys, victim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestErasingACustomerWithdrawsTheirQueuedDeliveries(t *testing.T) {
 		t.Errorf("%d webhook attempts for the erased customer after erasure", got-attempts)
 	}
 	var leftovers []string
-	iter := e.rt.Redis.Scan(ctx, 0, e.rt.Keys.Prefix()+"notify*", 1000).Iterator()
+	iter := e.rt.Redis.Scan(ctx, 0, e.rt.Deployment.Global("notify*"), 1000).Iterator()
 	for iter.Next(ctx) {
 		key := iter.Val()
 		if strings.Contains(key, victim) {

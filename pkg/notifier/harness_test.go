@@ -200,6 +200,8 @@ type env struct {
 	dlq      *collector
 	cfg      notifier.Config
 	stopping []func()
+	// stopRelay stops the env's relay on its first runtime.
+	stopRelay func()
 }
 
 // testDelivery is fast enough for tests and keeps every invariant of the defaults.
@@ -218,15 +220,22 @@ func newEnv(t testing.TB, in infra, rules *notifier.Rules, respond func(received
 	e.cfg = notifier.Config{Rules: rules, Channels: channels, Secret: []byte(testSecret), Delivery: testDelivery}
 	e.actions = e.collect(event.TopicActions)
 	e.dlq = e.collect(event.TopicDeadLetter)
-	e.goRun("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, e.rt, nil) })
+	e.stopRelay = e.goRun("relay", func(ctx context.Context) error { return wiring.RunRelay(ctx, e.rt, nil) })
 	t.Cleanup(e.stop)
 	return e
 }
 
 func (e *env) runtime() *wiring.Runtime {
 	e.t.Helper()
+	return e.runtimeIn(e.ns)
+}
+
+// runtimeIn is a runtime of the env's deployment (named like its first namespace) on
+// namespace ns, the active one when ns was promoted.
+func (e *env) runtimeIn(ns string) *wiring.Runtime {
+	e.t.Helper()
 	cfg, err := config.Load(func(k string) string {
-		return map[string]string{"KAFKA_BROKERS": strings.Join(e.in.brokers, ","), "REDIS_ADDR": e.in.redis, "LOYALTY_NAMESPACE": e.ns,
+		return map[string]string{"KAFKA_BROKERS": strings.Join(e.in.brokers, ","), "REDIS_ADDR": e.in.redis, "LOYALTY_NAMESPACE": ns, "LOYALTY_DEPLOYMENT": e.ns,
 			"HTTP_ADDR": "off", "KAFKA_PARTITIONS": "2", "LOYALTY_SHARDS": "4", "BATCH_LINGER": "5ms"}[k]
 	}, "")
 	if err != nil {

@@ -34,7 +34,10 @@ type Deps struct {
 	Deployment keyspace.Deployment
 	Codec      *codec.Codec
 	Producer   *stream.Producer
-	Policy     *scoring.Policy
+	// Admin places the deployment's consumer group once, where a notifier of an earlier
+	// version stopped (Adopt).
+	Admin  GroupAdmin
+	Policy *scoring.Policy
 	// Kafka holds the brokers, security and batching of the consumer; Run sets the group and
 	// the topics.
 	Kafka stream.ConsumerConfig
@@ -63,7 +66,7 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 	}
 	reg := rt.Registerer
 	metrics := NewMetrics(reg)
-	k := keys{ks: rt.Keys}
+	k := keys{ks: rt.Keys, d: rt.Deployment}
 	channels := map[event.ActionKind]channel{}
 	for kind, v := range cfg.Channels {
 		if v == ChannelLog {
@@ -90,13 +93,19 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 		tasks.Add(func(ctx context.Context) error { return refreshThreshold(ctx, rt, c, th, cfg.Now) })
 	}
 	smetrics := stream.NewMetrics(reg)
-	group := cfg.GroupID
+	// The group and the state belong to the deployment, so a promote moves neither; state an
+	// earlier version kept in the namespace is adopted once, before anything is consumed.
+	group, adoptGroup := cfg.GroupID, ""
 	if group == "" {
-		group = "loyalty-" + rt.Keys.Namespace() + "-" + Service
+		group = GroupID(rt.Deployment)
+		adoptGroup = group
 	}
 	kafka := rt.Kafka
 	kafka.GroupID, kafka.StartFromLatest = group, cfg.StartFromLatest
 	kafka.Topics = []string{rt.Topic(event.TopicTierChanges), rt.Topic(event.TopicChurnRisk)}
+	if _, err := Adopt(ctx, rt.Redis, rt.Admin, rt.Keys, rt.Deployment, adoptGroup, kafka.Topics, rt.Log); err != nil {
+		return fmt.Errorf("adopting the notifier state of namespace %s: %w", rt.Keys.Namespace(), err)
+	}
 	consumer, err := stream.NewConsumer(kafka,
 		ingest.Guard(n, smetrics, dlq),
 		smetrics, rt.Log)

@@ -59,7 +59,7 @@ func Promote(ctx context.Context, rt Namespace, deployment keyspace.Deployment, 
 	if err := namespace.DropOutboxes(ctx, rt.Redis, rt.Keys); err != nil {
 		return "", err
 	}
-	if err := namespace.Activate(ctx, rt.Redis, deployment, rt.Keys.Namespace()); err != nil {
+	if err := namespace.Activate(ctx, rt.Redis, deployment, previous, rt.Keys.Namespace()); err != nil {
 		return "", err
 	}
 	return previous, nil
@@ -77,6 +77,9 @@ func Drop(ctx context.Context, rt Namespace, deployment keyspace.Deployment, fal
 	}
 	deleted, err := namespace.DeleteKeys(ctx, rt.Redis, rt.Keys)
 	if err != nil {
+		return deleted, err
+	}
+	if err := namespace.Forget(ctx, rt.Redis, deployment, rt.Keys.Namespace()); err != nil {
 		return deleted, err
 	}
 	return deleted, namespace.Unregister(ctx, rt.Redis, deployment, rt.Keys.Namespace())

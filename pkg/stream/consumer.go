@@ -211,16 +211,41 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		// The batch is finished even if shutdown begins now: drain, do not abandon.
-		work, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
+		work, cancel := c.drainContext(ctx)
 		err = c.handle(ctx, work, msgs)
 		if err == nil {
 			c.commit(work, msgs)
 		}
 		cancel()
 		if err != nil || ctx.Err() != nil {
-			return err
+			return c.stopped(ctx, err)
 		}
 	}
+}
+
+// drainContext is the context a batch runs under. Shutdown does not cancel it: from the moment
+// ctx ends the batch has DrainTimeout to finish and commit. Before that it has no deadline, so
+// an outage of Redis or Kafka of any length is waited out (handle retries the batch with
+// backoff, /readyz reports the dependency down) instead of failing the batch and making the
+// service exit into a crash loop.
+func (c *Consumer) drainContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.cfg.DrainTimeout, cancel) })
+	return work, func() { stop(); cancel() }
+}
+
+// stopped is what Run returns after a batch once shutdown began: nil, since a batch that did
+// not succeed before the drain timeout (an outage still going on) is simply not committed and
+// goes to the partition's next owner. err without a shutdown cannot happen (handle retries
+// until one of the two) but is returned as it is.
+func (c *Consumer) stopped(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	if err != nil {
+		c.log.Warn("stopped with a batch not handled; it is redelivered to the partition's next owner", zap.Error(err))
+	}
+	return nil
 }
 
 // fetchBatch blocks for the first record, then gathers more until BatchSize or Linger.

@@ -187,3 +187,66 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// TestAnOutageLongerThanTheDrainTimeoutIsWaitedOut: a handler failing (Redis down, say) for
+// many drain timeouts keeps the consumer running and retrying the same batch; once it succeeds
+// everything is handled and Run has not returned. Shutdown during the outage then stops the
+// retries within the drain timeout without an error exit.
+func TestAnOutageLongerThanTheDrainTimeoutIsWaitedOut(t *testing.T) {
+	brokers, topic, p := setup(t, 20)
+	var down atomic.Bool
+	down.Store(true)
+	var failures atomic.Int32
+	s := &seen{m: map[string]int{}}
+	h := stream.HandlerFunc(func(_ context.Context, b *stream.Batch) error {
+		if down.Load() {
+			failures.Add(1)
+			return errors.New("redis: connection refused")
+		}
+		s.add(b)
+		return nil
+	})
+	const drain = 100 * time.Millisecond
+	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, GroupID: testinfra.Name("g"), Topics: []string{topic},
+		BatchSize: 10, Linger: 10 * time.Millisecond, DrainTimeout: drain, RetryBackoffMax: 20 * time.Millisecond}, h, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	// The outage lasts until the batch failed for at least 10 drain timeouts.
+	first := time.Now()
+	for failures.Load() == 0 || time.Since(first) < 10*drain {
+		select {
+		case err := <-done:
+			t.Fatalf("the consumer exited during the outage: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	down.Store(false)
+	waitUntil := time.Now().Add(60 * time.Second)
+	for s.len() < 20 {
+		select {
+		case err := <-done:
+			t.Fatalf("the consumer exited after the outage: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(waitUntil) {
+			t.Fatalf("handled %d of 20 records after the outage", s.len())
+		}
+	}
+	// A second outage, and a shutdown while a batch fails in it: Run stops cleanly, the batch
+	// uncommitted (redelivered to the next owner).
+	down.Store(true)
+	before := failures.Load()
+	produce(t, p, topic, 20, 30)
+	for failures.Load() == before {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run at shutdown during an outage: %v, want a clean stop", err)
+	}
+}

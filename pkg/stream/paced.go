@@ -160,14 +160,14 @@ func (c *Consumer) runPaced(ctx context.Context) error {
 				pausedSince = time.Time{}
 				c.metrics.setPaused(false)
 			}
-			work, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.DrainTimeout)
+			work, cancel := c.drainContext(ctx)
 			err := c.handle(ctx, work, batch)
 			if err == nil {
 				c.commit(work, batch)
 			}
 			cancel()
 			if err != nil || ctx.Err() != nil {
-				return err
+				return c.stopped(ctx, err)
 			}
 			continue
 		}

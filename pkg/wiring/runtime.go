@@ -352,11 +352,90 @@ func RunRelay(ctx context.Context, rt *Runtime, topicFor func(string) string) er
 	if topicFor == nil {
 		topicFor = rt.Topic
 	}
-	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, rt.Keys, rt.Producer, relay.NewMetrics(rt.Registerer("relay")), rt.Log)
+	metrics := relay.NewMetrics(rt.Registerer("relay"))
+	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, rt.Keys, rt.Producer, metrics, rt.Log)
 	if err != nil {
 		return err
 	}
-	return r.Run(ctx)
+	var tasks supervise.Group
+	tasks.Add(r.Run, func(ctx context.Context) error { return drainRetired(ctx, rt, topicFor, metrics) })
+	return tasks.Run(ctx)
+}
+
+// RetiredIdle is how long a retired namespace's outboxes must stay empty before its relay
+// hand-over ends: longer than its services take to notice a promote (5 s) and drain.
+var RetiredIdle = time.Minute
+
+// drainRetired publishes, while rt's namespace is the active one, what namespaces retired by
+// a promote left in their outboxes (the services on the old namespace stop a few seconds
+// after the promote, in any order, so the last derived events and action records they wrote
+// would otherwise never be published), and forgets each once it stayed empty for
+// RetiredIdle. It checks every 5 seconds.
+func drainRetired(ctx context.Context, rt *Runtime, topicFor func(string) string, metrics *relay.Metrics) error {
+	var (
+		mu       sync.Mutex
+		draining = map[string]bool{}
+		wg       sync.WaitGroup
+	)
+	defer wg.Wait()
+	check := func() {
+		active, err := rt.Redis.Get(ctx, rt.Deployment.Active()).Result()
+		if err != nil || active != rt.Keys.Namespace() {
+			return // never promoted (nothing retired), or not the live namespace
+		}
+		retired, err := namespace.Retired(ctx, rt.Redis, rt.Deployment)
+		if err != nil {
+			rt.Log.Warn("listing retired namespaces", zap.Error(err))
+			return
+		}
+		for _, ns := range retired {
+			mu.Lock()
+			busy := draining[ns]
+			draining[ns] = true
+			mu.Unlock()
+			if busy || ns == active {
+				continue
+			}
+			keys, err := keyspace.New(ns, rt.Keys.Shards())
+			if err != nil {
+				rt.Log.Warn("a retired namespace with an invalid name", zap.String("namespace", ns), zap.Error(err))
+				continue
+			}
+			log := rt.Log.With(zap.String("retired_namespace", ns))
+			r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, keys, rt.Producer, metrics, log)
+			if err != nil {
+				log.Warn("starting the hand-over relay", zap.Error(err))
+				mu.Lock()
+				delete(draining, ns)
+				mu.Unlock()
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := r.Drain(ctx, RetiredIdle); err != nil || ctx.Err() != nil {
+					mu.Lock()
+					delete(draining, ns)
+					mu.Unlock()
+					return
+				}
+				if err := namespace.Forget(ctx, rt.Redis, rt.Deployment, ns); err != nil {
+					log.Warn("forgetting a drained namespace", zap.Error(err))
+				}
+				log.Info("published what the retired namespace left in its outboxes")
+			}()
+		}
+	}
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		check()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 // RunSweeper runs the inactivity sweeper and the cut-point deriver. Their clock waits until
@@ -496,7 +575,7 @@ func Main(b Binary) int {
 // RunNotifier runs the notifier service until ctx ends.
 func RunNotifier(ctx context.Context, rt *Runtime, cfg notifier.Config) error {
 	return notifier.Run(ctx, notifier.Deps{
-		Redis: rt.Redis, Keys: rt.Keys, Deployment: rt.Deployment, Codec: rt.Codec, Producer: rt.Producer, Policy: rt.Policy,
+		Redis: rt.Redis, Keys: rt.Keys, Deployment: rt.Deployment, Codec: rt.Codec, Producer: rt.Producer, Admin: rt.Admin, Policy: rt.Policy,
 		Kafka: stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, Security: rt.Config.KafkaSecurity,
 			BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger},
 		Topic: rt.Topic, Logical: rt.Logical, Registerer: rt.Registerer(notifier.Service), Log: rt.Log,
