@@ -52,7 +52,8 @@ type Decoder interface {
 }
 
 // Handler returns a stream.Handler that decodes and validates every record and passes the
-// valid ones to next. Validation's "now" is the record's Kafka timestamp (falling back to
+// valid ones to next. A record whose Kafka key is not its customer_id (or is empty) is
+// rejected with CodeKeyMismatch. Validation's "now" is the record's Kafka timestamp (falling back to
 // the wall clock when absent), so replaying a topic makes exactly the same decisions as the
 // live run did. Topic names are matched after stripping any replay suffix the caller mapped
 // (the caller passes the logical topic via topicOf; nil means the record's own topic).
@@ -92,10 +93,38 @@ func Handler(dec Decoder, validator *event.Validator, topicOf func(string) strin
 				b.Reject(i, "invalid", err)
 				continue
 			}
+			if err := checkKey(m.Key, in.Customer()); err != nil {
+				b.Reject(i, CodeKeyMismatch, err)
+				continue
+			}
 			records = append(records, Record{Message: m, Event: in, batch: b, index: i})
 		}
 		return next.HandleRecords(ctx, b, records)
 	})
+}
+
+// CodeKeyMismatch is the dead-letter code of a record whose Kafka key is not its customer id.
+const CodeKeyMismatch = "key_mismatch"
+
+// checkKey requires a record's Kafka key to be its customer id. The key picks the partition,
+// and everything per customer rests on one customer's records of a topic being in one
+// partition, in order: the processor's per-customer grouping, the offsets that recognise a
+// redelivery, the remembered event ids, event-time alignment. A record keyed otherwise (or not
+// at all, which spreads a customer over partitions) would be applied out of order with the
+// customer's others, so it is refused rather than guessed at. Every producer in the repository
+// keys input records by customer id.
+func checkKey(key []byte, customer string) error {
+	if len(key) == 0 {
+		return fmt.Errorf("record has no key; input records must be keyed by their customer_id %q", customer)
+	}
+	if string(key) != customer {
+		shown := key
+		if len(shown) > 64 {
+			shown = shown[:64] // the dead letter carries the whole key
+		}
+		return fmt.Errorf("record key %q differs from its customer_id %q; input records must be keyed by customer_id", shown, customer)
+	}
+	return nil
 }
 
 // isPermanent tells record problems (dead-letter them) from outages (retry the batch).

@@ -123,6 +123,11 @@ func TestEventsRoundTripThroughKafkaAndBadRecordsAreDeadLettered(t *testing.T) {
 	}
 	nps11, _ := c.Encode(event.Feedback{EventID: "f3", CustomerID: "c3", OccurredAt: now, Kind: event.FeedbackNPS, Score: score(11)})
 	add(feedback, "c3", nps11)
+	// Valid records keyed by something else than their customer, or not keyed at all.
+	misKeyed, _ := c.Encode(event.Purchase{EventID: "p4", CustomerID: "c1", OccurredAt: now, OrderID: "o4", Kind: event.KindPurchase, AmountMinor: 700, Currency: "EUR"})
+	add(purchases, "c9", misKeyed)
+	unkeyed, _ := c.Encode(event.Login{EventID: "l2", CustomerID: "c2", OccurredAt: now, Channel: event.ChannelWeb})
+	add(logins, "", unkeyed)
 	if err := producer.Produce(ctx, records...); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +171,7 @@ func TestEventsRoundTripThroughKafkaAndBadRecordsAreDeadLettered(t *testing.T) {
 	}
 	dlqDone := make(chan error, 1)
 	go func() { dlqDone <- dlqConsumer.Run(runCtx) }()
-	waitFor(t, "three dead letters", func() bool { _, n := got.counts(); return n >= 3 })
+	waitFor(t, "five dead letters", func() bool { _, n := got.counts(); return n >= 5 })
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("consumer: %v", err)
@@ -201,6 +206,16 @@ func TestEventsRoundTripThroughKafkaAndBadRecordsAreDeadLettered(t *testing.T) {
 	}
 	if d, ok := codes["invalid/"+event.TopicFeedback]; !ok || !strings.Contains(d.ErrorMessage, "score: 11 is outside the NPS range") {
 		t.Errorf("invalid NPS not dead-lettered with its reason: %+v", got.dead)
+	}
+	if d, ok := codes[ingest.CodeKeyMismatch+"/"+event.TopicPurchases]; !ok || string(d.Key) != "c9" ||
+		!strings.Contains(d.ErrorMessage, `record key "c9" differs from its customer_id "c1"`) {
+		t.Errorf("mis-keyed purchase not dead-lettered with its reason: %+v", got.dead)
+	}
+	if d, ok := codes[ingest.CodeKeyMismatch+"/"+event.TopicLogins]; !ok || !strings.Contains(d.ErrorMessage, "record has no key") {
+		t.Errorf("unkeyed login not dead-lettered with its reason: %+v", got.dead)
+	}
+	if len(got.dead) != 5 {
+		t.Errorf("%d dead letters, want 5: %+v", len(got.dead), got.dead)
 	}
 }
 

@@ -26,22 +26,18 @@ func offsetKey(src Source) string {
 	return src.Topic + "#" + strconv.Itoa(int(src.Partition))
 }
 
-// IsDuplicate reports whether e was already applied to s: its source offset
-// is at or below the last one applied from its topic partition, or its event
-// id is among the recent ones.
+// IsDuplicate reports whether e was already applied to s: its source offset is at or below
+// the last one applied from its topic partition (a redelivery), or its event id is among the
+// ids its topic applied recently (a producer's duplicate: within the policy's dedupe horizon
+// and cap, see SeenID). Ids are compared by 128-bit digest, so a distinct id is never taken
+// for a duplicate.
 func IsDuplicate(s State, e Event) bool {
 	if e.Source.Topic != "" {
 		if last, ok := s.Offsets[offsetKey(e.Source)]; ok && e.Source.Offset <= last {
 			return true
 		}
 	}
-	h := hash32(e.EventID)
-	for i, r := range s.Recent {
-		if r == h && (r != 0 || i < int(s.RecentNext)) {
-			return true
-		}
-	}
-	return false
+	return s.seen(e)
 }
 
 // Apply scores one input event: it accumulates the event's data and returns the new state and
@@ -81,8 +77,7 @@ func Apply(s State, e Event, p *Policy) (State, []Change, error) {
 		}
 		s.Offsets[key] = e.Source.Offset
 	}
-	s.Recent[s.RecentNext%recentRing] = hash32(e.EventID)
-	s.RecentNext = (s.RecentNext + 1) % recentRing
+	s.remember(e, p)
 
 	d := DayOf(e.OccurredAt)
 	switch {

@@ -19,6 +19,8 @@ const (
 	fieldsVersion = "1"
 	maxFieldLen   = 60
 	offsetPrefix  = "o:" // o:<topic> holds the last applied offset of that topic
+	seenPrefix    = "d"  // d0, d1, ... hold the remembered event ids (encodeSeen)
+	legacyRing    = "r"  // the former ring of 8 32-bit event id hashes, read and dropped
 )
 
 // ErrCorruptState is returned (wrapped) by UnmarshalFields.
@@ -71,12 +73,7 @@ func (s State) MarshalFields() map[string]string {
 			buf = binary.AppendVarint(buf, e.Net)
 			prev = e.Day
 		}
-		enc := b64.EncodeToString(buf)
-		for i := 0; len(enc) > 0; i++ {
-			n := min(len(enc), maxFieldLen)
-			m["w"+strconv.Itoa(i)] = enc[:n]
-			enc = enc[n:]
-		}
+		putChunks(m, "w", b64.EncodeToString(buf))
 		// The few entries a refund shifted (see DayNet): day.shift pairs.
 		var shifts []int64
 		for _, e := range s.Window {
@@ -144,14 +141,44 @@ func (s State) MarshalFields() map[string]string {
 	for topic, off := range s.Offsets {
 		m[offsetPrefix+topic] = i36(off)
 	}
-	var ring [4 * recentRing]byte
-	for i, h := range s.Recent {
-		binary.BigEndian.PutUint32(ring[4*i:], h)
-	}
-	if s.Recent != [recentRing]uint32{} || s.RecentNext != 0 {
-		m["r"] = strconv.Itoa(int(s.RecentNext)) + b64.EncodeToString(ring[:])
+	if s.hasSeen() {
+		putChunks(m, seenPrefix, b64.EncodeToString(encodeSeen(s.Seen)))
 	}
 	return m
+}
+
+// putChunks stores enc in fields prefix0, prefix1, ..., at most maxFieldLen bytes each.
+func putChunks(m map[string]string, prefix, enc string) {
+	for i := 0; len(enc) > 0; i++ {
+		n := min(len(enc), maxFieldLen)
+		m[prefix+strconv.Itoa(i)] = enc[:n]
+		enc = enc[n:]
+	}
+}
+
+// chunks joins fields prefix0, prefix1, ... as putChunks wrote them; ok is false when there
+// are none. A gap or an empty chunk is an error.
+func chunks(m map[string]string, prefix string) (joined string, ok bool, err error) {
+	n := 0
+	for k := range m {
+		if isChunk(k, prefix) {
+			n++
+		}
+	}
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		v, ok := m[prefix+strconv.Itoa(i)]
+		if !ok || v == "" {
+			return "", false, fmt.Errorf("chunks must be %s0, %s1, ... without gaps", prefix, prefix)
+		}
+		b.WriteString(v)
+	}
+	return b.String(), n > 0, nil
+}
+
+// isChunk reports whether k names a chunk of prefix: the prefix and a decimal index.
+func isChunk(k, prefix string) bool {
+	return strings.HasPrefix(k, prefix) && isDigits(k[len(prefix):])
 }
 
 // FieldsSize is the number of bytes of field names and values, the figure
@@ -183,7 +210,6 @@ func UnmarshalFields(m map[string]string) (State, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var window strings.Builder
 	tierDaySet := false
 	for _, k := range keys {
 		v := m[k]
@@ -216,7 +242,7 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			if xs, err = split36(v, 4); err == nil {
 				s.FirstDay, s.LastDay, s.OldLastDay, s.PurchaseDays = Day(xs[0]), Day(xs[1]), Day(xs[2]), int32(xs[3])
 			}
-		case strings.HasPrefix(k, "w") && len(k) > 1 && isDigits(k[1:]):
+		case isChunk(k, "w"), isChunk(k, seenPrefix):
 			// gathered below in numeric order
 		case k == "ws":
 			// applied below, once the window is decoded
@@ -267,8 +293,11 @@ func UnmarshalFields(m map[string]string) (State, error) {
 				}
 				s.Offsets[k[len(offsetPrefix):]] = off
 			}
-		case k == "r":
-			err = s.decodeRing(v)
+		case k == legacyRing:
+			// Written before ids were remembered per topic with 128-bit digests. Its 32-bit
+			// hashes are dropped rather than honoured (they are what took distinct ids for
+			// duplicates); the next write leaves the field out. It must still be well formed.
+			err = checkLegacyRing(v)
 		default:
 			err = errors.New("unknown field")
 		}
@@ -282,23 +311,18 @@ func UnmarshalFields(m map[string]string) (State, error) {
 	if _, ok := m["tk"]; !ok && s.PurchaseDays > 0 {
 		s.TierClockMs = s.ClockMs
 	}
-	chunks := 0
-	for k := range m {
-		if len(k) > 1 && k[0] == 'w' && isDigits(k[1:]) {
-			chunks++
-		}
-	}
-	for i := 0; i < chunks; i++ {
-		v, ok := m["w"+strconv.Itoa(i)]
-		if !ok || v == "" {
-			return bad("w"+strconv.Itoa(i), errors.New("window chunks must be w0, w1, ... without gaps"))
-		}
-		window.WriteString(v)
-	}
-	if window.Len() > 0 {
-		var err error
-		if s.Window, err = decodeWindow(window.String()); err != nil {
+	if enc, ok, err := chunks(m, "w"); err != nil {
+		return bad("w", err)
+	} else if ok {
+		if s.Window, err = decodeWindow(enc); err != nil {
 			return bad("w", err)
+		}
+	}
+	if enc, ok, err := chunks(m, seenPrefix); err != nil {
+		return bad(seenPrefix, err)
+	} else if ok {
+		if s.Seen, err = decodeSeenField(enc); err != nil {
+			return bad(seenPrefix, err)
 		}
 	}
 	if v, ok := m["ws"]; ok {
@@ -483,17 +507,31 @@ func (s *State) decodeLogins(v string) error {
 	return nil
 }
 
-func (s *State) decodeRing(v string) error {
-	if len(v) < 1 || v[0] < '0' || v[0] >= '0'+recentRing {
+// legacyRingLen is the number of 32-bit hashes in the legacy ring field.
+const legacyRingLen = 8
+
+// checkLegacyRing checks the legacy ring field: the next position (a digit below 8) and 8
+// big-endian 32-bit hashes, base64url.
+func checkLegacyRing(v string) error {
+	if len(v) < 1 || v[0] < '0' || v[0] >= '0'+legacyRingLen {
 		return errors.New("bad ring position")
 	}
 	raw, err := b64.DecodeString(v[1:])
-	if err != nil || len(raw) != 4*recentRing {
+	if err != nil || len(raw) != 4*legacyRingLen {
 		return errors.New("bad ring")
 	}
-	s.RecentNext = v[0] - '0'
-	for i := range s.Recent {
-		s.Recent[i] = binary.BigEndian.Uint32(raw[4*i:])
-	}
 	return nil
+}
+
+// decodeSeenField decodes the joined chunks of the remembered ids.
+func decodeSeenField(v string) ([seenTopics][]SeenID, error) {
+	raw, err := b64.DecodeString(v)
+	if err != nil {
+		return [seenTopics][]SeenID{}, fmt.Errorf("remembered event ids: %w", err)
+	}
+	seen, err := decodeSeen(raw)
+	if err != nil {
+		return [seenTopics][]SeenID{}, fmt.Errorf("remembered event ids: %w", err)
+	}
+	return seen, nil
 }

@@ -32,6 +32,7 @@ type Policy struct {
 	Churn     ChurnPolicy   `yaml:"churn"`
 	Segments  SegmentPolicy `yaml:"segments"`
 	Cutpoints Cutpoints     `yaml:"cutpoints"`
+	Dedupe    DedupePolicy  `yaml:"dedupe"`
 
 	// Sealed, when set, puts the policy under the pipeline's population cut points: Cutpoints
 	// are the set derived at the last boundary day whose cut points are final (*Sealed), or
@@ -119,6 +120,26 @@ type Hysteresis struct {
 	Enter float64 `yaml:"enter"`
 	Leave float64 `yaml:"leave"`
 }
+
+// DedupePolicy configures how long a customer's event ids are remembered to skip a producer's
+// duplicates (the same event id again, at a new offset; a redelivered record is recognised by
+// its offset whatever this says). Ids are remembered per input topic (purchases and refunds,
+// logins, feedback), in that topic's event time: the horizon and the cap are functions of the
+// customer's history, never of the wall clock, so a replay skips exactly what the live run
+// skipped. Omitted: DefaultDedupe.
+type DedupePolicy struct {
+	// HorizonDays: an event id is remembered until its topic's clock (the newest event day
+	// of that topic applied for the customer) is more than this many days past the day it
+	// was applied on. A repeat within it is skipped; a later one is applied again.
+	HorizonDays int `yaml:"horizon_days"`
+	// MaxIDsPerTopic caps the ids remembered per customer and topic (the oldest go first),
+	// which bounds the state of a customer with bursts of events; at most MaxDedupeIDs.
+	MaxIDsPerTopic int `yaml:"max_ids_per_topic"`
+}
+
+// DefaultDedupe is the dedupe policy of a policy file without a dedupe section: a week of
+// each topic's event time, at most 64 ids per topic.
+var DefaultDedupe = DedupePolicy{HorizonDays: 7, MaxIDsPerTopic: 64}
 
 // SegmentPolicy configures RFM.
 type SegmentPolicy struct {
@@ -265,6 +286,10 @@ func (p *Policy) Validate() error {
 	posDays("segments.cutpoints_every_days", p.Segments.CutpointsEveryDays, MaxCutpointsEveryDays)
 	if err := p.Cutpoints.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	posDays("dedupe.horizon_days", p.Dedupe.HorizonDays, MaxDedupeHorizonDays)
+	if n := p.Dedupe.MaxIDsPerTopic; n < 1 || n > MaxDedupeIDs {
+		add("dedupe.max_ids_per_topic", "must be between 1 and %d, got %d", MaxDedupeIDs, n)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidPolicy, errors.Join(errs...))

@@ -37,6 +37,10 @@ func TestPolicyValidationNamesTheField(t *testing.T) {
 		{"the lateness is under a day", "allowed_lateness: 1h", "allowed_lateness: 48h", "allowed_lateness"},
 		{"cut points must not decrease", "recency_days: [14, 45, 90, 180]", "recency_days: [14, 45, 9, 180]", "cutpoints.recency_days[2]"},
 		{"misspelt fields are rejected", "min_dwell_days: 7", "min_dwel_days: 7", "min_dwel_days"},
+		{"the dedupe horizon is at least a day", "horizon_days: 7", "horizon_days: 0", "dedupe.horizon_days: must be between 1 and 365, got 0"},
+		{"the dedupe horizon is at most a year", "horizon_days: 7", "horizon_days: 366", "dedupe.horizon_days"},
+		{"the dedupe cap fits the stored encoding", "max_ids_per_topic: 64", "max_ids_per_topic: 65", "dedupe.max_ids_per_topic: must be between 1 and 64, got 65"},
+		{"the dedupe cap is at least one id", "max_ids_per_topic: 64", "max_ids_per_topic: 0", "dedupe.max_ids_per_topic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(base, tc.from) {

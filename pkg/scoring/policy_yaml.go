@@ -26,9 +26,11 @@ func DefaultPolicy() *Policy {
 }
 
 // ParsePolicy parses and validates a YAML policy. Unknown fields are errors
-// (a misspelt threshold must not silently fall back to zero).
+// (a misspelt threshold must not silently fall back to zero). A policy without a dedupe
+// section, or with only part of one, gets DefaultDedupe for what it leaves out; a value
+// given explicitly is validated as given.
 func ParsePolicy(data []byte) (*Policy, error) {
-	var p Policy
+	p := Policy{Dedupe: DefaultDedupe}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&p); err != nil {

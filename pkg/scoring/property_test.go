@@ -131,11 +131,16 @@ func lastTime(events []Event) time.Time {
 	return m
 }
 
-// scoringFields is the stored state minus the duplicate-detection ring, whose
-// order is arrival order by definition.
+// scoringFields is the stored state minus the remembered event ids, which are each topic's
+// ids in the order its events arrived by definition (the days they were remembered on are
+// their topic's clock then).
 func scoringFields(s State) map[string]string {
 	m := s.MarshalFields()
-	delete(m, "r")
+	for k := range m {
+		if isChunk(k, seenPrefix) {
+			delete(m, k)
+		}
+	}
 	return m
 }
 
@@ -325,6 +330,11 @@ func normalize(s State) State {
 	}
 	if len(s.Offsets) == 0 {
 		s.Offsets = nil
+	}
+	for t := range s.Seen {
+		if len(s.Seen[t]) == 0 {
+			s.Seen[t] = nil
+		}
 	}
 	return s
 }

@@ -193,7 +193,6 @@ const (
 	// beyond it the two oldest days are merged (see docs/scoring.md).
 	MaxWindowEntries = 64
 	maxOrders        = 10
-	recentRing       = 8
 	loginBits        = 128
 	maxScoreMarks    = MaxOpenDays + 4
 )
@@ -263,11 +262,11 @@ type State struct {
 	ValueLayer ValueLayer
 	LastRFM    RFM
 
-	// Duplicate detection: the last applied offset per input topic and a
-	// ring of 32-bit hashes of recent event ids.
-	Offsets    map[string]int64
-	Recent     [recentRing]uint32
-	RecentNext uint8
+	// Duplicate detection: the last applied offset per input topic partition (redelivery),
+	// and the event ids each input topic applied recently (a producer's duplicate), per
+	// topic in the order applied: purchases and refunds, logins, feedback (see SeenID).
+	Offsets map[string]int64
+	Seen    [seenTopics][]SeenID
 }
 
 // clone returns a deep copy, so that the caller's State is never mutated.
@@ -275,6 +274,9 @@ func (s State) clone() State {
 	s.Window = append([]DayNet(nil), s.Window...)
 	s.Orders = append([]Order(nil), s.Orders...)
 	s.NPS, s.CSAT, s.Complaints = s.NPS.clone(), s.CSAT.clone(), s.Complaints.clone()
+	for t := range s.Seen {
+		s.Seen[t] = append([]SeenID(nil), s.Seen[t]...)
+	}
 	if s.Offsets != nil {
 		m := make(map[string]int64, len(s.Offsets))
 		for k, v := range s.Offsets {
