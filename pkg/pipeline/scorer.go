@@ -103,25 +103,13 @@ func ScoringEvent(r ingest.Record) scoring.Event {
 	return scoring.Event{}
 }
 
-// update builds the store update from the state read (cur), the new state, its changes and
-// its samples at boundary days. deadline is NextDeadline(after), when the caller already knows
+// update builds the store update from the state read (cur), the new state, the outbox entries
+// of its changes and its samples at boundary days. deadline is NextDeadline(after), when the caller already knows
 // it (zero: compute it).
-func (s *Scorer) update(cur map[string]string, after scoring.State, changes []scoring.Change, samples []scoring.Sample, deadline time.Time, p *scoring.Policy) (state.Update, error) {
+func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []state.OutboxEntry, samples []scoring.Sample, deadline time.Time, p *scoring.Policy) state.Update {
 	fields := after.MarshalFields()
-	if len(changes) == 0 && len(samples) == 0 && maps.Equal(fields, cur) {
-		return state.Update{}, nil // a duplicate or a no-op: write nothing
-	}
-	outbox := make([]state.OutboxEntry, 0, len(changes))
-	for _, c := range changes {
-		out, err := s.OutputEvent(c)
-		if err != nil {
-			return state.Update{}, err
-		}
-		value, err := s.enc.Encode(out)
-		if err != nil {
-			return state.Update{}, fmt.Errorf("encoding %s: %w", out.Schema(), err)
-		}
-		outbox = append(outbox, state.OutboxEntry{Topic: event.TopicOf(out), Key: c.Customer(), EventID: c.ID(), Value: value})
+	if len(outbox) == 0 && len(samples) == 0 && maps.Equal(fields, cur) {
+		return state.Update{} // a duplicate or a no-op: write nothing
 	}
 	if deadline.IsZero() {
 		deadline = scoring.NextDeadline(after, p)
@@ -131,7 +119,44 @@ func (s *Scorer) update(cur map[string]string, after scoring.State, changes []sc
 		Outbox:    outbox,
 		Deadline:  deadline,
 		Histogram: histogramCounts(samples),
-	}, nil
+	}
+}
+
+// outboxOf encodes changes as outbox entries.
+func (s *Scorer) outboxOf(changes []scoring.Change) ([]state.OutboxEntry, error) {
+	outbox := make([]state.OutboxEntry, 0, len(changes))
+	for _, c := range changes {
+		out, err := s.OutputEvent(c)
+		if err != nil {
+			return nil, err
+		}
+		value, err := s.enc.Encode(out)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", out.Schema(), err)
+		}
+		outbox = append(outbox, state.OutboxEntry{Topic: event.TopicOf(out), Key: c.Customer(), EventID: c.ID(), Value: value})
+	}
+	return outbox, nil
+}
+
+// errScoring marks a failure of the scoring computation itself (a panic in the core, a change
+// whose derived event cannot be encoded), which no retry can cure.
+var errScoring = errors.New("scoring failed")
+
+// guarded runs one step of a customer's computation, turning a panic into an errScoring error
+// and wrapping the step's own error as errScoring, so one customer's failure is isolated (its
+// record rejected, or the customer quarantined) instead of failing, and then retrying
+// forever, the whole batch or sweep.
+func guarded(what string, step func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s panicked: %v", errScoring, what, r)
+		}
+	}()
+	if err := step(); err != nil {
+		return fmt.Errorf("%w: %s: %w", errScoring, what, err)
+	}
+	return nil
 }
 
 // histogramCounts are the histogram increments of a customer's samples.
@@ -153,6 +178,11 @@ func histogramCounts(samples []scoring.Sample) map[string]int64 {
 // nothing), exactly as the sweeper would at wm (scoring.Sweep): closing is a function of the
 // data up to each day, so it does not matter which of them observes a day closable first.
 // Records the scoring core refuses are rejected for the dead-letter topic.
+//
+// One customer's failure never fails the batch: a record whose application panics or whose
+// derived events cannot be encoded is rejected ("scoring_failed") and the customer goes on from
+// the state before it, record by record, so a replay rejects the same record; a failure of
+// closing the customer's days quarantines the customer (its stored state cannot advance).
 func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Time) state.ComputeFunc {
 	return func(id string, cur map[string]string) (state.Update, error) {
 		p := s.Policy()
@@ -170,25 +200,53 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 			return quarantineUpdate(err)
 		}
 		st := before
-		var changes []scoring.Change
+		var outbox []state.OutboxEntry
 		var samples []scoring.Sample
 		if !wm.IsZero() && before.CustomerID != "" {
-			st, changes, _, samples = scoring.SweepSampled(st, wm, p)
+			if err := guarded("closing days", func() error {
+				var changes []scoring.Change
+				st, changes, _, samples = scoring.SweepSampled(st, wm, p)
+				var err error
+				outbox, err = s.outboxOf(changes)
+				return err
+			}); err != nil {
+				return s.isolate(id, byCustomer[id], err)
+			}
 		}
 		for _, r := range byCustomer[id] {
-			next, ch, err := scoring.Apply(st, ScoringEvent(r), p)
-			if errors.Is(err, scoring.ErrInvalidEvent) {
+			var next scoring.State
+			var entries []state.OutboxEntry
+			err := guarded("applying "+r.Event.ID(), func() error {
+				var ch []scoring.Change
+				var err error
+				if next, ch, err = scoring.Apply(st, ScoringEvent(r), p); err != nil {
+					return err
+				}
+				entries, err = s.outboxOf(ch)
+				return err
+			})
+			switch {
+			case errors.Is(err, scoring.ErrInvalidEvent):
 				r.Reject("invalid", err) // deterministic: a rerun rejects the same record again
 				continue
-			}
-			if err != nil {
-				return state.Update{}, err
+			case err != nil:
+				r.Reject("scoring_failed", err)
+				continue
 			}
 			st = next
-			changes = append(changes, ch...)
+			outbox = append(outbox, entries...)
 		}
-		return s.update(cur, st, changes, samples, time.Time{}, p)
+		return s.update(cur, st, outbox, samples, time.Time{}, p), nil
 	}
+}
+
+// isolate quarantines a customer whose days could not be closed, and rejects its records.
+func (s *Scorer) isolate(id string, records []ingest.Record, err error) (state.Update, error) {
+	err = fmt.Errorf("customer %s: %w", id, err)
+	for _, r := range records {
+		r.Reject("scoring_failed", err)
+	}
+	return state.Update{Quarantine: err.Error()}, nil
 }
 
 // EvaluateCompute returns the sweeper's computation: the passage of event time up to at,
@@ -204,11 +262,22 @@ func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 		if before.CustomerID == "" {
 			return state.Update{}, nil // erased or never seen: nothing to evaluate
 		}
-		after, changes, deadline, samples := scoring.SweepSampled(before, at, p)
-		u, err := s.update(cur, after, changes, samples, deadline, p)
-		if err != nil {
-			return u, err
+		var (
+			after    scoring.State
+			outbox   []state.OutboxEntry
+			deadline time.Time
+			samples  []scoring.Sample
+		)
+		if err := guarded("closing days", func() error {
+			var changes []scoring.Change
+			after, changes, deadline, samples = scoring.SweepSampled(before, at, p)
+			var err error
+			outbox, err = s.outboxOf(changes)
+			return err
+		}); err != nil {
+			return s.isolate(id, nil, err) // quarantined: the sweeper's other customers go on
 		}
+		u := s.update(cur, after, outbox, samples, deadline, p)
 		if u.Fields == nil {
 			// Nothing changed (a deadline scheduled under another policy), but the
 			// deadline must still move past at, or the sweeper would pick the customer up
