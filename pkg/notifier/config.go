@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"crypto/hmac"
 	"errors"
 	"fmt"
 	"net/http"
@@ -21,9 +22,16 @@ type Config struct {
 	// Channels maps every action kind the rules can decide to its channel: "log" (development)
 	// or an http(s) webhook URL.
 	Channels map[event.ActionKind]string
-	// Secret keys the webhooks' HMAC-SHA256 signature; required (16 bytes or more) when any
+	// Secret keys the webhooks' HMAC-SHA256 signatures; required (16 bytes or more) when any
 	// channel is a webhook.
-	Secret   []byte
+	Secret []byte
+	// PreviousSecret, during a secret rotation, is the secret being replaced (16 bytes or
+	// more, not Secret): every request then carries signatures with both, so a receiver
+	// holding either verifies. Empty outside a rotation.
+	PreviousSecret []byte
+	// Schemes are the signature schemes sent for each secret; they must include SchemeV2. nil
+	// means DefaultSchemes, which still sends the deprecated SchemeV1 for the transition.
+	Schemes  []string
 	Delivery DeliveryConfig
 	// GroupID is the consumer group; empty means "loyalty-<namespace>-notifier".
 	GroupID string
@@ -112,6 +120,18 @@ func (c DeliveryConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// DefaultSchemes are the signature schemes sent unless configured: v2, and the deprecated v1
+// while receivers move to v2.
+func DefaultSchemes() []string { return []string{SchemeV2, SchemeV1} }
+
+// schemes returns the configured signature schemes, or the default ones.
+func (c Config) schemes() []string {
+	if c.Schemes == nil {
+		return DefaultSchemes()
+	}
+	return c.Schemes
+}
+
 // WithDefaults fills unset fields.
 func (c Config) WithDefaults() Config {
 	if c.Rules == nil {
@@ -161,13 +181,46 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	if webhooks && len(c.Secret) < 16 {
-		errs = append(errs, errors.New("Secret: at least 16 bytes are required to sign webhooks"))
+	if webhooks && len(c.Secret) < minSecretLen {
+		errs = append(errs, fmt.Errorf("Secret: at least %d bytes are required to sign webhooks", minSecretLen))
+	}
+	switch p := c.PreviousSecret; {
+	case len(p) == 0:
+	case len(c.Secret) == 0:
+		errs = append(errs, errors.New("PreviousSecret: set without a current secret; the new secret goes in the current one"))
+	case len(p) < minSecretLen:
+		errs = append(errs, fmt.Errorf("PreviousSecret: at least %d bytes are required", minSecretLen))
+	case hmac.Equal(p, c.Secret):
+		errs = append(errs, errors.New("PreviousSecret: must differ from the current secret"))
+	}
+	if err := validSchemes(c.schemes()); err != nil {
+		errs = append(errs, fmt.Errorf("Schemes: %w", err))
 	}
 	if err := c.Delivery.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// minSecretLen is the shortest webhook secret accepted.
+const minSecretLen = 16
+
+// validSchemes accepts v2 alone, or v2 with the deprecated v1, each once.
+func validSchemes(schemes []string) error {
+	seen := map[string]bool{}
+	for _, s := range schemes {
+		if s != SchemeV1 && s != SchemeV2 {
+			return fmt.Errorf("%q is not a signature scheme (%s, %s)", s, SchemeV2, SchemeV1)
+		}
+		if seen[s] {
+			return fmt.Errorf("%s is listed twice", s)
+		}
+		seen[s] = true
+	}
+	if !seen[SchemeV2] {
+		return fmt.Errorf("%s is required: it is the only scheme covering the Idempotency-Key", SchemeV2)
+	}
+	return nil
 }
 
 func checkURL(v string) error {
@@ -197,8 +250,13 @@ func LogChannels() map[event.ActionKind]string {
 
 // Environment variables read by ConfigFromEnv.
 const (
-	EnvRulesFile   = "NOTIFIER_RULES_FILE"
-	EnvSecret      = "NOTIFIER_WEBHOOK_SECRET"
+	EnvRulesFile = "NOTIFIER_RULES_FILE"
+	EnvSecret    = "NOTIFIER_WEBHOOK_SECRET"
+	// EnvSecretPrevious holds, during a secret rotation only, the secret being replaced.
+	EnvSecretPrevious = "NOTIFIER_WEBHOOK_SECRET_PREVIOUS"
+	// EnvSignatures lists the signature schemes sent: "v2,v1" (the default, for the
+	// transition) or "v2".
+	EnvSignatures  = "NOTIFIER_WEBHOOK_SIGNATURES"
 	EnvTimeout     = "NOTIFIER_WEBHOOK_TIMEOUT"
 	EnvMaxAttempts = "NOTIFIER_MAX_ATTEMPTS"
 	EnvBackoffBase = "NOTIFIER_BACKOFF_BASE"
@@ -237,6 +295,13 @@ func ConfigFromEnv(env func(string) string, policy *scoring.Policy) (Config, err
 		}
 	}
 	c.Secret = []byte(get(EnvSecret))
+	c.PreviousSecret = []byte(get(EnvSecretPrevious))
+	if v := get(EnvSignatures); v != "" {
+		c.Schemes = []string{}
+		for _, s := range strings.Split(v, ",") {
+			c.Schemes = append(c.Schemes, strings.ToLower(strings.TrimSpace(s)))
+		}
+	}
 	dur := func(name string, dst *time.Duration) {
 		if v := get(name); v != "" {
 			d, err := time.ParseDuration(v)
@@ -284,7 +349,7 @@ func envNames(err error) error {
 	for _, k := range actionKinds {
 		msg = strings.ReplaceAll(msg, "Channels["+k+"]", EnvChannelPrefix+k)
 	}
-	r := strings.NewReplacer("Secret:", EnvSecret+":", "Delivery.Timeout", EnvTimeout, "Delivery.MaxAttempts", EnvMaxAttempts,
+	r := strings.NewReplacer("PreviousSecret:", EnvSecretPrevious+":", "Secret:", EnvSecret+":", "Schemes:", EnvSignatures+":", "Delivery.Timeout", EnvTimeout, "Delivery.MaxAttempts", EnvMaxAttempts,
 		"Delivery.BackoffBase/BackoffMax", EnvBackoffBase+"/"+EnvBackoffMax, "Delivery.Workers", EnvWorkers)
 	return errors.New(r.Replace(msg))
 }

@@ -72,7 +72,7 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 		if v == ChannelLog {
 			channels[kind] = &logChannel{log: rt.Log.Named("actions")}
 		} else {
-			channels[kind] = &webhook{url: v, secret: cfg.Secret, client: cfg.HTTPClient, timeout: cfg.Delivery.Timeout, now: cfg.Now}
+			channels[kind] = &webhook{url: v, signer: newSigner(cfg), client: cfg.HTTPClient, timeout: cfg.Delivery.Timeout, now: cfg.Now}
 		}
 	}
 	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: Service, Topic: rt.Topic(event.TopicDeadLetter)}

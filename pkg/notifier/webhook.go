@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,15 +33,41 @@ const (
 	ChannelLog     = "log"
 )
 
-// Sign returns the X-Loyalty-Signature value for a body sent at timestamp (Unix seconds, as
-// sent in X-Loyalty-Timestamp): "v1=" followed by the lowercase hex HMAC-SHA256, keyed with
-// the shared secret, of the timestamp, a full stop, and the raw body bytes.
-func Sign(secret []byte, timestamp string, body []byte) string {
+// Signature schemes: the prefix of each value of the X-Loyalty-Signature header.
+const (
+	// SchemeV2 is HMAC-SHA256 over timestamp "." idempotency key "." body: the receivers'
+	// contract (docs/webhooks.md).
+	SchemeV2 = "v2"
+	// SchemeV1 is HMAC-SHA256 over timestamp "." body. It does not cover the Idempotency-Key
+	// header, so a captured request can be replayed under another key; it is deprecated and
+	// sent alongside v2 only while receivers move to v2 (Config.Schemes).
+	SchemeV1 = "v1"
+)
+
+// Sign returns the v2 signature value of one webhook attempt: "v2=" followed by the lowercase
+// hex HMAC-SHA256, keyed with secret, of the timestamp (Unix seconds, as sent in
+// X-Loyalty-Timestamp), a full stop, the Idempotency-Key, a full stop and the raw body bytes.
+func Sign(secret []byte, timestamp, idempotencyKey string, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(timestamp))
+	m.Write([]byte{'.'})
+	m.Write([]byte(idempotencyKey))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return SchemeV2 + "=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// SignV1 returns the deprecated v1 signature value: "v1=" followed by the lowercase hex
+// HMAC-SHA256 of the timestamp, a full stop and the raw body. It does not cover the
+// Idempotency-Key.
+//
+// Deprecated: receivers verify v2 (Sign, Verify); v1 is sent only during the transition.
+func SignV1(secret []byte, timestamp string, body []byte) string {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(timestamp))
 	m.Write([]byte{'.'})
 	m.Write(body)
-	return "v1=" + hex.EncodeToString(m.Sum(nil))
+	return SchemeV1 + "=" + hex.EncodeToString(m.Sum(nil))
 }
 
 // Signature verification errors.
@@ -50,23 +77,57 @@ var (
 )
 
 // Verify checks a received webhook the way a receiver should: the timestamp is within
-// tolerance of now and one of the signature header's comma-separated v1 values matches,
-// compared in constant time.
-func Verify(secret []byte, timestamp, signatureHeader string, body []byte, now time.Time, tolerance time.Duration) error {
+// tolerance of now, and one of the signature header's comma-separated v2 values matches the
+// timestamp, the Idempotency-Key header and the body, compared in constant time. v1 values
+// (which do not cover the key) and unknown schemes are ignored, so a receiver holding either
+// secret of a rotation verifies. A key that is empty or contains a full stop is refused: the
+// signed message would be ambiguous.
+func Verify(secret []byte, timestamp, idempotencyKey, signatureHeader string, body []byte, now time.Time, tolerance time.Duration) error {
 	ts, err := strconv.ParseInt(timestamp, 10, 64)
 	if err != nil {
 		return fmt.Errorf("%w: timestamp %q is not Unix seconds", ErrBadSignature, timestamp)
 	}
+	if idempotencyKey == "" || strings.ContainsRune(idempotencyKey, '.') {
+		return fmt.Errorf("%w: Idempotency-Key %q is empty or contains '.'", ErrBadSignature, idempotencyKey)
+	}
 	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
 		return ErrStale
 	}
-	want := Sign(secret, timestamp, body)
+	want := []byte(Sign(secret, timestamp, idempotencyKey, body))
 	for _, got := range strings.Split(signatureHeader, ",") {
-		if hmac.Equal([]byte(strings.TrimSpace(got)), []byte(want)) {
+		if hmac.Equal([]byte(strings.TrimSpace(got)), want) {
 			return nil
 		}
 	}
 	return ErrBadSignature
+}
+
+// signer builds the X-Loyalty-Signature header of an attempt: for each secret in order (the
+// current one, then the previous one during a rotation), the v2 value, then the v1 value
+// while v1 is still sent.
+type signer struct {
+	secrets [][]byte
+	v1      bool
+}
+
+// newSigner returns the signer of a validated configuration.
+func newSigner(c Config) signer {
+	s := signer{secrets: [][]byte{c.Secret}, v1: slices.Contains(c.schemes(), SchemeV1)}
+	if len(c.PreviousSecret) > 0 {
+		s.secrets = append(s.secrets, c.PreviousSecret)
+	}
+	return s
+}
+
+func (s signer) header(timestamp, idempotencyKey string, body []byte) string {
+	vals := make([]string, 0, 2*len(s.secrets))
+	for _, secret := range s.secrets {
+		vals = append(vals, Sign(secret, timestamp, idempotencyKey, body))
+		if s.v1 {
+			vals = append(vals, SignV1(secret, timestamp, body))
+		}
+	}
+	return strings.Join(vals, ",")
 }
 
 // attemptResult classifies one delivery attempt.
@@ -87,7 +148,7 @@ type channel interface {
 // webhook posts actions to one URL, signed.
 type webhook struct {
 	url     string
-	secret  []byte
+	signer  signer
 	client  *http.Client
 	timeout time.Duration
 	now     func() time.Time
@@ -104,7 +165,7 @@ func (w *webhook) deliver(ctx context.Context, a *pendingAction, attempt int) (a
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "loyalty-notifier/1")
 	req.Header.Set(HeaderTimestamp, ts)
-	req.Header.Set(HeaderSignature, Sign(w.secret, ts, a.Body))
+	req.Header.Set(HeaderSignature, w.signer.header(ts, a.ActionID, a.Body))
 	req.Header.Set(HeaderIdempotencyKey, a.ActionID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
 	req.Header.Set(HeaderKind, string(a.Kind))
