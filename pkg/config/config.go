@@ -16,6 +16,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/ops"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
@@ -50,6 +51,9 @@ type Common struct {
 	// AlignmentLead is how far in event time a consumer service may run ahead of the other
 	// input topics before it pauses (ALIGNMENT_LEAD); 0 turns alignment off.
 	AlignmentLead time.Duration
+	// OpsToken is the bearer token the ops server requires, and loyaltyctl status sends
+	// (OPS_BEARER_TOKEN, or the file OPS_BEARER_TOKEN_FILE); empty: the ops server is open.
+	OpsToken string
 
 	// TopicSuffix is appended to every Kafka topic name (LOYALTY_TOPIC_SUFFIX, empty by
 	// default). It lets tests and side-by-side environments share one broker.
@@ -100,6 +104,8 @@ func Vars(httpDefault string) []Var {
 		{"LOYALTY_SHARDS", strconv.Itoa(keyspace.DefaultShards), "shards of a namespace (never change it for a namespace holding data)"},
 		{"POLICY_FILE", "", "scoring policy YAML; unset uses the embedded default"},
 		{"HTTP_ADDR", httpDefault, "address of /metrics, /healthz, /readyz; off disables"},
+		{"OPS_BEARER_TOKEN", "", "bearer token required on /metrics and /readyz details (16+ visible ASCII characters; /healthz and the /readyz verdict stay open); unset: open"},
+		{"OPS_BEARER_TOKEN_FILE", "", "file holding the ops bearer token (a mounted secret), instead of OPS_BEARER_TOKEN"},
 		{"BATCH_SIZE", "1000", "micro-batch size (1..100000)"},
 		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
 		{"ALIGNMENT_LEAD", "72h", "how far in event time a consumer may run ahead of the other input topics before it pauses (at most 552h; 0 turns alignment off)"},
@@ -257,6 +263,10 @@ func Load(env Env, httpDefault string) (Common, error) {
 	}
 	if strings.EqualFold(c.HTTPAddr, "off") {
 		c.HTTPAddr = ""
+	}
+	var err error
+	if c.OpsToken, err = ops.LoadToken(p.str("OPS_BEARER_TOKEN"), p.str("OPS_BEARER_TOKEN_FILE")); err != nil {
+		p.errs = append(p.errs, fmt.Errorf("OPS_BEARER_TOKEN/OPS_BEARER_TOKEN_FILE: %w", err))
 	}
 	level, err := zapcore.ParseLevel(p.str("LOG_LEVEL"))
 	if err != nil {

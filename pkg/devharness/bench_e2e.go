@@ -27,6 +27,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/ops"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
@@ -310,7 +311,7 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	}
 	var lagDone func() []lagSample
 	if o.live {
-		lagDone = sampleLag(ctx, procs["sweeper"].HTTPAddr)
+		lagDone = sampleLag(ctx, procs["sweeper"].HTTPAddr, b.env.Cfg.OpsToken)
 	}
 	var outage *outageRun
 	if o.outage > 0 {
@@ -407,7 +408,7 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 
 	// Metrics before the services stop.
 	for _, p := range procs {
-		w, c, err := storeCounters(ctx, p.HTTPAddr)
+		w, c, err := storeCounters(ctx, p.HTTPAddr, b.env.Cfg.OpsToken)
 		if err != nil {
 			return rep, err
 		}
@@ -564,19 +565,24 @@ func produceTimes(ctx context.Context, admin *stream.Admin, from, to map[string]
 
 // storeCounters scrapes loyalty_store_writes_total and loyalty_store_conflicts_total from a
 // service's /metrics (summed over label sets).
-func storeCounters(ctx context.Context, addr string) (writes, conflicts float64, err error) {
-	m, err := scrape(ctx, addr)
+func storeCounters(ctx context.Context, addr, opsToken string) (writes, conflicts float64, err error) {
+	m, err := scrape(ctx, addr, opsToken)
 	return m["loyalty_store_writes_total"], m["loyalty_store_conflicts_total"], err
 }
 
-// scrape reads a service's /metrics: every sample, summed over label sets, by name.
-func scrape(ctx context.Context, addr string) (map[string]float64, error) {
+// scrape reads a service's /metrics, with the ops bearer token when one is configured: every
+// sample, summed over label sets, by name.
+func scrape(ctx context.Context, addr, opsToken string) (map[string]float64, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	ops.SetToken(req, opsToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("scraping %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scraping %s: %s", addr, resp.Status)
+	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

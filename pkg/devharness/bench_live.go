@@ -20,7 +20,7 @@ type lagSample struct {
 
 // sampleLag scrapes the sweeper's loyalty_watermark_lag_seconds every half second until the
 // returned function is called, which returns the samples.
-func sampleLag(ctx context.Context, sweeperAddr string) func() []lagSample {
+func sampleLag(ctx context.Context, sweeperAddr, opsToken string) func() []lagSample {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan []lagSample, 1)
 	go func() {
@@ -34,7 +34,7 @@ func sampleLag(ctx context.Context, sweeperAddr string) func() []lagSample {
 				return
 			case <-t.C:
 			}
-			m, err := scrape(ctx, sweeperAddr)
+			m, err := scrape(ctx, sweeperAddr, opsToken)
 			if v, ok := m["loyalty_watermark_lag_seconds"]; err == nil && ok && v > 0 {
 				out = append(out, lagSample{at: time.Now(), lag: v})
 			}

@@ -1,6 +1,7 @@
 package loyaltyctl
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
+	"github.com/loyalty-scoring/loyalty/pkg/ops"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
@@ -281,7 +283,7 @@ func collectStatus(ctx context.Context, env *environment, rdb redisconn.Client, 
 		if strings.EqualFold(addr, "off") || addr == "" {
 			continue
 		}
-		st.Services = append(st.Services, readiness(ctx, client, s.name, addr))
+		st.Services = append(st.Services, readiness(ctx, client, s.name, addr, cfg.OpsToken))
 	}
 	return st, nil
 }
@@ -371,23 +373,32 @@ func recordsSince(ctx context.Context, admin *stream.Admin, topic string, t time
 	return n, nil
 }
 
-// readiness asks a service's /readyz.
-func readiness(ctx context.Context, client *http.Client, service, addr string) ServiceHealth {
+// readiness asks a service's /readyz, with the ops bearer token when one is configured
+// (OPS_BEARER_TOKEN or OPS_BEARER_TOKEN_FILE, as the services read it); the service then
+// answers which dependency is not ready, which status shows.
+func readiness(ctx context.Context, client *http.Client, service, addr, token string) ServiceHealth {
 	h := ServiceHealth{Service: service, Addr: addr}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
 	if err != nil {
 		h.Detail = err.Error()
 		return h
 	}
+	ops.SetToken(req, token)
 	resp, err := client.Do(req)
 	if err != nil {
 		h.Detail = "not answering: " + err.Error()
 		return h
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	h.Ready = resp.StatusCode == http.StatusOK
-	if !h.Ready {
+	switch {
+	case h.Ready:
+	case resp.StatusCode == http.StatusUnauthorized:
+		h.Detail = resp.Status + ": set OPS_BEARER_TOKEN or OPS_BEARER_TOKEN_FILE to the services' ops token"
+	case token != "" && len(bytes.TrimSpace(body)) > 0:
+		h.Detail = resp.Status + ": " + strings.Join(strings.Fields(strings.ReplaceAll(string(bytes.TrimSpace(body)), "\n", "; ")), " ")
+	default:
 		h.Detail = resp.Status
 	}
 	return h

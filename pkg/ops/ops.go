@@ -1,13 +1,24 @@
 // Package ops serves what operators and orchestrators poll on every service: Prometheus
 // metrics on /metrics, liveness on /healthz and readiness on /readyz (the service's
 // dependencies answer).
+//
+// With a bearer token (RequireToken, from OPS_BEARER_TOKEN or OPS_BEARER_TOKEN_FILE) every
+// request needs "Authorization: Bearer <token>" except two, which probes must reach without
+// one: /healthz (it only says ok), and /readyz without an Authorization header, which answers
+// 200 "ready" or 503 "not ready" but not which dependency failed or why. Anything else
+// (/metrics, /readyz's details, any other path) answers 401 without the token.
 package ops
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +38,61 @@ type Server struct {
 	log      *zap.Logger
 	mu       sync.Mutex
 	checks   map[string]Check
+	// tokenHash is the SHA-256 of the required bearer token; nil: no token required.
+	tokenHash []byte
+}
+
+// MinTokenLen is the shortest bearer token accepted.
+const MinTokenLen = 16
+
+// ErrBadToken reports an unusable bearer token.
+var ErrBadToken = errors.New("ops bearer token")
+
+// ValidateToken accepts a bearer token of MinTokenLen to 4096 visible ASCII characters (no
+// spaces), which any HTTP client and scraper can send unchanged.
+func ValidateToken(token string) error {
+	if len(token) < MinTokenLen || len(token) > 4096 {
+		return fmt.Errorf("%w: want %d to 4096 characters, got %d", ErrBadToken, MinTokenLen, len(token))
+	}
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; c <= ' ' || c > '~' {
+			return fmt.Errorf("%w: only visible ASCII characters, no spaces (byte %d is %#x)", ErrBadToken, i, c)
+		}
+	}
+	return nil
+}
+
+// LoadToken returns the bearer token set directly (token) or in a file (path; surrounding
+// white space, such as the trailing newline of a mounted secret, is dropped), validated; ""
+// when neither is set. Setting both is an error: one would silently win.
+func LoadToken(token, path string) (string, error) {
+	switch {
+	case token != "" && path != "":
+		return "", fmt.Errorf("%w: set the token or a file holding it, not both", ErrBadToken)
+	case path != "":
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("reading the ops bearer token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			return "", fmt.Errorf("%w: %s is empty", ErrBadToken, path)
+		}
+	case token == "":
+		return "", nil
+	}
+	if err := ValidateToken(token); err != nil {
+		return "", err
+	}
+	return token, nil
+}
+
+// SetToken sets the Authorization header of a request to an ops server requiring token; an
+// empty token leaves the request as it is.
+func SetToken(req *http.Request, token string) {
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 }
 
 // NewServer returns a server with a fresh registry holding the Go runtime and process
@@ -44,8 +110,57 @@ func (s *Server) AddCheck(name string, c Check) {
 	s.checks[name] = c
 }
 
-// Handler returns the HTTP handler.
+// RequireToken makes the handlers Handler returns from then on require token, as described
+// in the package documentation; call it before Serve. An empty token requires none.
+func (s *Server) RequireToken(token string) error {
+	if token == "" {
+		s.tokenHash = nil
+		return nil
+	}
+	if err := ValidateToken(token); err != nil {
+		return err
+	}
+	h := sha256.Sum256([]byte(token))
+	s.tokenHash = h[:]
+	return nil
+}
+
+// authorized reports whether r carries the bearer token whose SHA-256 is tokenHash (nil: no
+// token is required). Both sides are hashed before the constant-time comparison, so neither
+// the token nor its length leaks through timing.
+func authorized(r *http.Request, tokenHash []byte) bool {
+	if tokenHash == nil {
+		return true
+	}
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	h := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(h[:], tokenHash) == 1
+}
+
+// guard answers 401 to requests without the token, except those probes make: /healthz, and
+// /readyz without an Authorization header (answered without details). A wrong token is
+// refused everywhere but /healthz, so a misconfigured scraper notices.
+func guard(next http.Handler, tokenHash []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/healthz":
+		case r.URL.Path == "/readyz" && r.Header.Get("Authorization") == "":
+		case authorized(r, tokenHash):
+		default:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ops"`)
+			http.Error(w, "unauthorized: this endpoint needs Authorization: Bearer <OPS_BEARER_TOKEN>", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Handler returns the HTTP handler, guarded by the token when one is required.
 func (s *Server) Handler() http.Handler {
+	tokenHash := s.tokenHash
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -70,12 +185,21 @@ func (s *Server) Handler() http.Handler {
 				body += name + ": ok\n"
 			}
 		}
+		if !authorized(r, tokenHash) { // an unauthenticated probe: the verdict, not the details
+			body = "ready\n"
+			if failed {
+				body = "not ready\n"
+			}
+		}
 		if failed {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_, _ = w.Write([]byte(body))
 	})
-	return mux
+	if tokenHash == nil {
+		return mux
+	}
+	return guard(mux, tokenHash)
 }
 
 // Serve listens on addr until ctx is cancelled. An empty addr disables the server.

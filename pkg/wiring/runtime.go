@@ -545,6 +545,10 @@ func Main(b Binary) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opsServer := ops.NewServer(log)
+	if err := opsServer.RequireToken(cfg.OpsToken); err != nil { // config.Load validated it
+		log.Error("starting", zap.Error(err))
+		return 2
+	}
 	rt, err := NewRuntime(ctx, cfg, log, Options{Ops: opsServer, FollowActive: true})
 	if err != nil {
 		log.Error("starting", zap.Error(err))
