@@ -305,6 +305,11 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			return bad(k, err)
 		}
 	}
+	if _, ok := m["id"]; !ok {
+		// MarshalFields writes the id with every other field: a hash without it was not
+		// written by the store (found by FuzzUnmarshalFields).
+		return bad("id", errors.New("missing"))
+	}
 	if !tierDaySet {
 		s.TierDay = s.EvalDay // written before the tier days had a track of their own, or equal
 	}
