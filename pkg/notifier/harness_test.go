@@ -77,10 +77,10 @@ func newReceiver(t testing.TB, respond func(r received, nth int) int) *receiver 
 	return rc
 }
 
-// verifySignature is the documented receiver recipe, written out independently:
-// hex(HMAC-SHA256(secret, timestamp + "." + body)) must equal the v1 value of the signature
-// header, and the timestamp must be recent.
-func verifySignature(secret, timestamp, header string, body []byte, now time.Time) error {
+// verifySignature is the documented receiver recipe (docs/webhooks.md), written out
+// independently: "v2=" + hex(HMAC-SHA256(secret, timestamp + "." + key + "." + body)) must be
+// one of the signature header's comma-separated values, and the timestamp must be recent.
+func verifySignature(secret, timestamp, key, header string, body []byte, now time.Time) error {
 	ts, err := strconv.ParseInt(timestamp, 10, 64)
 	if err != nil {
 		return fmt.Errorf("timestamp %q: %w", timestamp, err)
@@ -89,12 +89,14 @@ func verifySignature(secret, timestamp, header string, body []byte, now time.Tim
 		return fmt.Errorf("timestamp %s is %s away", timestamp, d)
 	}
 	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte(timestamp + "." + string(body)))
-	want := "v1=" + hex.EncodeToString(mac.Sum(nil))
-	if !hmac.Equal([]byte(header), []byte(want)) {
-		return fmt.Errorf("signature %q, want %q", header, want)
+	mac.Write([]byte(timestamp + "." + key + "." + string(body)))
+	want := "v2=" + hex.EncodeToString(mac.Sum(nil))
+	for _, got := range strings.Split(header, ",") {
+		if hmac.Equal([]byte(strings.TrimSpace(got)), []byte(want)) {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("signature %q has no %q", header, want)
 }
 
 func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
@@ -106,7 +108,7 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	rec := received{Path: r.URL.Path, Key: r.Header.Get("Idempotency-Key"), Timestamp: r.Header.Get("X-Loyalty-Timestamp"),
 		Signature: r.Header.Get("X-Loyalty-Signature"), Body: body}
 	rec.Attempt, _ = strconv.Atoi(r.Header.Get("X-Loyalty-Attempt"))
-	if err := verifySignature(testSecret, rec.Timestamp, rec.Signature, body, time.Now()); err != nil {
+	if err := verifySignature(testSecret, rec.Timestamp, rec.Key, rec.Signature, body, time.Now()); err != nil {
 		rc.t.Errorf("webhook %s: signature does not verify: %v", rec.Key, err)
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
