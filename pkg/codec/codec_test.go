@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,7 +43,8 @@ var samples = []event.Event{
 	event.ActionDecided{ActionID: "a-1", CustomerID: "c-1", DecidedAt: at, Kind: event.ActionCare, Outcome: event.OutcomeSent,
 		Reason: "churn HIGH and tier GOLD", TriggerEventID: "d-2", Channel: "webhook:care"},
 	event.DeadLetter{SourceTopic: event.TopicPurchases, SourcePartition: 2, SourceOffset: 41, Key: []byte("c-1"),
-		Value: []byte{0, 0, 0}, ErrorCode: "malformed", ErrorMessage: "bad", Service: "purchases", FailedAt: at},
+		Value: []byte{0, 0, 0}, ErrorCode: "malformed", ErrorMessage: "bad", Service: "purchases", FailedAt: at,
+		ValueTruncated: true, ValueSize: 1_000_000, ValueSHA256: strings.Repeat("ab", 32), KeyTruncated: true},
 	event.CustomerErased{EventID: "x-1", CustomerID: "c-9", ErasedAt: at, RequestedBy: "ticket-42", KeysRemoved: 5},
 }
 
@@ -114,7 +116,7 @@ func TestTheWireFormatIsWhatAnyConfluentConsumerReads(t *testing.T) {
 func TestEmbeddedIDsAreTheManifestIDs(t *testing.T) {
 	c, _ := newCodec(t)
 	want := map[string]int{"Purchase": 1, "Login": 2, "Feedback": 3, "TierChanged": 4, "ChurnRiskChanged": 5,
-		"SegmentChanged": 10, "ActionDecided": 7, "DeadLetter": 8, "CustomerErased": 9}
+		"SegmentChanged": 10, "ActionDecided": 7, "DeadLetter": 11, "CustomerErased": 9}
 	for name, id := range want {
 		if got, _ := c.SchemaID(name); got != id {
 			t.Errorf("%s: id %d, manifest says %d", name, got, id)
@@ -333,6 +335,45 @@ func TestASegmentChangeWrittenWithVersion1DecodesWithEmptyNewFields(t *testing.T
 	want := event.SegmentChanged{EventID: "d", CustomerID: "c", OccurredAt: at, FromSegment: "LOYAL", ToSegment: "AT_RISK",
 		ValueLayer: "ACTIVE", RFM: event.RFM{R: 2, F: 3, M: 3}, CutpointsVersion: "cp-1",
 		Source: event.Source{Topic: "sweeper", Offset: -1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+}
+
+// Dead letters written before version 2 (schema id 8) still decode: they read as not
+// truncated.
+func TestADeadLetterWrittenWithVersion1DecodesAsNotTruncated(t *testing.T) {
+	all, err := schemas.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v1 string
+	for _, s := range all {
+		if s.Name == "DeadLetter" {
+			v1 = s.Versions[0].Text
+		}
+	}
+	old, err := goavro.NewCodec(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := old.BinaryFromNative(nil, map[string]any{"source_topic": event.TopicPurchases, "source_partition": int32(1),
+		"source_offset": int64(9), "key": map[string]any{"bytes": []byte("c-1")}, "value": map[string]any{"bytes": []byte("v")},
+		"error_code": "invalid", "error_message": "bad", "service": "purchases", "failed_at": at.UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, _ := codec.NewEmbeddedRegistry()
+	c, err := codec.New(context.Background(), emb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Decode(context.Background(), append([]byte{0, 0, 0, 0, 8}, body...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := event.DeadLetter{SourceTopic: event.TopicPurchases, SourcePartition: 1, SourceOffset: 9, Key: []byte("c-1"),
+		Value: []byte("v"), ErrorCode: "invalid", ErrorMessage: "bad", Service: "purchases", FailedAt: at}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}

@@ -197,6 +197,8 @@ var converters = map[string]converter{
 				"source_topic": d.SourceTopic, "source_partition": d.SourcePartition, "source_offset": d.SourceOffset,
 				"key": optBytes(d.Key), "value": optBytes(d.Value), "error_code": d.ErrorCode,
 				"error_message": d.ErrorMessage, "service": d.Service, "failed_at": millis(d.FailedAt),
+				"value_truncated": d.ValueTruncated, "value_size": d.ValueSize, "value_sha256": d.ValueSHA256,
+				"key_truncated": d.KeyTruncated,
 			}, nil
 		},
 		fromMap: func(m map[string]any) (event.Event, error) {
@@ -206,6 +208,9 @@ var converters = map[string]converter{
 				SourceOffset: r.long("source_offset"), Key: r.optBytes("key"), Value: r.optBytes("value"),
 				ErrorCode: r.str("error_code"), ErrorMessage: r.str("error_message"), Service: r.str("service"),
 				FailedAt: r.time("failed_at"),
+				// absent in version 1: false, 0, "", false
+				ValueTruncated: r.bool("value_truncated"), ValueSize: r.long("value_size"), ValueSHA256: r.str("value_sha256"),
+				KeyTruncated: r.bool("key_truncated"),
 			}
 			return d, r.err
 		},

@@ -31,12 +31,15 @@ type Common struct {
 	// InputRetention and OutputRetention are the retention of the topics the services create:
 	// the input topics (long enough to replay the tier window), and the derived, action,
 	// dead-letter and erasure topics. stream.RetentionInfinite keeps records forever.
-	InputRetention    time.Duration
-	OutputRetention   time.Duration
-	Redis             redisconn.Config
-	SchemaRegistryURL string
-	RegistryUsername  string
-	RegistryPassword  string
+	InputRetention  time.Duration
+	OutputRetention time.Duration
+	// DeadLetterMaxRecordBytes is the largest record the dead-letter topic accepts (its
+	// max.message.bytes, KAFKA_DLQ_MAX_RECORD_BYTES); envelopes are cut to fit under it.
+	DeadLetterMaxRecordBytes int
+	Redis                    redisconn.Config
+	SchemaRegistryURL        string
+	RegistryUsername         string
+	RegistryPassword         string
 	// Namespace is the Redis key namespace of live state ("live" unless promoted).
 	Namespace string
 	// Deployment names one installation sharing a Redis: the promoted-namespace pointer,
@@ -87,6 +90,7 @@ func Vars(httpDefault string) []Var {
 		{"KAFKA_PARTITIONS", "6", "partitions of the topics created when missing"},
 		{"KAFKA_REPLICATION_FACTOR", "1", "replication factor of the topics created when missing"},
 		{"KAFKA_INPUT_RETENTION", "400d", "retention of input topics created when missing (> the 365-day tier window, for replays): 400d, 9600h or infinite"},
+		{"KAFKA_DLQ_MAX_RECORD_BYTES", strconv.Itoa(stream.DefaultMaxRecordBytes), "largest record the dead-letter topic accepts (its max.message.bytes, at least 16384): dead-letter envelopes are cut to stay 4 KB under it"},
 		{"KAFKA_OUTPUT_RETENTION", "30d", "retention of the other topics created when missing (derived, actions, dead letters, erasures): 30d or infinite"},
 		{"REDIS_ADDR", "127.0.0.1:6379", "one address (standalone), sentinels (with REDIS_MASTER_NAME) or cluster seeds"},
 		{"REDIS_CLUSTER", "false", "treat REDIS_ADDR as Redis Cluster seeds"},
@@ -236,10 +240,11 @@ func Load(env Env, httpDefault string) (Common, error) {
 			SASLMechanism: p.str("KAFKA_SASL_MECHANISM"), Username: p.str("KAFKA_USERNAME"),
 			Password: p.str("KAFKA_PASSWORD"),
 		},
-		Partitions:        p.int("KAFKA_PARTITIONS", 1, 10_000),
-		ReplicationFactor: p.int("KAFKA_REPLICATION_FACTOR", 1, 16),
-		InputRetention:    p.retention("KAFKA_INPUT_RETENTION"),
-		OutputRetention:   p.retention("KAFKA_OUTPUT_RETENTION"),
+		Partitions:               p.int("KAFKA_PARTITIONS", 1, 10_000),
+		ReplicationFactor:        p.int("KAFKA_REPLICATION_FACTOR", 1, 16),
+		InputRetention:           p.retention("KAFKA_INPUT_RETENTION"),
+		OutputRetention:          p.retention("KAFKA_OUTPUT_RETENTION"),
+		DeadLetterMaxRecordBytes: p.int("KAFKA_DLQ_MAX_RECORD_BYTES", 16<<10, 1<<30),
 		Redis: redisconn.Config{
 			Addrs: p.list("REDIS_ADDR"), Cluster: p.bool("REDIS_CLUSTER"),
 			MasterName: p.str("REDIS_MASTER_NAME"), Username: p.str("REDIS_USERNAME"),

@@ -115,3 +115,20 @@ func TestTopicSpecGivesEachRoleItsRetention(t *testing.T) {
 		}
 	}
 }
+
+// The dead-letter writer's record limit defaults to stream.DefaultMaxRecordBytes and refuses
+// limits an envelope cannot fit in.
+func TestDeadLetterRecordLimitDefaultsAndIsValidated(t *testing.T) {
+	c, err := config.Load(env(nil), "")
+	if err != nil || c.DeadLetterMaxRecordBytes != stream.DefaultMaxRecordBytes {
+		t.Fatalf("default %d, %v; want %d", c.DeadLetterMaxRecordBytes, err, stream.DefaultMaxRecordBytes)
+	}
+	if c, err := config.Load(env(map[string]string{"KAFKA_DLQ_MAX_RECORD_BYTES": "2097152"}), ""); err != nil || c.DeadLetterMaxRecordBytes != 2<<20 {
+		t.Errorf("2097152: %d, %v", c.DeadLetterMaxRecordBytes, err)
+	}
+	for _, v := range []string{"1000", "0", "-1", "1MB"} {
+		if _, err := config.Load(env(map[string]string{"KAFKA_DLQ_MAX_RECORD_BYTES": v}), ""); err == nil || !strings.Contains(err.Error(), "KAFKA_DLQ_MAX_RECORD_BYTES") {
+			t.Errorf("%q: got %v, want an error naming the variable", v, err)
+		}
+	}
+}

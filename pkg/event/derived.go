@@ -151,6 +151,15 @@ type DeadLetter struct {
 	ErrorMessage    string    `json:"error_message"`
 	Service         string    `json:"service"`
 	FailedAt        time.Time `json:"failed_at"`
+	// ValueTruncated says Value holds only the first bytes of the original value (the
+	// envelope had to fit the dead-letter topic's record size limit); ValueSize and
+	// ValueSHA256 (lowercase hex) then describe the original, so an operator can find it on
+	// its source topic. Envelopes of schema version 1 read as not truncated.
+	ValueTruncated bool   `json:"value_truncated"`
+	ValueSize      int64  `json:"value_size"`
+	ValueSHA256    string `json:"value_sha256"`
+	// KeyTruncated says Key holds only the first bytes of the original key.
+	KeyTruncated bool `json:"key_truncated"`
 }
 
 // Schema implements Event.

@@ -339,7 +339,7 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 		Decoder: rt.Codec,
 		Logical: rt.Logical,
 		DeadLetters: &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: cfg.Service,
-			Topic: rt.Topic(event.TopicDeadLetter)},
+			Topic: rt.Topic(event.TopicDeadLetter), MaxRecordBytes: rt.Config.DeadLetterMaxRecordBytes},
 		Metrics:   stream.NewMetrics(reg),
 		Cutpoints: rt.cutpointWatch(scorer),
 		Log:       rt.Log,
