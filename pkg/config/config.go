@@ -36,10 +36,13 @@ type Common struct {
 	// DeadLetterMaxRecordBytes is the largest record the dead-letter topic accepts (its
 	// max.message.bytes, KAFKA_DLQ_MAX_RECORD_BYTES); envelopes are cut to fit under it.
 	DeadLetterMaxRecordBytes int
-	Redis                    redisconn.Config
-	SchemaRegistryURL        string
-	RegistryUsername         string
-	RegistryPassword         string
+	// OutboxMax bounds the derived events waiting in a namespace's outboxes
+	// (OUTBOX_MAX_ENTRIES): at the bound, consumers and the sweeper pause for the relay.
+	OutboxMax         int
+	Redis             redisconn.Config
+	SchemaRegistryURL string
+	RegistryUsername  string
+	RegistryPassword  string
 	// Namespace is the Redis key namespace of live state ("live" unless promoted).
 	Namespace string
 	// Deployment names one installation sharing a Redis: the promoted-namespace pointer,
@@ -112,6 +115,7 @@ func Vars(httpDefault string) []Var {
 		{"OPS_BEARER_TOKEN_FILE", "", "file holding the ops bearer token (a mounted secret), instead of OPS_BEARER_TOKEN"},
 		{"BATCH_SIZE", "1000", "micro-batch size (1..100000)"},
 		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
+		{"OUTBOX_MAX_ENTRIES", "500000", "derived events that may wait in a namespace's outboxes before consumers and the sweeper pause for the relay (1000..100000000)"},
 		{"ALIGNMENT_LEAD", "72h", "how far in event time a consumer may run ahead of the other input topics before it pauses (at most 552h; 0 turns alignment off)"},
 		{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	}
@@ -260,6 +264,7 @@ func Load(env Env, httpDefault string) (Common, error) {
 		PolicyFile:        p.str("POLICY_FILE"),
 		HTTPAddr:          p.str("HTTP_ADDR"),
 		BatchSize:         p.int("BATCH_SIZE", 1, 100_000),
+		OutboxMax:         p.int("OUTBOX_MAX_ENTRIES", 1000, 100_000_000),
 		Linger:            p.duration("BATCH_LINGER"),
 		AlignmentLead:     p.duration("ALIGNMENT_LEAD"),
 	}

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -35,10 +36,16 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) runtime(ctx context.Context, ns string, replay bool) *wiring.Runtime {
 	e.t.Helper()
-	cfg, err := config.Load(func(k string) string {
-		return map[string]string{"KAFKA_BROKERS": e.brokers[0], "REDIS_ADDR": e.redis, "LOYALTY_NAMESPACE": ns,
-			"HTTP_ADDR": "off", "KAFKA_PARTITIONS": "3", "LOYALTY_SHARDS": "8", "BATCH_LINGER": "10ms"}[k]
-	}, "")
+	return e.runtimeWith(ctx, ns, replay, nil)
+}
+
+// runtimeWith is runtime with more (or other) environment variables.
+func (e *env) runtimeWith(ctx context.Context, ns string, replay bool, extra map[string]string) *wiring.Runtime {
+	e.t.Helper()
+	vars := map[string]string{"KAFKA_BROKERS": e.brokers[0], "REDIS_ADDR": e.redis, "LOYALTY_NAMESPACE": ns,
+		"HTTP_ADDR": "off", "KAFKA_PARTITIONS": "3", "LOYALTY_SHARDS": "8", "BATCH_LINGER": "10ms"}
+	maps.Copy(vars, extra)
+	cfg, err := config.Load(func(k string) string { return vars[k] }, "")
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -28,6 +28,9 @@ type Processor struct {
 	// each has reported, the watermark is unknown and no day is closed (nil: none).
 	Required   func(ctx context.Context) ([]string, error)
 	Suppressor Suppressor // nil: nobody is suppressed
+	// Outbox, when not nil, pauses the processor (the batch fails, uncommitted, and is
+	// retried) while the namespace's outboxes are at their bound.
+	Outbox *OutboxBound
 	// Now is the wall clock of caught-up heartbeats; nil means time.Now.
 	Now func() time.Time
 }
@@ -81,7 +84,12 @@ func (p *Processor) HandleRecords(ctx context.Context, b *stream.Batch, records 
 				wm = at
 			}
 		}
-		if _, err := p.Store.Apply(ctx, ids, p.Scorer.ApplyCompute(byCustomer, wm)); err != nil {
+		if err := p.Outbox.Check(ctx); err != nil {
+			return err
+		}
+		res, err := p.Store.Apply(ctx, ids, p.Scorer.ApplyCompute(byCustomer, wm))
+		p.Outbox.Added(res.Outbox)
+		if err != nil {
 			return fmt.Errorf("applying batch: %w", err)
 		}
 	}

@@ -31,6 +31,9 @@ type SweeperConfig struct {
 	// Required lists the watermark fields (watermark.Field) that must have reported before
 	// the clock is trusted: every input partition holding records. Nil requires none.
 	Required func(ctx context.Context) ([]string, error)
+	// Outbox, when not nil, holds a pass back while the namespace's outboxes are at their
+	// bound (the pass fails and is retried).
+	Outbox *OutboxBound
 }
 
 func (c SweeperConfig) withDefaults() SweeperConfig {
@@ -119,6 +122,9 @@ func (s *Sweeper) Pass(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	s.lag.Set(max(s.cfg.Now().Sub(clock), 0).Seconds())
+	if err := s.cfg.Outbox.Check(ctx); err != nil {
+		return 0, err
+	}
 	// Days after the next cut-point boundary wait for its cut points: customers due beyond it
 	// are left for later rather than picked up again and again.
 	clock = scoring.CloseBound(clock, s.scorer.Policy())
@@ -147,7 +153,9 @@ func (s *Sweeper) Pass(ctx context.Context) (int, error) {
 				errs[i] = err
 				return
 			}
-			if _, err := s.store.Apply(ctx, ids, s.scorer.EvaluateCompute(clock)); err != nil {
+			res, err := s.store.Apply(ctx, ids, s.scorer.EvaluateCompute(clock))
+			s.cfg.Outbox.Added(res.Outbox)
+			if err != nil {
 				errs[i] = fmt.Errorf("evaluating shard %d: %w", shard, err)
 				return
 			}

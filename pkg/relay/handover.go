@@ -2,11 +2,11 @@ package relay
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 )
 
 // Drain publishes what the relay's namespace holds in its outboxes and returns once every
@@ -52,16 +52,12 @@ func (r *Relay) Drain(ctx context.Context, idle time.Duration) error {
 
 // empty reports whether every outbox shard of the namespace is empty.
 func (r *Relay) empty(ctx context.Context) (bool, error) {
-	pipe := r.rdb.Pipeline()
-	lens := make([]*redis.IntCmd, r.keys.Shards())
-	for s := range lens {
-		lens[s] = pipe.XLen(ctx, r.keys.Outbox(s))
+	depths, err := state.OutboxDepths(ctx, r.rdb, r.keys)
+	if err != nil {
+		return false, err
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return false, fmt.Errorf("outbox lengths: %w", err)
-	}
-	for _, l := range lens {
-		if l.Val() > 0 {
+	for _, d := range depths {
+		if d > 0 {
 			return false, nil
 		}
 	}

@@ -333,7 +333,7 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	return pipeline.Consumer{
 		Kafka: kafkaCfg,
 		Processor: &pipeline.Processor{Scorer: scorer, Store: store, Watermarks: wm, Required: required,
-			Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment), Now: rt.now},
+			Suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment), Now: rt.now, Outbox: rt.outboxBound(reg)},
 		Heartbeat: &pipeline.Heartbeat{Admin: rt.Admin, Watermarks: wm, Group: group, Topics: topics,
 			Every: time.Second, Now: rt.now, Log: rt.Log},
 		Decoder: rt.Codec,
@@ -480,6 +480,13 @@ func (rt *Runtime) nonEmptyInputPartitions() func(ctx context.Context) ([]string
 	}
 }
 
+// outboxBound is the bound of the namespace's outboxes for one writing service, its depth
+// gauge registered on reg.
+func (rt *Runtime) outboxBound(reg prometheus.Registerer) *pipeline.OutboxBound {
+	return &pipeline.OutboxBound{Redis: rt.Redis, Keys: rt.Keys, Max: int64(rt.Config.OutboxMax),
+		Depth: pipeline.NewOutboxDepthGauge(reg)}
+}
+
 // RunSweeperWith is RunSweeper with the list of partitions the clock waits for (nil: none).
 func RunSweeperWith(ctx context.Context, rt *Runtime, required func(context.Context) ([]string, error)) error {
 	reg := rt.Registerer("sweeper")
@@ -487,7 +494,8 @@ func RunSweeperWith(ctx context.Context, rt *Runtime, required func(context.Cont
 	if err != nil {
 		return err
 	}
-	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required, Now: rt.now}, rt.Redis, store, scorer, wm, reg, rt.Log)
+	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required, Now: rt.now, Outbox: rt.outboxBound(reg)},
+		rt.Redis, store, scorer, wm, reg, rt.Log)
 	if err != nil {
 		return err
 	}
