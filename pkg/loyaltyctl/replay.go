@@ -49,7 +49,7 @@ func replayCommand(out *cmdline.Output) *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.from, "from", "", "start of the event range (RFC 3339 or YYYY-MM-DD); records from this Kafka timestamp on")
+	fs.StringVar(&o.from, "from", "", "start of the event range (RFC 3339 or YYYY-MM-DD); records from this Kafka timestamp on (fails, naming the partition and its earliest retained time, when records from it were deleted)")
 	fs.StringVar(&o.to, "to", "", "end of the range (exclusive); default: everything up to now")
 	fs.StringVar(&o.ns, "namespace", "", "fresh Redis namespace to build (letters, digits, - and _)")
 	fs.StringVar(&o.policy, "policy", "", "policy YAML to replay with (default: live's)")

@@ -236,6 +236,9 @@ func prepare(ctx context.Context, liveRT Namespace, rt *Target, cfg Config) (Met
 	} else if found {
 		return Metadata{}, false, fmt.Errorf("namespace %s already holds customer state and is not a replay; choose a fresh namespace", cfg.Namespace)
 	}
+	if err := checkRetained(ctx, rt, cfg.From); err != nil {
+		return Metadata{}, false, err
+	}
 	if policyYAML != nil {
 		p, err := scoring.ParsePolicy(policyYAML)
 		if err != nil {
@@ -269,6 +272,30 @@ func prepare(ctx context.Context, liveRT Namespace, rt *Target, cfg Config) (Met
 		}
 	}
 	return meta, false, saveMetadata(ctx, rt.Namespace, meta)
+}
+
+// checkRetained fails when an input partition no longer holds every record from from on
+// (stream.Admin.CheckRetained: records deleted from its start, the earliest left later than
+// from), naming each such partition, its earliest retained time and the topic's retention:
+// the replay would silently rebuild state from part of the history. A topic that started
+// after from, and so never had older records, passes.
+func checkRetained(ctx context.Context, rt *Target, from time.Time) error {
+	var missing []error
+	for _, logical := range event.InputTopics() {
+		err := rt.Admin.CheckRetained(ctx, rt.Topics.Physical(logical), from)
+		var nr *stream.NotRetainedError
+		switch {
+		case errors.As(err, &nr):
+			missing = append(missing, err)
+		case err != nil:
+			return fmt.Errorf("checking that the input topics still hold --from %s: %w", from.UTC().Format(time.RFC3339), err)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("--from %s is no longer on the input topics, so the replay would miss history; replay --from the latest of the earliest retained times below, or later:\n%w",
+			from.UTC().Format(time.RFC3339), errors.Join(missing...))
+	}
+	return nil
 }
 
 func ensureShadowTopics(ctx context.Context, rt Target, cfg Config) error {
