@@ -320,17 +320,22 @@ func validateTopicSuffix(s string) error {
 
 // TopicSpec returns how the services create the pipeline topic name (its physical name) of
 // role when it is missing: the configured partitions and replication factor, InputRetention
-// for input topics and OutputRetention for every other role. Input topics refuse records a
+// for input topics, forever (compacted) for the erasures topic, and OutputRetention for every
+// other role. Input topics refuse records a
 // producer stamps more than stream.DefaultMaxTimestampAhead ahead of the broker's clock:
 // validation's future-skew check takes a record's timestamp as "now", and a producer's clock
 // must not be able to move it.
 func (c Common) TopicSpec(name string, role event.Role) stream.TopicSpec {
-	retention, maxAhead := c.OutputRetention, time.Duration(0)
-	if role == event.RoleInput {
-		retention, maxAhead = c.InputRetention, stream.DefaultMaxTimestampAhead
+	spec := stream.TopicSpec{Name: name, Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor, Retention: c.OutputRetention}
+	switch role {
+	case event.RoleInput:
+		spec.Retention, spec.MaxTimestampAhead = c.InputRetention, stream.DefaultMaxTimestampAhead
+	case event.RoleErasure:
+		// The erasures topic is the durable copy of the suppression list (the Redis set is
+		// restored from it): kept forever, compacted to the latest record per customer id.
+		spec.Retention, spec.Config = stream.RetentionInfinite, map[string]string{"cleanup.policy": "compact"}
 	}
-	return stream.TopicSpec{Name: name, Partitions: c.Partitions, ReplicationFactor: c.ReplicationFactor, Retention: retention,
-		MaxTimestampAhead: maxAhead}
+	return spec
 }
 
 // Logger builds the JSON production logger at the configured level.

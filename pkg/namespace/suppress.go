@@ -30,6 +30,22 @@ func Suppress(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deploym
 	return nil
 }
 
+// SuppressAll adds customer ids to the deployment's suppression list (restoring it from the
+// erasures topic), in chunks of 1,000.
+func SuppressAll(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, ids []string) error {
+	for i := 0; i < len(ids); i += 1000 {
+		chunk := ids[i:min(i+1000, len(ids))]
+		members := make([]any, len(chunk))
+		for j, id := range chunk {
+			members[j] = id
+		}
+		if err := rdb.SAdd(ctx, d.Erased(), members...).Err(); err != nil {
+			return fmt.Errorf("restoring the erasure list: %w", err)
+		}
+	}
+	return nil
+}
+
 // Suppressed returns which of ids are on the list, in one round trip.
 func (s *RedisSuppressor) Suppressed(ctx context.Context, ids []string) (map[string]bool, error) {
 	members := make([]any, len(ids))

@@ -24,6 +24,10 @@ func Replay(ctx context.Context, base config.Common, cfg replay.Config, log *zap
 	if err := cfg.CheckNotLive(liveRT.Keys.Namespace()); err != nil {
 		return replay.Summary{}, err
 	}
+	// History must not bring an erased customer back, even into a Redis that lost the list.
+	if _, err := liveRT.RestoreSuppression(ctx); err != nil {
+		return replay.Summary{}, err
+	}
 	rcfg := base
 	rcfg.Namespace = cfg.Namespace
 	rt, err := NewRuntime(ctx, rcfg, log, Options{Replay: true, Admin: liveRT.Admin})

@@ -322,6 +322,11 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	for _, t := range topics {
 		rt.warnProducerTime(ctx, t)
 	}
+	if n, err := rt.RestoreSuppression(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		rt.Log.Info("suppression list restored from the erasures topic", zap.Int("erasures", n))
+	}
 	required := rt.nonEmptyInputPartitions()
 	kafkaCfg := stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group, Topics: topics,
 		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
