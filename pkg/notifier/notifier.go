@@ -34,6 +34,9 @@ type Deps struct {
 	Deployment keyspace.Deployment
 	Codec      *codec.Codec
 	Producer   *stream.Producer
+	// DeadLetterMaxRecordBytes is the dead-letter topic's record limit (0: the writer's
+	// default); undeliverable actions' envelopes are cut to fit.
+	DeadLetterMaxRecordBytes int
 	// Admin places the deployment's consumer group once, where a notifier of an earlier
 	// version stopped (Adopt).
 	Admin  GroupAdmin
@@ -75,7 +78,8 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 			channels[kind] = &webhook{url: v, signer: newSigner(cfg), client: cfg.HTTPClient, timeout: cfg.Delivery.Timeout, now: cfg.Now}
 		}
 	}
-	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: Service, Topic: rt.Topic(event.TopicDeadLetter)}
+	dlq := &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: Service, Topic: rt.Topic(event.TopicDeadLetter),
+		MaxRecordBytes: rt.DeadLetterMaxRecordBytes}
 	dlv := newDeliverer(rt.Redis, k, cfg.Delivery, channels, rt.Codec, dlq, metrics, rt.Log, cfg.Now)
 	n := &handler{
 		rt: rt, rules: cfg.Rules, policy: rt.Policy, store: store, metrics: metrics, deliverer: dlv,

@@ -74,6 +74,12 @@ type Producer struct {
 	w *kafka.Writer
 }
 
+// MaxBatchBytes bounds the records the producer sends to one partition in one request: under
+// the broker's default message.max.bytes (1,048,588), which a larger batch would exceed, and
+// the broker would refuse it whole (MESSAGE_TOO_LARGE) on every retry: a relay batch of large
+// derived events would stall its outbox shard.
+const MaxBatchBytes = 1_000_000
+
 // NewProducer validates cfg (after WithDefaults) and returns a producer. Partitioning is
 // murmur2 on the key, the hash the Java client uses, so records produced by any Kafka client
 // with the same key land on the same partition as ours.
@@ -92,7 +98,7 @@ func NewProducer(cfg ProducerConfig, log *zap.Logger) (*Producer, error) {
 		RequiredAcks:           kafka.RequireAll,
 		BatchTimeout:           cfg.BatchTimeout,
 		BatchSize:              cfg.BatchSize,
-		BatchBytes:             16 << 20,
+		BatchBytes:             MaxBatchBytes,
 		WriteTimeout:           cfg.WriteTimeout,
 		MaxAttempts:            cfg.MaxAttempts,
 		WriteBackoffMin:        50 * time.Millisecond,

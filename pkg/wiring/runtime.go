@@ -593,6 +593,7 @@ func Main(b Binary) int {
 func RunNotifier(ctx context.Context, rt *Runtime, cfg notifier.Config) error {
 	return notifier.Run(ctx, notifier.Deps{
 		Redis: rt.Redis, Keys: rt.Keys, Deployment: rt.Deployment, Codec: rt.Codec, Producer: rt.Producer, Admin: rt.Admin, Policy: rt.Policy,
+		DeadLetterMaxRecordBytes: rt.Config.DeadLetterMaxRecordBytes,
 		Kafka: stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, Security: rt.Config.KafkaSecurity,
 			BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger},
 		Topic: rt.Topic, Logical: rt.Logical, Registerer: rt.Registerer(notifier.Service), Log: rt.Log,
