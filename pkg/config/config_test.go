@@ -109,10 +109,14 @@ func TestTopicSpecGivesEachRoleItsRetention(t *testing.T) {
 		in.MaxTimestampAhead != stream.DefaultMaxTimestampAhead {
 		t.Errorf("input: %+v, want the input retention and producers' clocks bounded", in)
 	}
-	for _, role := range []event.Role{event.RoleDerived, event.RoleAction, event.RoleDeadLetter, event.RoleErasure} {
+	for _, role := range []event.Role{event.RoleDerived, event.RoleAction, event.RoleDeadLetter} {
 		if s := c.TopicSpec("out", role); s.Retention != time.Hour || s.MaxTimestampAhead != 0 {
 			t.Errorf("role %d: %+v, want the output retention and the broker's timestamp default", role, s)
 		}
+	}
+	// The erasures topic is the durable suppression list: kept forever, compacted.
+	if s := c.TopicSpec("erasures", event.RoleErasure); s.Retention != stream.RetentionInfinite || s.Config["cleanup.policy"] != "compact" {
+		t.Errorf("erasures: %+v, want infinite retention and compaction", s)
 	}
 }
 

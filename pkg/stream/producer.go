@@ -21,7 +21,10 @@ type ProducerConfig struct {
 	WriteTimeout time.Duration
 	// MaxAttempts bounds kafka-go's own retries of a failed write.
 	MaxAttempts int
-	Security    Security
+	// BatchBytes bounds the records sent to one partition in one request, and so the
+	// largest record (0: DefaultBatchBytes).
+	BatchBytes int
+	Security   Security
 }
 
 // WithDefaults fills unset fields.
@@ -37,6 +40,9 @@ func (c ProducerConfig) WithDefaults() ProducerConfig {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 5
+	}
+	if c.BatchBytes == 0 {
+		c.BatchBytes = DefaultBatchBytes
 	}
 	return c
 }
@@ -55,6 +61,8 @@ func (c ProducerConfig) Validate() error {
 		return errors.New("WriteTimeout: must be positive")
 	case c.MaxAttempts < 1:
 		return errors.New("MaxAttempts: must be positive")
+	case c.BatchBytes < 1:
+		return errors.New("BatchBytes: must be positive")
 	}
 	return c.Security.Validate()
 }
@@ -74,11 +82,12 @@ type Producer struct {
 	w *kafka.Writer
 }
 
-// MaxBatchBytes bounds the records the producer sends to one partition in one request: under
-// the broker's default message.max.bytes (1,048,588), which a larger batch would exceed, and
-// the broker would refuse it whole (MESSAGE_TOO_LARGE) on every retry: a relay batch of large
-// derived events would stall its outbox shard.
-const MaxBatchBytes = 1_000_000
+// DefaultBatchBytes bounds the records the producer sends to one partition in one request:
+// 1 KiB under the broker's default message.max.bytes (1,048,588), which a larger batch would
+// exceed, and the broker would refuse it whole (MESSAGE_TOO_LARGE) on every retry: a relay
+// batch of large derived events would stall its outbox shard. It is also the largest record
+// the producer sends.
+const DefaultBatchBytes = 1<<20 - 1<<10
 
 // NewProducer validates cfg (after WithDefaults) and returns a producer. Partitioning is
 // murmur2 on the key, the hash the Java client uses, so records produced by any Kafka client
@@ -98,7 +107,7 @@ func NewProducer(cfg ProducerConfig, log *zap.Logger) (*Producer, error) {
 		RequiredAcks:           kafka.RequireAll,
 		BatchTimeout:           cfg.BatchTimeout,
 		BatchSize:              cfg.BatchSize,
-		BatchBytes:             MaxBatchBytes,
+		BatchBytes:             int64(cfg.BatchBytes),
 		WriteTimeout:           cfg.WriteTimeout,
 		MaxAttempts:            cfg.MaxAttempts,
 		WriteBackoffMin:        50 * time.Millisecond,

@@ -182,7 +182,11 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		_, err := rt.Admin.PartitionCount(ctx, rt.Topic(event.TopicPurchases))
 		return err
 	})
-	if rt.Producer, err = stream.NewProducer(stream.ProducerConfig{Brokers: cfg.KafkaBrokers, Security: cfg.KafkaSecurity}, log); err != nil {
+	// A dead-letter topic allowed larger records than the broker's default must be able to
+	// take them; the other topics then need a matching message.max.bytes (README).
+	batchBytes := max(stream.DefaultBatchBytes, cfg.DeadLetterMaxRecordBytes+1<<10)
+	if rt.Producer, err = stream.NewProducer(stream.ProducerConfig{Brokers: cfg.KafkaBrokers, Security: cfg.KafkaSecurity,
+		BatchBytes: batchBytes}, log); err != nil {
 		rt.Close()
 		return nil, err
 	}
