@@ -7,8 +7,10 @@ package redisconn
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -29,7 +31,10 @@ type Config struct {
 	Password   string
 	DB         int
 	TLS        bool
-	PoolSize   int
+	// CAFile is a PEM bundle of the CAs that sign the servers' certificates (REDIS_CA_FILE);
+	// empty trusts the system pool. Only with TLS.
+	CAFile   string
+	PoolSize int
 	// DialTimeout, ReadTimeout and WriteTimeout bound each network step.
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
@@ -55,17 +60,45 @@ func (c Config) Validate() error {
 	if c.PoolSize < 0 {
 		return errors.New("PoolSize: must not be negative")
 	}
+	if c.CAFile != "" && !c.TLS {
+		return errors.New("CAFile: set but TLS is off")
+	}
 	return nil
+}
+
+// tlsConfig is nil without TLS, and trusts CAFile's certificates when it is set.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", c.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
 }
 
 // Client is a connection to standalone Redis, Sentinel or Cluster. Packages that hand a
 // client on without issuing commands themselves name it by this type.
 type Client = redis.UniversalClient
 
-// New returns a client for cfg after validating it. It does not connect; call Ping to check.
+// New returns a client for cfg after validating it and reading its CA file. It does not
+// connect; call Ping to check.
 func New(cfg Config) (redis.UniversalClient, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("redis config: %w", err)
+	}
+	tlsCfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, fmt.Errorf("redis config: CAFile: %w", err)
 	}
 	opts := &redis.UniversalOptions{
 		Addrs:        cfg.Addrs,
@@ -78,9 +111,7 @@ func New(cfg Config) (redis.UniversalClient, error) {
 		ReadTimeout:  orDefault(cfg.ReadTimeout, 5*time.Second),
 		WriteTimeout: orDefault(cfg.WriteTimeout, 5*time.Second),
 		MaxRetries:   3,
-	}
-	if cfg.TLS {
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		TLSConfig:    tlsCfg,
 	}
 	if cfg.Cluster && cfg.MasterName == "" {
 		return redis.NewClusterClient(opts.Cluster()), nil

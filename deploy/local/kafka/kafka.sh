@@ -23,6 +23,10 @@
 #   KAFKA_HEAP_OPTS       default "-Xms256m -Xmx1g"
 #   KAFKA_START_TIMEOUT   seconds to wait for readiness, default 120
 #   KAFKA_STOP_TIMEOUT    seconds to wait for a controlled shutdown, default 30
+#   KAFKA_EXTRA_CONFIG    a properties file appended to server.properties (later keys win), e.g.
+#                         an extra SASL_SSL listener with its keystore and JAAS settings; default none
+#   KAFKA_FORMAT_ARGS     extra arguments of the first start's storage format, split on spaces, e.g.
+#                         --add-scram SCRAM-SHA-512=[name=loyalty,password=secret]; default none
 #   MAVEN_REPO_LOCAL      passed to mvn as -Dmaven.repo.local (a CI cache)
 #   JAVA_HOME             java to use; default: java on PATH
 set -euo pipefail
@@ -175,6 +179,10 @@ num.recovery.threads.per.data.dir=1
 log.retention.hours=24
 log.segment.bytes=67108864
 EOF
+  if [ -n "${KAFKA_EXTRA_CONFIG:-}" ]; then
+    [ -r "$KAFKA_EXTRA_CONFIG" ] || die "KAFKA_EXTRA_CONFIG=$KAFKA_EXTRA_CONFIG is not a readable file"
+    { echo; echo "# appended from KAFKA_EXTRA_CONFIG=$KAFKA_EXTRA_CONFIG"; cat "$KAFKA_EXTRA_CONFIG"; } >> "$CONFIG"
+  fi
 
   # log4j2 .properties: parsed by log4j-core alone (no YAML jar needed)
   cat > "$KAFKA_RUN_DIR/log4j2.properties" <<EOF
@@ -228,8 +236,9 @@ format_storage() {
   echo "$cid" > "$KAFKA_RUN_DIR/cluster.id"
   # kafka.tools.StorageTool = bin/kafka-storage.sh. --standalone: this node is the single
   # initial voter of the dynamic (KIP-853) controller quorum.
+  # shellcheck disable=SC2086 # KAFKA_FORMAT_ARGS is a list of arguments by design
   jvm_cmd "-Xmx256m -XX:TieredStopAtLevel=1" kafka.tools.StorageTool format --standalone \
-    -t "$cid" -c "$CONFIG"
+    -t "$cid" -c "$CONFIG" ${KAFKA_FORMAT_ARGS:-}
   "${JCMD[@]}" > "$KAFKA_RUN_DIR/format.out" 2>&1 || { cat "$KAFKA_RUN_DIR/format.out" >&2; die "storage format failed"; }
 }
 
@@ -369,5 +378,5 @@ case "${1:-}" in
   bootstrap) cmd_bootstrap ;;
   logs) shift; cmd_logs "$@" ;;
   clean) cmd_clean ;;
-  *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -1,0 +1,146 @@
+package embedded
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TLSRedisOptions configures StartTLSRedisServer.
+type TLSRedisOptions struct {
+	// CertFile and KeyFile are the server's certificate and private key (PEM); the certificate
+	// must name 127.0.0.1.
+	CertFile, KeyFile string
+	// CAFile is the CA bundle (PEM) redis-server loads and the readiness check trusts.
+	CAFile string
+	// Users are ACL rules, one user each ("loyalty on >secret ~* &* +@all"); the default user
+	// is switched off, so every client has to authenticate as one of them.
+	Users []string
+}
+
+// ErrNoTLSRedis is returned by StartTLSRedisServer when redis-server exits at start
+// complaining about TLS: built without it, or refusing the certificates.
+var ErrNoTLSRedis = errors.New("redis-server could not serve TLS; if it was built without TLS support, install one built with it " +
+	"(Debian/Ubuntu's redis-server 6+ is: apt-get install -y redis-server; from source: make BUILD_TLS=yes)")
+
+// StartTLSRedisServer starts redis-server as a child process that serves TLS only (no
+// plaintext port) on a free loopback port, with the ACL users of opts and its files under dir,
+// and waits until it answers over TLS. Clients need not present a certificate.
+func StartTLSRedisServer(ctx context.Context, dir string, opts TLSRedisOptions) (*Redis, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, ErrNoRedisServer
+	}
+	caPEM, err := os.ReadFile(opts.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", opts.CAFile)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating redis dir: %w", err)
+	}
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		r, err := startTLSRedisOn(ctx, bin, dir, port, opts, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		if err == nil || ctx.Err() != nil || errors.Is(err, ErrNoTLSRedis) {
+			return r, err
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func startTLSRedisOn(ctx context.Context, bin, dir string, port int, opts TLSRedisOptions, clientTLS *tls.Config) (*Redis, error) {
+	logFile := filepath.Join(dir, "redis.log")
+	args := []string{"--bind", "127.0.0.1", "--port", "0", "--tls-port", strconv.Itoa(port),
+		"--tls-cert-file", opts.CertFile, "--tls-key-file", opts.KeyFile, "--tls-ca-cert-file", opts.CAFile,
+		"--tls-auth-clients", "no", "--dir", dir, "--save", "", "--appendonly", "no", "--logfile", logFile,
+		"--protected-mode", "yes", "--user", "default", "off"}
+	for _, u := range opts.Users {
+		args = append(args, "--user")
+		args = append(args, strings.Fields(u)...)
+	}
+	cmd := exec.Command(bin, args...)
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting redis-server: %w", err)
+	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	stop := func() error {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		return nil
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if tlsPing(addr, clientTLS) == nil {
+			return &Redis{Addr: addr, Kind: "redis-server", stop: stop}, nil
+		}
+		select {
+		case <-done:
+			logTail, _ := os.ReadFile(logFile)
+			tail := lastLines(string(logTail), 5)
+			if strings.Contains(tail, "TLS") && !strings.Contains(tail, "Address already in use") {
+				return nil, fmt.Errorf("redis-server exited at start (%w): %s: %w", waitErr, tail, ErrNoTLSRedis)
+			}
+			return nil, fmt.Errorf("redis-server exited at start (%w): %s", waitErr, tail)
+		case <-ctx.Done():
+			_ = stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = stop()
+			logTail, _ := os.ReadFile(logFile)
+			return nil, fmt.Errorf("redis-server on %s did not answer over TLS within 10s: %s", addr, lastLines(string(logTail), 5))
+		}
+	}
+}
+
+// tlsPing completes a TLS handshake with addr and checks that it answers PING with a RESP
+// reply: PONG, or NOAUTH since the default user is off.
+func tlsPing(addr string, cfg *tls.Config) error {
+	d := &net.Dialer{Timeout: 200 * time.Millisecond}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") && !strings.HasPrefix(line, "-NOAUTH") {
+		return fmt.Errorf("unexpected PING reply %q", line)
+	}
+	return nil
+}
