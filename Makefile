@@ -6,6 +6,8 @@
 #                     an in-process Kafka (kfake) and a redis-server child themselves.
 #   make test-kfake   the same tests forced onto the in-process broker (KAFKA_BROKERS empty),
 #                     but the TestAcceptance* runs, which are for real Kafka (make test)
+#   make chaos        the chaos suite (TestChaos): its own broker and Redis, kills, restarts, outages,
+#                     promote, erase, poison; CI size, or full size with CHAOS_FULL=1
 #   make infra-up     real Kafka 4.x + Redis on 127.0.0.1 (deploy/local/infra.sh); prints the env
 #   make lint | bench | fuzz | build
 #
@@ -38,13 +40,13 @@ GOLANGCI_LINT := $(BIN)/golangci-lint
 INFRA := deploy/local/infra.sh
 GO_FILES = find . -name '*.go' -not -path './.git/*' -not -path './bin/*' -not -path '*/testdata/*' -not -path './deploy/local/.run/*'
 
-.PHONY: all test test-kfake redis-server lint lint-tools tidy-check fmt bench fuzz build \
+.PHONY: all test test-kfake chaos redis-server lint lint-tools tidy-check fmt bench fuzz build \
         infra-up infra-down infra-status run help
 
 all: lint test
 
 help:
-	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
 
 ## ---- build & test ----------------------------------------------------------------------
 
@@ -62,7 +64,7 @@ redis-server:
 # where the race detector's 5-10x slowdown would only measure the machine.
 test: redis-server
 	@echo "go test -race -short: KAFKA_BROKERS=$${KAFKA_BROKERS:-<in-process kfake>} REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
-	$(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+	$(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) -skip '^TestChaos' $(TEST_FLAGS) $(PKGS)
 	@echo "go test -run '^TestAcceptance' (full size): KAFKA_BROKERS=$${KAFKA_BROKERS:-<in-process kfake>}"
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestAcceptance' $(TEST_FLAGS) $(PKGS)
 
@@ -71,7 +73,16 @@ test: redis-server
 # run, short and full size, in make test.
 test-kfake: redis-server
 	@echo "go test -race -short: KAFKA_BROKERS=<in-process kfake> REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
-	KAFKA_BROKERS= $(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) -skip '^TestAcceptance' $(TEST_FLAGS) $(PKGS)
+	KAFKA_BROKERS= $(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) -skip '^(TestAcceptance|TestChaos)' $(TEST_FLAGS) $(PKGS)
+
+# The chaos suite (pkg/e2e TestChaos, excluded from test and test-kfake): it starts its own
+# Kafka broker (deploy/local/kafka/kafka.sh, own run dir) and redis-server with AOF, because it
+# kills and restarts them; KAFKA_BROKERS/REDIS_ADDR are not used. CI size by default (about
+# three minutes); CHAOS_FULL=1 runs the full size (>= 200k events, 20 kills, 2-minute outages).
+CHAOS_FULL    ?=
+CHAOS_TIMEOUT ?= $(if $(filter 1,$(CHAOS_FULL)),90m,15m)
+chaos:
+	$(GO) test -count=1 -timeout $(CHAOS_TIMEOUT) -run '^TestChaos$$' -v $(TEST_FLAGS) ./pkg/e2e $(if $(filter 1,$(CHAOS_FULL)),-args -chaos.full)
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) $(PKGS)
