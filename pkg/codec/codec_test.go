@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -376,5 +377,25 @@ func TestADeadLetterWrittenWithVersion1DecodesAsNotTruncated(t *testing.T) {
 		Value: []byte("v"), ErrorCode: "invalid", ErrorMessage: "bad", Service: "purchases", FailedAt: at}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
+	}
+}
+
+// TestAPoisonRecordDeclaringMillionsOfArrayItemsIsRefusedWithoutAllocatingThem: 50 bytes that
+// declare 41,901,757 reasons made goavro allocate 639 MB before it noticed the buffer was short
+// (found by FuzzDecode); enough such records OOM-kill a consumer, which the redelivered record
+// then does again. The codec bounds array blocks, so the record is refused as malformed, for
+// the dead-letter topic, at no cost.
+func TestAPoisonRecordDeclaringMillionsOfArrayItemsIsRefusedWithoutAllocatingThem(t *testing.T) {
+	c, _ := newCodec(t)
+	poison := []byte("\x00\x00\x00\x00\x05\x06000\x060000\x00\x040000000000000000\xfa\xfa\xfa'\xfa\xfa\xfa\xfa")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := c.Decode(context.Background(), poison)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, codec.ErrMalformed) {
+		t.Errorf("decoding the poison record: %v, want ErrMalformed (dead-letter code %q)", err, codec.Code(err))
+	}
+	if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 16 {
+		t.Errorf("decoding a 50-byte record allocated %d MB", mb)
 	}
 }
