@@ -112,7 +112,26 @@ func startRedisOn(ctx context.Context, bin, dir string, port int, extra ...strin
 	logFile := filepath.Join(dir, "redis.log")
 	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
 		"--save", "", "--appendonly", "no", "--logfile", logFile, "--protected-mode", "yes"}
-	cmd := exec.Command(bin, append(args, extra...)...)
+	return launchRedis(ctx, bin, append(args, extra...), logFile, "127.0.0.1:"+strconv.Itoa(port), ping)
+}
+
+// exitedAtStart is launchRedis's error for a redis-server that ended before it answered.
+type exitedAtStart struct {
+	err  error
+	tail string // the last lines of its log
+}
+
+func (e *exitedAtStart) Error() string {
+	return fmt.Sprintf("redis-server exited at start (%v): %s", e.err, e.tail)
+}
+
+func (e *exitedAtStart) Unwrap() error { return e.err }
+
+// launchRedis starts redis-server with args (logging to logFile) and returns it once
+// answered(addr) succeeds, within 10 seconds; otherwise it stops the process and returns why
+// (*exitedAtStart when the server ended by itself).
+func launchRedis(ctx context.Context, bin string, args []string, logFile, addr string, answered func(string) error) (*Redis, error) {
+	cmd := exec.Command(bin, args...)
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting redis-server: %w", err)
@@ -130,16 +149,18 @@ func startRedisOn(ctx context.Context, bin, dir string, port int, extra ...strin
 		}
 		return nil
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logTail := func() string {
+		b, _ := os.ReadFile(logFile)
+		return lastLines(string(b), 5)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if ping(addr) == nil {
+		if answered(addr) == nil {
 			return &Redis{Addr: addr, Kind: "redis-server", stop: stop}, nil
 		}
 		select {
 		case <-done:
-			logTail, _ := os.ReadFile(logFile)
-			return nil, fmt.Errorf("redis-server exited at start (%w): %s", waitErr, lastLines(string(logTail), 5))
+			return nil, &exitedAtStart{err: waitErr, tail: logTail()}
 		case <-ctx.Done():
 			_ = stop()
 			return nil, ctx.Err()
@@ -147,7 +168,7 @@ func startRedisOn(ctx context.Context, bin, dir string, port int, extra ...strin
 		}
 		if time.Now().After(deadline) {
 			_ = stop()
-			return nil, fmt.Errorf("redis-server on %s did not answer PING within 10s", addr)
+			return nil, fmt.Errorf("redis-server on %s did not answer within 10s: %s", addr, logTail())
 		}
 	}
 }

@@ -77,49 +77,13 @@ func startTLSRedisOn(ctx context.Context, bin, dir string, port int, opts TLSRed
 		args = append(args, "--user")
 		args = append(args, strings.Fields(u)...)
 	}
-	cmd := exec.Command(bin, args...)
-	dieWithParent(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting redis-server: %w", err)
+	r, err := launchRedis(ctx, bin, args, logFile, "127.0.0.1:"+strconv.Itoa(port),
+		func(addr string) error { return tlsPing(addr, clientTLS) })
+	var exited *exitedAtStart
+	if errors.As(err, &exited) && strings.Contains(exited.tail, "TLS") && !strings.Contains(exited.tail, "Address already in use") {
+		return nil, fmt.Errorf("%w: %w", err, ErrNoTLSRedis)
 	}
-	done := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(done) }()
-	stop := func() error {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		return nil
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if tlsPing(addr, clientTLS) == nil {
-			return &Redis{Addr: addr, Kind: "redis-server", stop: stop}, nil
-		}
-		select {
-		case <-done:
-			logTail, _ := os.ReadFile(logFile)
-			tail := lastLines(string(logTail), 5)
-			if strings.Contains(tail, "TLS") && !strings.Contains(tail, "Address already in use") {
-				return nil, fmt.Errorf("redis-server exited at start (%w): %s: %w", waitErr, tail, ErrNoTLSRedis)
-			}
-			return nil, fmt.Errorf("redis-server exited at start (%w): %s", waitErr, tail)
-		case <-ctx.Done():
-			_ = stop()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = stop()
-			logTail, _ := os.ReadFile(logFile)
-			return nil, fmt.Errorf("redis-server on %s did not answer over TLS within 10s: %s", addr, lastLines(string(logTail), 5))
-		}
-	}
+	return r, err
 }
 
 // tlsPing completes a TLS handshake with addr and checks that it answers PING with a RESP
