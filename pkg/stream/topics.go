@@ -86,7 +86,8 @@ func ProducerClockFix(topic string, maxAhead time.Duration) string {
 // (their partition count, retention and timestamp settings are not changed; TopicRetention
 // and TopicTimestamps read the latter two). It is safe to run from every service at start-up,
 // concurrently. It retries while the cluster has no controller yet (a broker still starting),
-// and any other transient error, whether of the call or of one topic.
+// and any other transient error, whether of the call or of one topic, and returns once every
+// partition of the topics has a leader that answers.
 func (a *Admin) EnsureTopics(ctx context.Context, specs ...TopicSpec) error {
 	req := &kafka.CreateTopicsRequest{}
 	names := make([]string, 0, len(specs))
@@ -122,9 +123,20 @@ func (a *Admin) EnsureTopics(ctx context.Context, specs ...TopicSpec) error {
 		req.Topics = append(req.Topics, tc)
 		names = append(names, s.Name)
 	}
-	return a.retry(ctx, fmt.Sprintf("creating topics %v", names), func(ctx context.Context) error {
+	if err := a.retry(ctx, fmt.Sprintf("creating topics %v", names), func(ctx context.Context) error {
 		return a.createTopics(ctx, req)
-	})
+	}); err != nil {
+		return err
+	}
+	// A new topic's partitions answer NOT_LEADER until the broker has taken up their
+	// leadership, for longer than a producer's retries on a busy broker: wait until each
+	// answers a ListOffsets, which only a partition's leader does.
+	for _, name := range names {
+		if _, err := a.EndOffsets(ctx, name); err != nil {
+			return fmt.Errorf("waiting for the leaders of topic %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // createTopics sends one CreateTopics request. The per-topic errors are joined; the join is
