@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
@@ -89,5 +91,62 @@ func TestOneCustomersFailureIsolatesThatRecordAndTheRestOfTheBatchGoesOn(t *test
 	}
 	if _, ok := rejected[2]; ok {
 		t.Errorf("the healthy customer's record was rejected: %+v", rejected[2])
+	}
+}
+
+// TestARebuildWritesOnlyOverTheTombstoneItChoseItsRecordsAgainst: a record turned away from a
+// quarantined customer bumps its tombstone, and a rebuild computed against the tombstone from
+// before refuses to write (the caller chooses its records again), as it does for a customer no
+// longer quarantined; against the current tombstone it writes the replayed state with the
+// later records applied.
+func TestARebuildWritesOnlyOverTheTombstoneItChoseItsRecordsAgainst(t *testing.T) {
+	p := scoring.DefaultPolicy()
+	scorer := pipeline.NewScorer(p, faultyEncoder{}, false)
+	at := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	buy := func(n int) event.Purchase {
+		return event.Purchase{EventID: fmt.Sprintf("b-%d", n), CustomerID: "c", OccurredAt: at.Add(time.Duration(n) * time.Minute),
+			OrderID: fmt.Sprintf("o-%d", n), Kind: event.KindPurchase, AmountMinor: 10_000_000, Currency: p.Currency}
+	}
+	records := func(first int, ins ...event.Purchase) []ingest.Record {
+		msgs := make([]stream.Message, len(ins))
+		for i := range msgs {
+			msgs[i] = stream.Message{Topic: "loyalty.purchases.v1", Offset: int64(first + i)}
+		}
+		b := stream.NewBatch(msgs)
+		out := make([]ingest.Record, len(ins))
+		for i, in := range ins {
+			out[i] = ingest.NewRecord(b, i, in)
+		}
+		return out
+	}
+	replayed, err := scorer.ApplyCompute(map[string][]ingest.Record{"c": records(0, buy(1))}, time.Time{})("c", nil)
+	if err != nil || replayed.Fields == nil {
+		t.Fatalf("the replayed state: %+v %v", replayed, err)
+	}
+	tomb := map[string]string{state.QuarantinedField: "corrupt"}
+	turned, err := scorer.ApplyCompute(map[string][]ingest.Record{"c": records(1, buy(2))}, time.Time{})("c", tomb)
+	if err != nil || turned.Fields[state.QuarantineMarkField] != "1" || turned.Fields[state.QuarantinedField] != "corrupt" || len(turned.Outbox) != 0 {
+		t.Fatalf("a record for a quarantined customer: update %+v %v, want the tombstone with 1 turned away and nothing derived", turned, err)
+	}
+	later := records(1, buy(2))
+	if _, err := scorer.RebuildCompute(replayed.Fields, "", later, time.Time{})("c", turned.Fields); !errors.Is(err, pipeline.ErrTombstoneMoved) {
+		t.Errorf("a rebuild against the tombstone before a record was turned away: %v, want ErrTombstoneMoved", err)
+	}
+	if _, err := scorer.RebuildCompute(replayed.Fields, "1", later, time.Time{})("c", replayed.Fields); !errors.Is(err, pipeline.ErrNotQuarantinedNow) {
+		t.Errorf("a rebuild of a customer not quarantined: %v, want ErrNotQuarantinedNow", err)
+	}
+	u, err := scorer.RebuildCompute(replayed.Fields, "1", later, time.Time{})("c", turned.Fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := scorer.ApplyCompute(map[string][]ingest.Record{"c": records(0, buy(1), buy(2))}, time.Time{})("c", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(u.Fields, want.Fields) {
+		t.Errorf("rebuilt state\n %v\nwant the state of both records\n %v", u.Fields, want.Fields)
+	}
+	if _, ok := u.Fields[state.QuarantinedField]; ok {
+		t.Errorf("the rebuilt state is still a tombstone: %v", u.Fields)
 	}
 }

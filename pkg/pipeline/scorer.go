@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -197,6 +198,9 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 			for _, r := range byCustomer[id] {
 				r.Reject(code, err)
 			}
+			if errors.Is(err, errQuarantined) && len(byCustomer[id]) > 0 {
+				return turnedAway(cur, len(byCustomer[id])), nil
+			}
 			return quarantineUpdate(err)
 		}
 		st := before
@@ -238,6 +242,16 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 		}
 		return s.update(cur, st, outbox, samples, time.Time{}, p), nil
 	}
+}
+
+// turnedAway is the tombstone of a quarantined customer with n more records turned away: a
+// rebuild from a replay that chose its records before them sees the tombstone changed.
+func turnedAway(tomb map[string]string, n int) state.Update {
+	count, _ := strconv.ParseInt(tomb[state.QuarantineMarkField], 10, 64)
+	return state.Update{Fields: map[string]string{
+		state.QuarantinedField:    tomb[state.QuarantinedField],
+		state.QuarantineMarkField: strconv.FormatInt(count+int64(n), 10),
+	}}
 }
 
 // isolate quarantines a customer whose days could not be closed, and rejects its records.

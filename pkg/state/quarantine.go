@@ -27,6 +27,9 @@ import (
 // QuarantinedField marks the tombstone hash of a quarantined customer; its value is the reason.
 const QuarantinedField = "_q"
 
+// QuarantineMarkField counts the records turned away from a quarantined customer.
+const QuarantineMarkField = "_qn"
+
 // UnreadableField is what the store hands a computation, alone, for a customer whose stored
 // value is not a hash at all; its value says what it is.
 const UnreadableField = "_unreadable"
@@ -131,6 +134,18 @@ func QuarantinedCopy(ctx context.Context, rdb redis.UniversalClient, keys keyspa
 		return map[string]string{UnreadableField: "a Redis " + t}, nil
 	}
 	return rdb.HGetAll(ctx, key).Result()
+}
+
+// ForgetQuarantine removes a customer's quarantine record and kept copy, once its state was
+// rebuilt in place of the tombstone (the customer key itself is left alone).
+func ForgetQuarantine(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string) error {
+	if err := rdb.HDel(ctx, quarantineIndex(keys, keys.Shard(id)), id).Err(); err != nil {
+		return fmt.Errorf("ending the quarantine of %s: %w", id, err)
+	}
+	if err := rdb.Del(ctx, keys.CustomerKey("q", id)).Err(); err != nil {
+		return fmt.Errorf("ending the quarantine of %s: %w", id, err)
+	}
+	return nil
 }
 
 // ReleaseQuarantined ends a customer's quarantine: the tombstone, the kept copy and the index

@@ -119,6 +119,16 @@ func NewProducer(cfg ProducerConfig, log *zap.Logger) (*Producer, error) {
 	return &Producer{w: w}, nil
 }
 
+// PartitionOf returns the partition of a topic with n partitions that the producer writes
+// key to (murmur2, as the Java client's default partitioner).
+func PartitionOf(key []byte, n int) int {
+	parts := make([]int, n)
+	for i := range parts {
+		parts[i] = i
+	}
+	return (&kafka.Murmur2Balancer{}).Balance(kafka.Message{Key: key}, parts...)
+}
+
 // Produce writes the records and returns once all of them are acknowledged, or the first
 // error. On error some records may have been written: callers retry, and consumers dedupe by
 // event id.

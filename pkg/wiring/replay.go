@@ -59,3 +59,22 @@ func (rt *Runtime) replayTarget() replay.Target {
 		Codec: rt.Codec, Policy: rt.Policy, Topics: replay.Topics{Suffix: rt.TopicSuffix},
 		Partitions: rt.Config.Partitions, ReplicationFactor: rt.Config.ReplicationFactor, Retention: rt.Config.OutputRetention, Log: rt.Log}
 }
+
+// RebuildQuarantined ends the quarantine of customer id in the live namespace (base's, or the
+// promoted one with followActive) with its state from the finished replay namespace replayNS, brought up to date
+// with its later records (replay.Rebuild). The live services keep running meanwhile.
+func RebuildQuarantined(ctx context.Context, base config.Common, followActive bool, replayNS, id string, log *zap.Logger) (replay.RebuildSummary, error) {
+	liveRT, err := NewRuntime(ctx, base, log, Options{FollowActive: followActive})
+	if err != nil {
+		return replay.RebuildSummary{}, err
+	}
+	defer liveRT.Close()
+	rcfg := base
+	rcfg.Namespace = replayNS
+	rt, err := NewRuntime(ctx, rcfg, log, Options{Admin: liveRT.Admin})
+	if err != nil {
+		return replay.RebuildSummary{}, err
+	}
+	defer rt.Close()
+	return replay.Rebuild(ctx, liveRT.replayTarget(), rt.ReplayNamespace(), id)
+}
