@@ -218,8 +218,14 @@ type NamespaceChange struct {
 }
 
 func promoteCommand(out *cmdline.Output) *cobra.Command {
-	return namespaceCommand("promote", "make a finished replay namespace live", "finished replay namespace to make live",
-		func(ctx context.Context, ns string, stdout io.Writer) error { return runPromote(ctx, ns, out, stdout) })
+	var catchUp time.Duration
+	cmd := namespaceCommand("promote", "make a finished replay namespace live", "finished replay namespace to make live",
+		func(ctx context.Context, ns string, stdout io.Writer) error {
+			return runPromote(ctx, ns, catchUp, out, stdout)
+		})
+	cmd.Flags().DurationVar(&catchUp, "catch-up-timeout", 5*time.Minute,
+		"wait up to this long for the live consumers to process every record the replay applied, so their derived events are published live (0: do not wait; those events stay on the shadow topics)")
+	return cmd
 }
 
 func dropCommand(out *cmdline.Output) *cobra.Command {
@@ -227,9 +233,12 @@ func dropCommand(out *cmdline.Output) *cobra.Command {
 		func(ctx context.Context, ns string, stdout io.Writer) error { return runDrop(ctx, ns, out, stdout) })
 }
 
-func runPromote(ctx context.Context, ns string, out *cmdline.Output, stdout io.Writer) error {
+func runPromote(ctx context.Context, ns string, catchUp time.Duration, out *cmdline.Output, stdout io.Writer) error {
+	if catchUp < 0 {
+		return Usagef("--catch-up-timeout %s: must not be negative", catchUp)
+	}
 	return withNamespace(ctx, ns, func(env *environment, _, rep *wiring.Runtime) error {
-		previous, err := replay.Promote(ctx, rep.ReplayNamespace(), rep.Deployment, rep.Admin, replay.Topics{Suffix: rep.TopicSuffix}, env.cfg.Namespace)
+		previous, err := replay.Promote(ctx, rep.ReplayNamespace(), rep.Deployment, rep.Admin, replay.Topics{Suffix: rep.TopicSuffix}, env.cfg.Namespace, catchUp)
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,9 @@ package replay
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
@@ -20,7 +23,17 @@ func ConsumerGroup(ns, service string) string { return "loyalty-" + ns + "-" + s
 // drain and exit with namespace.ExitPromoted; their supervisor restarts them on the new
 // namespace (a rolling restart). The old namespace is kept until Drop. admin places the
 // groups on the input topics topics names.
-func Promote(ctx context.Context, rt Namespace, deployment keyspace.Deployment, admin *stream.Admin, topics Topics, fallbackLive string) (previous string, err error) {
+//
+// Before the switch it waits, up to catchUp, until the live namespace's consumers have
+// committed everything the replay applied. The promoted namespace continues from where the
+// replay stopped, and the replay's derived events went to its shadow topics only: a record the
+// live consumers had not yet processed when the replay read it would otherwise have its
+// derived events and dead letter published nowhere live (a lagging consumer, a broker outage
+// just before the promote). Waiting, the live consumers publish them; records they process
+// after the replay's end are processed again on the promoted namespace, and their derived
+// events repeat with the same ids. A live service that never committed on a topic is not
+// waited for; catchUp 0 promotes without waiting, leaving such events on the shadow topics.
+func Promote(ctx context.Context, rt Namespace, deployment keyspace.Deployment, admin *stream.Admin, topics Topics, fallbackLive string, catchUp time.Duration) (previous string, err error) {
 	meta, ok, err := LoadMetadata(ctx, rt)
 	if err != nil {
 		return "", err
@@ -38,10 +51,10 @@ func Promote(ctx context.Context, rt Namespace, deployment keyspace.Deployment, 
 	if previous == rt.Keys.Namespace() {
 		return previous, fmt.Errorf("namespace %s is already live", previous)
 	}
+	placed := map[string]stream.Offsets{}
 	for _, input := range event.InputStreams() {
 		logical := input.Topic
-		topic := topics.Physical(logical)
-		pos, err := admin.GroupOffsets(ctx, Group(rt.Keys.Namespace()), topic)
+		pos, err := admin.GroupOffsets(ctx, Group(rt.Keys.Namespace()), topics.Physical(logical))
 		if err != nil {
 			return "", err
 		}
@@ -49,8 +62,16 @@ func Promote(ctx context.Context, rt Namespace, deployment keyspace.Deployment, 
 			// Nothing replayed on this topic: start where the replay's range ended.
 			pos = meta.Ends[logical]
 		}
+		placed[logical] = pos
+	}
+	if catchUp > 0 {
+		if err := waitForLive(ctx, admin, previous, topics, placed, catchUp); err != nil {
+			return "", err
+		}
+	}
+	for _, input := range event.InputStreams() {
 		group := ConsumerGroup(rt.Keys.Namespace(), input.Service)
-		if err := admin.CommitGroupOffsets(ctx, group, topic, pos); err != nil {
+		if err := admin.CommitGroupOffsets(ctx, group, topics.Physical(input.Topic), placed[input.Topic]); err != nil {
 			return "", fmt.Errorf("placing group %s: %w", group, err)
 		}
 	}
@@ -63,6 +84,44 @@ func Promote(ctx context.Context, rt Namespace, deployment keyspace.Deployment, 
 		return "", err
 	}
 	return previous, nil
+}
+
+// waitForLive waits until the consumer groups of the live namespace have committed at least
+// the positions the replay reached (placed, per logical input topic), or fails after timeout
+// naming the partitions behind.
+func waitForLive(ctx context.Context, admin *stream.Admin, live string, topics Topics, placed map[string]stream.Offsets, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var behind []string
+		for _, input := range event.InputStreams() {
+			topic := topics.Physical(input.Topic)
+			committed, err := admin.GroupOffsets(ctx, ConsumerGroup(live, input.Service), topic)
+			if err != nil {
+				return err
+			}
+			if len(committed) == 0 {
+				continue // the service never ran on the live namespace: nothing of it to wait for
+			}
+			for p, want := range placed[input.Topic] {
+				if committed[p] < want {
+					behind = append(behind, fmt.Sprintf("%s/%d at %d of %d", topic, p, committed[p], want))
+				}
+			}
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			slices.Sort(behind)
+			return fmt.Errorf("the live namespace %s has not processed every record the replay applied after %s (%s): its consumers must catch up first, or the derived events of those records reach only the shadow topics; promote again once they have, or with a catch-up timeout of 0 to accept that",
+				live, timeout, strings.Join(behind, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 // Drop deletes every key of a namespace that is not live. It returns the number of keys

@@ -373,7 +373,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	t.Logf("GOLD 2,000 → 3,000: %d customers change tier", len(want))
 
 	// 3. Promote: services started now run on the new namespace with its policy.
-	if _, err := replay.Promote(ctx, higherRT.ReplayNamespace(), higherRT.Deployment, higherRT.Admin, replay.Topics{Suffix: higherRT.TopicSuffix}, e.live); err != nil {
+	if _, err := replay.Promote(ctx, higherRT.ReplayNamespace(), higherRT.Deployment, higherRT.Admin, replay.Topics{Suffix: higherRT.TopicSuffix}, e.live, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	promotedRT, err := wiring.NewRuntime(ctx, e.config(e.live), e.log, wiring.Options{FollowActive: true})
