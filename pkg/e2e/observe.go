@@ -17,6 +17,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
 )
@@ -167,39 +168,46 @@ func (o *Observer) WaitDone(ctx context.Context, timeout time.Duration, check fu
 	}
 }
 
-// State returns every customer's state fields, without the internal version field "_v".
+// State returns every customer's state fields, without the internal version field "_v", from
+// every master of a Redis Cluster.
 func (o *Observer) State(ctx context.Context) (map[string]map[string]string, error) {
+	var mu sync.Mutex
 	out := map[string]map[string]string{}
 	prefix := o.Keys.Prefix() + "c:"
-	var cursor uint64
-	for {
-		keys, next, err := o.Redis.Scan(ctx, cursor, prefix+"*", 2000).Result()
-		if err != nil {
-			return nil, fmt.Errorf("scanning customer keys: %w", err)
-		}
-		pipe := o.Redis.Pipeline()
-		cmds := make([]*redis.MapStringStringCmd, len(keys))
-		for i, k := range keys {
-			cmds[i] = pipe.HGetAll(ctx, k)
-		}
-		if len(keys) > 0 {
-			if _, err := pipe.Exec(ctx); err != nil {
-				return nil, fmt.Errorf("reading customer states: %w", err)
+	err := state.ForEachMaster(ctx, o.Redis, func(ctx context.Context, node *redis.Client) error {
+		var cursor uint64
+		for {
+			keys, next, err := node.Scan(ctx, cursor, prefix+"*", 2000).Result()
+			if err != nil {
+				return fmt.Errorf("scanning customer keys: %w", err)
+			}
+			pipe := node.Pipeline()
+			cmds := make([]*redis.MapStringStringCmd, len(keys))
+			for i, k := range keys {
+				cmds[i] = pipe.HGetAll(ctx, k)
+			}
+			if len(keys) > 0 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return fmt.Errorf("reading customer states: %w", err)
+				}
+			}
+			mu.Lock()
+			for i, k := range keys {
+				_, id, ok := strings.Cut(strings.TrimPrefix(k, prefix), "}:")
+				if !ok {
+					continue
+				}
+				m := cmds[i].Val()
+				delete(m, "_v")
+				out[id] = m
+			}
+			mu.Unlock()
+			if cursor = next; cursor == 0 {
+				return nil
 			}
 		}
-		for i, k := range keys {
-			_, id, ok := strings.Cut(strings.TrimPrefix(k, prefix), "}:")
-			if !ok {
-				continue
-			}
-			m := cmds[i].Val()
-			delete(m, "_v")
-			out[id] = m
-		}
-		if cursor = next; cursor == 0 {
-			return out, nil
-		}
-	}
+	})
+	return out, err
 }
 
 // OutputTopics are the physical derived-event topics.

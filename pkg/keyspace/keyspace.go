@@ -154,8 +154,14 @@ func (d Deployment) Namespaces() string { return "loyd:" + d.name + ":namespaces
 
 // Retired is the set of namespaces that were live before a promote and whose outboxes may
 // still hold derived events and action records to publish on the live topics: the relay of
-// the active namespace publishes them, then forgets the namespace.
-func (d Deployment) Retired() string { return "loyd:" + d.name + ":retired" }
+// the active namespace publishes them, then forgets the namespace. Its hash tag is the whole
+// Active key, so both are in one slot and a promote switches them in one transaction on Redis
+// Cluster too.
+func (d Deployment) Retired() string { return "loyd:" + d.name + ":retired{" + d.Active() + "}" }
+
+// LegacyRetired is where versions before the hash-tagged Retired recorded retired namespaces;
+// they are still read and forgotten there.
+func (d Deployment) LegacyRetired() string { return "loyd:" + d.name + ":retired" }
 
 // Erased is the deployment's set of erased customer ids (the suppression list).
 func (d Deployment) Erased() string { return "loyd:" + d.name + ":erased" }

@@ -13,30 +13,39 @@ import (
 )
 
 // DeleteKeys deletes every key of a namespace (SCAN + UNLINK on every master) and returns how
-// many it deleted. The caller makes sure the namespace is not live.
+// many it deleted. The caller makes sure the namespace is not live. Each key is unlinked on
+// its own (pipelined): a master of a Redis Cluster refuses one UNLINK of keys in several slots.
 func DeleteKeys(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) (int64, error) {
 	var deleted atomic.Int64
 	err := state.ForEachMaster(ctx, rdb, func(ctx context.Context, c *redis.Client) error {
 		iter := c.Scan(ctx, 0, keys.Prefix()+"*", 1000).Iterator()
 		var batch []string
+		unlink := func() error {
+			pipe := c.Pipeline()
+			cmds := make([]*redis.IntCmd, len(batch))
+			for i, k := range batch {
+				cmds[i] = pipe.Unlink(ctx, k)
+			}
+			_, err := pipe.Exec(ctx)
+			for _, cmd := range cmds {
+				deleted.Add(cmd.Val())
+			}
+			batch = batch[:0]
+			return err
+		}
 		for iter.Next(ctx) {
 			batch = append(batch, iter.Val())
 			if len(batch) == 500 {
-				n, err := c.Unlink(ctx, batch...).Result()
-				if err != nil {
+				if err := unlink(); err != nil {
 					return err
 				}
-				deleted.Add(n)
-				batch = batch[:0]
 			}
 		}
 		if err := iter.Err(); err != nil {
 			return err
 		}
 		if len(batch) > 0 {
-			n, err := c.Unlink(ctx, batch...).Result()
-			deleted.Add(n)
-			return err
+			return unlink()
 		}
 		return nil
 	})

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -74,24 +75,37 @@ func Activate(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deploym
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("switching the active namespace: %w", err)
 	}
+	if err := rdb.SRem(ctx, d.LegacyRetired(), ns).Err(); err != nil {
+		return fmt.Errorf("switching the active namespace: %w", err)
+	}
 	return nil
 }
 
 // Retired lists the namespaces that were live before a promote and may still hold
 // unpublished outbox entries.
 func Retired(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment) ([]string, error) {
-	ns, err := rdb.SMembers(ctx, d.Retired()).Result()
-	if err != nil {
-		return nil, fmt.Errorf("reading the retired namespaces of %s: %w", d.Name(), err)
+	var all []string
+	for _, key := range []string{d.Retired(), d.LegacyRetired()} {
+		ns, err := rdb.SMembers(ctx, key).Result()
+		if err != nil {
+			return nil, fmt.Errorf("reading the retired namespaces of %s: %w", d.Name(), err)
+		}
+		for _, n := range ns {
+			if !slices.Contains(all, n) {
+				all = append(all, n)
+			}
+		}
 	}
-	return ns, nil
+	return all, nil
 }
 
 // Forget removes ns from the retired namespaces once its outboxes are published, or when it
 // is dropped.
 func Forget(ctx context.Context, rdb redis.UniversalClient, d keyspace.Deployment, ns string) error {
-	if err := rdb.SRem(ctx, d.Retired(), ns).Err(); err != nil {
-		return fmt.Errorf("forgetting retired namespace %s: %w", ns, err)
+	for _, key := range []string{d.Retired(), d.LegacyRetired()} {
+		if err := rdb.SRem(ctx, key, ns).Err(); err != nil {
+			return fmt.Errorf("forgetting retired namespace %s: %w", ns, err)
+		}
 	}
 	return nil
 }

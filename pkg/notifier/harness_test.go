@@ -39,10 +39,13 @@ var t0 = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
 type infra struct {
 	brokers []string
 	redis   string
+	// redisCluster is REDIS_CLUSTER: "true" when redis holds the seeds of a Redis Cluster.
+	redisCluster string
 }
 
 func newInfra(t testing.TB) infra {
-	return infra{brokers: testinfra.Kafka(t), redis: testinfra.Redis(t)}
+	redis, cluster := testinfra.RedisEnv(t)
+	return infra{brokers: testinfra.Kafka(t), redis: redis, redisCluster: cluster}
 }
 
 // received is one webhook request as the receiver saw it.
@@ -237,7 +240,7 @@ func (e *env) runtime() *wiring.Runtime {
 func (e *env) runtimeIn(ns string) *wiring.Runtime {
 	e.t.Helper()
 	cfg, err := config.Load(func(k string) string {
-		return map[string]string{"KAFKA_BROKERS": strings.Join(e.in.brokers, ","), "REDIS_ADDR": e.in.redis, "LOYALTY_NAMESPACE": ns, "LOYALTY_DEPLOYMENT": e.ns,
+		return map[string]string{"KAFKA_BROKERS": strings.Join(e.in.brokers, ","), "REDIS_ADDR": e.in.redis, "REDIS_CLUSTER": e.in.redisCluster, "LOYALTY_NAMESPACE": ns, "LOYALTY_DEPLOYMENT": e.ns,
 			"HTTP_ADDR": "off", "KAFKA_PARTITIONS": "2", "LOYALTY_SHARDS": "4", "BATCH_LINGER": "5ms"}[k]
 	}, "")
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
-	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 )
 
 func rulesWith(t *testing.T, yaml string) *notifier.Rules {
@@ -484,7 +483,7 @@ func sameSet(got, want []string) bool {
 // produced to Kafka until its signed webhook arrives at the receiver (consume, read the
 // customer, arbitrate, queue, claim, sign and POST). Run it with -benchtime=200x or so.
 func BenchmarkTriggerToWebhook(b *testing.B) {
-	in := infra{brokers: testinfra.Kafka(b), redis: testinfra.Redis(b)}
+	in := newInfra(b)
 	e := newEnv(b, in, nil, nil)
 	e.start(e.rt, e.cfg)
 	def := notifier.DefaultRules()

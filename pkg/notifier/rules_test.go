@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
@@ -184,8 +182,7 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 }
 
 func TestPopulationThresholdIsTheTopFractionOfStoredCLVs(t *testing.T) {
-	rdb := redis.NewClient(&redis.Options{Addr: testinfra.Redis(t)})
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := testinfra.RedisClient(t)
 	ctx := context.Background()
 	keys, err := keyspace.New(testinfra.Name("ns"), 8)
 	if err != nil {

@@ -20,7 +20,8 @@ import (
 func TestASIGKILLedNotifierProcessRedeliversWithTheSameKeyAndLosesNothing(t *testing.T) {
 	// A real broker: the restarted process joins the group the killed one still belongs to,
 	// which the in-process broker does not always resolve before its clients time out.
-	in := infra{brokers: testinfra.RealKafkaBroker(t), redis: testinfra.Redis(t)}
+	redis, redisCluster := testinfra.RedisEnv(t)
+	in := infra{brokers: testinfra.RealKafkaBroker(t), redis: redis, redisCluster: redisCluster}
 	e := newEnv(t, in, nil, nil)
 	e.hook.block = make(chan struct{})
 	ctx := context.Background()
@@ -29,7 +30,8 @@ func TestASIGKILLedNotifierProcessRedeliversWithTheSameKeyAndLosesNothing(t *tes
 		t.Fatal(err)
 	}
 	env := map[string]string{"LOYALTY_SHARDS": "4", "KAFKA_PARTITIONS": "2", "BATCH_LINGER": "5ms",
-		notifier.EnvSecret: testSecret, notifier.EnvTimeout: "2s", notifier.EnvBackoffBase: "50ms", notifier.EnvBackoffMax: "200ms"}
+		notifier.EnvSecret: testSecret, notifier.EnvTimeout: "2s", notifier.EnvBackoffBase: "50ms", notifier.EnvBackoffMax: "200ms",
+		"REDIS_CLUSTER": in.redisCluster}
 	for _, k := range []event.ActionKind{event.ActionCare, event.ActionWinBack, event.ActionVIPWelcome, event.ActionDowngradeWarning} {
 		env[notifier.EnvChannelPrefix+string(k)] = e.hook.url(k)
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
-	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 	"github.com/loyalty-scoring/loyalty/pkg/watermark"
@@ -15,11 +14,7 @@ import (
 // newPacer returns the purchases service's pacer over a fresh watermark hash in real Redis.
 func newPacer(t *testing.T, required ...string) (*pipeline.Pacer, *watermark.Tracker) {
 	t.Helper()
-	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := testinfra.RedisClient(t)
 	wm, err := watermark.NewTracker(context.Background(), rdb, testinfra.Name("wm"), time.Hour)
 	if err != nil {
 		t.Fatal(err)

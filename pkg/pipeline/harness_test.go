@@ -24,13 +24,16 @@ type env struct {
 	t       *testing.T
 	brokers []string
 	redis   string
-	suffix  string
-	ns      string
-	log     *zap.Logger
+	// redisCluster is REDIS_CLUSTER: "true" when redis holds the seeds of a Redis Cluster.
+	redisCluster string
+	suffix       string
+	ns           string
+	log          *zap.Logger
 }
 
 func newEnv(t *testing.T) *env {
-	return &env{t: t, brokers: testinfra.Kafka(t), redis: testinfra.Redis(t),
+	redis, cluster := testinfra.RedisEnv(t)
+	return &env{t: t, brokers: testinfra.Kafka(t), redis: redis, redisCluster: cluster,
 		suffix: "." + testinfra.Name("e2e"), ns: testinfra.Name("ns"), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 }
 
@@ -42,7 +45,7 @@ func (e *env) runtime(ctx context.Context, ns string, replay bool) *wiring.Runti
 // runtimeWith is runtime with more (or other) environment variables.
 func (e *env) runtimeWith(ctx context.Context, ns string, replay bool, extra map[string]string) *wiring.Runtime {
 	e.t.Helper()
-	vars := map[string]string{"KAFKA_BROKERS": e.brokers[0], "REDIS_ADDR": e.redis, "LOYALTY_NAMESPACE": ns,
+	vars := map[string]string{"KAFKA_BROKERS": e.brokers[0], "REDIS_ADDR": e.redis, "REDIS_CLUSTER": e.redisCluster, "LOYALTY_NAMESPACE": ns,
 		"HTTP_ADDR": "off", "KAFKA_PARTITIONS": "3", "LOYALTY_SHARDS": "8", "BATCH_LINGER": "10ms"}
 	maps.Copy(vars, extra)
 	cfg, err := config.Load(func(k string) string { return vars[k] }, "")

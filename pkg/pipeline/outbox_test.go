@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,16 +87,12 @@ func TestTheOutboxIsBoundedAndTheConsumersPauseUntilTheRelayDrainsIt(t *testing.
 	}
 }
 
-// countCustomers counts the customers with a stored state in rt's namespace.
+// countCustomers counts the customers with a stored state in rt's namespace, on every master.
 func countCustomers(t *testing.T, rt *wiring.Runtime) int {
 	t.Helper()
-	n := 0
-	iter := rt.Redis.Scan(context.Background(), 0, rt.Keys.Prefix()+"c:*", 1000).Iterator()
-	for iter.Next(context.Background()) {
-		n++
-	}
-	if err := iter.Err(); err != nil {
+	var n atomic.Int64
+	if err := state.ForEachCustomer(context.Background(), rt.Redis, rt.Keys, func(map[string]string) { n.Add(1) }); err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return int(n.Load())
 }

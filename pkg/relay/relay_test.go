@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,11 +51,7 @@ func setup(t *testing.T, customers int) (redis.UniversalClient, keyspace.Keyspac
 // newOutbox returns a client, a fresh keyspace of the given shards and its store.
 func newOutbox(t *testing.T, shards int) (redis.UniversalClient, keyspace.Keyspace, *state.Store) {
 	t.Helper()
-	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(t)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := testinfra.RedisClient(t)
 	keys, _ := keyspace.New(testinfra.Name("relay"), shards)
 	store, err := state.New(context.Background(), rdb, keys, nil)
 	if err != nil {
@@ -254,7 +251,8 @@ func (p *partition) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 
 func partitionedClient(t *testing.T, p *partition) redis.UniversalClient {
 	t.Helper()
-	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(t)}})
+	addr, cluster := testinfra.RedisEnv(t) // the server of newOutbox
+	rdb, err := redisconn.New(redisconn.Config{Addrs: strings.Split(addr, ","), Cluster: cluster == "true"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,10 +27,12 @@ type env struct {
 	t       *testing.T
 	brokers []string
 	redis   string
-	suffix  string
-	live    string
-	policy  string // POLICY_FILE, optional
-	log     *zap.Logger
+	// redisCluster is REDIS_CLUSTER: "true" when redis holds the seeds of a Redis Cluster.
+	redisCluster string
+	suffix       string
+	live         string
+	policy       string // POLICY_FILE, optional
+	log          *zap.Logger
 }
 
 // waitDone waits until the live services of rt have nothing left to do: every input record
@@ -55,7 +57,7 @@ func (e *env) runtimeOf(ns string) *wiring.Runtime {
 
 func (e *env) config(ns string) config.Common {
 	cfg, err := config.Load(func(k string) string {
-		return map[string]string{"KAFKA_BROKERS": e.brokers[0], "REDIS_ADDR": e.redis, "LOYALTY_NAMESPACE": ns,
+		return map[string]string{"KAFKA_BROKERS": e.brokers[0], "REDIS_ADDR": e.redis, "REDIS_CLUSTER": e.redisCluster, "LOYALTY_NAMESPACE": ns,
 			"HTTP_ADDR": "off", "KAFKA_PARTITIONS": "3", "LOYALTY_SHARDS": "8", "BATCH_LINGER": "10ms", "LOYALTY_TOPIC_SUFFIX": e.suffix, "POLICY_FILE": e.policy, "LOYALTY_DEPLOYMENT": e.live}[k]
 	}, "")
 	if err != nil {
@@ -181,7 +183,8 @@ func ids(evs []event.Event) map[string][]string {
 }
 
 func newEnv(t *testing.T) *env {
-	return &env{t: t, brokers: testinfra.Kafka(t), redis: testinfra.Redis(t), suffix: "." + testinfra.Name("rp"),
+	redis, cluster := testinfra.RedisEnv(t)
+	return &env{t: t, brokers: testinfra.Kafka(t), redis: redis, redisCluster: cluster, suffix: "." + testinfra.Name("rp"),
 		live: testinfra.Name("live"), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 }
 

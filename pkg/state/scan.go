@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -66,13 +67,20 @@ func ForEachCustomer(ctx context.Context, rdb redis.UniversalClient, keys keyspa
 	})
 }
 
-// HasCustomers reports whether the first SCAN page of the namespace's customer keys finds one.
+// HasCustomers reports whether the namespace has a customer key, on any master.
 func HasCustomers(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace) (bool, error) {
-	found, _, err := rdb.Scan(ctx, 0, keys.Prefix()+"c:*", 100).Result()
+	var found atomic.Bool
+	err := ForEachMaster(ctx, rdb, func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, keys.Prefix()+"c:*", 1000).Iterator()
+		if iter.Next(ctx) {
+			found.Store(true)
+		}
+		return iter.Err()
+	})
 	if err != nil {
 		return false, fmt.Errorf("scanning customers: %w", err)
 	}
-	return len(found) > 0, nil
+	return found.Load(), nil
 }
 
 // Pending reports whether the namespace has outbox entries not yet published or, when

@@ -13,9 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/loyalty-scoring/loyalty/pkg/embedded"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 )
 
 // Kafka returns broker addresses: KAFKA_BROKERS when set and non-empty, else a fresh
@@ -89,6 +91,46 @@ func RedisCluster(t testing.TB) []string {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c.Addrs
+}
+
+// OnRedisCluster reports whether the suite runs against a Redis Cluster: TEST_REDIS_CLUSTER=1
+// makes the integration harnesses (RedisEnv) use RedisCluster instead of Redis, so the same
+// tests cover the store, relay, sweeper, notifier, erasure and drop on a cluster (each test
+// gets a three-node cluster of its own unless REDIS_CLUSTER_ADDRS names one).
+func OnRedisCluster() bool { return os.Getenv("TEST_REDIS_CLUSTER") == "1" }
+
+// RedisEnv returns the REDIS_ADDR and REDIS_CLUSTER values of a service configuration for the
+// Redis the suite runs against: Redis(t), or the seeds of RedisCluster(t) on a cluster. Every
+// call of one test gets the same server (or cluster).
+func RedisEnv(t testing.TB) (addr, cluster string) {
+	t.Helper()
+	if v, ok := suiteRedis.Load(t); ok {
+		env := v.([2]string)
+		return env[0], env[1]
+	}
+	addr, cluster = Redis(t), "false"
+	if OnRedisCluster() {
+		addr, cluster = strings.Join(RedisCluster(t), ","), "true"
+	}
+	suiteRedis.Store(t, [2]string{addr, cluster})
+	t.Cleanup(func() { suiteRedis.Delete(t) })
+	return addr, cluster
+}
+
+// suiteRedis holds RedisEnv's answer per test.
+var suiteRedis sync.Map
+
+// RedisClient returns a client of the Redis the suite runs against (see RedisEnv), closed
+// when the test ends.
+func RedisClient(t testing.TB) redisconn.Client {
+	t.Helper()
+	addr, cluster := RedisEnv(t)
+	c, err := redisconn.New(redisconn.Config{Addrs: strings.Split(addr, ","), Cluster: cluster == "true"})
+	if err != nil {
+		t.Fatalf("connecting to Redis at %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // Name returns prefix plus a random suffix: a topic, group or key namespace no other test run
