@@ -1,18 +1,19 @@
 # Loyalty scoring pipeline — developer and CI entry points.
 #
-#   make test         go test -race -short ./..., then the TestAcceptance* runs at full size.
-#                     Against real brokers when KAFKA_BROKERS / REDIS_ADDR
-#                     are set (eval "$(deploy/local/infra.sh env)"); otherwise the tests start
-#                     an in-process Kafka (kfake) and a redis-server child themselves.
+#   make test         go test -race -short ./..., the Redis-facing packages again on a Redis
+#                     Cluster, and the chaos suite (CI size); FULL=1 adds the TestAcceptance*
+#                     runs at full size and the full chaos suite. Against real brokers when
+#                     KAFKA_BROKERS / REDIS_ADDR are set (eval "$(deploy/local/infra.sh env)");
+#                     otherwise the tests start an in-process Kafka (kfake) and a redis-server.
 #   make test-kfake   the same tests forced onto the in-process broker (KAFKA_BROKERS empty),
 #                     but the TestAcceptance* runs, which are for real Kafka (make test)
-#   make chaos        the chaos suite (TestChaos): its own broker and Redis, kills, restarts, outages,
-#                     promote, erase, poison; CI size, or full size with CHAOS_FULL=1
+#   make chaos        the chaos suite alone (TestChaos): its own broker and Redis, kills, restarts,
+#                     outages, promote, erase, poison; CI size, or full size with CHAOS_FULL=1
 #   make infra-up     real Kafka 4.x + Redis on 127.0.0.1 (deploy/local/infra.sh); prints the env
 #   make lint | bench | fuzz | build
 #
-# Variables: TEST_FLAGS (extra go test flags, e.g. TEST_FLAGS='-run TestX -v'), PKGS,
-# BENCH, BENCH_FLAGS, FUZZTIME.
+# Variables: FULL=1, TEST_FLAGS (extra go test flags, e.g. TEST_FLAGS='-run TestX -v'), PKGS,
+# CLUSTER_PKGS, BENCH, BENCH_FLAGS, FUZZTIME.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -46,7 +47,7 @@ GO_FILES = find . -name '*.go' -not -path './.git/*' -not -path './bin/*' -not -
 all: lint test
 
 help:
-	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,16p' Makefile | sed 's/^# \{0,1\}//'
 
 ## ---- build & test ----------------------------------------------------------------------
 
@@ -54,23 +55,36 @@ help:
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./services/...
 
-# The in-process harness needs a redis-server binary when REDIS_ADDR is unset: install it
-# (as root) or fail with the command to run — never skip.
+# The tests need a redis-server binary (a child server when REDIS_ADDR is unset, the Redis
+# Cluster pass, the chaos and security tests): install it (as root) or fail with the command to
+# run — never skip.
 redis-server:
-	@if [ -z "$${REDIS_ADDR:-}" ]; then deploy/local/redis.sh install; fi
+	@deploy/local/redis.sh install
 
-# Two passes: every test with the race detector (-short shrinks the two acceptance runs), then
-# the acceptance runs (TestAcceptance*: ≥ 100k events, kills, replays) at full size without it,
-# where the race detector's 5-10x slowdown would only measure the machine.
+# What CI runs, in three passes sized for a 2-core machine:
+#   1. every test with the race detector, -short (the acceptance runs at CI size);
+#   2. the integration tests of the Redis-facing packages again on a three-node Redis Cluster
+#      (TEST_REDIS_CLUSTER=1: store, relay, sweeper, notifier, erasure, promote and drop);
+#   3. the chaos suite at CI size (make chaos: a broker and a Redis of its own).
+# FULL=1 adds the acceptance runs (TestAcceptance*: >= 100k events, kills, replays) at full size
+# without the race detector, whose 5-10x slowdown would only measure the machine, and runs the
+# chaos suite at full size.
+FULL         ?=
+CLUSTER_PKGS ?= ./pkg/state ./pkg/relay ./pkg/pipeline ./pkg/notifier ./pkg/namespace ./pkg/replay
 test: redis-server
 	@echo "go test -race -short: KAFKA_BROKERS=$${KAFKA_BROKERS:-<in-process kfake>} REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
 	$(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) -skip '^TestChaos' $(TEST_FLAGS) $(PKGS)
+	@echo "go test -short on a three-node Redis Cluster (a cluster of redis-server children per test): $(CLUSTER_PKGS)"
+	TEST_REDIS_CLUSTER=1 $(GO) test -short -count=1 -timeout $(TEST_TIMEOUT) -skip '^TestChaos' $(TEST_FLAGS) $(CLUSTER_PKGS)
+	$(MAKE) --no-print-directory chaos CHAOS_FULL=$(FULL) TEST_FLAGS=
+ifeq ($(FULL),1)
 	@echo "go test -run '^TestAcceptance' (full size): KAFKA_BROKERS=$${KAFKA_BROKERS:-<in-process kfake>}"
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -run '^TestAcceptance' $(TEST_FLAGS) $(PKGS)
+endif
 
 # Empty KAFKA_BROKERS = in-process broker (the harness treats empty like unset). The race
 # suite only: the acceptance runs (pkg/e2e, the retail replay) belong to the real broker and
-# run, short and full size, in make test; the security test (pkg/securetest) starts a SASL_SSL
+# run in make test (full size with FULL=1); the security test (pkg/securetest) starts a SASL_SSL
 # broker of its own whatever KAFKA_BROKERS says, so a second run here would only repeat it.
 test-kfake: redis-server
 	@echo "go test -race -short: KAFKA_BROKERS=<in-process kfake> REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"

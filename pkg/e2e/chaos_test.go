@@ -101,13 +101,26 @@ func TestChaos(t *testing.T) {
 		defer close(built)
 		bins, buildErr = e2e.Build(ctx, t.TempDir(), append(slices.Clone(chaosServices), "loyaltyctl")...)
 	}()
-	kafka, err := e2e.StartKafkaNode(ctx, script, t.TempDir())
+	// CHAOS_KEEP_DIR=dir keeps the broker's and Redis's data there for a post-mortem (the
+	// segments, the AOF), instead of temporary directories removed at the end.
+	kdir, rdir := t.TempDir(), t.TempDir()
+	if keep := os.Getenv("CHAOS_KEEP_DIR"); keep != "" {
+		kdir, rdir = filepath.Join(keep, "kafka"), filepath.Join(keep, "redis")
+		_ = os.MkdirAll(rdir, 0o755)
+	}
+	kafka, err := e2e.StartKafkaNode(ctx, script, kdir)
 	if err != nil {
 		t.Fatalf("the chaos suite starts a Kafka broker of its own with deploy/local/kafka/kafka.sh "+
 			"(Java 17+ and Maven: sudo apt-get install -y default-jre-headless maven): %v", err)
 	}
-	t.Cleanup(func() { _ = kafka.Clean(context.Background()) })
-	rds, err := embedded.StartPersistentRedis(ctx, t.TempDir())
+	t.Cleanup(func() {
+		if os.Getenv("CHAOS_KEEP_DIR") != "" {
+			_ = kafka.Stop(context.Background())
+			return
+		}
+		_ = kafka.Clean(context.Background())
+	})
+	rds, err := embedded.StartPersistentRedis(ctx, rdir)
 	if errors.Is(err, embedded.ErrNoRedisServer) {
 		t.Fatal("the chaos suite runs a redis-server of its own: sudo apt-get install -y redis-server")
 	}
