@@ -95,9 +95,9 @@ func Rebuild(ctx context.Context, live Target, replayed Namespace, id string) (R
 		if sum.Attempts > 10 {
 			return sum, fmt.Errorf("customer %s kept receiving records during the rebuild; try again", id)
 		}
-		tomb, err := live.Redis.HGetAll(ctx, live.Keys.Customer(id)).Result()
-		if err != nil {
-			return sum, fmt.Errorf("reading customer %s: %w", id, err)
+		tomb, err := store.Get(ctx, id)
+		if err != nil && !errors.Is(err, state.ErrNotFound) {
+			return sum, err
 		}
 		if _, ok := tomb[state.QuarantinedField]; !ok {
 			return sum, fmt.Errorf("%w: %s", state.ErrNotQuarantined, id)
