@@ -54,7 +54,7 @@ type chaosSize struct {
 
 func sizeOfChaos() chaosSize {
 	if *chaosFull {
-		return chaosSize{events: 205_000, kills: 20, outage: 2 * time.Minute, traffic: 15 * time.Minute, gap: 15 * time.Second, oversize: 5}
+		return chaosSize{events: 210_000, kills: 20, outage: 2 * time.Minute, traffic: 15 * time.Minute, gap: 15 * time.Second, oversize: 5}
 	}
 	return chaosSize{events: 5_000, kills: 6, outage: 15 * time.Second, traffic: 50 * time.Second, gap: 2 * time.Second, oversize: 2}
 }
