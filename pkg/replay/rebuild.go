@@ -160,25 +160,35 @@ func usableReplay(ctx context.Context, live Target, replayed Namespace) (Metadat
 	return meta, nil
 }
 
-// liveClock reads the live watermark over the input partitions holding records (zero when
-// not all of them have reported yet: no day is closed, as a consumer would do).
-func liveClock(ctx context.Context, live Target, wm *watermark.Tracker) (time.Time, error) {
-	var required []string
+// NonEmptyInputPartitions lists the watermark fields of the input partitions holding
+// records: the partitions a namespace's clock waits for.
+func NonEmptyInputPartitions(ctx context.Context, admin *stream.Admin, topics Topics) ([]string, error) {
+	var out []string
 	for _, logical := range event.InputTopics() {
-		topic := live.Topics.Physical(logical)
-		first, err := live.Admin.OffsetsForTime(ctx, topic, time.Time{})
+		topic := topics.Physical(logical)
+		first, err := admin.OffsetsForTime(ctx, topic, time.Time{})
 		if err != nil {
-			return time.Time{}, err
+			return nil, err
 		}
-		ends, err := live.Admin.EndOffsets(ctx, topic)
+		ends, err := admin.EndOffsets(ctx, topic)
 		if err != nil {
-			return time.Time{}, err
+			return nil, err
 		}
 		for p, end := range ends {
 			if end > first[p] {
-				required = append(required, watermark.Field(topic, p))
+				out = append(out, watermark.Field(topic, p))
 			}
 		}
+	}
+	return out, nil
+}
+
+// liveClock reads the live watermark over the input partitions holding records (zero when
+// not all of them have reported yet: no day is closed, as a consumer would do).
+func liveClock(ctx context.Context, live Target, wm *watermark.Tracker) (time.Time, error) {
+	required, err := NonEmptyInputPartitions(ctx, live.Admin, live.Topics)
+	if err != nil {
+		return time.Time{}, err
 	}
 	at, known, err := wm.Clock(ctx, required...)
 	if err != nil || !known {

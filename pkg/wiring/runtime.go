@@ -29,6 +29,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/relay"
+	"github.com/loyalty-scoring/loyalty/pkg/replay"
 	"github.com/loyalty-scoring/loyalty/pkg/schemaregistry"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
@@ -467,22 +468,9 @@ func (rt *Runtime) nonEmptyInputPartitions() func(ctx context.Context) ([]string
 		if time.Since(fetched) < 10*time.Second {
 			return cached, nil
 		}
-		var out []string
-		for _, logical := range event.InputTopics() {
-			topic := rt.Topic(logical)
-			first, err := rt.Admin.OffsetsForTime(ctx, topic, time.Time{})
-			if err != nil {
-				return nil, err
-			}
-			ends, err := rt.Admin.EndOffsets(ctx, topic)
-			if err != nil {
-				return nil, err
-			}
-			for p, end := range ends {
-				if end > first[p] {
-					out = append(out, watermark.Field(topic, p))
-				}
-			}
+		out, err := replay.NonEmptyInputPartitions(ctx, rt.Admin, replay.Topics{Suffix: rt.TopicSuffix})
+		if err != nil {
+			return nil, err
 		}
 		cached, fetched = out, time.Now()
 		return out, nil
