@@ -81,6 +81,9 @@ func (k Keyspace) Deadlines(shard int) string { return "loy:" + k.ns + ":due:" +
 // Histogram is the shard's hash of population histogram counters (RFM cut points).
 func (k Keyspace) Histogram(shard int) string { return "loy:" + k.ns + ":hist:" + tag(shard) }
 
+// KPI is the shard's hash of KPI counters (package kpi).
+func (k Keyspace) KPI(shard int) string { return "loy:" + k.ns + ":kpi:" + tag(shard) }
+
 // Prefix returns the prefix of every key of the namespace, for SCAN-based maintenance.
 func (k Keyspace) Prefix() string { return "loy:" + k.ns + ":" }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/kpi"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/population"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
@@ -107,9 +108,10 @@ func ScoringEvent(r ingest.Record) scoring.Event {
 // update builds the store update from the state read (cur), the new state, the outbox entries
 // of its changes and its samples at boundary days. deadline is NextDeadline(after), when the caller already knows
 // it (zero: compute it).
-func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []state.OutboxEntry, samples []scoring.Sample, deadline time.Time, p *scoring.Policy) state.Update {
+func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []state.OutboxEntry, samples []scoring.Sample, counters kpi.Deltas, deadline time.Time, p *scoring.Policy) state.Update {
 	fields := after.MarshalFields()
-	if len(outbox) == 0 && len(samples) == 0 && maps.Equal(fields, cur) {
+	counters = counters.Compact()
+	if len(outbox) == 0 && len(samples) == 0 && len(counters) == 0 && maps.Equal(fields, cur) {
 		return state.Update{} // a duplicate or a no-op: write nothing
 	}
 	if deadline.IsZero() {
@@ -120,6 +122,7 @@ func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []sta
 		Outbox:    outbox,
 		Deadline:  deadline,
 		Histogram: histogramCounts(samples),
+		KPI:       counters,
 	}
 }
 
@@ -206,10 +209,12 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 		st := before
 		var outbox []state.OutboxEntry
 		var samples []scoring.Sample
+		counters := kpi.Deltas{}
 		if !wm.IsZero() && before.CustomerID != "" {
 			if err := guarded("closing days", func() error {
 				var changes []scoring.Change
 				st, changes, _, samples = scoring.SweepSampled(st, wm, p)
+				kpi.OfChanges(changes, counters)
 				var err error
 				outbox, err = s.outboxOf(changes)
 				return err
@@ -220,11 +225,17 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 		for _, r := range byCustomer[id] {
 			var next scoring.State
 			var entries []state.OutboxEntry
+			eventCounters := kpi.Deltas{}
 			err := guarded("applying "+r.Event.ID(), func() error {
 				var ch []scoring.Change
 				var err error
-				if next, ch, err = scoring.Apply(st, ScoringEvent(r), p); err != nil {
+				ev := ScoringEvent(r)
+				if next, ch, err = scoring.Apply(st, ev, p); err != nil {
 					return err
+				}
+				if !scoring.IsDuplicate(st, ev) {
+					kpi.OfEvent(st, next, ev, p, eventCounters)
+					kpi.OfChanges(ch, eventCounters)
 				}
 				entries, err = s.outboxOf(ch)
 				return err
@@ -239,8 +250,11 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 			}
 			st = next
 			outbox = append(outbox, entries...)
+			for f, n := range eventCounters {
+				counters[f] += n
+			}
 		}
-		return s.update(cur, st, outbox, samples, time.Time{}, p), nil
+		return s.update(cur, st, outbox, samples, counters, time.Time{}, p), nil
 	}
 }
 
@@ -281,24 +295,26 @@ func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 			outbox   []state.OutboxEntry
 			deadline time.Time
 			samples  []scoring.Sample
+			counters = kpi.Deltas{}
 		)
 		if err := guarded("closing days", func() error {
 			var changes []scoring.Change
 			after, changes, deadline, samples = scoring.SweepSampled(before, at, p)
+			kpi.OfChanges(changes, counters)
 			var err error
 			outbox, err = s.outboxOf(changes)
 			return err
 		}); err != nil {
 			return s.isolate(id, nil, err) // quarantined: the sweeper's other customers go on
 		}
-		u := s.update(cur, after, outbox, samples, deadline, p)
+		u := s.update(cur, after, outbox, samples, counters, deadline, p)
 		if u.Fields == nil {
 			// Nothing changed (a deadline scheduled under another policy), but the
 			// deadline must still move past at, or the sweeper would pick the customer up
 			// again at once.
 			u.Fields = after.MarshalFields()
 			u.Deadline = deadline
-			u.Histogram = nil
+			u.Histogram, u.KPI = nil, nil
 		}
 		return u, nil
 	}

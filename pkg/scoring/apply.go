@@ -80,6 +80,9 @@ func Apply(s State, e Event, p *Policy) (State, []Change, error) {
 	s.remember(e, p)
 
 	d := DayOf(e.OccurredAt)
+	if !s.started() || (s.SeenDay != 0 && d < s.SeenDay) {
+		s.SeenDay = d
+	}
 	switch {
 	case !s.started():
 		// Nothing before the first event's day needs an evaluation.

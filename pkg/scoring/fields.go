@@ -58,6 +58,9 @@ func (s State) MarshalFields() map[string]string {
 	if s.TierClockMs != 0 {
 		m["tk"] = i36(s.TierClockMs)
 	}
+	if s.SeenDay != 0 {
+		m["sd"] = i36(int64(s.SeenDay))
+	}
 	if s.PurchaseDays > 0 {
 		m["p"] = join36(int64(s.FirstDay), int64(s.LastDay), int64(s.OldLastDay), int64(s.PurchaseDays))
 	}
@@ -237,6 +240,10 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			tierDaySet = true
 		case k == "tk":
 			s.TierClockMs, err = strconv.ParseInt(v, 36, 64)
+		case k == "sd":
+			var d int64
+			d, err = strconv.ParseInt(v, 36, 32)
+			s.SeenDay = Day(d)
 		case k == "p":
 			var xs []int64
 			if xs, err = split36(v, 4); err == nil {

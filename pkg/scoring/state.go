@@ -225,6 +225,10 @@ type State struct {
 	// pipeline watermark); TierDay the last day whose tier settlement, reviews and warnings
 	// have run (days close by the purchases' own time, or the watermark, whichever is first).
 	EvalDay, TierDay Day
+	// SeenDay is the day of the customer's earliest event applied, from any topic: the day it
+	// joined the population in the KPIs (package kpi). Zero in a state written before it was
+	// kept.
+	SeenDay Day
 
 	// Purchases. FirstDay/LastDay are the first and last purchase days,
 	// PurchaseDays the number of distinct purchase days, OldLastDay the
@@ -439,6 +443,43 @@ func (s *State) purchasesAsOf(d Day, window int) purchaseFacts {
 	}
 	f.days = max(f.days, 1)
 	return f
+}
+
+// PurchaseDaySet is what a state still knows of a customer's distinct purchase days.
+type PurchaseDaySet struct {
+	// Days ascending: the first purchase day, the latest of those aged out of the window
+	// (OldLastDay), every purchase day in the window, and the last.
+	Days []Day
+	// Hidden is how many other purchase days the state has forgotten; they all lie between
+	// the first day and HiddenBefore.
+	Hidden       int
+	HiddenBefore Day
+}
+
+// KnownPurchaseDays returns the purchase days the state knows (see PurchaseDaySet).
+func (s State) KnownPurchaseDays() PurchaseDaySet {
+	if s.PurchaseDays == 0 {
+		return PurchaseDaySet{}
+	}
+	days := make([]Day, 0, len(s.Window)+3)
+	days = append(days, s.FirstDay)
+	if s.OldLastDay != 0 {
+		days = append(days, s.OldLastDay)
+	}
+	for _, e := range s.Window {
+		if e.Purchase {
+			days = append(days, e.Day)
+		}
+	}
+	days = append(days, s.LastDay)
+	sort.Slice(days, func(i, j int) bool { return days[i] < days[j] })
+	uniq := days[:1]
+	for _, d := range days[1:] {
+		if d != uniq[len(uniq)-1] {
+			uniq = append(uniq, d)
+		}
+	}
+	return PurchaseDaySet{Days: uniq, Hidden: max(int(s.PurchaseDays)-len(uniq), 0), HiddenBefore: s.OldLastDay}
 }
 
 // --- logins ---

@@ -1,11 +1,13 @@
 -- Atomic per-customer state write with a version check. See store.go.
--- KEYS[1] outbox stream, KEYS[2] deadline zset, KEYS[3] histogram hash, KEYS[4..] customers.
+-- KEYS[1] outbox stream, KEYS[2] deadline zset, KEYS[3] histogram hash, KEYS[4] KPI counter
+-- hash, KEYS[5..] customers.
 -- ARGV per customer: id, expected version, n fields, (field, value)*, deadline ms or "",
--- n outbox entries, (topic, key, event id, value)*, n histogram deltas, (field, delta)*.
+-- n outbox entries, (topic, key, event id, value)*, n histogram deltas, (field, delta)*,
+-- n KPI deltas, (field, delta)*.
 -- Returns the 0-based indexes of customers whose version had moved (nothing written for them).
 local conflicts = {}
 local a = 1
-for i = 4, #KEYS do
+for i = 5, #KEYS do
   local key = KEYS[i]
   local id = ARGV[a]
   local expected = ARGV[a + 1]
@@ -13,12 +15,14 @@ for i = 4, #KEYS do
   a = a + 3
   local current = redis.call('HGET', key, '_v') or '0'
   if current ~= expected then
-    conflicts[#conflicts + 1] = i - 4
+    conflicts[#conflicts + 1] = i - 5
     a = a + 2 * nf + 1
     local no = tonumber(ARGV[a])
     a = a + 1 + 4 * no
     local nh = tonumber(ARGV[a])
     a = a + 1 + 2 * nh
+    local nk = tonumber(ARGV[a])
+    a = a + 1 + 2 * nk
   else
     redis.call('DEL', key)
     local args = {}
@@ -47,6 +51,12 @@ for i = 4, #KEYS do
     a = a + 1
     for _ = 1, nh do
       redis.call('HINCRBY', KEYS[3], ARGV[a], ARGV[a + 1])
+      a = a + 2
+    end
+    local nk = tonumber(ARGV[a])
+    a = a + 1
+    for _ = 1, nk do
+      redis.call('HINCRBY', KEYS[4], ARGV[a], ARGV[a + 1])
       a = a + 2
     end
   end

@@ -9,10 +9,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// ShardHistogram is one shard's population histogram together with its earliest deadline,
-// read atomically: a customer adds its sample of a boundary in the same write that moves its
-// deadline past that boundary's closing, so while FirstDue is after the closing the shard's
-// counters of that boundary are complete.
+// ShardHistogram is one shard's population histogram (or KPI counters) together with its
+// earliest deadline, read atomically: a customer adds its sample of a boundary in the same
+// write that moves its deadline past that boundary's closing, so while FirstDue is after the
+// closing the shard's counters of that boundary are complete.
 type ShardHistogram struct {
 	// FirstDue is the shard's earliest deadline; zero when no customer has one.
 	FirstDue time.Time
@@ -29,19 +29,31 @@ return {first[2] or '', redis.call('HGETALL', KEYS[2])}`
 // ReadHistograms reads every shard's histogram and earliest deadline, each shard atomically,
 // all in one round trip.
 func (s *Store) ReadHistograms(ctx context.Context) ([]ShardHistogram, error) {
+	return s.readCounters(ctx, s.keys.Histogram, "population histograms")
+}
+
+// ReadKPI reads every shard's KPI counters (package kpi) and earliest deadline, each shard
+// atomically, all in one round trip. Like a histogram boundary, a day's counters of
+// end-of-day changes are complete once every shard's earliest deadline is after the day
+// closes.
+func (s *Store) ReadKPI(ctx context.Context) ([]ShardHistogram, error) {
+	return s.readCounters(ctx, s.keys.KPI, "KPI counters")
+}
+
+func (s *Store) readCounters(ctx context.Context, key func(int) string, what string) ([]ShardHistogram, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, s.keys.Shards())
 	for i := range cmds {
-		cmds[i] = pipe.Eval(ctx, readHistogramLua, []string{s.keys.Deadlines(i), s.keys.Histogram(i)})
+		cmds[i] = pipe.Eval(ctx, readHistogramLua, []string{s.keys.Deadlines(i), key(i)})
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("reading the population histograms: %w", err)
+		return nil, fmt.Errorf("reading the %s: %w", what, err)
 	}
 	out := make([]ShardHistogram, len(cmds))
 	for i, c := range cmds {
 		h, err := parseShardHistogram(c.Val())
 		if err != nil {
-			return nil, fmt.Errorf("histogram of shard %d: %w", i, err)
+			return nil, fmt.Errorf("%s of shard %d: %w", what, i, err)
 		}
 		out[i] = h
 	}

@@ -7,7 +7,8 @@
 //   - replaces the state hash (small fields, so Redis keeps its compact listpack encoding);
 //   - appends the derived events to the shard's outbox stream, which the relay publishes;
 //   - sets or clears the customer's inactivity deadline in the shard's due-time sorted set;
-//   - adjusts the shard's population histograms (for the RFM cut points).
+//   - adjusts the shard's population histograms (for the RFM cut points) and its KPI
+//     counters (package kpi).
 //
 // Customers whose version moved are re-read and recomputed. Which source offsets were
 // applied is part of the state itself, so the same atomic write records them.
@@ -55,6 +56,8 @@ type Update struct {
 	Deadline time.Time
 	// Histogram holds increments to the shard's population histogram fields.
 	Histogram map[string]int64
+	// KPI holds increments to the shard's KPI counters (package kpi).
+	KPI map[string]int64
 	// Quarantine, when set, says why the stored state cannot be used: instead of a write, the
 	// customer is quarantined (see quarantine.go) and the rest of the batch goes on.
 	Quarantine string
@@ -324,8 +327,8 @@ func (s *Store) write(ctx context.Context, byShard map[int][]prepared) (conflict
 }
 
 func (s *Store) scriptArgs(shard int, batch []prepared) ([]string, []any) {
-	keys := make([]string, 0, 3+len(batch))
-	keys = append(keys, s.keys.Outbox(shard), s.keys.Deadlines(shard), s.keys.Histogram(shard))
+	keys := make([]string, 0, 4+len(batch))
+	keys = append(keys, s.keys.Outbox(shard), s.keys.Deadlines(shard), s.keys.Histogram(shard), s.keys.KPI(shard))
 	args := make([]any, 0, len(batch)*48)
 	for _, p := range batch {
 		keys = append(keys, s.keys.Customer(p.id))
@@ -349,6 +352,10 @@ func (s *Store) scriptArgs(shard int, batch []prepared) ([]string, []any) {
 		}
 		args = append(args, len(p.update.Histogram))
 		for f, d := range p.update.Histogram {
+			args = append(args, f, d)
+		}
+		args = append(args, len(p.update.KPI))
+		for f, d := range p.update.KPI {
 			args = append(args, f, d)
 		}
 	}
