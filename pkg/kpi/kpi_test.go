@@ -29,8 +29,8 @@ func history(seed uint64) map[string][]scoring.Event {
 	for c := range simCustomers {
 		id := fmt.Sprintf("c%03d", c)
 		first := rng.IntN(simDays / 2)
-		rate := 0.005 + rng.Float64()*0.08 // purchase days per day
-		quitAt := first + rng.IntN(simDays)  // some customers stop buying
+		rate := 0.005 + rng.Float64()*0.08  // purchase days per day
+		quitAt := first + rng.IntN(simDays) // some customers stop buying
 		var evs []scoring.Event
 		var orders []string
 		add := func(kind scoring.Kind, day int, mut func(*scoring.Event)) {
@@ -377,8 +377,8 @@ func TestCompleteThroughWaitsForTheWatermarkAndTheEarliestDeadline(t *testing.T)
 		wm, due string
 		want    scoring.Day
 	}{
-		{"2025-03-11 01:00:00", "", d},                      // day 10 closes at 11th 01:00
-		{"2025-03-11 00:59:59", "", d - 1},                  // not yet
+		{"2025-03-11 01:00:00", "", d},                        // day 10 closes at 11th 01:00
+		{"2025-03-11 00:59:59", "", d - 1},                    // not yet
 		{"2025-03-11 05:00:00", "2025-03-11 01:00:00", d - 1}, // a customer's day-10 evaluation is due
 		{"2025-03-11 05:00:00", "2025-03-11 01:00:01", d},
 		{"2025-03-13 05:00:00", "2025-03-12 01:00:00", d},
