@@ -277,6 +277,19 @@ func (rt *Runtime) Watermarks(ctx context.Context) (*watermark.Tracker, error) {
 	return watermark.NewTracker(ctx, rt.Redis, rt.Keys.Watermarks(), rt.Policy.AllowedLateness)
 }
 
+// KPIs reads the namespace's KPI counters and which days of them are final.
+func (rt *Runtime) KPIs(ctx context.Context) (pipeline.KPISnapshot, error) {
+	store, err := state.New(ctx, rt.Redis, rt.Keys, nil)
+	if err != nil {
+		return pipeline.KPISnapshot{}, err
+	}
+	wm, err := rt.Watermarks(ctx)
+	if err != nil {
+		return pipeline.KPISnapshot{}, err
+	}
+	return pipeline.ReadKPIs(ctx, store, wm, rt.Policy)
+}
+
 // scoringParts builds what applies scores to the namespace: the store, the watermark tracker
 // and a scorer with the runtime's policy.
 func (rt *Runtime) scoringParts(ctx context.Context, reg prometheus.Registerer) (*state.Store, *watermark.Tracker, *pipeline.Scorer, error) {

@@ -1,0 +1,54 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/loyalty-scoring/loyalty/pkg/kpi"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
+	"github.com/loyalty-scoring/loyalty/pkg/watermark"
+)
+
+// KPISnapshot is a namespace's KPI counters summed over its shards, with what says which days
+// are final.
+type KPISnapshot struct {
+	Counters *kpi.Counters
+	// Watermark is the pipeline watermark when read (zero: unknown), FirstDue the earliest
+	// customer deadline over the shards (zero: none).
+	Watermark, FirstDue time.Time
+	// Complete is the last day whose KPIs are final (kpi.CompleteThrough); HasComplete is false
+	// while no day is.
+	Complete    scoring.Day
+	HasComplete bool
+	// Fields is the number of stored counters read.
+	Fields int
+}
+
+// ReadKPIs reads a namespace's KPI counters and its watermark. The counters and earliest
+// deadline of each shard are read atomically; the watermark first, so a day it closed cannot
+// be reported final before its changes are counted.
+func ReadKPIs(ctx context.Context, store *state.Store, marks *watermark.Tracker, p *scoring.Policy) (KPISnapshot, error) {
+	reading, err := marks.Read(ctx)
+	if err != nil {
+		return KPISnapshot{}, err
+	}
+	shards, err := store.ReadKPI(ctx)
+	if err != nil {
+		return KPISnapshot{}, fmt.Errorf("reading the KPIs: %w", err)
+	}
+	snap := KPISnapshot{Counters: kpi.NewCounters()}
+	if reading.Known {
+		snap.Watermark = reading.At
+	}
+	for _, sh := range shards {
+		snap.Counters.AddAll(sh.Counters)
+		snap.Fields += len(sh.Counters)
+		if !sh.FirstDue.IsZero() && (snap.FirstDue.IsZero() || sh.FirstDue.Before(snap.FirstDue)) {
+			snap.FirstDue = sh.FirstDue
+		}
+	}
+	snap.Complete, snap.HasComplete = kpi.CompleteThrough(snap.Watermark, snap.FirstDue, p)
+	return snap, nil
+}
