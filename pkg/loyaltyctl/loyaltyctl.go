@@ -33,6 +33,7 @@ func commands(out *cmdline.Output) []*cobra.Command {
 		actionsCommand(out),
 		eraseCommand(out),
 		quarantineCommand(out),
+		kpiCommand(out),
 		produceCommand(out),
 		consumeCommand(),
 		modelCommand(out),
