@@ -249,6 +249,11 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 				continue
 			}
 			st = next
+			if !s.replay { // a replay's records are history: no latency to measure
+				for i := range entries {
+					entries[i].SourceTime = r.Message.Time
+				}
+			}
 			outbox = append(outbox, entries...)
 			for f, n := range eventCounters {
 				counters[f] += n

@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +104,16 @@ type Metrics struct {
 	depth     prometheus.Gauge
 	errors    prometheus.Counter
 	lost      prometheus.Counter
+	// oldest is the age of the oldest entry in the held shards at the last pass; wait the
+	// time entries spent in the outbox; endToEnd the time from an input record's Kafka
+	// timestamp to Kafka's acknowledgement of the derived event.
+	oldest   prometheus.Gauge
+	wait     prometheus.Histogram
+	endToEnd *prometheus.HistogramVec
 }
+
+// latencyBuckets span 5 ms to about 10 minutes: live latency to a consumer's outage.
+var latencyBuckets = prometheus.ExponentialBuckets(0.005, 2.5, 14)
 
 // NewMetrics creates and registers (when reg is not nil) the relay metrics.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -115,9 +126,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed relay passes (retried)."}),
 		lost: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_relay_leases_lost_total",
 			Help: "Shards a relay stopped working mid-pass because their lease was lost or could not be renewed."}),
+		oldest: prometheus.NewGauge(prometheus.GaugeOpts{Name: "loyalty_outbox_oldest_age_seconds",
+			Help: "Age of the oldest entry waiting in the outbox shards this relay holds, at its last pass (0: empty)."}),
+		wait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "loyalty_outbox_wait_seconds",
+			Help: "Time from a derived event's outbox write to Kafka's acknowledgement of it.", Buckets: latencyBuckets}),
+		endToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "loyalty_e2e_latency_seconds",
+			Help:    "Time from the input record's Kafka timestamp to Kafka's acknowledgement of the derived event it caused, by output topic (end-of-day changes have no input record and are not counted).",
+			Buckets: latencyBuckets}, []string{"topic"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.depth, m.errors, m.lost)
+		reg.MustRegister(m.published, m.depth, m.errors, m.lost, m.oldest, m.wait, m.endToEnd)
 	}
 	return m
 }
@@ -200,6 +218,7 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 		published, depth atomic.Int64
 		wg               sync.WaitGroup
 		errs             = make([]error, len(grants))
+		oldest           = make([]time.Time, len(grants))
 		slots            = make(chan struct{}, drainConcurrency)
 	)
 	for i, g := range grants {
@@ -207,9 +226,10 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 		slots <- struct{}{}
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			n, d, err := r.drain(ctx, k.ctxs[i], g)
+			n, d, first, err := r.drain(ctx, k.ctxs[i], g)
 			published.Add(int64(n))
 			depth.Add(d)
+			oldest[i] = first
 			if errors.Is(err, lease.ErrFenced) || errors.Is(err, ErrLeaseLapsed) {
 				r.metrics.lost.Inc()
 			}
@@ -218,6 +238,13 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 	}
 	wg.Wait()
 	r.metrics.depth.Set(float64(depth.Load()))
+	age := time.Duration(0)
+	for _, at := range oldest {
+		if !at.IsZero() {
+			age = max(age, time.Since(at))
+		}
+	}
+	r.metrics.oldest.Set(age.Seconds())
 	return int(published.Load()), errors.Join(errs...)
 }
 
@@ -228,22 +255,23 @@ const drainConcurrency = 8
 // drain publishes one batch of a shard under grant g: a fenced read of the oldest entries,
 // the produce under sctx (cancelled when the lease is lost), and a fenced delete of what
 // Kafka acknowledged. It returns the number published and the shard's depth before the pass.
-func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, error) {
+func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, time.Time, error) {
 	shard, outbox := g.Index, r.keys.Outbox(g.Index)
 	if sctx.Err() != nil {
-		return 0, 0, context.Cause(sctx)
+		return 0, 0, time.Time{}, context.Cause(sctx)
 	}
 	reply, err := claim.Run(sctx, r.rdb, []string{g.Key, outbox}, g.Value, r.cfg.BatchSize).Slice()
 	if err != nil {
-		return 0, 0, r.shardErr(sctx, shard, "reading", err)
+		return 0, 0, time.Time{}, r.shardErr(sctx, shard, "reading", err)
 	}
 	depth, entries, err := parseClaim(reply)
 	if err != nil {
-		return 0, 0, fmt.Errorf("outbox shard %d: %w", shard, err)
+		return 0, 0, time.Time{}, fmt.Errorf("outbox shard %d: %w", shard, err)
 	}
 	if len(entries) == 0 {
-		return 0, depth, nil
+		return 0, depth, time.Time{}, nil
 	}
+	first := entryTime(entries[0].ID)
 	ids := make([]any, 0, len(entries)+1)
 	ids = append(ids, g.Value)
 	records := make([]stream.Record, 0, len(entries))
@@ -251,7 +279,7 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, err
 		ids = append(ids, e.ID)
 		rec, ok, err := r.record(e)
 		if err != nil {
-			return 0, depth, fmt.Errorf("outbox shard %d entry %s: %w", shard, e.ID, err)
+			return 0, depth, first, fmt.Errorf("outbox shard %d entry %s: %w", shard, e.ID, err)
 		}
 		if ok {
 			records = append(records, rec)
@@ -262,21 +290,56 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, err
 			if sctx.Err() != nil && ctx.Err() == nil {
 				// The lease went while the records were in flight: some may still land, as
 				// repeats of what the shard's next holder publishes from the same entries.
-				return 0, depth, fmt.Errorf("publishing abandoned: %w", context.Cause(sctx))
+				return 0, depth, first, fmt.Errorf("publishing abandoned: %w", context.Cause(sctx))
 			}
-			return 0, depth, fmt.Errorf("outbox shard %d: %w", shard, err)
+			return 0, depth, first, fmt.Errorf("outbox shard %d: %w", shard, err)
 		}
 		for _, rec := range records {
 			r.metrics.published.WithLabelValues(rec.Topic).Inc()
 		}
+		r.observeLatency(entries)
 	}
 	// Kafka acknowledged the batch, so the entries go even when the pass is being cancelled;
 	// the fence refuses the delete if the lease went meanwhile, and the next holder publishes
 	// them again with the same ids.
 	if err := remove.Run(context.WithoutCancel(ctx), r.rdb, []string{g.Key, outbox}, ids...).Err(); err != nil {
-		return len(records), depth, r.shardErr(sctx, shard, "removing published entries (they will be published again)", err)
+		return len(records), depth, first, r.shardErr(sctx, shard, "removing published entries (they will be published again)", err)
 	}
-	return len(records), depth, nil
+	return len(records), depth, first, nil
+}
+
+// observeLatency records, for entries Kafka just acknowledged, how long each waited in the
+// outbox and, for those an input record caused, the end-to-end latency from its timestamp.
+func (r *Relay) observeLatency(entries []redis.XMessage) {
+	now := time.Now()
+	for _, e := range entries {
+		if at := entryTime(e.ID); !at.IsZero() {
+			r.metrics.wait.Observe(max(now.Sub(at), 0).Seconds())
+		}
+		st, _ := e.Values["st"].(string)
+		if st == "" {
+			continue
+		}
+		ms, err := strconv.ParseInt(st, 10, 64)
+		if err != nil {
+			continue
+		}
+		topic, _ := e.Values["t"].(string)
+		if r.cfg.TopicFor != nil {
+			topic = r.cfg.TopicFor(topic)
+		}
+		r.metrics.endToEnd.WithLabelValues(topic).Observe(max(now.Sub(time.UnixMilli(ms)), 0).Seconds())
+	}
+}
+
+// entryTime is when a stream entry was added: the milliseconds of its id ("ms-seq").
+func entryTime(id string) time.Time {
+	msText, _, _ := strings.Cut(id, "-")
+	ms, err := strconv.ParseInt(msText, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // shardErr names the shard and step of a failed Redis call, reporting a fenced refusal as

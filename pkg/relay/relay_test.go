@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap/zaptest"
 
@@ -465,5 +467,62 @@ func TestFencedReadsAndDeletesWorkOnRedisCluster(t *testing.T) {
 	drainAll(t, r, rdb, keys)
 	if repeats := checkCustomerOrder(t, log.records(), 30, 3); repeats != 0 {
 		t.Fatalf("%d repeats from one relay", repeats)
+	}
+}
+
+// TestTheRelayMeasuresOutboxAgeAndEndToEndLatency: an entry an input record caused carries
+// the record's Kafka timestamp; once Kafka acknowledges it the relay observes the end-to-end
+// latency from that timestamp, and the wait in the outbox for every entry.
+func TestTheRelayMeasuresOutboxAgeAndEndToEndLatency(t *testing.T) {
+	rdb, keys, store := newOutbox(t, 2)
+	produced := time.Now().Add(-3 * time.Second)
+	_, err := store.Apply(context.Background(), []string{"c1", "c2"}, func(id string, _ map[string]string) (state.Update, error) {
+		e := state.OutboxEntry{Topic: "loyalty.tier-changes.v1", Key: id, EventID: id + "-1", Value: []byte("v")}
+		if id == "c1" {
+			e.SourceTime = produced // caused by an input record; c2's is an end-of-day change
+		}
+		return state.Update{Fields: map[string]string{"r": "1"}, Outbox: []state.OutboxEntry{e}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	reg := prometheus.NewRegistry()
+	r, err := relay.New(context.Background(), relay.Config{}, rdb, keys, &memoryPublisher{}, relay.NewMetrics(reg), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Pass(context.Background()); err != nil || n != 2 {
+		t.Fatalf("pass: %d published, %v", n, err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*dto.MetricFamily{}
+	for _, f := range families {
+		got[f.GetName()] = f
+	}
+	e2e := got["loyalty_e2e_latency_seconds"].GetMetric()
+	if len(e2e) != 1 || e2e[0].GetHistogram().GetSampleCount() != 1 || e2e[0].GetHistogram().GetSampleSum() < 3 ||
+		e2e[0].GetLabel()[0].GetValue() != "loyalty.tier-changes.v1" {
+		t.Errorf("end-to-end latency: %v, want one sample of at least 3 s for loyalty.tier-changes.v1", e2e)
+	}
+	wait := got["loyalty_outbox_wait_seconds"].GetMetric()
+	if len(wait) != 1 || wait[0].GetHistogram().GetSampleCount() != 2 || wait[0].GetHistogram().GetSampleSum() < 0.4 {
+		t.Errorf("outbox wait: %v, want two samples of at least 0.2 s", wait)
+	}
+	// The last pass found entries 0.2 s old or more: the oldest-age gauge says so.
+	if age := got["loyalty_outbox_oldest_age_seconds"].GetMetric()[0].GetGauge().GetValue(); age < 0.2 || age > 60 {
+		t.Errorf("oldest entry age %v s, want the 0.2 s or more the entries waited", age)
+	}
+	if _, err := r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	families, _ = reg.Gather()
+	for _, f := range families {
+		if f.GetName() == "loyalty_outbox_oldest_age_seconds" && f.GetMetric()[0].GetGauge().GetValue() != 0 {
+			t.Errorf("an empty outbox: oldest entry age %v, want 0", f.GetMetric()[0].GetGauge().GetValue())
+		}
 	}
 }

@@ -2,7 +2,7 @@
 -- KEYS[1] outbox stream, KEYS[2] deadline zset, KEYS[3] histogram hash, KEYS[4] KPI counter
 -- hash, KEYS[5..] customers.
 -- ARGV per customer: id, expected version, n fields, (field, value)*, deadline ms or "",
--- n outbox entries, (topic, key, event id, value)*, n histogram deltas, (field, delta)*,
+-- n outbox entries, (topic, key, event id, value, source time ms or "")*, n histogram deltas, (field, delta)*,
 -- n KPI deltas, (field, delta)*.
 -- Returns the 0-based indexes of customers whose version had moved (nothing written for them).
 local conflicts = {}
@@ -18,7 +18,7 @@ for i = 5, #KEYS do
     conflicts[#conflicts + 1] = i - 5
     a = a + 2 * nf + 1
     local no = tonumber(ARGV[a])
-    a = a + 1 + 4 * no
+    a = a + 1 + 5 * no
     local nh = tonumber(ARGV[a])
     a = a + 1 + 2 * nh
     local nk = tonumber(ARGV[a])
@@ -44,8 +44,12 @@ for i = 5, #KEYS do
     local no = tonumber(ARGV[a])
     a = a + 1
     for _ = 1, no do
-      redis.call('XADD', KEYS[1], '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3])
-      a = a + 4
+      if ARGV[a + 4] == '' then
+        redis.call('XADD', KEYS[1], '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3])
+      else
+        redis.call('XADD', KEYS[1], '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3], 'st', ARGV[a + 4])
+      end
+      a = a + 5
     end
     local nh = tonumber(ARGV[a])
     a = a + 1

@@ -45,6 +45,9 @@ type OutboxEntry struct {
 	Key     string // customer id (the Kafka key)
 	EventID string
 	Value   []byte // the encoded record value
+	// SourceTime is the Kafka timestamp of the input record that caused the event (zero for
+	// an end-of-day change): the relay measures the end-to-end latency from it.
+	SourceTime time.Time
 }
 
 // Update is the new state of one customer and what goes with it.
@@ -348,7 +351,11 @@ func (s *Store) scriptArgs(shard int, batch []prepared) ([]string, []any) {
 		}
 		args = append(args, len(p.update.Outbox))
 		for _, o := range p.update.Outbox {
-			args = append(args, o.Topic, o.Key, o.EventID, o.Value)
+			st := ""
+			if !o.SourceTime.IsZero() {
+				st = strconv.FormatInt(o.SourceTime.UnixMilli(), 10)
+			}
+			args = append(args, o.Topic, o.Key, o.EventID, o.Value, st)
 		}
 		args = append(args, len(p.update.Histogram))
 		for f, d := range p.update.Histogram {

@@ -511,8 +511,9 @@ func RunSweeperWith(ctx context.Context, rt *Runtime, required func(context.Cont
 	}
 	deriver := pipeline.NewCutpointDeriver(pipeline.CutpointDeriver{Redis: rt.Redis, Store: store, Watermarks: wm,
 		Required: required, Policy: rt.Policy, Log: rt.Log}, reg)
+	kpis := pipeline.NewKPIExporter(&pipeline.KPIExporter{Store: store, Watermarks: wm, Policy: rt.Policy, Log: rt.Log}, reg)
 	var tasks supervise.Group
-	tasks.Add(sw.Run, deriver.Run, rt.cutpointWatch(scorer).Run)
+	tasks.Add(sw.Run, deriver.Run, rt.cutpointWatch(scorer).Run, kpis.Run)
 	return tasks.Run(ctx)
 }
 
