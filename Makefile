@@ -41,7 +41,7 @@ GOLANGCI_LINT := $(BIN)/golangci-lint
 INFRA := deploy/local/infra.sh
 GO_FILES = find . -name '*.go' -not -path './.git/*' -not -path './bin/*' -not -path '*/testdata/*' -not -path './deploy/local/.run/*'
 
-.PHONY: all test test-kfake chaos redis-server lint lint-tools tidy-check fmt bench fuzz build \
+.PHONY: all test test-kfake chaos redis-server tools lint lint-tools tidy-check fmt bench fuzz build \
         infra-up infra-down infra-status run help
 
 all: lint test
@@ -61,6 +61,11 @@ build:
 redis-server:
 	@deploy/local/redis.sh install
 
+# promtool (Debian's prometheus package) for the tests of deploy/prometheus and the dashboards:
+# installed when missing, or a failure with the command to run — never skipped.
+tools:
+	@deploy/local/tools.sh install promtool
+
 # What CI runs, in three passes sized for a 2-core machine:
 #   1. every test with the race detector, -short (the acceptance runs at CI size);
 #   2. the integration tests of the Redis-facing packages again on a three-node Redis Cluster
@@ -71,7 +76,7 @@ redis-server:
 # chaos suite at full size.
 FULL         ?=
 CLUSTER_PKGS ?= ./pkg/state ./pkg/relay ./pkg/pipeline ./pkg/notifier ./pkg/namespace ./pkg/replay
-test: redis-server
+test: redis-server tools
 	@echo "go test -race -short: KAFKA_BROKERS=$${KAFKA_BROKERS:-<in-process kfake>} REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
 	$(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) -skip '^TestChaos' $(TEST_FLAGS) $(PKGS)
 	@echo "go test -short on a three-node Redis Cluster (a cluster of redis-server children per test): $(CLUSTER_PKGS)"
@@ -86,7 +91,7 @@ endif
 # suite only: the acceptance runs (pkg/e2e, the retail replay) belong to the real broker and
 # run in make test (full size with FULL=1); the security test (pkg/securetest) starts a SASL_SSL
 # broker of its own whatever KAFKA_BROKERS says, so a second run here would only repeat it.
-test-kfake: redis-server
+test-kfake: redis-server tools
 	@echo "go test -race -short: KAFKA_BROKERS=<in-process kfake> REDIS_ADDR=$${REDIS_ADDR:-<redis-server child>}"
 	KAFKA_BROKERS= $(GO) test -race -short -count=1 -timeout $(TEST_TIMEOUT) -skip '^(TestAcceptance|TestChaos|TestThePipelineRunsOverSASL)' $(TEST_FLAGS) $(PKGS)
 

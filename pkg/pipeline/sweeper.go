@@ -83,8 +83,11 @@ func NewSweeper(ctx context.Context, cfg SweeperConfig, rdb redisconn.Client, st
 		Help: "Customers evaluated because their inactivity deadline passed."})
 	lag := prometheus.NewGauge(prometheus.GaugeOpts{Name: "loyalty_watermark_lag_seconds",
 		Help: "Wall clock minus the pipeline's event-time watermark. Live and caught up it is the allowed lateness plus a heartbeat; it grows while a consumer is down or behind (see docs/operations.md)."})
+	lateness := prometheus.NewGauge(prometheus.GaugeOpts{Name: "loyalty_watermark_allowed_lateness_seconds",
+		Help: "The policy's allowed lateness: the watermark lag of a live, caught-up pipeline (alerts compare the lag with it)."})
+	lateness.Set(scorer.Policy().AllowedLateness.Seconds())
 	if reg != nil {
-		reg.MustRegister(evaluated, lag)
+		reg.MustRegister(evaluated, lag, lateness)
 	}
 	return &Sweeper{cfg: cfg, store: store, scorer: scorer, watermarks: wm, leases: leases, evaluated: evaluated, lag: lag, log: log}, nil
 }
