@@ -112,8 +112,10 @@ func OfEvent(before, after scoring.State, e scoring.Event, p *scoring.Policy, ou
 		if !containsDay(was.Days, d) {
 			now := was
 			now.Days = insertDay(was.Days, d)
-			purchaseDays(now, p, 1, out)
-			purchaseDays(was, p, -1, out)
+			acc := spans{}
+			acc.purchaseDays(now, p, 1)
+			acc.purchaseDays(was, p, -1)
+			acc.emit(out)
 		}
 	case scoring.KindRefund:
 		out.add(d, codeRefunds, 1)
@@ -232,42 +234,76 @@ func insertDay(days []scoring.Day, d scoring.Day) []scoring.Day {
 // interval is the days [from, to], inclusive.
 type interval struct{ from, to scoring.Day }
 
+// spanCodes name the difference arrays of purchase days: for each window its buyers,
+// retained and repeaters (in Windows order), then the lapse.
+var spanCodes = func() []string {
+	var out []string
+	for _, w := range Windows {
+		ws := strconv.Itoa(w)
+		out = append(out, prefixBuyers+ws, prefixRetained+ws, prefixRepeaters+ws)
+	}
+	return append(out, codeLapsed)
+}()
+
+const lapseSpan = 3 * 5 // index of codeLapsed in spanCodes: after 3 codes for each of the 5 windows
+
+// spanKey is one counter of spans: a day and an index into spanCodes.
+type spanKey struct {
+	day  scoring.Day
+	code uint8
+}
+
+// spans accumulates difference-array increments by day and code without building counter
+// names, so the increments of the set before and after a purchase cancel cheaply.
+type spans map[spanKey]int64
+
+// emit adds the increments that did not cancel to out.
+func (x spans) emit(out Deltas) {
+	for k, n := range x {
+		if n != 0 {
+			out.add(k.day, spanCodes[k.code], n)
+		}
+	}
+}
+
 // purchaseDays adds sign times the difference arrays a set of purchase days contributes:
 // buyers, repeaters and retained customers per window, and the lapse. Called with the set
 // after a new purchase day (+1) and before it (-1), it adds what that day changed.
-func purchaseDays(set scoring.PurchaseDaySet, p *scoring.Policy, sign int64, out Deltas) {
+func (x spans) purchaseDays(set scoring.PurchaseDaySet, p *scoring.Policy, sign int64) {
 	days := set.Days
 	if len(days) == 0 {
 		return
 	}
-	span := func(code string, ivs []interval) {
+	span := func(code int, ivs []interval) {
 		for _, iv := range ivs {
-			out.add(iv.from, code, sign)
-			out.add(iv.to+1, code, -sign)
+			x[spanKey{iv.from, uint8(code)}] += sign
+			x[spanKey{iv.to + 1, uint8(code)}] -= sign
 		}
 	}
-	for _, w := range Windows {
+	buyers := make([]interval, 0, len(days))
+	prior := make([]interval, 0, len(days))
+	var rep, both []interval
+	for wi, w := range Windows {
 		wd := scoring.Day(w)
-		ws := strconv.Itoa(w)
 		// A customer is a buyer in the window ending D when a purchase day a has a ≤ D < a+W.
-		buyers := make([]interval, 0, len(days))
-		prior := make([]interval, 0, len(days))
+		buyers, prior = buyers[:0], prior[:0]
 		for _, a := range days {
 			buyers = appendMerged(buyers, interval{a, a + wd - 1})
 			prior = appendMerged(prior, interval{a + wd, a + 2*wd - 1})
 		}
-		span(prefixBuyers+ws, buyers)
+		span(3*wi, buyers)
 		// Retained: a purchase day in the window and one in the window before it.
-		span(prefixRetained+ws, intersect(buyers, prior))
+		both = intersect(both[:0], buyers, prior)
+		span(3*wi+1, both)
 		if w > 1 {
 			// Two purchase days a < b within the window ending D: b ≤ D < a+W.
-			var rep []interval
+			rep = rep[:0]
 			for i := 1; i < len(days); i++ {
 				if a, b := days[i-1], days[i]; b-a < wd {
 					rep = appendMerged(rep, interval{b, a + wd - 1})
 				}
 			}
-			span(prefixRepeaters+ws, rep)
+			span(3*wi+2, rep)
 		}
 	}
 	// The lapse: a customer passes its personal horizon after a purchase day with no purchase
@@ -275,7 +311,7 @@ func purchaseDays(set scoring.PurchaseDaySet, p *scoring.Policy, sign int64, out
 	for i, a := range days {
 		at := a + Horizon(set, i, p)
 		if i+1 == len(days) || at < days[i+1] {
-			out.add(at, codeLapsed, sign)
+			x[spanKey{at, lapseSpan}] += sign
 		}
 	}
 }
@@ -309,9 +345,8 @@ func appendMerged(ivs []interval, iv interval) []interval {
 	return append(ivs, iv)
 }
 
-// intersect is the intersection of two sorted, disjoint interval lists.
-func intersect(a, b []interval) []interval {
-	var out []interval
+// intersect appends to out the intersection of two sorted, disjoint interval lists.
+func intersect(out, a, b []interval) []interval {
 	for i, j := 0, 0; i < len(a) && j < len(b); {
 		lo, hi := max(a[i].from, b[j].from), min(a[i].to, b[j].to)
 		if lo <= hi {

@@ -249,9 +249,11 @@ func serviceMetricNames(t *testing.T) map[string]bool {
 		"feedback": func(ctx context.Context) error {
 			return wiring.RunConsumer(ctx, rt, wiring.ConsumerConfig{Service: "feedback", Topics: []string{event.TopicFeedback}})
 		},
-		"sweeper":  func(ctx context.Context) error { return wiring.RunSweeper(ctx, rt) },
-		"relay":    func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) },
-		"notifier": func(ctx context.Context) error { return wiring.RunNotifier(ctx, rt, notifier.Config{Channels: notifier.LogChannels()}) },
+		"sweeper": func(ctx context.Context) error { return wiring.RunSweeper(ctx, rt) },
+		"relay":   func(ctx context.Context) error { return wiring.RunRelay(ctx, rt, nil) },
+		"notifier": func(ctx context.Context) error {
+			return wiring.RunNotifier(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
+		},
 	}
 	done := make(chan error, len(services))
 	for name, run := range services {
