@@ -81,6 +81,10 @@ func (k Keyspace) Deadlines(shard int) string { return "loy:" + k.ns + ":due:" +
 // Histogram is the shard's hash of population histogram counters (RFM cut points).
 func (k Keyspace) Histogram(shard int) string { return "loy:" + k.ns + ":hist:" + tag(shard) }
 
+// Transitions is the customer's list of its latest tier, churn and segment changes, newest
+// first, in the customer's slot.
+func (k Keyspace) Transitions(id string) string { return k.CustomerKey("tx", id) }
+
 // KPI is the shard's hash of KPI counters (package kpi).
 func (k Keyspace) KPI(shard int) string { return "loy:" + k.ns + ":kpi:" + tag(shard) }
 

@@ -108,7 +108,7 @@ func ScoringEvent(r ingest.Record) scoring.Event {
 // update builds the store update from the state read (cur), the new state, the outbox entries
 // of its changes and its samples at boundary days. deadline is NextDeadline(after), when the caller already knows
 // it (zero: compute it).
-func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []state.OutboxEntry, samples []scoring.Sample, counters kpi.Deltas, deadline time.Time, p *scoring.Policy) state.Update {
+func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []state.OutboxEntry, samples []scoring.Sample, counters kpi.Deltas, transitions []string, deadline time.Time, p *scoring.Policy) state.Update {
 	fields := after.MarshalFields()
 	counters = counters.Compact()
 	if len(outbox) == 0 && len(samples) == 0 && len(counters) == 0 && maps.Equal(fields, cur) {
@@ -121,8 +121,9 @@ func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []sta
 		Fields:    fields,
 		Outbox:    outbox,
 		Deadline:  deadline,
-		Histogram: histogramCounts(samples),
-		KPI:       counters,
+		Histogram:   histogramCounts(samples),
+		KPI:         counters,
+		Transitions: transitions,
 	}
 }
 
@@ -210,11 +211,13 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 		var outbox []state.OutboxEntry
 		var samples []scoring.Sample
 		counters := kpi.Deltas{}
+		var transitions []string
 		if !wm.IsZero() && before.CustomerID != "" {
 			if err := guarded("closing days", func() error {
 				var changes []scoring.Change
 				st, changes, _, samples = scoring.SweepSampled(st, wm, p)
 				kpi.OfChanges(changes, counters)
+				transitions = appendTransitions(transitions, changes)
 				var err error
 				outbox, err = s.outboxOf(changes)
 				return err
@@ -226,6 +229,7 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 			var next scoring.State
 			var entries []state.OutboxEntry
 			eventCounters := kpi.Deltas{}
+			var eventTransitions []string
 			err := guarded("applying "+r.Event.ID(), func() error {
 				var ch []scoring.Change
 				var err error
@@ -237,6 +241,7 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 					kpi.OfEvent(st, next, ev, p, eventCounters)
 					kpi.OfChanges(ch, eventCounters)
 				}
+				eventTransitions = appendTransitions(nil, ch)
 				entries, err = s.outboxOf(ch)
 				return err
 			})
@@ -258,8 +263,9 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 			for f, n := range eventCounters {
 				counters[f] += n
 			}
+			transitions = append(transitions, eventTransitions...)
 		}
-		return s.update(cur, st, outbox, samples, counters, time.Time{}, p), nil
+		return s.update(cur, st, outbox, samples, counters, transitions, time.Time{}, p), nil
 	}
 }
 
@@ -299,27 +305,29 @@ func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 			after    scoring.State
 			outbox   []state.OutboxEntry
 			deadline time.Time
-			samples  []scoring.Sample
-			counters = kpi.Deltas{}
+			samples     []scoring.Sample
+			counters    = kpi.Deltas{}
+			transitions []string
 		)
 		if err := guarded("closing days", func() error {
 			var changes []scoring.Change
 			after, changes, deadline, samples = scoring.SweepSampled(before, at, p)
 			kpi.OfChanges(changes, counters)
+			transitions = appendTransitions(transitions, changes)
 			var err error
 			outbox, err = s.outboxOf(changes)
 			return err
 		}); err != nil {
 			return s.isolate(id, nil, err) // quarantined: the sweeper's other customers go on
 		}
-		u := s.update(cur, after, outbox, samples, counters, deadline, p)
+		u := s.update(cur, after, outbox, samples, counters, transitions, deadline, p)
 		if u.Fields == nil {
 			// Nothing changed (a deadline scheduled under another policy), but the
 			// deadline must still move past at, or the sweeper would pick the customer up
 			// again at once.
 			u.Fields = after.MarshalFields()
 			u.Deadline = deadline
-			u.Histogram, u.KPI = nil, nil
+			u.Histogram, u.KPI, u.Transitions = nil, nil, nil
 		}
 		return u, nil
 	}

@@ -208,3 +208,10 @@ func ChurnAt(s State, d Day, p *Policy) (score float64, reasons []Reason) {
 	f := assessRisk(&s, d, p)
 	return round3(f.score), f.reasons(p)
 }
+
+// PAliveAt is the BG/NBD probability that the customer is still active at the end of day d,
+// and false when the churn rules fall back (too few repeat purchases or too short a tenure).
+func PAliveAt(s State, d Day, p *Policy) (float64, bool) {
+	f := assessRisk(&s, d, p)
+	return f.pAlive, f.model
+}

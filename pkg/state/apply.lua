@@ -1,13 +1,15 @@
 -- Atomic per-customer state write with a version check. See store.go.
 -- KEYS[1] outbox stream, KEYS[2] deadline zset, KEYS[3] histogram hash, KEYS[4] KPI counter
--- hash, KEYS[5..] customers.
+-- hash, then per customer its state hash and its transition list (KEYS[5], KEYS[6], ...).
 -- ARGV per customer: id, expected version, n fields, (field, value)*, deadline ms or "",
 -- n outbox entries, (topic, key, event id, value, source time ms or "")*, n histogram deltas, (field, delta)*,
--- n KPI deltas, (field, delta)*.
+-- n KPI deltas, (field, delta)*, n transitions, (entry)* (oldest first; the list keeps the
+-- newest MAX_TRANSITIONS, ARGV[1]), then the next customer. ARGV[1] is the list's bound.
 -- Returns the 0-based indexes of customers whose version had moved (nothing written for them).
 local conflicts = {}
-local a = 1
-for i = 5, #KEYS do
+local keep = tonumber(ARGV[1])
+local a = 2
+for i = 5, #KEYS, 2 do
   local key = KEYS[i]
   local id = ARGV[a]
   local expected = ARGV[a + 1]
@@ -15,7 +17,7 @@ for i = 5, #KEYS do
   a = a + 3
   local current = redis.call('HGET', key, '_v') or '0'
   if current ~= expected then
-    conflicts[#conflicts + 1] = i - 5
+    conflicts[#conflicts + 1] = (i - 5) / 2
     a = a + 2 * nf + 1
     local no = tonumber(ARGV[a])
     a = a + 1 + 5 * no
@@ -23,6 +25,8 @@ for i = 5, #KEYS do
     a = a + 1 + 2 * nh
     local nk = tonumber(ARGV[a])
     a = a + 1 + 2 * nk
+    local nt = tonumber(ARGV[a])
+    a = a + 1 + nt
   else
     redis.call('DEL', key)
     local args = {}
@@ -62,6 +66,15 @@ for i = 5, #KEYS do
     for _ = 1, nk do
       redis.call('HINCRBY', KEYS[4], ARGV[a], ARGV[a + 1])
       a = a + 2
+    end
+    local nt = tonumber(ARGV[a])
+    a = a + 1
+    if nt > 0 then
+      for j = 0, nt - 1 do
+        redis.call('LPUSH', KEYS[i + 1], ARGV[a + j])
+      end
+      redis.call('LTRIM', KEYS[i + 1], 0, keep - 1)
+      a = a + nt
     end
   end
 end

@@ -10,11 +10,11 @@ import (
 )
 
 // EraseCustomer removes what the store keeps about a customer in a namespace: the state
-// hash (and a quarantined copy), the inactivity deadline and the outbox entries not yet published (they carry the
+// hash (and a quarantined copy), its transition list, the inactivity deadline and the outbox entries not yet published (they carry the
 // customer's data). It returns how many keys and entries it removed.
 func EraseCustomer(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string) (int, error) {
 	shard := keys.Shard(id)
-	n, err := rdb.Del(ctx, keys.Customer(id), keys.CustomerKey("q", id)).Result()
+	n, err := rdb.Del(ctx, keys.Customer(id), keys.CustomerKey("q", id), keys.Transitions(id)).Result()
 	if err != nil {
 		return 0, fmt.Errorf("deleting the state: %w", err)
 	}

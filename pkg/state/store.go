@@ -50,6 +50,9 @@ type OutboxEntry struct {
 	SourceTime time.Time
 }
 
+// MaxTransitions bounds a customer's transition list: the newest entries are kept.
+const MaxTransitions = 20
+
 // Update is the new state of one customer and what goes with it.
 type Update struct {
 	// Fields is the complete new state; nil means "unchanged, write nothing".
@@ -61,6 +64,9 @@ type Update struct {
 	Histogram map[string]int64
 	// KPI holds increments to the shard's KPI counters (package kpi).
 	KPI map[string]int64
+	// Transitions are entries for the customer's transition list, oldest first; the list keeps
+	// the newest MaxTransitions.
+	Transitions []string
 	// Quarantine, when set, says why the stored state cannot be used: instead of a write, the
 	// customer is quarantined (see quarantine.go) and the rest of the batch goes on.
 	Quarantine string
@@ -330,11 +336,12 @@ func (s *Store) write(ctx context.Context, byShard map[int][]prepared) (conflict
 }
 
 func (s *Store) scriptArgs(shard int, batch []prepared) ([]string, []any) {
-	keys := make([]string, 0, 4+len(batch))
+	keys := make([]string, 0, 4+2*len(batch))
 	keys = append(keys, s.keys.Outbox(shard), s.keys.Deadlines(shard), s.keys.Histogram(shard), s.keys.KPI(shard))
-	args := make([]any, 0, len(batch)*48)
+	args := make([]any, 0, 1+len(batch)*48)
+	args = append(args, MaxTransitions)
 	for _, p := range batch {
-		keys = append(keys, s.keys.Customer(p.id))
+		keys = append(keys, s.keys.Customer(p.id), s.keys.Transitions(p.id))
 		args = append(args, p.id, p.version, len(p.update.Fields))
 		fields := make([]string, 0, len(p.update.Fields))
 		for f := range p.update.Fields {
@@ -365,6 +372,19 @@ func (s *Store) scriptArgs(shard int, batch []prepared) ([]string, []any) {
 		for f, d := range p.update.KPI {
 			args = append(args, f, d)
 		}
+		args = append(args, len(p.update.Transitions))
+		for _, t := range p.update.Transitions {
+			args = append(args, t)
+		}
 	}
 	return keys, args
+}
+
+// Transitions returns the entries of the customer's transition list, newest first.
+func (s *Store) Transitions(ctx context.Context, customerID string) ([]string, error) {
+	out, err := s.rdb.LRange(ctx, s.keys.Transitions(customerID), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading the customer's transitions: %w", err)
+	}
+	return out, nil
 }

@@ -98,6 +98,34 @@ var contract = []struct {
 			t.Fatalf("histogram m:3 = %d", n)
 		}
 	}},
+	{"a customer's transition list keeps the newest entries and erasure removes it", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		for round := range 3 { // 3 writes of 9 transitions each: 27, of which the newest 20 stay
+			_, err := s.Apply(ctx, []string{"c-tx"}, func(string, map[string]string) (state.Update, error) {
+				u := state.Update{Fields: map[string]string{"r": strconv.Itoa(round)}}
+				for i := range 9 {
+					u.Transitions = append(u.Transitions, fmt.Sprintf("t%02d", 9*round+i))
+				}
+				return u, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.Transitions(ctx, "c-tx")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != state.MaxTransitions || got[0] != "t26" || got[len(got)-1] != "t07" {
+			t.Fatalf("transitions %v: want the newest %d, t26 first and t07 last", got, state.MaxTransitions)
+		}
+		if _, err := state.EraseCustomer(ctx, rdb, s.Keys(), "c-tx"); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Transitions(ctx, "c-tx"); len(got) != 0 {
+			t.Fatalf("after erasure the transitions are %v", got)
+		}
+	}},
 	{"an update that changes nothing writes nothing", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
 		res, err := s.Apply(context.Background(), []string{"c1"}, func(string, map[string]string) (state.Update, error) {
 			return state.Update{}, nil
