@@ -61,10 +61,11 @@ build:
 redis-server:
 	@deploy/local/redis.sh install
 
-# promtool (Debian's prometheus package) for the tests of deploy/prometheus and the dashboards:
-# installed when missing, or a failure with the command to run — never skipped.
+# promtool (Debian's prometheus package) for the tests of deploy/prometheus and the dashboards,
+# chromium for the console's browser test: installed when missing, or a failure with the
+# command to run — never skipped.
 tools:
-	@deploy/local/tools.sh install promtool
+	@deploy/local/tools.sh install promtool chromium
 
 # What CI runs, in three passes sized for a 2-core machine:
 #   1. every test with the race detector, -short (the acceptance runs at CI size);
@@ -159,8 +160,9 @@ infra-status:
 ## ---- running the pipeline (owned by the pipeline/services work) ------------------------
 
 # The in-process demo of the developer harness (services/loyalty-dev): no Kafka or Redis needed.
+# The demo with the loyalty console: it prints the console's URL, user and password.
 run:
-	$(GO) run ./services/loyalty-dev demo --for 60s
+	$(GO) run ./services/loyalty-dev demo --for $(or $(FOR),5m)
 
 .PHONY: services-up services-down services-status bench-e2e
 

@@ -3,6 +3,7 @@
 #
 #   deploy/local/tools.sh install promtool   # Debian's prometheus package: promtool checks the
 #                                            # alert rules, their unit tests and the dashboards' PromQL
+#   deploy/local/tools.sh install chromium   # Debian's chromium: the console's browser test (chromedp)
 #   deploy/local/tools.sh check promtool     # exit 1 naming the install command when missing
 #
 # Installing needs root or password-less sudo; otherwise it fails with the command to run.
@@ -14,7 +15,8 @@ say() { echo "tools.sh: $*" >&2; }
 package_of() {
   case "$1" in
     promtool) echo prometheus ;;
-    *) die "unknown tool $1 (known: promtool)" ;;
+    chromium) echo chromium ;;
+    *) die "unknown tool $1 (known: promtool, chromium)" ;;
   esac
 }
 
@@ -61,5 +63,5 @@ case "$cmd" in
     for t in "$@"; do
       command -v "$t" >/dev/null 2>&1 || die "$t is missing: sudo apt-get install -y --no-install-recommends $(package_of "$t") (make test installs it)"
     done ;;
-  *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

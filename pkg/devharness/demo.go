@@ -3,6 +3,8 @@ package devharness
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/console"
 	"github.com/loyalty-scoring/loyalty/pkg/embedded"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
@@ -45,6 +48,8 @@ type demoOptions struct {
 	DataDir   string
 	Redis     string // auto, redis-server or miniredis
 	HTTP      string // ops server address; "off" disables it
+	// Console is the loyalty console's address; "" or "off" disables it.
+	Console string
 	// Progress is the interval of the progress report.
 	Progress time.Duration
 	// Lead bounds how far, in event time, the producer runs ahead of the applied history.
@@ -101,6 +106,7 @@ func demoCommand() *cobra.Command {
 	fs.StringVar(&o.Redis, "redis", "auto", "auto (redis-server when on the PATH, else in-process), redis-server or miniredis")
 	fs.DurationVar(&o.Lead, "lead", 72*time.Hour, "how far in event time the producer may run ahead of the consumers (0: no limit)")
 	fs.StringVar(&o.HTTP, "http", "127.0.0.1:0", "address of the /metrics, /healthz and /readyz server, or off")
+	fs.StringVar(&o.Console, "console", "127.0.0.1:0", "address of the loyalty console (user demo, a password printed at start), or off")
 	return cmd
 }
 
@@ -293,6 +299,18 @@ func runDemoPipeline(ctx context.Context, o demoOptions, stderr io.Writer) (*dem
 		named("notifier", func(ctx context.Context) error {
 			return wiring.RunNotifier(ctx, rt, notifier.Config{Channels: notifier.LogChannels()})
 		}))
+	if o.Console != "" && o.Console != "off" {
+		password, err := demoPassword()
+		if err != nil {
+			return nil, err
+		}
+		cfg := wiring.ConsoleConfig{Addr: o.Console, Console: console.Config{User: "demo", Password: password}}
+		services.Add(named("console", func(ctx context.Context) error {
+			return wiring.RunConsole(ctx, rt, cfg, func(addr string) {
+				fmt.Fprintf(stderr, "demo: console http://%s/ (user demo, password %s)\n", addr, password)
+			})
+		}))
+	}
 	servicesDone := make(chan error, 1)
 	go func() { servicesDone <- services.Run(svcCtx) }()
 
@@ -368,4 +386,13 @@ func serveOps(srvOps *ops.Server, addr string, log *zap.Logger) (string, func(),
 		}
 	}()
 	return l.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+// demoPassword is a fresh random password for the demo's console.
+func demoPassword() (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("making the console password: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }

@@ -62,6 +62,20 @@ func ValidateToken(token string) error {
 	return nil
 }
 
+// LoadSecretFile reads a secret from a file (a mounted secret), surrounding white space such
+// as the trailing newline dropped; an empty file is an error.
+func LoadSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the secret: %w", err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return v, nil
+}
+
 // LoadToken returns the bearer token set directly (token) or in a file (path; surrounding
 // white space, such as the trailing newline of a mounted secret, is dropped), validated; ""
 // when neither is set. Setting both is an error: one would silently win.
@@ -70,13 +84,9 @@ func LoadToken(token, path string) (string, error) {
 	case token != "" && path != "":
 		return "", fmt.Errorf("%w: set the token or a file holding it, not both", ErrBadToken)
 	case path != "":
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "", fmt.Errorf("reading the ops bearer token: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-		if token == "" {
-			return "", fmt.Errorf("%w: %s is empty", ErrBadToken, path)
+		var err error
+		if token, err = LoadSecretFile(path); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrBadToken, err)
 		}
 	case token == "":
 		return "", nil

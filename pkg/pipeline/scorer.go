@@ -118,9 +118,9 @@ func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []sta
 		deadline = scoring.NextDeadline(after, p)
 	}
 	return state.Update{
-		Fields:    fields,
-		Outbox:    outbox,
-		Deadline:  deadline,
+		Fields:      fields,
+		Outbox:      outbox,
+		Deadline:    deadline,
 		Histogram:   histogramCounts(samples),
 		KPI:         counters,
 		Transitions: transitions,
@@ -302,9 +302,9 @@ func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 			return state.Update{}, nil // erased or never seen: nothing to evaluate
 		}
 		var (
-			after    scoring.State
-			outbox   []state.OutboxEntry
-			deadline time.Time
+			after       scoring.State
+			outbox      []state.OutboxEntry
+			deadline    time.Time
 			samples     []scoring.Sample
 			counters    = kpi.Deltas{}
 			transitions []string

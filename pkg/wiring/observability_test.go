@@ -268,7 +268,7 @@ func serviceMetricNames(t *testing.T) map[string]bool {
 	// Each service registers its metrics as it starts; wait for a metric of each.
 	want := []string{"loyalty_records_in_total", "loyalty_kpi_final_day_timestamp_seconds", "loyalty_relay_published_total",
 		"loyalty_notifier_decisions_total", "loyalty_watermark_lag_seconds"}
-	names := map[string]bool{}
+	var names map[string]bool
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		names = describe(rt.Ops.Registry)
