@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/erasure"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
@@ -141,7 +142,10 @@ func retailShift(invoices []invoice, now time.Time) time.Duration {
 //     review is due 365 days after it was reached;
 //   - at a review, a window (the 364 days before the review day) below the tier's threshold
 //     lowers the tier by one, otherwise the next review is a year later.
-func expectedTiers(events []event.Input, thresholds []int64, names []string, now time.Time) map[string]string {
+//
+// It evaluates every day through lastClosed: the last day the pipeline's watermark has closed
+// (in the first hours after midnight UTC that is the day before yesterday, not yesterday).
+func expectedTiers(events []event.Input, thresholds []int64, names []string, lastClosed int) map[string]string {
 	const returnsWindow, reviewAfter = 30, 365
 	net := map[string]map[int]int64{}
 	first := map[string]int{}
@@ -158,7 +162,6 @@ func expectedTiers(events []event.Input, thresholds []int64, names []string, now
 		}
 		net[p.CustomerID][d] += amt
 	}
-	lastClosed := int(now.Unix()/86400) - 1
 	out := map[string]string{}
 	for c, byDay := range net {
 		sum := func(from, to int) int64 {
@@ -228,6 +231,18 @@ func expectedTiers(events []event.Input, thresholds []int64, names []string, now
 		out[c] = names[tier]
 	}
 	return out
+}
+
+// closedThrough is the last day (days since the epoch) the namespace's watermark has closed:
+// the day whose end plus the allowed lateness the watermark has passed.
+func closedThrough(t *testing.T, e *env, rt *wiring.Runtime) int {
+	t.Helper()
+	obs := &e2e.Observer{Admin: rt.Admin, Redis: rt.Redis, Keys: rt.Keys, Suffix: e.suffix, Lateness: rt.Policy.AllowedLateness}
+	wm, known, err := obs.Watermark(context.Background())
+	if err != nil || !known {
+		t.Fatalf("reading the watermark of %s: known %v, %v", rt.Keys.Namespace(), known, err)
+	}
+	return int(scoring.DayOf(wm.Add(-rt.Policy.AllowedLateness))) - 1
 }
 
 func gbpPolicy(t *testing.T, goldMinor int64, version string) (string, *scoring.Policy) {
@@ -339,8 +354,9 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{"BRONZE", "SILVER", "GOLD", "PLATINUM"}
-	oldTiers := expectedTiers(events, []int64{0, 50000, 200000, 500000}, names, now)
-	newTiers := expectedTiers(events, []int64{0, 50000, 300000, 500000}, names, now)
+	lastClosed := closedThrough(t, e, liveRT)
+	oldTiers := expectedTiers(events, []int64{0, 50000, 200000, 500000}, names, lastClosed)
+	newTiers := expectedTiers(events, []int64{0, 50000, 300000, 500000}, names, lastClosed)
 	liveProfiles, err := replay.Profiles(ctx, liveRT.Redis, liveRT.Keys, policy)
 	if err != nil {
 		t.Fatal(err)
