@@ -14,6 +14,52 @@ var ErrNoData = errors.New("no usable customers to fit")
 // tolerance.
 var ErrNotConverged = errors.New("maximum-likelihood fit did not converge")
 
+// ErrUnidentified is returned when the likelihood keeps growing as a parameter
+// runs off towards 0 or infinity: the data do not identify the model (for
+// BG/NBD, typically a history too short to show anyone dropping out). The
+// search is bounded to parameters within [1e-6, 1e6]; an optimum within a
+// factor of 10 of a bound counts as running off.
+var ErrUnidentified = errors.New("the data do not identify the model: a parameter runs off to its bound")
+
+// maxEvals bounds the objective evaluations of a fit: a well-posed fit takes a
+// few hundred to a few thousand; more means the likelihood is flat along a ridge.
+const maxEvals = 12000
+
+// maxLogParam bounds the search (|log parameter| <= maxLogParam); an optimum
+// beyond edgeLogParam is ErrUnidentified.
+var (
+	maxLogParam  = math.Log(1e6)
+	edgeLogParam = math.Log(1e5)
+)
+
+// bounded wraps an objective over log-parameters so that it is +Inf outside
+// the search bounds.
+func bounded(f func([]float64) float64) func([]float64) float64 {
+	return func(v []float64) float64 {
+		for _, x := range v {
+			if math.Abs(x) > maxLogParam {
+				return math.Inf(1)
+			}
+		}
+		return f(v)
+	}
+}
+
+// checkIdentified returns ErrUnidentified when an optimum lies at the edge of
+// the search bounds.
+func checkIdentified(v []float64, names ...string) error {
+	for i, x := range v {
+		if math.Abs(x) > edgeLogParam {
+			name := fmt.Sprintf("parameter %d", i+1)
+			if i < len(names) {
+				name = names[i]
+			}
+			return fmt.Errorf("%w (%s = %.3g)", ErrUnidentified, name, math.Exp(x))
+		}
+	}
+	return nil
+}
+
 // BGNBDFit is the result of fitting the BG/NBD model.
 type BGNBDFit struct {
 	Params    BGNBD
@@ -34,7 +80,19 @@ type GammaGammaFit struct {
 // by Nelder-Mead search over the logarithms of the parameters (which keeps
 // them positive without constraints), restarted from its own optimum until
 // the log-likelihood stops improving.
-func FitBGNBD(ss []Summary) (BGNBDFit, error) {
+func FitBGNBD(ss []Summary) (BGNBDFit, error) { return FitBGNBDPenalized(ss, 0) }
+
+// FitBGNBDPenalized is FitBGNBD with an L2 penalty on the logarithms of the
+// parameters: it minimizes the mean negative log-likelihood plus penalizer ×
+// Σ log(θ)² (the penalizer_coef of the Python lifetimes package). A small
+// penalizer (0.001) keeps a short history, which cannot show anyone dropping
+// out, from sending a and b off to 0 or infinity, at a negligible cost to a
+// well-posed fit; 0 is the plain maximum-likelihood fit. LogLik is the
+// unpenalized log-likelihood at the result.
+func FitBGNBDPenalized(ss []Summary, penalizer float64) (BGNBDFit, error) {
+	if penalizer < 0 || math.IsNaN(penalizer) || math.IsInf(penalizer, 0) {
+		return BGNBDFit{}, fmt.Errorf("fitting BG/NBD: penalizer %v: must be a finite number >= 0", penalizer)
+	}
 	if len(ss) == 0 {
 		return BGNBDFit{}, fmt.Errorf("fitting BG/NBD: %w", ErrNoData)
 	}
@@ -55,13 +113,27 @@ func FitBGNBD(ss []Summary) (BGNBDFit, error) {
 		}
 		return -ll
 	}
-	v, f, evals, err := minimize(nll, []float64{0, 0, 0, 0})
+	objective := nll
+	if penalizer > 0 {
+		n := float64(len(ss))
+		objective = func(v []float64) float64 {
+			var pen float64
+			for _, x := range v {
+				pen += x * x
+			}
+			return nll(v)/n + penalizer*pen
+		}
+	}
+	v, _, evals, err := minimize(bounded(objective), []float64{0, 0, 0, 0})
+	if err == nil {
+		err = checkIdentified(v, "r", "alpha", "a", "b")
+	}
 	if err != nil {
 		return BGNBDFit{}, fmt.Errorf("fitting BG/NBD: %w", err)
 	}
 	return BGNBDFit{
 		Params:    BGNBD{R: math.Exp(v[0]), Alpha: math.Exp(v[1]), A: math.Exp(v[2]), B: math.Exp(v[3])},
-		LogLik:    -f,
+		LogLik:    -nll(v),
 		Customers: len(ss),
 		Evals:     evals,
 	}, nil
@@ -84,10 +156,24 @@ func FitGammaGamma(ss []Summary) (GammaGammaFit, error) {
 		return GammaGammaFit{}, fmt.Errorf("fitting Gamma-Gamma: %w (no repeat customers with positive spend)", ErrNoData)
 	}
 	pop := compress(rep, func(s Summary) Summary { s.TX, s.T = 0, 0; return s })
+	// Spend is fitted in units of its mean (gamma is a scale parameter: p and q do not
+	// depend on the currency's unit), so the search starts near the optimum and the bounds
+	// on gamma hold for cents as for dollars. The mean is summed in the groups' sorted order.
+	var total, count float64
+	for _, g := range pop {
+		total += g.n * g.s.Monetary
+		count += g.n
+	}
+	scale := total / count
+	scaled := make([]group, len(pop))
+	for i, g := range pop {
+		scaled[i] = g
+		scaled[i].s.Monetary = g.s.Monetary / scale
+	}
 	nll := func(v []float64) float64 {
 		m := GammaGamma{P: math.Exp(v[0]), Q: math.Exp(v[1]), Gamma: math.Exp(v[2])}
 		var ll float64
-		for _, g := range pop {
+		for _, g := range scaled {
 			ll += g.n * m.LogLikelihood(g.s)
 		}
 		if math.IsNaN(ll) {
@@ -95,13 +181,21 @@ func FitGammaGamma(ss []Summary) (GammaGammaFit, error) {
 		}
 		return -ll
 	}
-	v, f, evals, err := minimize(nll, []float64{0, 0, 0})
+	v, _, evals, err := minimize(bounded(nll), []float64{0, 0, 0})
+	if err == nil {
+		err = checkIdentified(v, "p", "q", "gamma")
+	}
 	if err != nil {
 		return GammaGammaFit{}, fmt.Errorf("fitting Gamma-Gamma: %w", err)
 	}
+	params := GammaGamma{P: math.Exp(v[0]), Q: math.Exp(v[1]), Gamma: math.Exp(v[2]) * scale}
+	var ll float64
+	for _, g := range pop {
+		ll += g.n * params.LogLikelihood(g.s)
+	}
 	return GammaGammaFit{
-		Params:    GammaGamma{P: math.Exp(v[0]), Q: math.Exp(v[1]), Gamma: math.Exp(v[2])},
-		LogLik:    -f,
+		Params:    params,
+		LogLik:    ll,
 		Customers: len(rep),
 		Evals:     evals,
 	}, nil
@@ -154,16 +248,19 @@ func minimize(f func([]float64) float64, x0 []float64) ([]float64, float64, int,
 		return nil, 0, 1, fmt.Errorf("%w: objective is not finite at the starting point", ErrNotConverged)
 	}
 	evals := 1
-	for restart := 0; restart < 50; restart++ {
-		nx, nf, n := nelderMead(f, x, 0.5, 1e-12, 20000)
+	for restart := 0; evals < maxEvals; restart++ {
+		nx, nf, n := nelderMead(f, x, 0.5, 1e-12, min(5000, maxEvals-evals))
 		evals += n
 		improved := fx - nf
 		x, fx = nx, nf
 		if restart > 0 && improved < 1e-10 {
 			return x, fx, evals, nil
 		}
+		if restart > 0 && checkIdentified(x) != nil {
+			return x, fx, evals, nil // running off along a ridge: the caller reports it
+		}
 	}
-	return nil, 0, evals, ErrNotConverged
+	return nil, 0, evals, fmt.Errorf("%w within %d evaluations", ErrNotConverged, maxEvals)
 }
 
 // nelderMead is the standard downhill-simplex method (reflection 1,
