@@ -107,7 +107,7 @@ func runConsume(ctx context.Context, topic string, o consumeOptions, stdout, std
 	})
 	// A group of its own each time: reading never moves another reader's offsets.
 	group := fmt.Sprintf("loyaltyctl-consume-%d", time.Now().UnixNano())
-	consumer, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: env.cfg.KafkaBrokers, GroupID: group, Topics: []string{topic},
+	consumer, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: env.cfg.KafkaBrokers, GroupID: group, Topics: []string{topic + env.cfg.TopicSuffix},
 		StartFromLatest: !o.fromBeginning, Security: env.cfg.KafkaSecurity, BatchSize: 100, Linger: 10 * time.Millisecond}, handler, nil, env.log)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/profile"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
@@ -61,6 +62,10 @@ func printCustomer(ctx context.Context, env *environment, rdb redisconn.Client, 
 	}
 	rules, err := notifierRules(policy)
 	if err != nil {
+		return err
+	}
+	// Explained with the churn model and cut points the services score with now.
+	if policy, err = namespace.PolicyInForce(ctx, rdb, keys, policy); err != nil {
 		return err
 	}
 	view, err := profile.Build(fields, policy, rules.CLV)

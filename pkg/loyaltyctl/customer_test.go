@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 )
 
@@ -15,7 +16,18 @@ import (
 // purchase gap among the reasons, as of the last evaluated day.
 func TestCustomerExplainsTheChurnLevelWithItsReasons(t *testing.T) {
 	keys, rdb := commandRedis(t)
-	p := scoring.DefaultPolicy()
+	// The namespace has fitted its churn model (here: the CDNOW parameters) at a boundary;
+	// the command explains the customer with it.
+	fit := &scoring.FittedModel{Version: "bgnbd-v1@2025-01-02", Boundary: scoring.DayOf(time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)),
+		BGNBD: scoring.DefaultPolicy().Churn.BGNBD, Customers: 1000, RepeatCustomers: 300}
+	if _, err := namespace.SealCutpoints(context.Background(), rdb, keys, namespace.SealedCutpoints{Boundary: fit.Boundary, Date: "2025-01-02",
+		Model: fit, ModelFitted: true}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := scoring.DefaultPolicy().WithFittedModel(fit)
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Date(2025, 1, 6, 12, 0, 0, 0, time.UTC)
 	var st scoring.State
 	for i := range 12 { // a purchase every two weeks, then silence
@@ -42,6 +54,9 @@ func TestCustomerExplainsTheChurnLevelWithItsReasons(t *testing.T) {
 	var view CustomerView
 	if err := json.Unmarshal([]byte(out), &view); err != nil {
 		t.Fatalf("output is not the JSON view: %v\n%s", err, out)
+	}
+	if view.ChurnModel != fit.Version {
+		t.Errorf("churn model %q, want the namespace's fit %s", view.ChurnModel, fit.Version)
 	}
 	if view.ChurnLevel != "HIGH" || view.EvaluatedThrough != st.EvalDay.Start().Format(time.DateOnly) {
 		t.Errorf("churn %s evaluated through %s, want HIGH through %s", view.ChurnLevel, view.EvaluatedThrough, st.EvalDay.Start().Format(time.DateOnly))

@@ -2,6 +2,7 @@ package loyaltyctl
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,13 +16,14 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/btyd"
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/txnsummary"
 )
 
 func modelCommand(out *cmdline.Output) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "model",
-		Short: "fit and score the BG/NBD + Gamma-Gamma models on a transactions file (model fit|score)",
+		Short: "fit and score the BG/NBD + Gamma-Gamma models on a transactions file or the purchases topic (model fit|score)",
 		Args:  cmdline.NoSubcommand,
 		RunE:  cmdline.MissingSubcommand,
 	}
@@ -51,24 +53,43 @@ type GammaGammaJS struct {
 }
 
 type inputFlags struct {
-	input, format, calEnd, unit string
+	input, format, calEnd, unit, since string
+	fromTopic                          bool
+	penalizer                          float64
+	// policyPenalizer is the policy's churn.refit.penalizer, read with --from-topic.
+	policyPenalizer float64
 }
 
 func (f *inputFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&f.input, "input", "", "transactions file (required)")
-	fs.StringVar(&f.format, "format", "", "input layout: cdnow or csv (required)")
+	fs.StringVar(&f.input, "input", "", "transactions file (required unless --from-topic)")
+	fs.StringVar(&f.format, "format", "", "input layout: cdnow or csv (required with --input)")
+	fs.BoolVar(&f.fromTopic, "from-topic", false, "read the transactions from the namespace's purchases topic (KAFKA_BROKERS, amounts in minor units of the policy's currency)")
+	fs.StringVar(&f.since, "since", "", "with --from-topic: the first day of event time to read, YYYY-MM-DD (default: all)")
 	fs.StringVar(&f.calEnd, "calibration-end", "", "last day of the calibration period, YYYY-MM-DD (required)")
 	fs.StringVar(&f.unit, "time-unit", "week", "time unit of the model: week or day")
+	fs.Float64Var(&f.penalizer, "penalizer", -1, "L2 penalty on the BG/NBD log-parameters (default: 0, or with --from-topic the policy's churn.refit.penalizer, which reproduces the pipeline's fit)")
+}
+
+// bgnbdPenalizer is the penalizer the fit uses.
+func (f *inputFlags) bgnbdPenalizer() (float64, error) {
+	switch {
+	case f.penalizer >= 0 && f.penalizer <= 1:
+		return f.penalizer, nil
+	case f.penalizer != -1:
+		return 0, Usagef("--penalizer must be between 0 and 1")
+	case f.fromTopic:
+		return f.policyPenalizer, nil
+	}
+	return 0, nil
 }
 
 // load reads and summarizes the input.
-func (f *inputFlags) load() ([]txnsummary.Customer, txnsummary.TimeUnit, error) {
-	if f.input == "" || f.format == "" || f.calEnd == "" {
-		return nil, "", Usagef("--input, --format and --calibration-end are required")
+func (f *inputFlags) load(ctx context.Context, stderr io.Writer) ([]txnsummary.Customer, txnsummary.TimeUnit, error) {
+	if f.calEnd == "" || f.fromTopic == (f.input != "") || (f.input != "") != (f.format != "") {
+		return nil, "", Usagef("--calibration-end is required, with either --input and --format or --from-topic")
 	}
-	format, err := txnsummary.ParseFormat(f.format)
-	if err != nil {
-		return nil, "", Usagef("--format: %v", err)
+	if f.since != "" && !f.fromTopic {
+		return nil, "", Usagef("--since goes with --from-topic")
 	}
 	unit, err := txnsummary.ParseTimeUnit(f.unit)
 	if err != nil {
@@ -77,6 +98,13 @@ func (f *inputFlags) load() ([]txnsummary.Customer, txnsummary.TimeUnit, error) 
 	end, err := time.Parse(time.DateOnly, f.calEnd)
 	if err != nil {
 		return nil, "", Usagef("--calibration-end %q: want YYYY-MM-DD", f.calEnd)
+	}
+	if f.fromTopic {
+		return f.loadTopic(ctx, txnsummary.DayOf(end), unit, stderr)
+	}
+	format, err := txnsummary.ParseFormat(f.format)
+	if err != nil {
+		return nil, "", Usagef("--format: %v", err)
 	}
 	file, err := os.Open(f.input)
 	if err != nil {
@@ -97,9 +125,48 @@ func (f *inputFlags) load() ([]txnsummary.Customer, txnsummary.TimeUnit, error) 
 	return cs, unit, nil
 }
 
-func fit(cs []txnsummary.Customer) (FitResult, error) {
+// loadTopic reads and summarizes the purchases topic up to the calibration end.
+func (f *inputFlags) loadTopic(ctx context.Context, end txnsummary.Day, unit txnsummary.TimeUnit, stderr io.Writer) ([]txnsummary.Customer, txnsummary.TimeUnit, error) {
+	var since txnsummary.Day
+	if f.since != "" {
+		t, err := time.Parse(time.DateOnly, f.since)
+		if err != nil {
+			return nil, "", Usagef("--since %q: want YYYY-MM-DD", f.since)
+		}
+		if since = txnsummary.DayOf(t); since > end {
+			return nil, "", Usagef("--since %s is after --calibration-end %s", f.since, f.calEnd)
+		}
+	}
+	env, err := loadEnvironment()
+	if err != nil {
+		return nil, "", err
+	}
+	policy := scoring.DefaultPolicy()
+	if env.cfg.PolicyFile != "" {
+		if policy, err = scoring.LoadPolicy(env.cfg.PolicyFile); err != nil {
+			return nil, "", err
+		}
+	}
+	f.policyPenalizer = policy.Churn.Refit.Penalizer
+	txns, read, err := topicTransactions(ctx, env, policy, since, end)
+	if err != nil {
+		return nil, "", err
+	}
+	fmt.Fprintf(stderr, "purchases topic: %d records, %d used; skipped %d invalid, %d duplicates, %d in another currency than %s, %d outside the days\n",
+		read.Records, read.Used, read.Invalid, read.Duplicates, read.OtherCurrency, policy.Currency, read.OutOfRange)
+	cs, err := txnsummary.SummarizeStream(txns, end, unit)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(cs) == 0 {
+		return nil, "", fmt.Errorf("the purchases topic has no purchase by %s", f.calEnd)
+	}
+	return cs, unit, nil
+}
+
+func fit(cs []txnsummary.Customer, penalizer float64) (FitResult, error) {
 	ss := txnsummary.Summaries(cs)
-	bg, err := btyd.FitBGNBD(ss)
+	bg, err := btyd.FitBGNBDPenalized(ss, penalizer)
 	if err != nil {
 		return FitResult{}, err
 	}
@@ -121,19 +188,23 @@ func modelFitCommand(out *cmdline.Output) *cobra.Command {
 		Short: "fit the models and print their parameters (-o json: the file model score --params reads)",
 		Args:  cmdline.Args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runModelFit(in, out, cmd.OutOrStdout())
+			return runModelFit(cmd.Context(), in, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	in.register(cmd.Flags())
 	return cmd
 }
 
-func runModelFit(in inputFlags, out *cmdline.Output, stdout io.Writer) error {
-	cs, _, err := in.load()
+func runModelFit(ctx context.Context, in inputFlags, out *cmdline.Output, stdout, stderr io.Writer) error {
+	cs, _, err := in.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	res, err := fit(cs)
+	penalizer, err := in.bgnbdPenalizer()
+	if err != nil {
+		return err
+	}
+	res, err := fit(cs, penalizer)
 	if err != nil {
 		return err
 	}
@@ -170,7 +241,7 @@ func modelScoreCommand(out *cmdline.Output) *cobra.Command {
 		Short: "score every customer: P(alive), expected purchases and spend, CLV (CSV, or JSON lines with -o json)",
 		Args:  cmdline.Args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runModelScore(in, o, out, cmd.OutOrStdout())
+			return runModelScore(cmd.Context(), in, o, out, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	fs := cmd.Flags()
@@ -194,14 +265,14 @@ type ScoreRow struct {
 	CLV               float64 `json:"clv"`
 }
 
-func runModelScore(in inputFlags, o scoreOptions, out *cmdline.Output, stdout io.Writer) error {
+func runModelScore(ctx context.Context, in inputFlags, o scoreOptions, out *cmdline.Output, stdout, stderr io.Writer) error {
 	if !(o.horizon > 0) || math.IsInf(o.horizon, 0) {
 		return Usagef("--horizon must be a number > 0")
 	}
 	if !(o.discount >= 0) || o.discount > 10 {
 		return Usagef("--annual-discount must be between 0 and 10")
 	}
-	cs, unit, err := in.load()
+	cs, unit, err := in.load(ctx, stderr)
 	if err != nil {
 		return err
 	}
@@ -210,8 +281,14 @@ func runModelScore(in inputFlags, o scoreOptions, out *cmdline.Output, stdout io
 		if res, err = readParams(o.params); err != nil {
 			return err
 		}
-	} else if res, err = fit(cs); err != nil {
-		return err
+	} else {
+		penalizer, err := in.bgnbdPenalizer()
+		if err != nil {
+			return err
+		}
+		if res, err = fit(cs, penalizer); err != nil {
+			return err
+		}
 	}
 	rate := btyd.PerUnitRate(o.discount, unit.PerYear())
 	w := bufio.NewWriter(stdout)

@@ -68,8 +68,12 @@ type Status struct {
 	// watermark: the slowest, or the one whose consumer stopped heartbeating.
 	WatermarkHeldBy string `json:"watermark_held_by,omitempty"`
 	// Cutpoints is the last sealed cut-point boundary; nil while none is (no day has closed).
-	Cutpoints   *namespace.SealedCutpoints `json:"cutpoints,omitempty"`
-	OutboxDepth int64                      `json:"outbox_depth"`
+	Cutpoints *namespace.SealedCutpoints `json:"cutpoints,omitempty"`
+	// ChurnModel says which churn model scores the days after the last sealed boundary: a
+	// fit's version and population, the policy's fixed parameters, or the rules fallback
+	// and why.
+	ChurnModel  string `json:"churn_model"`
+	OutboxDepth int64  `json:"outbox_depth"`
 	// OutboxOldestAgeSeconds is the age of the oldest entry not yet relayed (0 when empty).
 	OutboxOldestAgeSeconds float64 `json:"outbox_oldest_age_seconds"`
 	// DeadlinesDue counts the scheduled deadlines at or before the wall clock;
@@ -223,6 +227,7 @@ func collectStatus(ctx context.Context, env *environment, rdb redisconn.Client, 
 	} else if ok {
 		st.Cutpoints = &sealed
 	}
+	st.ChurnModel = churnModelInForce(policy, st.Cutpoints)
 	if err := st.readOutboxAndDeadlines(ctx, rdb, keys, now, wmAt); err != nil {
 		fail("outbox and deadlines", err)
 	}
@@ -424,6 +429,7 @@ func (st Status) WriteText(w io.Writer) error {
 	default:
 		fmt.Fprintf(tw, "cut points:\t%s; boundary %s sealed (%d customers)\n", c.Cutpoints.Version, c.Date, c.Population)
 	}
+	fmt.Fprintf(tw, "churn model:\t%s\n", st.ChurnModel)
 	fmt.Fprintf(tw, "deadlines:\t%d scheduled, %d due, %d past the watermark\n", st.DeadlinesScheduled, st.DeadlinesDue, st.DeadlinesPastWatermark)
 	fmt.Fprintf(tw, "dead letters:\t%d in the last hour\n", st.DeadLettersLastHour)
 	fmt.Fprintln(tw, "consumer lag:")
@@ -461,4 +467,22 @@ func (st Status) WriteText(w io.Writer) error {
 		return fmt.Errorf("writing the status: %w", err)
 	}
 	return nil
+}
+
+// churnModelInForce describes the churn model that scores the days after boundary c.
+func churnModelInForce(p *scoring.Policy, c *namespace.SealedCutpoints) string {
+	if !p.Churn.Refit.Enabled() {
+		return fmt.Sprintf("%s, the policy's fixed parameters (refit off)", p.Churn.ModelVersion)
+	}
+	var text string
+	if c == nil || c.Model == nil {
+		text = fmt.Sprintf("%s (rules fallback): no model fitted on this population yet", p.Churn.RulesVersion)
+	} else {
+		m := c.Model
+		text = fmt.Sprintf("%s, fitted on %d customers (%d bought again)", m.Version, m.Customers, m.RepeatCustomers)
+	}
+	if c != nil && c.ModelNote != "" {
+		text += "; boundary " + c.Date + " not fitted: " + c.ModelNote
+	}
+	return text
 }

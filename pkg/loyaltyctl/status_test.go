@@ -219,3 +219,25 @@ func mustDeployment(t *testing.T, name string) keyspace.Deployment {
 	}
 	return d
 }
+
+func TestStatusNamesTheChurnModelInForce(t *testing.T) {
+	p := scoring.DefaultPolicy()
+	fit := &scoring.FittedModel{Version: "bgnbd-v1@2026-10-08", BGNBD: p.Churn.BGNBD, Customers: 1200, RepeatCustomers: 410}
+	fixed := *p
+	fixed.Churn.Refit = scoring.RefitPolicy{}
+	for _, c := range []struct {
+		policy *scoring.Policy
+		sealed *namespace.SealedCutpoints
+		want   string
+	}{
+		{p, nil, "rules-v1 (rules fallback): no model fitted on this population yet"},
+		{p, &namespace.SealedCutpoints{Date: "2026-10-08", ModelNote: "too little data: 80 customers"},
+			"rules-v1 (rules fallback): no model fitted on this population yet; boundary 2026-10-08 not fitted: too little data: 80 customers"},
+		{p, &namespace.SealedCutpoints{Date: "2026-10-08", Model: fit, ModelFitted: true}, "bgnbd-v1@2026-10-08, fitted on 1200 customers (410 bought again)"},
+		{&fixed, &namespace.SealedCutpoints{Date: "2026-10-08"}, "bgnbd-v1, the policy's fixed parameters (refit off)"},
+	} {
+		if got := churnModelInForce(c.policy, c.sealed); got != c.want {
+			t.Errorf("churn model %q, want %q", got, c.want)
+		}
+	}
+}

@@ -35,6 +35,13 @@ type SealedCutpoints struct {
 	// Cutpoints are in force after the boundary; nil means the policy's own (no boundary had
 	// a large enough population yet).
 	Cutpoints *scoring.Cutpoints `json:"cutpoints,omitempty"`
+	// Model is the churn model in force after the boundary under a policy with churn.refit:
+	// fitted at this boundary (ModelFitted) or carried on from an earlier one; nil until the
+	// first fit, when the rules fallback scores churn. ModelNote says why a refit boundary
+	// kept the earlier model (too little data, no convergence).
+	Model       *scoring.FittedModel `json:"model,omitempty"`
+	ModelFitted bool                 `json:"model_fitted,omitempty"`
+	ModelNote   string               `json:"model_note,omitempty"`
 }
 
 const sealedField = "sealed"
@@ -54,6 +61,11 @@ return 1`)
 func SealCutpoints(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, s SealedCutpoints) (bool, error) {
 	if s.Cutpoints != nil {
 		if err := s.Cutpoints.Validate(); err != nil {
+			return false, fmt.Errorf("sealing boundary %s: %w", s.Date, err)
+		}
+	}
+	if s.Model != nil {
+		if err := s.Model.Validate(); err != nil {
 			return false, fmt.Errorf("sealing boundary %s: %w", s.Date, err)
 		}
 	}
@@ -112,14 +124,36 @@ func decodeSealed(b []byte) (SealedCutpoints, error) {
 			return SealedCutpoints{}, fmt.Errorf("sealed cut points of %s: %w", s.Date, err)
 		}
 	}
+	if s.Model != nil {
+		if err := s.Model.Validate(); err != nil {
+			return SealedCutpoints{}, fmt.Errorf("sealed churn model of %s: %w", s.Date, err)
+		}
+	}
 	return s, nil
 }
 
-// PolicyUnder returns p under the namespace's sealed cut points (scoring.Policy.Sealed), or
-// under none sealed yet.
+// PolicyInForce returns p as the namespace's services score with it now: under its last sealed
+// cut points and churn model fit. Readers that explain a customer (profile, CLV) use it.
+func PolicyInForce(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, p *scoring.Policy) (*scoring.Policy, error) {
+	s, ok, err := LoadSealedCutpoints(ctx, rdb, keys)
+	if err != nil {
+		return nil, err
+	}
+	return PolicyUnder(p, s, ok)
+}
+
+// PolicyUnder returns p under the namespace's sealed cut points (scoring.Policy.Sealed) and
+// churn model fit (scoring.Policy.Fitted), or under none sealed yet.
 func PolicyUnder(p *scoring.Policy, s SealedCutpoints, ok bool) (*scoring.Policy, error) {
 	if !ok {
 		return p.WithSealedCutpoints(scoring.NotSealed, nil)
 	}
-	return p.WithSealedCutpoints(s.Boundary, s.Cutpoints)
+	q, err := p.WithSealedCutpoints(s.Boundary, s.Cutpoints)
+	if err != nil {
+		return nil, err
+	}
+	if !p.Churn.Refit.Enabled() {
+		return q, nil // a namespace promoted onto a policy that does not refit keeps its fixed model
+	}
+	return q.WithFittedModel(s.Model)
 }

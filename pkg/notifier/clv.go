@@ -44,7 +44,16 @@ func CLVMinor(st scoring.State, day scoring.Day, p *scoring.Policy, c CLVConfig)
 		s.Monetary = v.MonetaryMinor / v.Frequency
 	}
 	unitsPerYear := 365.25 / u
-	clv := btyd.CLV(p.Churn.BGNBD, c.GammaGamma, s, c.HorizonDays/u, btyd.PerUnitRate(c.AnnualDiscount, unitsPerYear))
+	// The pipeline's own fit when there is one (its Gamma-Gamma too, when its q > 1 gives a
+	// finite expected spend), else the policy's BG/NBD and the rules file's Gamma-Gamma.
+	bg, gg := p.Churn.BGNBD, c.GammaGamma
+	if m := p.Fitted; m != nil {
+		bg = m.BGNBD
+		if m.GammaGamma != nil && m.GammaGamma.Q > 1 {
+			gg = *m.GammaGamma
+		}
+	}
+	clv := btyd.CLV(bg, gg, s, c.HorizonDays/u, btyd.PerUnitRate(c.AnnualDiscount, unitsPerYear))
 	if math.IsNaN(clv) || clv < 0 {
 		return 0
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -82,19 +83,26 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 		MaxRecordBytes: rt.DeadLetterMaxRecordBytes}
 	dlv := newDeliverer(rt.Redis, k, cfg.Delivery, channels, rt.Codec, dlq, metrics, rt.Log, cfg.Now)
 	n := &handler{
-		rt: rt, rules: cfg.Rules, policy: rt.Policy, store: store, metrics: metrics, deliverer: dlv,
+		rt: rt, rules: cfg.Rules, store: store, metrics: metrics, deliverer: dlv,
 		suppressor: namespace.NewSuppressor(rt.Redis, rt.Deployment),
 		arb:        &arbiter{rdb: rt.Redis, keys: k, enc: rt.Codec, rules: cfg.Rules, now: cfg.Now},
 		channelOf:  func(kind event.ActionKind) string { return channelName(cfg.Channels[kind]) },
+	}
+	// CLV uses the churn model the scoring services use: the namespace's latest fit.
+	if err := n.followPolicy(ctx); err != nil {
+		return err
 	}
 	th := &thresholds{}
 	n.clvTop = th.top
 	var tasks supervise.Group
 	tasks.Add(dlv.Run)
+	tasks.Add(func(ctx context.Context) error {
+		return everyTick(ctx, 30*time.Second, n.followPolicy, rt.Log, "reading the namespace's churn model fit failed; CLV keeps the last one")
+	})
 	if c := cfg.Rules.CLV; c.ThresholdMinor > 0 {
 		th.cur.Store(&Threshold{Minor: c.ThresholdMinor, Fixed: true})
 	} else {
-		tasks.Add(func(ctx context.Context) error { return refreshThreshold(ctx, rt, c, th, cfg.Now) })
+		tasks.Add(func(ctx context.Context) error { return refreshThreshold(ctx, rt, c, th, n.policy.Load, cfg.Now) })
 	}
 	smetrics := stream.NewMetrics(reg)
 	// The group and the state belong to the deployment, so a promote moves neither; state an
@@ -122,6 +130,35 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 	return tasks.Run(ctx)
 }
 
+// followPolicy loads the policy in force.
+func (h *handler) followPolicy(ctx context.Context) error {
+	p, err := namespace.PolicyInForce(ctx, h.rt.Redis, h.rt.Keys, h.rt.Policy)
+	if err != nil {
+		return err
+	}
+	h.policy.Store(p)
+	return nil
+}
+
+// everyTick runs f every interval until ctx ends, logging the first failure of a streak.
+func everyTick(ctx context.Context, every time.Duration, f func(context.Context) error, log *zap.Logger, failed string) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		err := f(ctx)
+		if err != nil && !failing && ctx.Err() == nil {
+			log.Warn(failed, zap.Error(err))
+		}
+		failing = err != nil
+	}
+}
+
 func channelName(v string) string {
 	if v == ChannelLog {
 		return ChannelLog
@@ -133,7 +170,7 @@ func channelName(v string) string {
 type handler struct {
 	rt         Deps
 	rules      *Rules
-	policy     *scoring.Policy
+	policy     atomic.Pointer[scoring.Policy] // the policy in force (namespace.PolicyInForce)
 	store      *state.Store
 	suppressor pipeline.Suppressor
 	arb        *arbiter
@@ -261,8 +298,9 @@ func (h *handler) facts(ctx context.Context, t Trigger) (Facts, error) {
 		return Facts{}, fmt.Errorf("customer %s: %w", t.CustomerID(), err)
 	}
 	day := scoring.DayOf(t.OccurredAt())
-	f := Facts{Known: true, Tier: h.policy.TierName(int(st.Tier)), OpenComplaints: st.OpenComplaints(day),
-		CLVMinor: CLVMinor(st, day, h.policy, h.rules.CLV)}
+	p := h.policy.Load()
+	f := Facts{Known: true, Tier: p.TierName(int(st.Tier)), OpenComplaints: st.OpenComplaints(day),
+		CLVMinor: CLVMinor(st, day, p, h.rules.CLV)}
 	f.CLVTop = h.clvTop(f.CLVMinor)
 	return f, nil
 }
@@ -270,7 +308,7 @@ func (h *handler) facts(ctx context.Context, t Trigger) (Facts, error) {
 // refreshThreshold keeps the population CLV threshold current: it loads the stored one at
 // once, recomputes and stores it every c.Refresh, and swaps it into th. Several notifiers
 // recomputing at once store the same figure from nearly the same sample, which is harmless.
-func refreshThreshold(ctx context.Context, rt Deps, c CLVConfig, th *thresholds, now func() time.Time) error {
+func refreshThreshold(ctx context.Context, rt Deps, c CLVConfig, th *thresholds, policy func() *scoring.Policy, now func() time.Time) error {
 	if cur, ok, err := LoadThreshold(ctx, rt.Redis, rt.Keys); err != nil {
 		rt.Log.Warn("ignoring the stored CLV threshold", zap.Error(err))
 	} else if ok {
@@ -280,7 +318,7 @@ func refreshThreshold(ctx context.Context, rt Deps, c CLVConfig, th *thresholds,
 		if cur := th.cur.Load(); cur != nil && now().Sub(cur.ComputedAt) < c.Refresh {
 			return
 		}
-		next, ok, err := ComputeThreshold(ctx, rt.Redis, rt.Keys, rt.Policy, c, now())
+		next, ok, err := ComputeThreshold(ctx, rt.Redis, rt.Keys, policy(), c, now())
 		if err != nil {
 			if ctx.Err() == nil {
 				rt.Log.Warn("computing the CLV threshold", zap.Error(err))

@@ -48,7 +48,9 @@ type CLVConfig struct {
 	// TopFraction is the share of the population that counts as top (0.2 for top 20%).
 	TopFraction float64 `yaml:"top_fraction"`
 	// HorizonDays and AnnualDiscount define the CLV: expected purchases over the horizon
-	// (BG/NBD, the scoring policy's parameters) × expected spend (Gamma-Gamma), discounted.
+	// (BG/NBD) × expected spend (Gamma-Gamma), discounted. Under a policy with churn.refit the
+	// pipeline's latest fit supplies both once it has one; until then, and otherwise, the
+	// policy's BG/NBD parameters and GammaGamma here.
 	HorizonDays    float64         `yaml:"horizon_days"`
 	AnnualDiscount float64         `yaml:"annual_discount"`
 	GammaGamma     btyd.GammaGamma `yaml:"gamma_gamma"`

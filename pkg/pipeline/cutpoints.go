@@ -79,15 +79,18 @@ type CutpointDeriver struct {
 	Poll   time.Duration // 0: 100ms
 	Log    *zap.Logger
 
-	sealedAt prometheus.Gauge
+	sealedAt   prometheus.Gauge
+	fitSeconds prometheus.Histogram
 }
 
 // NewCutpointDeriver returns a deriver; reg may be nil.
 func NewCutpointDeriver(d CutpointDeriver, reg prometheus.Registerer) *CutpointDeriver {
 	d.sealedAt = prometheus.NewGauge(prometheus.GaugeOpts{Name: "loyalty_cutpoints_sealed_boundary_seconds",
 		Help: "End of the last cut-point boundary day sealed (Unix seconds); it trails the watermark by less than the boundary distance plus the allowed lateness."})
+	d.fitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "loyalty_churn_model_fit_seconds",
+		Help: "Time to fit the churn models (BG/NBD and Gamma-Gamma) at a refit boundary.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 8)})
 	if reg != nil {
-		reg.MustRegister(d.sealedAt)
+		reg.MustRegister(d.sealedAt, d.fitSeconds)
 	}
 	if d.Poll <= 0 {
 		d.Poll = 100 * time.Millisecond
@@ -155,7 +158,7 @@ func (d *CutpointDeriver) Step(ctx context.Context) (bool, error) {
 			h.Add(b, f, n)
 		}
 	}
-	next := namespace.SealedCutpoints{Boundary: b, Date: date(b), Population: h.Customers(), Cutpoints: cur.Cutpoints}
+	next := namespace.SealedCutpoints{Boundary: b, Date: date(b), Population: h.Customers(), Cutpoints: cur.Cutpoints, Model: cur.Model}
 	cp, err := h.Cutpoints("rfm-" + date(b))
 	switch {
 	case err == nil:
@@ -163,7 +166,33 @@ func (d *CutpointDeriver) Step(ctx context.Context) (bool, error) {
 	case !errors.Is(err, population.ErrTooSmall):
 		return false, err
 	}
+	if p.Churn.Refit.At(b) {
+		d.refit(&next, h)
+	}
 	return d.seal(ctx, next, shards)
+}
+
+// refit fits the churn model on the boundary's population. A population below the policy's
+// minimum, or a fit that does not converge, keeps the model in force, with a note: the fit is
+// a function of the history, so retrying would fail the same way, and a replay keeps the same
+// model.
+func (d *CutpointDeriver) refit(next *namespace.SealedCutpoints, h population.Histograms) {
+	start := time.Now()
+	m, err := h.FitModel(next.Boundary, d.Policy)
+	if err != nil {
+		next.ModelNote = err.Error()
+		lvl := d.Log.Warn
+		if errors.Is(err, population.ErrTooLittleData) {
+			lvl = d.Log.Info
+		}
+		lvl("churn model not refitted; the model in force stays", zap.String("boundary", next.Date), zap.Error(err))
+		return
+	}
+	next.Model, next.ModelFitted = m, true
+	d.fitSeconds.Observe(time.Since(start).Seconds())
+	d.Log.Info("churn model refitted", zap.String("boundary", next.Date), zap.String("version", m.Version),
+		zap.Int64("customers", m.Customers), zap.Int64("repeat_customers", m.RepeatCustomers),
+		zap.Float64("r", m.BGNBD.R), zap.Float64("alpha", m.BGNBD.Alpha), zap.Float64("a", m.BGNBD.A), zap.Float64("b", m.BGNBD.B))
 }
 
 // bootstrap seals the namespace's first boundary: the one before the earliest customer's

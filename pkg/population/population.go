@@ -1,7 +1,10 @@
-// Package population keeps the histograms behind the RFM cut points. Every customer adds its
-// RFM measures at the end of each boundary day (scoring.SweepSampled) to its shard's
-// histogram, one counter per measure and bucket, under fields named by the boundary; once a
-// boundary is complete the 20/40/60/80% quantiles of the summed shards are its cut points.
+// Package population keeps the histograms behind the RFM cut points and the churn model's
+// refits. Every customer adds its RFM measures at the end of each boundary day
+// (scoring.SweepSampled) to its shard's histogram, one counter per measure and bucket, under
+// fields named by the boundary; once a boundary is complete the 20/40/60/80% quantiles of the
+// summed shards are its cut points. At a refit boundary (scoring.RefitPolicy) every customer
+// with a purchase also counts its exact BG/NBD and Gamma-Gamma summary, and the models fitted
+// on those counts (FitModel) score the days after the boundary.
 //
 // Recency and frequency buckets are exact up to a bound (400 days, 64 purchase days) and
 // logarithmic beyond, money is logarithmic (about 19% wide buckets), so a quantile is exact,
@@ -61,14 +64,22 @@ func moneyBucketValue(b int) float64 {
 }
 
 // Fields returns the histogram counters a customer's sample increments: one per measure,
-// named "<boundary day>:<r|f|m>:<bucket>".
-func Fields(s scoring.Sample) [3]string {
+// named "<boundary day>:<r|f|m>:<bucket>", and with a model sample its BG/NBD summary,
+// "<boundary>:bg:<x>.<t_x days>.<T days>", and after a repeat purchase its Gamma-Gamma one,
+// "<boundary>:gg:<x>.<repeat net minor>" (exact: the fit on them is the fit on the customers).
+func Fields(s scoring.Sample) []string {
 	prefix := strconv.Itoa(int(s.Boundary)) + ":"
-	return [3]string{
-		prefix + "r:" + strconv.Itoa(bucketR(s.Values.RecencyDays)),
-		prefix + "f:" + strconv.Itoa(bucketF(s.Values.Frequency)),
-		prefix + "m:" + strconv.Itoa(bucketM(s.Values.MonetaryMinor)),
+	out := make([]string, 3, 5)
+	out[0] = prefix + "r:" + strconv.Itoa(bucketR(s.Values.RecencyDays))
+	out[1] = prefix + "f:" + strconv.Itoa(bucketF(s.Values.Frequency))
+	out[2] = prefix + "m:" + strconv.Itoa(bucketM(s.Values.MonetaryMinor))
+	if m := s.Model; m != nil {
+		out = append(out, prefix+"bg:"+strconv.Itoa(int(m.X))+"."+strconv.Itoa(int(m.TXDays))+"."+strconv.Itoa(int(m.TDays)))
+		if m.X > 0 {
+			out = append(out, prefix+"gg:"+strconv.Itoa(int(m.X))+"."+strconv.FormatInt(m.RepeatNetMinor, 10))
+		}
 	}
+	return out
 }
 
 // BoundaryOf returns the boundary day a histogram field counts for; ok is false for a field
@@ -82,14 +93,22 @@ func BoundaryOf(field string) (scoring.Day, bool) {
 	return scoring.Day(d), err == nil
 }
 
-// Histograms are one boundary's population counts per bucket of each measure.
+// Histograms are one boundary's population counts per bucket of each measure, and the counts
+// of each distinct model summary.
 type Histograms struct {
 	R, F, M map[int]int64
+	BG      map[[3]int32]int64 // x, t_x days, T days
+	GG      map[ggKey]int64
+}
+
+type ggKey struct {
+	x   int32
+	net int64
 }
 
 // NewHistograms returns empty histograms.
 func NewHistograms() Histograms {
-	return Histograms{R: map[int]int64{}, F: map[int]int64{}, M: map[int]int64{}}
+	return Histograms{R: map[int]int64{}, F: map[int]int64{}, M: map[int]int64{}, BG: map[[3]int32]int64{}, GG: map[ggKey]int64{}}
 }
 
 // Add counts n under a field of boundary b; fields of other boundaries are ignored.
@@ -99,6 +118,18 @@ func (h Histograms) Add(b scoring.Day, field string, n int64) {
 		return
 	}
 	parts := strings.SplitN(field, ":", 3)
+	switch parts[1] {
+	case "bg":
+		if xs, ok := ints(parts[2], 3); ok {
+			h.BG[[3]int32{int32(xs[0]), int32(xs[1]), int32(xs[2])}] += n
+		}
+		return
+	case "gg":
+		if xs, ok := ints(parts[2], 2); ok {
+			h.GG[ggKey{int32(xs[0]), xs[1]}] += n
+		}
+		return
+	}
 	bucket, err := strconv.Atoi(parts[2])
 	if err != nil {
 		return
@@ -111,6 +142,23 @@ func (h Histograms) Add(b scoring.Day, field string, n int64) {
 	case "m":
 		h.M[bucket] += n
 	}
+}
+
+// ints parses n dot-separated integers.
+func ints(v string, n int) ([]int64, bool) {
+	parts := strings.Split(v, ".")
+	if len(parts) != n {
+		return nil, false
+	}
+	out := make([]int64, n)
+	for i, p := range parts {
+		x, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || (i == 0 || n == 3) && (x < 0 || x > math.MaxInt32) {
+			return nil, false
+		}
+		out[i] = x
+	}
+	return out, true
 }
 
 // Customers is the population the histograms count (every customer adds to each measure once).

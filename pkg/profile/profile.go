@@ -72,8 +72,8 @@ func Build(fields map[string]string, p *scoring.Policy, clv notifier.CLVConfig) 
 		AppliedOffsets: st.Offsets, StateFields: fields, StateBytes: scoring.FieldsSize(fields),
 		ChurnModel: p.Churn.RulesVersion,
 	}
-	if st.ChurnModel {
-		v.ChurnModel = p.Churn.ModelVersion
+	if _, version, ok := p.ChurnModel(); st.ChurnModel && ok {
+		v.ChurnModel = version
 	}
 	if st.BaseReview != 0 {
 		v.TierReviewOn = st.BaseReview.Start().Format(time.DateOnly)

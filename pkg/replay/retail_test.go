@@ -329,6 +329,8 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	// The KPIs: November 2011 equals a computation straight from the data set, and the
 	// replay's KPI series equals live's.
 	checkRetailKPIs(t, events, liveRT, sameRT, retailShift(invoices, now))
+	// The churn model the pipeline fitted on the data set, live and in the replay.
+	checkRetailRefit(t, e, liveRT, sameRT, live)
 
 	time.Sleep(2 * time.Second) // let the notifier see anything that might have reached it
 	stopNotifier()

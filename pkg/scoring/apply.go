@@ -333,7 +333,7 @@ func (s *State) stepChurn(d Day, at time.Time, src Source, p *Policy, out []Chan
 	ch := &ChurnRiskChange{CustomerID: s.CustomerID, FromLevel: s.Churn, ToLevel: next,
 		Score: round3(f.score), PAlive: f.pAlive, ModelVersion: c.RulesVersion, OccurredAt: at, Source: src}
 	if f.model {
-		ch.ModelVersion = c.ModelVersion
+		ch.ModelVersion = f.version
 		ch.PAlive = round3(f.pAlive)
 	}
 	ch.Reasons = f.reasons(p)

@@ -60,10 +60,14 @@ func GateLead(p *Policy) time.Duration {
 }
 
 // Sample is a customer's RFM measures at the end of a boundary day: its share of the
-// population cut points derived at that boundary.
+// population cut points derived at that boundary, and at a refit boundary of the churn model
+// fitted there.
 type Sample struct {
 	Boundary Day
 	Values   RFMValues
+	// Model is the customer's share of the churn model fitted at the boundary, at refit
+	// boundaries (RefitPolicy.At) only.
+	Model *ModelSample
 }
 
 // SweepSampled is Sweep that also returns the customer's RFM measures at the end of every
@@ -85,7 +89,13 @@ func SweepSampled(s State, wm time.Time, p *Policy) (State, []Change, time.Time,
 			break // unreachable: every chain of deadlines stops on the boundary days
 		}
 		if v, ok := s.RFMValuesAt(b, p); ok {
-			samples = append(samples, Sample{Boundary: b, Values: v})
+			sm := Sample{Boundary: b, Values: v}
+			if p.Churn.Refit.At(b) {
+				if m, ok := s.ModelSampleAt(b, p); ok {
+					sm.Model = &m
+				}
+			}
+			samples = append(samples, sm)
 		}
 	}
 	s, changes, due := Sweep(s, bound, p)

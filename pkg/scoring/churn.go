@@ -36,6 +36,8 @@ func (l Level) String() string {
 type riskFacts struct {
 	score, pAlive, gapRatio, usualGap, gapDays, loginTrend float64
 	model, purchases, logins                               bool
+	ownGap                                                 bool   // usualGap is the customer's own
+	version                                                string // the model's, when model
 	repeat, tenure, recentLogins, longLogins               int
 	feedback                                               feedbackFacts
 	// risk and weight of each component: p_alive, gap, login, feedback.
@@ -49,7 +51,8 @@ type riskFacts struct {
 //	score = Σ w_i·risk_i / Σ w_i over the components that apply
 //
 // with risk_pAlive = 1 − P(alive) (model only), risk_gap = clamp((g − 1) /
-// (gap_ratio_full_risk − 1)) for g = days since last purchase / usual gap,
+// (gap_ratio_full_risk − 1)) for g = days since last purchase / usual gap (its
+// weight is gap + p_alive when the model does not apply),
 // risk_login = clamp(1 − recent login rate / long login rate) and
 // risk_feedback = the largest active feedback signal.
 func assessRisk(s *State, d Day, p *Policy) riskFacts {
@@ -60,16 +63,26 @@ func assessRisk(s *State, d Day, p *Policy) riskFacts {
 		f.purchases = true
 		f.repeat, f.tenure = int(pf.days-1), int(d-pf.first)
 		f.gapDays = float64(d - pf.last)
-		f.model = f.repeat >= c.MinRepeatPurchases && f.tenure >= c.MinTenureDays
+		model, version, fitted := p.ChurnModel()
+		f.ownGap = f.repeat >= c.MinRepeatPurchases && f.tenure >= c.MinTenureDays
+		f.model = fitted && f.ownGap
 		f.usualGap = c.FallbackGapDays
-		if f.model {
+		if f.ownGap {
 			f.usualGap = math.Max(float64(pf.last-pf.first)/float64(f.repeat), 1)
+		}
+		gapWeight := c.Weights.Gap
+		if f.model {
+			f.version = version
 			u := c.TimeUnitDays
-			f.pAlive = c.BGNBD.PAlive(btyd.Summary{X: float64(f.repeat), TX: float64(pf.last-pf.first) / u, T: float64(d-pf.first) / u})
+			f.pAlive = model.PAlive(btyd.Summary{X: float64(f.repeat), TX: float64(pf.last-pf.first) / u, T: float64(d-pf.first) / u})
 			f.risk[0], f.weight[0] = 1-f.pAlive, c.Weights.PAlive
+		} else {
+			// Without P(alive) the gap is the only measure of lapse: it carries both weights,
+			// so a lapsed customer reaches HIGH under the rules too.
+			gapWeight += c.Weights.PAlive
 		}
 		f.gapRatio = f.gapDays / f.usualGap
-		f.risk[1], f.weight[1] = clamp01((f.gapRatio-1)/(c.GapRatioFullRisk-1)), c.Weights.Gap
+		f.risk[1], f.weight[1] = clamp01((f.gapRatio-1)/(c.GapRatioFullRisk-1)), gapWeight
 	}
 	if long := s.loginDays(d, c.LoginLongDays); long > 0 {
 		f.logins = true
@@ -120,7 +133,7 @@ func (f *riskFacts) reasons(p *Policy) []Reason {
 	}
 	if f.purchases {
 		msg := fmt.Sprintf("no purchase in %.0f days, %.1fx their usual gap", f.gapDays, f.gapRatio)
-		if !f.model {
+		if !f.ownGap {
 			msg = fmt.Sprintf("no purchase in %.0f days, %.1fx the %.0f-day norm", f.gapDays, f.gapRatio, f.usualGap)
 		}
 		add(1, Reason{Code: ReasonPurchaseGap, Message: msg, Value: round3(f.gapRatio)})
@@ -152,8 +165,11 @@ func (f *riskFacts) reasons(p *Policy) []Reason {
 	}
 	if !f.model {
 		msg := fmt.Sprintf("%d repeat purchase(s) over %d days is too little history for the model; rule-based score", max(f.repeat, 0), f.tenure)
-		if !f.purchases {
+		switch _, _, fitted := p.ChurnModel(); {
+		case !f.purchases:
 			msg = "no purchase yet; rule-based score"
+		case !fitted:
+			msg = "no churn model fitted on this population yet; rule-based score"
 		}
 		out = append(out, Reason{Code: ReasonRulesFallback, Message: msg, Value: float64(max(f.repeat, 0))})
 	}

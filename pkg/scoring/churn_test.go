@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,8 +118,63 @@ func TestChurnRulesFallbackIsLabelled(t *testing.T) {
 	}
 }
 
-func TestChurnModelExplainsTheGap(t *testing.T) {
+// withFit puts a policy under a fitted churn model: the CDNOW parameters, as if the pipeline
+// had fitted them at a boundary.
+func withFit(t *testing.T, p *Policy) *Policy {
+	t.Helper()
+	q, err := p.WithFittedModel(&FittedModel{Version: "bgnbd-v1@1970-01-29", Boundary: 28, BGNBD: p.Churn.BGNBD, Customers: 1000, RepeatCustomers: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func TestChurnBeforeTheFirstFitIsTheLabelledRulesFallback(t *testing.T) {
 	p := DefaultPolicy()
+	if !p.Churn.Refit.Enabled() {
+		t.Fatal("the default policy does not refit its churn model")
+	}
+	var g evGen
+	var s State
+	for i := 0; i < 10; i++ { // a regular buyer, whom a fitted model would score
+		s, _ = mustApply(t, s, g.purchase(day(10*i), 4000, "o"), p)
+	}
+	_, ch := Close(s, day(400), p)
+	cs := only[*ChurnRiskChange](ch)
+	if len(cs) == 0 {
+		t.Fatalf("a regular buyer silent for 310 days raised no churn change: %s", describe(ch))
+	}
+	for _, c := range cs {
+		if c.ModelVersion != p.Churn.RulesVersion || c.PAlive != -1 || !hasReason(c.Reasons, ReasonRulesFallback) {
+			t.Fatalf("before any fit, change %+v is not the labelled rules fallback", c)
+		}
+		if r := c.Reasons[len(c.Reasons)-1]; !strings.Contains(r.Message, "no churn model fitted") {
+			t.Fatalf("the fallback reason %q does not say that no model is fitted yet", r.Message)
+		}
+	}
+	// The rules still see the lapse: against the buyer's own 10-day gap, with the gap
+	// carrying P(alive)'s weight, the lapse is HIGH within weeks.
+	last := cs[len(cs)-1]
+	if last.ToLevel != LevelHigh || !slices.ContainsFunc(last.Reasons, func(r Reason) bool {
+		return r.Code == ReasonPurchaseGap && strings.Contains(r.Message, "their usual gap") && r.Value > 3
+	}) {
+		t.Fatalf("a regular buyer silent for 310 days ends at %+v, want HIGH against their own 10-day gap", last)
+	}
+	if _, _, ok := p.ChurnModel(); ok {
+		t.Fatal("a refitting policy without a fit reports a model")
+	}
+	fixed := *p
+	fixed.Churn.Refit = RefitPolicy{}
+	if m, v, ok := fixed.ChurnModel(); !ok || v != p.Churn.ModelVersion || m != p.Churn.BGNBD {
+		t.Fatalf("refit off: model %+v %q %v, want the policy's parameters", m, v, ok)
+	}
+	if _, err := fixed.WithFittedModel(&FittedModel{Version: "x", BGNBD: p.Churn.BGNBD}); err == nil {
+		t.Fatal("a fitted model was accepted under a policy that does not refit")
+	}
+}
+
+func TestChurnModelExplainsTheGap(t *testing.T) {
+	p := withFit(t, DefaultPolicy())
 	var g evGen
 	var s State
 	for i := 0; i < 10; i++ { // a purchase every 10 days for 90 days
@@ -130,8 +186,8 @@ func TestChurnModelExplainsTheGap(t *testing.T) {
 		t.Fatalf("a regular buyer silent for 110 days raised no churn change: %s", describe(ch))
 	}
 	c := cs[0]
-	if c.ModelVersion != p.Churn.ModelVersion || !(c.PAlive >= 0 && c.PAlive < 1) || c.ToLevel == LevelLow {
-		t.Fatalf("model change %+v: want %s, a P(alive) in [0,1) and a raised level", c, p.Churn.ModelVersion)
+	if c.ModelVersion != p.Fitted.Version || !(c.PAlive >= 0 && c.PAlive < 1) || c.ToLevel == LevelLow {
+		t.Fatalf("model change %+v: want %s, a P(alive) in [0,1) and a raised level", c, p.Fitted.Version)
 	}
 	gap := regexp.MustCompile(`^no purchase in \d+ days, \d+\.\dx their usual gap$`)
 	var found bool

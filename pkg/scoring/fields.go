@@ -64,6 +64,9 @@ func (s State) MarshalFields() map[string]string {
 	if s.PurchaseDays > 0 {
 		m["p"] = join36(int64(s.FirstDay), int64(s.LastDay), int64(s.OldLastDay), int64(s.PurchaseDays))
 	}
+	if s.AgedNet != 0 {
+		m["an"] = i36(s.AgedNet)
+	}
 	if len(s.Window) > 0 {
 		var buf []byte
 		prev := Day(0)
@@ -244,6 +247,8 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			var d int64
 			d, err = strconv.ParseInt(v, 36, 32)
 			s.SeenDay = Day(d)
+		case k == "an":
+			s.AgedNet, err = strconv.ParseInt(v, 36, 64)
 		case k == "p":
 			var xs []int64
 			if xs, err = split36(v, 4); err == nil {

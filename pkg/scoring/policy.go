@@ -40,6 +40,9 @@ type Policy struct {
 	// boundary may close (see CloseBound). NotSealed means no boundary is final yet, so no day
 	// closes. Nil: the cut points are fixed and days close by the watermark alone.
 	Sealed *Day `yaml:"-"`
+	// Fitted is the churn model fitted at the last refit boundary sealed, under
+	// churn.refit (see RefitPolicy); nil before the first.
+	Fitted *FittedModel `yaml:"-"`
 }
 
 // TierPolicy is the loyalty ladder.
@@ -95,6 +98,71 @@ type ChurnPolicy struct {
 	High           Hysteresis   `yaml:"high"`
 	// MinDwellDays is the least time a customer stays at a level.
 	MinDwellDays int `yaml:"min_dwell_days"`
+	// Refit, when enabled, replaces BGNBD by models the pipeline fits on its own population
+	// at boundary days (see RefitPolicy); BGNBD then only serves `loyaltyctl model` defaults.
+	Refit RefitPolicy `yaml:"refit"`
+}
+
+// RefitPolicy makes the pipeline learn its churn model from its own history: at the end of
+// every boundary day that is a multiple of EveryDays (days since the Unix epoch), every
+// customer with a purchase adds its BG/NBD summary to the population's histograms, and once the
+// boundary is sealed the BG/NBD and Gamma-Gamma models are fitted on them by maximum
+// likelihood. The fit scores every day after that boundary, labelled with its version
+// (FittedModel.Version), until the next fit. A fit needs MinCustomers customers, of whom
+// MinRepeatCustomers bought again; until a boundary had that much data the churn score uses the
+// labelled rules fallback (no P(alive)), and a later boundary with too little data, or whose
+// fit does not converge, keeps the fit in force.
+type RefitPolicy struct {
+	// EveryDays is the distance between refits; 0 disables refitting. It is a multiple of
+	// segments.cutpoints_every_days (a refit rides on the boundary's sealing).
+	EveryDays          int `yaml:"every_days"`
+	MinCustomers       int `yaml:"min_customers"`
+	MinRepeatCustomers int `yaml:"min_repeat_customers"`
+	// Penalizer is the BG/NBD fit's L2 penalty on the log-parameters (btyd.FitBGNBDPenalized):
+	// a history of a year or less cannot show customers dropping out, and without it the fit
+	// runs off to the bounds and is not used.
+	Penalizer float64 `yaml:"penalizer"`
+}
+
+// Enabled reports whether the pipeline fits its own churn model.
+func (r RefitPolicy) Enabled() bool { return r.EveryDays > 0 }
+
+// At reports whether day b is a refit boundary.
+func (r RefitPolicy) At(b Day) bool {
+	return r.EveryDays > 0 && floorDiv(int64(b), int64(r.EveryDays))*int64(r.EveryDays) == int64(b)
+}
+
+// FittedModel is a churn model the pipeline fitted on its own population at a boundary day.
+// Time is in the policy's time unit (churn.time_unit_days), money in minor units.
+type FittedModel struct {
+	// Version names the fit: the policy's model_version and the boundary's date, e.g.
+	// "bgnbd-v1@2026-11-05". Every churn change scored with it carries it.
+	Version    string           `json:"version"`
+	Boundary   Day              `json:"boundary"`
+	BGNBD      btyd.BGNBD       `json:"bgnbd"`
+	GammaGamma *btyd.GammaGamma `json:"gamma_gamma,omitempty"`
+	// Customers is the population fitted; RepeatCustomers those who bought again (the
+	// Gamma-Gamma sample).
+	Customers       int64   `json:"customers"`
+	RepeatCustomers int64   `json:"repeat_customers"`
+	LogLik          float64 `json:"loglik"`
+	Penalizer       float64 `json:"penalizer,omitempty"`
+}
+
+// Validate checks the fit's parameters.
+func (m FittedModel) Validate() error {
+	if m.Version == "" {
+		return errors.New("fitted model: no version")
+	}
+	if err := m.BGNBD.Validate(); err != nil {
+		return fmt.Errorf("fitted model %s: %w", m.Version, err)
+	}
+	if m.GammaGamma != nil {
+		if err := m.GammaGamma.Validate(); err != nil {
+			return fmt.Errorf("fitted model %s: %w", m.Version, err)
+		}
+	}
+	return nil
 }
 
 // ChurnWeights weighs the score's components; components that do not apply
@@ -236,6 +304,21 @@ func (p *Policy) Validate() error {
 	if c.MinRepeatPurchases < 1 {
 		add("churn.min_repeat_purchases", "must be >= 1")
 	}
+	if r := c.Refit; r.EveryDays != 0 {
+		every := p.Segments.CutpointsEveryDays
+		if r.EveryDays < 0 || (every > 0 && r.EveryDays%every != 0) {
+			add("churn.refit.every_days", "must be 0 (off) or a positive multiple of segments.cutpoints_every_days (%d), got %d", every, r.EveryDays)
+		}
+		if r.MinCustomers < 100 {
+			add("churn.refit.min_customers", "must be at least 100, got %d", r.MinCustomers)
+		}
+		if !(r.Penalizer >= 0 && r.Penalizer <= 1) {
+			add("churn.refit.penalizer", "must be between 0 and 1, got %v", r.Penalizer)
+		}
+		if r.MinRepeatCustomers < 20 || r.MinRepeatCustomers > r.MinCustomers {
+			add("churn.refit.min_repeat_customers", "must be at least 20 and at most min_customers, got %d", r.MinRepeatCustomers)
+		}
+	}
 	if c.MinTenureDays < 0 {
 		add("churn.min_tenure_days", "must be >= 0")
 	}
@@ -328,6 +411,34 @@ func (p *Policy) WithCutpoints(c Cutpoints) (*Policy, error) {
 	q.Tiers.Levels = append([]TierLevel(nil), p.Tiers.Levels...)
 	q.Cutpoints = c
 	return &q, nil
+}
+
+// WithFittedModel returns a copy of the policy that scores churn with m (nil: no fit yet). It
+// is an error for a policy that does not refit.
+func (p *Policy) WithFittedModel(m *FittedModel) (*Policy, error) {
+	if m != nil {
+		if !p.Churn.Refit.Enabled() {
+			return nil, fmt.Errorf("%w: a fitted model %s under a policy without churn.refit", ErrInvalidPolicy, m.Version)
+		}
+		if err := m.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidPolicy, err)
+		}
+	}
+	q := *p
+	q.Fitted = m
+	return &q, nil
+}
+
+// ChurnModel is the BG/NBD model the policy scores churn with and its version; ok is false
+// when the rules fallback must score every customer (refitting, and nothing fitted yet).
+func (p *Policy) ChurnModel() (m btyd.BGNBD, version string, ok bool) {
+	if !p.Churn.Refit.Enabled() {
+		return p.Churn.BGNBD, p.Churn.ModelVersion, true
+	}
+	if p.Fitted == nil {
+		return btyd.BGNBD{}, "", false
+	}
+	return p.Fitted.BGNBD, p.Fitted.Version, true
 }
 
 // WithSealedCutpoints returns a copy of the policy under population cut points sealed

@@ -235,8 +235,13 @@ type State struct {
 	// last purchase day among entries aged out of Window.
 	FirstDay, LastDay, OldLastDay Day
 	PurchaseDays                  int32
-	Window                        []DayNet // ascending by Day
-	Orders                        []Order  // purchases still inside the returns window
+	// AgedNet is the net spend (refunds on their own day, see DayNet) of the entries aged out
+	// of Window that lie after the first purchase day: with the window, the customer's whole
+	// repeat spend, which the Gamma-Gamma model is fitted on (ModelSampleAt), less the spend
+	// of the first day (and refunds before it) merged into a later entry (see entry).
+	AgedNet int64
+	Window  []DayNet // ascending by Day
+	Orders  []Order  // purchases still inside the returns window
 
 	// Logins: bit i of LoginBits is set when the customer logged in on day
 	// LoginTop-i.
@@ -324,6 +329,11 @@ func (s *State) entry(d Day, purchase bool) *DayNet {
 		if a.Purchase {
 			s.OldLastDay = max(s.OldLastDay, a.Day)
 		}
+		if s.PurchaseDays > 0 && a.Day <= s.FirstDay && b.Day > s.FirstDay {
+			// The first purchase day's spend now sits on a later day: AgedNet takes it off
+			// again, so the net after the first day (ModelSampleAt) stays exact.
+			s.AgedNet -= a.Net + a.Shift
+		}
 		s.Window = s.Window[1:]
 		i = max(i-1, 0)
 	}
@@ -376,6 +386,9 @@ func (s *State) prune(p *Policy) {
 	for i < len(s.Window) && s.Window[i].Day < keep {
 		if s.Window[i].Purchase {
 			s.OldLastDay = max(s.OldLastDay, s.Window[i].Day)
+		}
+		if s.PurchaseDays > 0 && s.Window[i].Day > s.FirstDay {
+			s.AgedNet += s.Window[i].Net + s.Window[i].Shift
 		}
 		i++
 	}
@@ -443,6 +456,35 @@ func (s *State) purchasesAsOf(d Day, window int) purchaseFacts {
 	}
 	f.days = max(f.days, 1)
 	return f
+}
+
+// ModelSample is a customer's BG/NBD and Gamma-Gamma summary at the end of a day, in days and
+// minor units, with the conventions of txnsummary.Summarize (and of the published CDNOW fits):
+// purchases on one day are one purchase, X counts the purchase days after the first, TXDays and
+// TDays run from the first purchase day to the last and to the day, and RepeatNetMinor is the
+// net spend of every day after the first (a refund on its own day).
+type ModelSample struct {
+	X, TXDays, TDays int32
+	RepeatNetMinor   int64
+}
+
+// ModelSampleAt returns the customer's model summary at the end of day d; ok is false before
+// its first purchase.
+func (s *State) ModelSampleAt(d Day, p *Policy) (ModelSample, bool) {
+	f := s.purchasesAsOf(d, p.Segments.WindowDays)
+	if !f.any {
+		return ModelSample{}, false
+	}
+	m := ModelSample{X: f.days - 1, TDays: int32(d - f.first), RepeatNetMinor: s.AgedNet}
+	if m.X > 0 {
+		m.TXDays = int32(f.last - f.first)
+	}
+	for _, e := range s.Window {
+		if e.Day > f.first && e.Day <= d {
+			m.RepeatNetMinor += e.Net + e.Shift
+		}
+	}
+	return m, true
 }
 
 // PurchaseDaySet is what a state still knows of a customer's distinct purchase days.

@@ -295,6 +295,18 @@ type Customer struct {
 // spend, and a refund before any purchase is an error. Monetary is the mean
 // net value of the repeat purchase days, floored at 0.
 func Summarize(txns []Transaction, calibrationEnd Day, unit TimeUnit) ([]Customer, error) {
+	return summarize(txns, calibrationEnd, unit, false)
+}
+
+// SummarizeStream is Summarize for transactions read from an event stream, which starts
+// part-way through a shop's history: a refund before the customer's first purchase refunds a
+// purchase the stream never saw, so it is skipped rather than an error (the pipeline's own
+// model summaries skip it the same way).
+func SummarizeStream(txns []Transaction, calibrationEnd Day, unit TimeUnit) ([]Customer, error) {
+	return summarize(txns, calibrationEnd, unit, true)
+}
+
+func summarize(txns []Transaction, calibrationEnd Day, unit TimeUnit, skipEarlyRefunds bool) ([]Customer, error) {
 	type dayAgg struct {
 		net      float64
 		purchase bool
@@ -337,6 +349,9 @@ func Summarize(txns []Transaction, calibrationEnd Day, unit TimeUnit) ([]Custome
 		for _, d := range keys {
 			a := days[d]
 			if first < 0 {
+				if !a.purchase && skipEarlyRefunds {
+					continue
+				}
 				if !a.purchase {
 					bad.add(a.line, fmt.Errorf("customer %q: refund on %s before any purchase", id, d))
 					break

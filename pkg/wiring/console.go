@@ -15,6 +15,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/console"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
@@ -150,7 +151,11 @@ func (s *consoleSource) Customer(ctx context.Context, id string) (console.Custom
 	if _, quarantined := fields[state.QuarantinedField]; quarantined {
 		return console.Customer{}, errors.New("the customer is quarantined: its stored state could not be read (loyaltyctl quarantine show)")
 	}
-	view, err := profile.Build(fields, s.rt.Policy, s.rules.CLV)
+	p, err := namespace.PolicyInForce(ctx, s.rt.Redis, s.rt.Keys, s.rt.Policy)
+	if err != nil {
+		return console.Customer{}, err
+	}
+	view, err := profile.Build(fields, p, s.rules.CLV)
 	if err != nil {
 		return console.Customer{}, err
 	}
