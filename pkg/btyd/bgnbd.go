@@ -190,3 +190,15 @@ func logistic(v float64) float64 {
 	e := math.Exp(v)
 	return e / (1 + e)
 }
+
+// ProbPurchaseWithin is the probability that a customer with history s buys at least once in
+// the next t time units. A customer drops out only right after a purchase, so with no
+// purchase in the period a living one stays alive, and given alive the purchase rate is
+// Gamma(r+x, α+T) (FHL 2005): P = P(alive) · (1 − ((α+T)/(α+T+t))^(r+x)).
+func (m BGNBD) ProbPurchaseWithin(s Summary, t float64) float64 {
+	if t <= 0 {
+		return 0
+	}
+	none := math.Exp((m.R + s.X) * (math.Log(m.Alpha+s.T) - math.Log(m.Alpha+s.T+t)))
+	return m.PAlive(s) * (1 - none)
+}

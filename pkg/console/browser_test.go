@@ -24,6 +24,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/console"
 	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/kpi"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
@@ -253,6 +254,24 @@ func TestTheConsoleShowsWhatTheAPIAndRedisSayInARealBrowser(t *testing.T) {
 
 	final := snap.Complete
 	month := snap.Counters.Report(final, 30) // straight from the counters in Redis
+
+	// The model-quality API serves the counters' reports of every observation day.
+	var quality struct {
+		CompleteThrough string              `json:"complete_through"`
+		Days            []kpi.QualityReport `json:"days"`
+	}
+	getJSON(t, base+"/api/v1/quality", &quality)
+	qualityDays := snap.Counters.QualityDays()
+	if len(qualityDays) == 0 || len(quality.Days) != len(qualityDays) || quality.CompleteThrough != final.Start().Format(time.DateOnly) {
+		t.Errorf("API quality: %d observation days through %s; Redis has %d, final through %s", len(quality.Days), quality.CompleteThrough,
+			len(qualityDays), final.Start().Format(time.DateOnly))
+	}
+	for i, d := range qualityDays {
+		want, _ := json.Marshal(snap.Counters.Quality(d, final, rt.Policy))
+		if got, _ := json.Marshal(quality.Days[min(i, len(quality.Days)-1)]); string(got) != string(want) {
+			t.Errorf("API quality of %s: %s; Redis says %s", d.Start().Format(time.DateOnly), got, want)
+		}
+	}
 	api30 := overview
 	apiMonth := api30.Reports[2]
 	if apiMonth.WindowDays != 30 || api30.Day != final.Start().Format(time.DateOnly) || !api30.Final {

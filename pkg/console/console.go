@@ -148,6 +148,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/overview", s.route("overview", s.overview))
 	mux.Handle("GET /api/v1/kpis", s.route("kpis", s.kpis))
+	mux.Handle("GET /api/v1/quality", s.route("quality", s.quality))
 	mux.Handle("GET /api/v1/customers/{id}", s.route("customer", s.customer))
 	files := http.FileServerFS(web)
 	page := func(name string) http.Handler {
@@ -350,6 +351,29 @@ func (s *Server) kpis(w http.ResponseWriter, r *http.Request) (int, error) {
 		Final  bool       `json:"final"`
 		Report kpi.Report `json:"report"`
 	}{snap.HasComplete && day <= snap.Complete, snap.Counters.Report(day, window)})
+	return http.StatusOK, nil
+}
+
+// quality serves GET /api/v1/quality: the churn model's quality on each observation day,
+// oldest first (kpi.QualityReport), with the last final day.
+func (s *Server) quality(w http.ResponseWriter, r *http.Request) (int, error) {
+	snap, err := s.snapshot(r.Context())
+	if err != nil {
+		return http.StatusBadGateway, fmt.Errorf("reading the KPIs: %w", err)
+	}
+	out := struct {
+		CompleteThrough string              `json:"complete_through,omitempty"`
+		Days            []kpi.QualityReport `json:"days"`
+	}{Days: []kpi.QualityReport{}}
+	complete := scoring.Day(-1 << 30)
+	if snap.HasComplete {
+		complete = snap.Complete
+		out.CompleteThrough = snap.Complete.Start().Format(time.DateOnly)
+	}
+	for _, d := range snap.Counters.QualityDays() {
+		out.Days = append(out.Days, snap.Counters.Quality(d, complete, s.policy))
+	}
+	writeJSON(w, http.StatusOK, out)
 	return http.StatusOK, nil
 }
 

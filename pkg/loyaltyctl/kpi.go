@@ -33,12 +33,17 @@ type KPIView struct {
 	// Reports are the KPIs of the windows ending on Day (1, 7, 30, 90 and 365 days), or with
 	// --days, of one window ending on each of those days.
 	Reports []kpi.Report `json:"reports"`
+	// Quality is, with --quality, the churn model's quality on each observation day: the
+	// share of each churn level and P(alive) decile who bought within 30 and 90 days, the
+	// calibration table and the Brier score (docs/metrics.md, "Model quality").
+	Quality []kpi.QualityReport `json:"quality,omitempty"`
 }
 
 func kpiCommand(out *cmdline.Output) *cobra.Command {
 	var (
 		ns, day      string
 		days, window int
+		quality      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "kpi",
@@ -51,6 +56,7 @@ report is for the last final day, over windows of 1, 7, 30, 90 and 365 days endi
   loyaltyctl kpi                          # the last final day, every window
   loyaltyctl kpi --day 2026-11-30         # another day
   loyaltyctl kpi --days 14 --window 30    # the 30-day KPIs ending on each of the last 14 days
+  loyaltyctl kpi --quality                # and the churn model's quality on each observation day
   loyaltyctl kpi --output json            # everything, for scripts`,
 		Args: cmdline.Args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -68,7 +74,7 @@ report is for the last final day, over windows of 1, 7, 30, 90 and 365 days endi
 				}
 			}
 			return withNamespaceKeys(cmd.Context(), ns, func(env *environment, rdb redisconn.Client, keys keyspace.Keyspace) error {
-				view, err := buildKPIView(cmd.Context(), env, rdb, keys, at, days, window)
+				view, err := buildKPIView(cmd.Context(), env, rdb, keys, at, days, window, quality)
 				if err != nil {
 					return err
 				}
@@ -83,10 +89,11 @@ report is for the last final day, over windows of 1, 7, 30, 90 and 365 days endi
 	cmd.Flags().StringVar(&day, "day", "", "report day, YYYY-MM-DD (default: the last final day)")
 	cmd.Flags().IntVar(&days, "days", 0, "print one window's KPIs for each of this many days ending on --day")
 	cmd.Flags().IntVar(&window, "window", 30, "with --days, the window in days")
+	cmd.Flags().BoolVar(&quality, "quality", false, "also print the churn model's quality on each observation day")
 	return cmd
 }
 
-func buildKPIView(ctx context.Context, env *environment, rdb redisconn.Client, keys keyspace.Keyspace, at time.Time, days, window int) (KPIView, error) {
+func buildKPIView(ctx context.Context, env *environment, rdb redisconn.Client, keys keyspace.Keyspace, at time.Time, days, window int, quality bool) (KPIView, error) {
 	policy, err := namespacePolicy(ctx, rdb, keys, env.cfg.PolicyFile)
 	if err != nil {
 		return KPIView{}, err
@@ -130,6 +137,15 @@ func buildKPIView(ctx context.Context, env *environment, rdb redisconn.Client, k
 	} else {
 		for _, w := range kpi.Windows {
 			view.Reports = append(view.Reports, snap.Counters.Report(d, w))
+		}
+	}
+	if quality {
+		complete := snap.Complete
+		if !snap.HasComplete {
+			complete = -1 << 30
+		}
+		for _, qd := range snap.Counters.QualityDays() {
+			view.Quality = append(view.Quality, snap.Counters.Quality(qd, complete, policy))
 		}
 	}
 	return view, nil
@@ -195,6 +211,36 @@ func (v KPIView) WriteText(w io.Writer) error {
 		mix  map[string]int64
 	}{{"tiers", r.Tiers}, {"churn levels", r.Churn}, {"segments", r.Segments}, {"value layers", r.Layers}} {
 		fmt.Fprintf(w, "  %-13s %s\n", m.name+":", mixLine(m.mix))
+	}
+	return v.writeQuality(w)
+}
+
+// writeQuality writes the model quality of each observation day: the 30/90-day repurchase rate
+// of each churn level, and the Brier score against its baseline.
+func (v KPIView) writeQuality(w io.Writer) error {
+	if len(v.Quality) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "churn model quality (bought within 30 / 90 days of the observation day; - = not final yet):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "observed\tLOW\tMEDIUM\tHIGH\tmodel-scored\tBrier 30d (base)\tBrier 90d (base)\t\n")
+	for _, q := range v.Quality {
+		fmt.Fprintf(tw, "%s\t", q.Day)
+		for _, g := range q.Levels {
+			fmt.Fprintf(tw, "%d: %s / %s\t", g.Customers, pct(g.Rate30), pct(g.Rate90))
+		}
+		fmt.Fprintf(tw, "%d\t", q.Horizons[0].Customers)
+		for _, h := range q.Horizons {
+			if h.Brier == nil {
+				fmt.Fprintf(tw, "-\t")
+				continue
+			}
+			fmt.Fprintf(tw, "%.4f (%.4f)\t", *h.Brier, *h.BrierBase)
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing the model quality: %w", err)
 	}
 	return nil
 }

@@ -38,6 +38,10 @@ func TestKPIPrintsTheLastFinalDaysKPIsFromTheShardsCounters(t *testing.T) {
 			kpi.OfChanges(changes, deltas)
 			st = next
 		}
+		// The days closed to the watermark below, with their model-quality observations.
+		st, changes, _, samples := scoring.SweepSampled(st, time.Date(2025, 4, 10, 5, 0, 0, 0, time.UTC), p)
+		kpi.OfChanges(changes, deltas)
+		kpi.OfSamples(samples, deltas)
 		for f, n := range deltas.Compact() {
 			if err := rdb.HIncrBy(ctx, keys.KPI(keys.Shard(id)), f, n).Err(); err != nil {
 				t.Fatal(err)
@@ -89,6 +93,24 @@ func TestKPIPrintsTheLastFinalDaysKPIsFromTheShardsCounters(t *testing.T) {
 			t.Errorf("the text report lacks %q:\n%s", s, text)
 		}
 	}
+	code, out, errs = run(t, "kpi", "--quality", "--output", "json")
+	view = KPIView{}
+	if err := json.Unmarshal([]byte(out), &view); code != 0 || err != nil {
+		t.Fatalf("--quality: exit %d, %v: %s%s", code, err, out, errs)
+	}
+	quality := want.QualityDays()
+	if len(quality) != 1 || len(view.Quality) != 1 {
+		t.Fatalf("--quality: %d observation days printed, the counters have %v", len(view.Quality), quality)
+	}
+	gq, _ := json.Marshal(view.Quality[0])
+	eq, _ := json.Marshal(want.Quality(quality[0], last, p))
+	if string(gq) != string(eq) || view.Quality[0].Levels[0].Customers != 3 {
+		t.Errorf("--quality printed %s, the counters say %s (three customers observed LOW)", gq, eq)
+	}
+	if _, text, _ := run(t, "kpi", "--quality"); !strings.Contains(text, "churn model quality") || !strings.Contains(text, view.Quality[0].Day) {
+		t.Errorf("the text report lacks the model quality of %s:\n%s", view.Quality[0].Day, text)
+	}
+
 	code, series, _ := run(t, "kpi", "--days", "5", "--window", "7")
 	rows := 0
 	for _, line := range strings.Split(series, "\n") {

@@ -31,7 +31,15 @@ type KPIExporter struct {
 	mu       sync.Mutex
 	reports  []kpi.Report
 	final    time.Time
+	quality  []horizonQuality // per horizon, the latest observation day it is final for
 	failures prometheus.Counter
+}
+
+// horizonQuality is a horizon's quality report of the latest observation day it is final for.
+type horizonQuality struct {
+	day    scoring.Day
+	report kpi.QualityReport
+	index  int // into report.Horizons and scoring.QualityHorizons
 }
 
 // KPIReadInterval is the default time between the exporter's readings.
@@ -43,6 +51,24 @@ var (
 	kpiCustomers = prometheus.NewDesc("loyalty_kpi_customers", "Customers as of the end of the last final day, by dimension (tier, churn_level, segment, value_layer) and value.",
 		[]string{"dimension", "value"}, nil)
 	kpiPopulation = prometheus.NewDesc("loyalty_kpi_population", "Every customer seen by the end of the last final day.", nil, nil)
+
+	// Model quality (docs/metrics.md, "Model quality"), per horizon ("30d", "90d"), of the
+	// latest observation day whose outcomes over the horizon are final.
+	modelQualityDay = prometheus.NewDesc("loyalty_model_quality_observation_day_timestamp_seconds",
+		"Start of the latest churn-prediction observation day whose outcomes over the horizon are final.", []string{"horizon"}, nil)
+	modelRepurchase = prometheus.NewDesc("loyalty_model_repurchase_rate",
+		"Share of the customers observed on that day who bought within the horizon, by churn level (by=churn_level) and P(alive) decile (by=palive_decile, group 0-9 or rules).",
+		[]string{"horizon", "by", "group"}, nil)
+	modelObserved = prometheus.NewDesc("loyalty_model_observed_customers",
+		"Customers observed on that day, by churn level and P(alive) decile.", []string{"horizon", "by", "group"}, nil)
+	modelBrier = prometheus.NewDesc("loyalty_model_brier_score",
+		"Brier score of the model's predicted chance of a purchase within the horizon (lower is better).", []string{"horizon"}, nil)
+	modelBrierBase = prometheus.NewDesc("loyalty_model_brier_baseline",
+		"Brier score of predicting the observed rate for everyone: a useful model is below it.", []string{"horizon"}, nil)
+	modelCalPredicted = prometheus.NewDesc("loyalty_model_calibration_predicted",
+		"Mean predicted chance of a purchase within the horizon, per decile bin of the prediction.", []string{"horizon", "bin"}, nil)
+	modelCalObserved = prometheus.NewDesc("loyalty_model_calibration_observed",
+		"Share who bought within the horizon, per decile bin of the prediction.", []string{"horizon", "bin"}, nil)
 )
 
 // kpiGauge is one windowed KPI gauge and how to read it from a report (ok false: no value).
@@ -107,13 +133,17 @@ func (e *KPIExporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, g := range kpiGauges {
 		ch <- g.desc
 	}
+	for _, d := range []*prometheus.Desc{modelQualityDay, modelRepurchase, modelObserved, modelBrier, modelBrierBase, modelCalPredicted, modelCalObserved} {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
 func (e *KPIExporter) Collect(ch chan<- prometheus.Metric) {
 	e.mu.Lock()
-	reports, final := e.reports, e.final
+	reports, final, quality := e.reports, e.final, e.quality
 	e.mu.Unlock()
+	collectQuality(ch, quality)
 	if len(reports) == 0 {
 		return
 	}
@@ -149,10 +179,61 @@ func (e *KPIExporter) Refresh(ctx context.Context) error {
 	for _, w := range kpi.Windows {
 		reports = append(reports, snap.Counters.Report(snap.Complete, w))
 	}
+	quality := latestQuality(snap.Counters, snap.Complete, e.Policy)
 	e.mu.Lock()
-	e.reports, e.final = reports, snap.Complete.Start()
+	e.reports, e.final, e.quality = reports, snap.Complete.Start(), quality
 	e.mu.Unlock()
 	return nil
+}
+
+// latestQuality finds, for each horizon, the latest observation day whose outcomes over it are
+// final.
+func latestQuality(c *kpi.Counters, complete scoring.Day, p *scoring.Policy) []horizonQuality {
+	days := c.QualityDays()
+	var out []horizonQuality
+	for i := range scoring.QualityHorizons {
+		for j := len(days) - 1; j >= 0; j-- {
+			if r := c.Quality(days[j], complete, p); r.Horizons[i].Final {
+				out = append(out, horizonQuality{day: days[j], report: r, index: i})
+				break
+			}
+		}
+	}
+	return out
+}
+
+func collectQuality(ch chan<- prometheus.Metric, quality []horizonQuality) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, q := range quality {
+		h := strconv.Itoa(scoring.QualityHorizons[q.index]) + "d"
+		gauge(modelQualityDay, float64(q.day.Start().Unix()), h)
+		for by, groups := range map[string][]kpi.QualityGroup{"churn_level": q.report.Levels, "palive_decile": q.report.Deciles} {
+			for _, g := range groups {
+				name := g.Group[2:] // "l.HIGH" → "HIGH", "a.3" → "3"
+				gauge(modelObserved, float64(g.Customers), h, by, name)
+				rate := g.Rate30
+				if q.index == 1 {
+					rate = g.Rate90
+				}
+				if rate != nil {
+					gauge(modelRepurchase, *rate, h, by, name)
+				}
+			}
+		}
+		hq := q.report.Horizons[q.index]
+		if hq.Brier != nil {
+			gauge(modelBrier, *hq.Brier, h)
+			gauge(modelBrierBase, *hq.BrierBase, h)
+		}
+		for _, b := range hq.Calibration {
+			if b.Predicted != nil && b.Observed != nil {
+				gauge(modelCalPredicted, *b.Predicted, h, strconv.Itoa(b.Bin))
+				gauge(modelCalObserved, *b.Observed, h, strconv.Itoa(b.Bin))
+			}
+		}
+	}
 }
 
 // Run refreshes the gauges every Every until ctx ends. A failed reading is logged and

@@ -110,6 +110,12 @@ func ScoringEvent(r ingest.Record) scoring.Event {
 // it (zero: compute it).
 func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []state.OutboxEntry, samples []scoring.Sample, counters kpi.Deltas, transitions []string, deadline time.Time, p *scoring.Policy) state.Update {
 	fields := after.MarshalFields()
+	if len(samples) > 0 {
+		if counters == nil {
+			counters = kpi.Deltas{}
+		}
+		kpi.OfSamples(samples, counters) // model quality: observations and settled outcomes
+	}
 	counters = counters.Compact()
 	if len(outbox) == 0 && len(samples) == 0 && len(counters) == 0 && maps.Equal(fields, cur) {
 		return state.Update{} // a duplicate or a no-op: write nothing

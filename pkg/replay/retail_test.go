@@ -331,6 +331,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	checkRetailKPIs(t, events, liveRT, sameRT, retailShift(invoices, now))
 	// The churn model the pipeline fitted on the data set, live and in the replay.
 	checkRetailRefit(t, e, liveRT, sameRT, live)
+	checkRetailQuality(t, events, liveRT, sameRT)
 
 	time.Sleep(2 * time.Second) // let the notifier see anything that might have reached it
 	stopNotifier()

@@ -68,12 +68,16 @@ type Sample struct {
 	// Model is the customer's share of the churn model fitted at the boundary, at refit
 	// boundaries (RefitPolicy.At) only.
 	Model *ModelSample
+	// Quality is the model-quality outcomes the boundary settled and, on a quality day, the
+	// customer's new observation.
+	Quality Quality
 }
 
 // SweepSampled is Sweep that also returns the customer's RFM measures at the end of every
 // boundary day it closes. It sweeps to each of those boundaries in turn (a boundary day is
-// always a deadline, so Sweep stops on it) and then on to wm, which gives the same state and
-// changes as one Sweep to wm.
+// always a deadline, so Sweep stops on it) and then on to wm, which gives the same changes as
+// one Sweep to wm, and the same state but for the model-quality observations it records and
+// settles at the boundaries (observeQuality); the pipeline closes days with it alone.
 func SweepSampled(s State, wm time.Time, p *Policy) (State, []Change, time.Time, []Sample) {
 	bound := CloseBound(wm, p)
 	var out []Change
@@ -95,6 +99,7 @@ func SweepSampled(s State, wm time.Time, p *Policy) (State, []Change, time.Time,
 					sm.Model = &m
 				}
 			}
+			sm.Quality = s.observeQuality(b, p)
 			samples = append(samples, sm)
 		}
 	}

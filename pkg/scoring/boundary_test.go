@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -25,6 +26,10 @@ func TestSweepSampledGivesSweepsStateAndChangesAndTheMeasuresAtEachBoundary(t *t
 	wm := day(120)
 	want, wantChanges, wantDue := Sweep(s, wm, p)
 	got, changes, due, samples := SweepSampled(s, wm, p)
+	if len(got.Observations) == 0 && !slices.ContainsFunc(samples, func(sm Sample) bool { return sm.Quality.Observed != nil }) {
+		t.Fatal("no model-quality observation over four months")
+	}
+	got.Observations = nil // recorded by SweepSampled only
 	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(changes, wantChanges) || !due.Equal(wantDue) {
 		t.Fatalf("SweepSampled differs from Sweep:\n got %+v %v\nwant %+v %v", changes, due, wantChanges, wantDue)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +67,13 @@ func (s State) MarshalFields() map[string]string {
 	}
 	if s.AgedNet != 0 {
 		m["an"] = i36(s.AgedNet)
+	}
+	if len(s.Observations) > 0 {
+		xs := make([]int64, 0, 5*len(s.Observations))
+		for _, o := range s.Observations {
+			xs = append(xs, int64(o.Day), int64(o.Level), int64(o.Decile)+1, int64(o.Within[0])+1, int64(o.Within[1])+1)
+		}
+		m["mq"] = join36(xs...)
 	}
 	if len(s.Window) > 0 {
 		var buf []byte
@@ -249,6 +257,8 @@ func UnmarshalFields(m map[string]string) (State, error) {
 			s.SeenDay = Day(d)
 		case k == "an":
 			s.AgedNet, err = strconv.ParseInt(v, 36, 64)
+		case k == "mq":
+			s.Observations, err = decodeObservations(v)
 		case k == "p":
 			var xs []int64
 			if xs, err = split36(v, 4); err == nil {
@@ -551,4 +561,32 @@ func decodeSeenField(v string) ([seenTopics][]SeenID, error) {
 		return [seenTopics][]SeenID{}, fmt.Errorf("remembered event ids: %w", err)
 	}
 	return seen, nil
+}
+
+// decodeObservations decodes field "mq": per observation its day, level, P(alive) decile + 1
+// and the two purchase probabilities + 1 (see Observation), days ascending.
+func decodeObservations(v string) ([]Observation, error) {
+	xs, err := split36n(v)
+	if err != nil {
+		return nil, err
+	}
+	if len(xs)%5 != 0 || len(xs)/5 > MaxObservations {
+		return nil, fmt.Errorf("%d numbers are not up to %d observations of 5", len(xs), MaxObservations)
+	}
+	out := make([]Observation, 0, len(xs)/5)
+	for i := 0; i < len(xs); i += 5 {
+		o := Observation{Day: Day(xs[i]), Level: Level(xs[i+1]), Decile: int8(xs[i+2] - 1), Within: [2]int16{int16(xs[i+3] - 1), int16(xs[i+4] - 1)}}
+		switch {
+		case xs[i] < math.MinInt32 || xs[i] > math.MaxInt32 || (len(out) > 0 && o.Day <= out[len(out)-1].Day):
+			return nil, fmt.Errorf("observation day %d out of order", xs[i])
+		case xs[i+1] < 0 || xs[i+1] > int64(LevelHigh):
+			return nil, fmt.Errorf("observation level %d", xs[i+1])
+		case xs[i+2] < 0 || xs[i+2] > 10:
+			return nil, fmt.Errorf("observation decile %d", xs[i+2]-1)
+		case xs[i+3] < 0 || xs[i+3] > 10001 || xs[i+4] < 0 || xs[i+4] > 10001 || (xs[i+2] == 0) != (xs[i+3] == 0) || (xs[i+2] == 0) != (xs[i+4] == 0):
+			return nil, fmt.Errorf("observation probabilities %d, %d", xs[i+3]-1, xs[i+4]-1)
+		}
+		out = append(out, o)
+	}
+	return out, nil
 }

@@ -101,6 +101,16 @@ type ChurnPolicy struct {
 	// Refit, when enabled, replaces BGNBD by models the pipeline fits on its own population
 	// at boundary days (see RefitPolicy); BGNBD then only serves `loyaltyctl model` defaults.
 	Refit RefitPolicy `yaml:"refit"`
+	// QualityEveryDays is the distance between the days the churn predictions are recorded
+	// for their outcome (see ObserveQuality); 0 turns model quality off. A multiple of
+	// segments.cutpoints_every_days.
+	QualityEveryDays int `yaml:"quality_every_days"`
+}
+
+// QualityAt reports whether day b is a model-quality observation day.
+func (c ChurnPolicy) QualityAt(b Day) bool {
+	n := int64(c.QualityEveryDays)
+	return n > 0 && floorDiv(int64(b), n)*n == int64(b)
 }
 
 // RefitPolicy makes the pipeline learn its churn model from its own history: at the end of
@@ -303,6 +313,9 @@ func (p *Policy) Validate() error {
 	}
 	if c.MinRepeatPurchases < 1 {
 		add("churn.min_repeat_purchases", "must be >= 1")
+	}
+	if q, every := c.QualityEveryDays, p.Segments.CutpointsEveryDays; q < 0 || (q > 0 && (q < 14 || every > 0 && q%every != 0)) {
+		add("churn.quality_every_days", "must be 0 (off), or at least 14 and a multiple of segments.cutpoints_every_days (%d), got %d", every, q)
 	}
 	if r := c.Refit; r.EveryDays != 0 {
 		every := p.Segments.CutpointsEveryDays

@@ -270,6 +270,9 @@ type State struct {
 	Segment    Segment
 	ValueLayer ValueLayer
 	LastRFM    RFM
+	// Observations are the churn predictions of recent quality days whose outcome is not
+	// known yet (see observeQuality), oldest first.
+	Observations []Observation
 
 	// Duplicate detection: the last applied offset per input topic partition (redelivery),
 	// and the event ids each input topic applied recently (a producer's duplicate), per
@@ -282,6 +285,7 @@ type State struct {
 func (s State) clone() State {
 	s.Window = append([]DayNet(nil), s.Window...)
 	s.Orders = append([]Order(nil), s.Orders...)
+	s.Observations = append([]Observation(nil), s.Observations...)
 	s.NPS, s.CSAT, s.Complaints = s.NPS.clone(), s.CSAT.clone(), s.Complaints.clone()
 	for t := range s.Seen {
 		s.Seen[t] = append([]SeenID(nil), s.Seen[t]...)
