@@ -266,6 +266,19 @@ func TestTheConsoleShowsWhatTheAPIAndRedisSayInARealBrowser(t *testing.T) {
 		t.Errorf("API quality: %d observation days through %s; Redis has %d, final through %s", len(quality.Days), quality.CompleteThrough,
 			len(qualityDays), final.Start().Format(time.DateOnly))
 	}
+	// And the uplift API the notifier's counters.
+	var uplift kpi.UpliftReport
+	getJSON(t, base+"/api/v1/uplift", &uplift)
+	counts, err := notifier.ReadUplift(ctx, rt.Redis, rt.Deployment, rt.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotUplift, _ := json.Marshal(uplift)
+	wantUplift, _ := json.Marshal(kpi.Uplift(counts, notifier.UpliftKinds()))
+	if string(gotUplift) != string(wantUplift) || len(uplift.Total) != 4 {
+		t.Errorf("API uplift %s; Redis says %s", gotUplift, wantUplift)
+	}
+	t.Logf("uplift: %d exposures pending, %s", uplift.Pending, gotUplift)
 	for i, d := range qualityDays {
 		want, _ := json.Marshal(snap.Counters.Quality(d, final, rt.Policy))
 		if got, _ := json.Marshal(quality.Days[min(i, len(quality.Days)-1)]); string(got) != string(want) {

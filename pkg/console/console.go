@@ -65,6 +65,8 @@ type Source interface {
 	// Customer returns ErrNotFound (wrapped) for a customer without state.
 	Customer(ctx context.Context, id string) (Customer, error)
 	Recent(ctx context.Context, n int) (Recent, error)
+	// Uplift is the care and win-back uplift against the hold-out group (kpi.Uplift).
+	Uplift(ctx context.Context) (kpi.UpliftReport, error)
 }
 
 // Config configures the console. At least one credential is required.
@@ -149,6 +151,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /api/v1/overview", s.route("overview", s.overview))
 	mux.Handle("GET /api/v1/kpis", s.route("kpis", s.kpis))
 	mux.Handle("GET /api/v1/quality", s.route("quality", s.quality))
+	mux.Handle("GET /api/v1/uplift", s.route("uplift", s.uplift))
 	mux.Handle("GET /api/v1/customers/{id}", s.route("customer", s.customer))
 	files := http.FileServerFS(web)
 	page := func(name string) http.Handler {
@@ -374,6 +377,17 @@ func (s *Server) quality(w http.ResponseWriter, r *http.Request) (int, error) {
 		out.Days = append(out.Days, snap.Counters.Quality(d, complete, s.policy))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return http.StatusOK, nil
+}
+
+// uplift serves GET /api/v1/uplift: the repurchase rates of the customers treated by care
+// and win-back against the hold-out group's, with the uplift and 95% intervals.
+func (s *Server) uplift(w http.ResponseWriter, r *http.Request) (int, error) {
+	u, err := s.src.Uplift(r.Context())
+	if err != nil {
+		return http.StatusBadGateway, fmt.Errorf("reading the uplift: %w", err)
+	}
+	writeJSON(w, http.StatusOK, u)
 	return http.StatusOK, nil
 }
 

@@ -28,6 +28,9 @@ func (emptySource) Customer(context.Context, string) (console.Customer, error) {
 	return console.Customer{}, console.ErrNotFound
 }
 func (emptySource) Recent(context.Context, int) (console.Recent, error) { return console.Recent{}, nil }
+func (emptySource) Uplift(context.Context) (kpi.UpliftReport, error) {
+	return kpi.Uplift(kpi.UpliftCounts{}, []string{"CARE", "WIN_BACK"}), nil
+}
 
 func TestTheConsoleNeedsCredentialsAndNeverLogsCustomerIDs(t *testing.T) {
 	for _, bad := range []console.Config{{}, {BearerToken: "short"}, {User: "u"}, {User: "u", Password: "short"}, {User: "a:b", Password: "long enough"}} {
@@ -71,6 +74,8 @@ func TestTheConsoleNeedsCredentialsAndNeverLogsCustomerIDs(t *testing.T) {
 		{"/api/v1/customers/secret-customer-42", bearer("0123456789abcdef-token"), 404},
 		{"/api/v1/kpis?window=0", bearer("0123456789abcdef-token"), 400},
 		{"/api/v1/kpis", bearer("0123456789abcdef-token"), 404}, // no final day yet
+		{"/api/v1/uplift", bearer("0123456789abcdef-token"), 200},
+		{"/api/v1/uplift", nil, 401},
 	} {
 		rec := do(c.path, c.auth)
 		if rec.Code != c.want {

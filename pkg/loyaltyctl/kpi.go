@@ -14,6 +14,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/kpi"
+	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
@@ -37,6 +38,8 @@ type KPIView struct {
 	// share of each churn level and P(alive) decile who bought within 30 and 90 days, the
 	// calibration table and the Brier score (docs/metrics.md, "Model quality").
 	Quality []kpi.QualityReport `json:"quality,omitempty"`
+	// Uplift is, with --quality, the care and win-back uplift against the hold-out group.
+	Uplift *kpi.UpliftReport `json:"uplift,omitempty"`
 }
 
 func kpiCommand(out *cmdline.Output) *cobra.Command {
@@ -147,6 +150,16 @@ func buildKPIView(ctx context.Context, env *environment, rdb redisconn.Client, k
 		for _, qd := range snap.Counters.QualityDays() {
 			view.Quality = append(view.Quality, snap.Counters.Quality(qd, complete, policy))
 		}
+		d, err := keyspace.NewDeployment(env.cfg.Deployment)
+		if err != nil {
+			return KPIView{}, err
+		}
+		counts, err := notifier.ReadUplift(ctx, rdb, d, keys)
+		if err != nil {
+			return KPIView{}, err
+		}
+		u := kpi.Uplift(counts, notifier.UpliftKinds())
+		view.Uplift = &u
 	}
 	return view, nil
 }
@@ -242,7 +255,25 @@ func (v KPIView) writeQuality(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing the model quality: %w", err)
 	}
+	if v.Uplift == nil {
+		return nil
+	}
+	fmt.Fprintf(w, "uplift: bought within the horizon of the trigger, treated vs the hold-out group (95%% intervals); %d exposures pending\n", v.Uplift.Pending)
+	for _, u := range v.Uplift.Total {
+		fmt.Fprintf(w, "  %-9s %2dd  treated %s  hold-out %s  uplift %s\n", u.Kind, u.Days, armText(u.Treated), armText(u.Holdout), intervalText(u.Uplift, u.Low, u.High))
+	}
 	return nil
+}
+
+func armText(a kpi.ArmRate) string {
+	return fmt.Sprintf("%d/%d %s", a.Bought, a.Customers, intervalText(a.Rate, a.Low, a.High))
+}
+
+func intervalText(v, lo, hi *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100**v, 100**lo, 100**hi)
 }
 
 func mixLine(m map[string]int64) string {

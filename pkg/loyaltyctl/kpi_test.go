@@ -39,7 +39,7 @@ func TestKPIPrintsTheLastFinalDaysKPIsFromTheShardsCounters(t *testing.T) {
 			st = next
 		}
 		// The days closed to the watermark below, with their model-quality observations.
-		st, changes, _, samples := scoring.SweepSampled(st, time.Date(2025, 4, 10, 5, 0, 0, 0, time.UTC), p)
+		_, changes, _, samples := scoring.SweepSampled(st, time.Date(2025, 4, 10, 5, 0, 0, 0, time.UTC), p)
 		kpi.OfChanges(changes, deltas)
 		kpi.OfSamples(samples, deltas)
 		for f, n := range deltas.Compact() {
@@ -107,7 +107,11 @@ func TestKPIPrintsTheLastFinalDaysKPIsFromTheShardsCounters(t *testing.T) {
 	if string(gq) != string(eq) || view.Quality[0].Levels[0].Customers != 3 {
 		t.Errorf("--quality printed %s, the counters say %s (three customers observed LOW)", gq, eq)
 	}
-	if _, text, _ := run(t, "kpi", "--quality"); !strings.Contains(text, "churn model quality") || !strings.Contains(text, view.Quality[0].Day) {
+	if view.Uplift == nil || len(view.Uplift.Total) != 4 || view.Uplift.Total[0].Uplift != nil {
+		t.Errorf("--quality uplift %+v: want CARE and WIN_BACK over 30 and 90 days, nothing exposed yet", view.Uplift)
+	}
+	if _, text, _ := run(t, "kpi", "--quality"); !strings.Contains(text, "churn model quality") || !strings.Contains(text, view.Quality[0].Day) ||
+		!strings.Contains(text, "uplift: bought within") {
 		t.Errorf("the text report lacks the model quality of %s:\n%s", view.Quality[0].Day, text)
 	}
 

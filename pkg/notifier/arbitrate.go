@@ -15,6 +15,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 )
 
 var (
@@ -109,6 +110,8 @@ type arbiter struct {
 	enc   Encoder
 	rules *Rules
 	now   func() time.Time
+	// policy is the scoring policy in force (its allowed lateness dates the exposures' outcomes).
+	policy func() *scoring.Policy
 }
 
 // pendingAction is what the delivery queue stores for an action: everything a delivery
@@ -179,12 +182,13 @@ func (a *arbiter) decide(ctx context.Context, t Trigger, f Facts, rule *Rule, ch
 	}
 	shard := a.keys.ks.Shard(customer)
 	ks := []string{a.keys.customer(customer), a.keys.triggers(customer), a.keys.history(customer),
-		a.keys.due(shard), a.keys.pending(shard), a.keys.outbox(shard)}
+		a.keys.due(shard), a.keys.pending(shard), a.keys.outbox(shard), a.keys.exposures(shard)}
+	exposure, due30, due90 := exposureOf(rule.Kind, customer, t.OccurredAt(), a.policy())
 	args := []any{trigger, t.OccurredAt().UnixMilli(), pos, string(rule.Kind), action, a.rules.Cooldown.Milliseconds(),
 		flag(t.Replay()), flag(f.OpenComplaints > 0), flag(HeldOut(a.rules.HoldoutSalt, customer, a.rules.HoldoutPercent)),
 		decidedAt.UnixMilli(), payload, customer, event.TopicActions, dupID}
 	args = append(args, records...)
-	args = append(args, rule.Name, channel, decidedAt.Format(time.RFC3339Nano), triggerCap, HistoryCap)
+	args = append(args, rule.Name, channel, decidedAt.Format(time.RFC3339Nano), triggerCap, HistoryCap, exposure, due30, due90)
 	res, err := decideScript.Run(ctx, a.rdb, ks, args...).StringSlice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("arbitrating trigger %s: %w", trigger, err)

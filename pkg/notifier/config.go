@@ -43,6 +43,9 @@ type Config struct {
 	// Now is the wall clock (decided_at, delivery scheduling, signature timestamps); nil means
 	// time.Now. The cooldown never uses it: it runs on the triggers' event time.
 	Now func() time.Time
+	// UpliftEvery is how often the exposures whose horizon the watermark has closed are
+	// settled and the uplift gauges re-read (uplift.go); 0 means 30s.
+	UpliftEvery time.Duration
 }
 
 // DeliveryConfig tunes delivery.
@@ -140,6 +143,9 @@ func (c Config) WithDefaults() Config {
 	c.Delivery = c.Delivery.WithDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.UpliftEvery <= 0 {
+		c.UpliftEvery = 30 * time.Second
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = newHTTPClient()

@@ -12,7 +12,7 @@ import (
 )
 
 // EraseCustomer removes what the notifier keeps about one customer in deployment d, whose
-// namespaces have ks's shard count, for the GDPR erasure path: arbitration state, recent triggers, decision history, and every queued
+// namespaces have ks's shard count, for the GDPR erasure path: arbitration state, recent triggers, decision history, uplift exposures waiting for an outcome, and every queued
 // delivery of an action for the customer that is not yet settled (waiting for its first
 // attempt or between retries), so no webhook about an erased customer goes out afterwards.
 // An attempt already in flight when it runs may still complete; erasure's second pass removes
@@ -26,6 +26,25 @@ func EraseCustomer(ctx context.Context, rdb redis.UniversalClient, d keyspace.De
 	}
 	removed := int(n)
 	shard := ks.Shard(customerID)
+	// Its uplift exposures still waiting for an outcome name it; the settled counters do not.
+	var exposed []any
+	glob := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`).Replace(customerID)
+	zi := rdb.ZScan(ctx, k.exposures(shard), 0, "*|"+glob, 500).Iterator()
+	for zi.Next(ctx) {
+		if m := zi.Val(); strings.HasSuffix(m, "|"+customerID) {
+			exposed = append(exposed, m)
+		}
+		zi.Next(ctx) // the score
+	}
+	if err := zi.Err(); err != nil {
+		return removed, fmt.Errorf("scanning the uplift exposures: %w", err)
+	}
+	if len(exposed) > 0 {
+		if err := rdb.ZRem(ctx, k.exposures(shard), exposed...).Err(); err != nil {
+			return removed, fmt.Errorf("removing the uplift exposures: %w", err)
+		}
+		removed += len(exposed)
+	}
 	pending, due := k.pending(shard), k.due(shard)
 	var actions []string
 	iter := rdb.HScan(ctx, pending, 0, "*", 500).Iterator()

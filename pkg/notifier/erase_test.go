@@ -31,12 +31,26 @@ func TestErasingACustomerWithdrawsTheirQueuedDeliveries(t *testing.T) {
 	up := func(id string) event.TierChanged {
 		return tier(id, "up-"+id, event.TierSilver, event.TierGold, event.DirectionUp, t0)
 	}
-	e.produce(up(victim), up(other))
-	waitFor(t, 30*time.Second, "the first attempts", func() bool {
-		return len(e.deliveriesFor(victim)) >= 1 && len(e.deliveriesFor(other)) >= 1
+	// A rise to HIGH ten days on, past the cooldown: a win-back, an uplift exposure waiting
+	// for its outcome.
+	rise := func(id string) event.ChurnRiskChanged {
+		return churn(id, "rise-"+id, event.ChurnMedium, event.ChurnHigh, t0.AddDate(0, 0, 10))
+	}
+	e.produce(up(victim), up(other), rise(victim), rise(other))
+	ctx := context.Background()
+	exposed := func(id string) (members []string) {
+		key := e.rt.Deployment.ShardKey("notify-expo", e.rt.Keys.Shard(id)) // its shard's exposures
+		for _, m := range e.rt.Redis.ZRange(ctx, key, 0, -1).Val() {
+			if strings.HasSuffix(m, "|"+id) {
+				members = append(members, key+" "+m)
+			}
+		}
+		return members
+	}
+	waitFor(t, 30*time.Second, "the first attempts and the win-backs' exposures", func() bool {
+		return len(e.deliveriesFor(victim)) >= 1 && len(e.deliveriesFor(other)) >= 1 && len(exposed(victim)) == 2 && len(exposed(other)) == 2
 	})
 
-	ctx := context.Background()
 	removed, err := notifier.EraseCustomer(ctx, e.rt.Redis, e.rt.Deployment, e.rt.Keys, victim)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +81,11 @@ func TestErasingACustomerWithdrawsTheirQueuedDeliveries(t *testing.T) {
 			}
 		}
 	}
+	leftovers = append(leftovers, exposed(victim)...)
 	if len(leftovers) > 0 {
 		t.Errorf("the notifier still holds the erased customer: %v", leftovers)
+	}
+	if len(exposed(other)) != 2 {
+		t.Errorf("erasure took another customer's exposures: %v left", exposed(other))
 	}
 }

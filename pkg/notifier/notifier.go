@@ -23,6 +23,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/supervise"
+	"github.com/loyalty-scoring/loyalty/pkg/watermark"
 )
 
 // Service is the notifier's name in metrics labels, dead letters and the consumer group.
@@ -61,7 +62,7 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("notifier config: %w", err)
 	}
-	if err := redisconn.LoadAll(ctx, rt.Redis, decideScript, claimScript, settleScript); err != nil {
+	if err := redisconn.LoadAll(ctx, rt.Redis, decideScript, claimScript, settleScript, settleExposureScript); err != nil {
 		return err
 	}
 	store, err := state.New(ctx, rt.Redis, rt.Keys, nil)
@@ -88,6 +89,7 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 		arb:        &arbiter{rdb: rt.Redis, keys: k, enc: rt.Codec, rules: cfg.Rules, now: cfg.Now},
 		channelOf:  func(kind event.ActionKind) string { return channelName(cfg.Channels[kind]) },
 	}
+	n.arb.policy = n.policy.Load
 	// CLV uses the churn model the scoring services use: the namespace's latest fit.
 	if err := n.followPolicy(ctx); err != nil {
 		return err
@@ -98,6 +100,16 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 	tasks.Add(dlv.Run)
 	tasks.Add(func(ctx context.Context) error {
 		return everyTick(ctx, 30*time.Second, n.followPolicy, rt.Log, "reading the namespace's churn model fit failed; CLV keeps the last one")
+	})
+	marks, err := watermark.NewTracker(ctx, rt.Redis, rt.Keys.Watermarks(), rt.Policy.AllowedLateness)
+	if err != nil {
+		return err
+	}
+	uplift := &upliftResolver{rdb: rt.Redis, keys: k, store: store, marks: marks, log: rt.Log}
+	tasks.Add(func(ctx context.Context) error { return uplift.Run(ctx, cfg.UpliftEvery) })
+	upliftGauges := newUpliftExporter(rt.Redis, k, reg)
+	tasks.Add(func(ctx context.Context) error {
+		return everyTick(ctx, cfg.UpliftEvery, upliftGauges.refresh, rt.Log, "reading the uplift counters failed; the gauges keep the last reading")
 	})
 	if c := cfg.Rules.CLV; c.ThresholdMinor > 0 {
 		th.cur.Store(&Threshold{Minor: c.ThresholdMinor, Fixed: true})

@@ -22,6 +22,6 @@ redis.call('XADD', O, '*', 't', ARGV[4], 'k', ARGV[5], 'id', id, 'v', ARGV[6])
 redis.call('LPUSH', H, ARGV[7])
 redis.call('LTRIM', H, 0, tonumber(ARGV[8]) - 1)
 if redis.call('HGET', C, 'pending_wb') == id then
-  redis.call('HDEL', C, 'pending_wb')
+  redis.call('HDEL', C, 'pending_wb', 'pending_wb_x')
 end
 return 1

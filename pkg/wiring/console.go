@@ -15,6 +15,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/console"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/kpi"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
@@ -138,6 +139,14 @@ func (s *consoleSource) Namespace() string { return s.rt.Keys.Namespace() }
 
 func (s *consoleSource) KPIs(ctx context.Context) (pipeline.KPISnapshot, error) {
 	return pipeline.ReadKPIs(ctx, s.store, s.marks, s.rt.Policy)
+}
+
+func (s *consoleSource) Uplift(ctx context.Context) (kpi.UpliftReport, error) {
+	c, err := notifier.ReadUplift(ctx, s.rt.Redis, s.rt.Deployment, s.rt.Keys)
+	if err != nil {
+		return kpi.UpliftReport{}, err
+	}
+	return kpi.Uplift(c, notifier.UpliftKinds()), nil
 }
 
 func (s *consoleSource) Customer(ctx context.Context, id string) (console.Customer, error) {
