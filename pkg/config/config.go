@@ -60,6 +60,9 @@ type Common struct {
 	// OpsToken is the bearer token the ops server requires, and loyaltyctl status sends
 	// (OPS_BEARER_TOKEN, or the file OPS_BEARER_TOKEN_FILE); empty: the ops server is open.
 	OpsToken string
+	// Profiling serves Go's /debug/pprof/ profiles on the ops address (PPROF; off by
+	// default), behind the ops token like /metrics.
+	Profiling bool
 
 	// TopicSuffix is appended to every Kafka topic name (LOYALTY_TOPIC_SUFFIX, empty by
 	// default). It lets tests and side-by-side environments share one broker.
@@ -114,6 +117,7 @@ func Vars(httpDefault string) []Var {
 		{"HTTP_ADDR", httpDefault, "address of /metrics, /healthz, /readyz; off disables"},
 		{"OPS_BEARER_TOKEN", "", "bearer token required on /metrics and /readyz details (16+ visible ASCII characters; /healthz and the /readyz verdict stay open); unset: open"},
 		{"OPS_BEARER_TOKEN_FILE", "", "file holding the ops bearer token (a mounted secret), instead of OPS_BEARER_TOKEN"},
+		{"PPROF", "false", "serve Go's /debug/pprof/ CPU and allocation profiles on HTTP_ADDR (behind OPS_BEARER_TOKEN when set); for benchmarks and diagnosis, off in production"},
 		{"BATCH_SIZE", "1000", "micro-batch size (1..100000)"},
 		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
 		{"OUTBOX_MAX_ENTRIES", "500000", "derived events that may wait in a namespace's outboxes before consumers and the sweeper pause for the relay (1000..100000000)"},
@@ -265,6 +269,7 @@ func Load(env Env, httpDefault string) (Common, error) {
 		Shards:            p.int("LOYALTY_SHARDS", 1, 4096),
 		PolicyFile:        p.str("POLICY_FILE"),
 		HTTPAddr:          p.str("HTTP_ADDR"),
+		Profiling:         p.bool("PPROF"),
 		BatchSize:         p.int("BATCH_SIZE", 1, 100_000),
 		OutboxMax:         p.int("OUTBOX_MAX_ENTRIES", 1000, 100_000_000),
 		Linger:            p.duration("BATCH_LINGER"),

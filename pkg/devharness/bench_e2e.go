@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,11 +25,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
+	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/e2e"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
@@ -86,6 +90,19 @@ type BenchReport struct {
 	OutageSeconds   float64 `json:"outage_seconds,omitempty"`
 	OutageLagMax    float64 `json:"outage_watermark_lag_max_seconds,omitempty"`
 	RecoverySeconds float64 `json:"recovery_seconds,omitempty"`
+	// CPU is each process's CPU time from the first produce until the pipeline drained (the
+	// broker and Redis when they run on this machine, found by their listening ports; the
+	// benchmark process as the generator, which also collects the derived events), largest
+	// first, with µs per input event. MachineCPUSeconds is the whole machine's busy time over
+	// the same span (every process, the benchmark included), MachineBusyShare its share of
+	// all CPUs' time.
+	CPU                   []ProcessCPU `json:"cpu"`
+	MachineCPUSeconds     float64      `json:"machine_cpu_seconds"`
+	MachineMicrosPerEvent float64      `json:"machine_cpu_us_per_event"`
+	MachineBusyShare      float64      `json:"machine_busy_share"`
+	// Naive is the naive baseline measured after the pipeline, on the same input events and
+	// machine (naive.go); nil with --naive-duration 0.
+	Naive *NaiveResult `json:"naive,omitempty"`
 }
 
 // benchOptions are the flags of `loyalty-dev bench-e2e`.
@@ -102,6 +119,12 @@ type benchOptions struct {
 	outage        time.Duration
 	outageAt      time.Duration
 	outageService string
+	// naive bounds the naive baseline's run (0: no baseline).
+	naive time.Duration
+	// profile is the directory for the services' CPU and allocation profiles ("": none);
+	// profileFor the CPU profiles' length.
+	profile    string
+	profileFor time.Duration
 }
 
 func benchE2ECommand() *cobra.Command {
@@ -129,6 +152,9 @@ store conflicts: a table, or JSON with --output json.`,
 	fs.DurationVar(&o.outage, "outage", 0, "with --live: stop --outage-service this long, a third of the way into the run, and report the recovery")
 	fs.StringVar(&o.outageService, "outage-service", "logins", "the service --outage stops")
 	fs.DurationVar(&o.outageAt, "outage-at", 0, "when into the run --outage begins (0: a third of the way)")
+	fs.DurationVar(&o.naive, "naive-duration", 2*time.Minute, "after the pipeline, run the naive kafka-go/go-redis baseline on the same events for at most this long (0: none); needs a plaintext broker")
+	fs.StringVar(&o.profile, "profile", "", "write each service's CPU profile (the first --profile-seconds of the run) and allocation profile (at its end) into this directory; the services run with PPROF=true")
+	fs.DurationVar(&o.profileFor, "profile-seconds", 30*time.Second, "length of the CPU profiles of --profile")
 	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark's Redis namespace (default: delete its keys at the end)")
 	fs.VarP(&o.output, "output", "o", "output format: text (a table) or json")
 	return cmd
@@ -269,6 +295,12 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	}
 	cluster := &e2e.Cluster{Brokers: cfg.KafkaBrokers, Redis: cfg.Redis.Addrs[0], Namespace: rep.Namespace, Suffix: rep.Suffix,
 		Bins: bins, LogDir: logDir}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return rep, err
+		}
+		cluster.Env = map[string]string{"PPROF": "true"}
+	}
 	defer func() {
 		if err := cluster.Stop(40 * time.Second); err != nil {
 			b.say("stopping services: %v (logs in %s)", err, logDir)
@@ -320,6 +352,23 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 			at = time.Duration(float64(len(recs)) / rate / 3 * float64(time.Second))
 		}
 		outage = b.startOutage(ctx, cluster, procs, o.outageService, start.Add(at), o.outage)
+	}
+	meter, err := startCPU(b.pids(procs))
+	if err != nil {
+		return rep, err
+	}
+	var profiles sync.WaitGroup
+	if o.profile != "" {
+		for name, p := range procs {
+			profiles.Add(1)
+			go func() {
+				defer profiles.Done()
+				url := fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(o.profileFor.Seconds())))
+				if err := b.saveProfile(ctx, p.HTTPAddr, url, filepath.Join(o.profile, name+".cpu.pprof")); err != nil {
+					b.say("CPU profile of %s: %v", name, err)
+				}
+			}()
+		}
 	}
 	b.say("producing %d events", len(recs))
 	producer, err := b.env.Producer()
@@ -397,6 +446,10 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 		return rep, err
 	}
 	rep.DrainedSeconds = time.Since(start).Seconds()
+	if rep.CPU, rep.MachineCPUSeconds, rep.MachineBusyShare, err = meter.report(rep.Events); err != nil {
+		return rep, err
+	}
+	rep.MachineMicrosPerEvent = rep.MachineCPUSeconds * 1e6 / float64(rep.Events)
 	outTo, err := e2e.Positions(ctx, admin, observer.OutputTopics()...)
 	if err != nil {
 		return rep, err
@@ -405,6 +458,15 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 		return rep, err
 	}
 	stopCollect()
+	if o.profile != "" {
+		profiles.Wait()
+		for name, p := range procs {
+			if err := b.saveProfile(ctx, p.HTTPAddr, "/debug/pprof/allocs", filepath.Join(o.profile, name+".allocs.pprof")); err != nil {
+				return rep, fmt.Errorf("allocation profile of %s: %w", name, err)
+			}
+		}
+		b.say("profiles in %s (go tool pprof -top %s)", o.profile, filepath.Join(o.profile, "purchases.cpu.pprof"))
+	}
 
 	// Metrics before the services stop.
 	for _, p := range procs {
@@ -441,7 +503,115 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 		rep.LatencyP50Ms, rep.LatencyP99Ms, rep.LatencyMaxMs = quantile(lat, 0.50), quantile(lat, 0.99), lat[len(lat)-1]
 	}
 	rep.BytesPerCustomer, rep.BytesSampled, rep.CompactEncoded, err = memoryPerCustomer(ctx, rdb, keys, 2000)
+	if err != nil || o.naive <= 0 {
+		return rep, err
+	}
+	rep.Naive, err = b.naiveBaseline(ctx, o, rep, rdb, admin, codec)
 	return rep, err
+}
+
+// naiveBaseline runs the naive baseline on the benchmark's input topics, with the services
+// idle, and measures it like the pipeline.
+func (b *bench) naiveBaseline(ctx context.Context, o benchOptions, rep BenchReport, rdb redisconn.Client, admin *stream.Admin,
+	c *codec.Codec) (*NaiveResult, error) {
+	cfg := b.env.Cfg
+	if cfg.KafkaSecurity != (stream.Security{}) {
+		return nil, errors.New("the naive baseline speaks plaintext Kafka only: run with --naive-duration 0 against a secured broker")
+	}
+	policy := scoring.DefaultPolicy()
+	if cfg.PolicyFile != "" {
+		var err error
+		if policy, err = scoring.LoadPolicy(cfg.PolicyFile); err != nil {
+			return nil, err
+		}
+	}
+	out := "loyalty.naive-derived" + rep.Suffix
+	if err := admin.EnsureTopics(ctx, cfg.TopicSpec(out, event.RoleDerived)); err != nil {
+		return nil, err
+	}
+	n := &naiveRun{brokers: cfg.KafkaBrokers, rdb: rdb, codec: c, policy: policy, suffix: rep.Suffix,
+		prefix: "naive:" + rep.Namespace + ":", outTopic: out, scorer: pipeline.NewScorer(policy, c, false)}
+	defer n.deleteKeys(context.WithoutCancel(ctx))
+	pids := b.pids(nil)
+	meter, err := startCPU(pids)
+	if err != nil {
+		return nil, err
+	}
+	b.say("naive baseline: at most %s on the same %d events", o.naive, rep.Events)
+	applied, derived, elapsed, err := n.run(ctx, rep.Events, o.naive)
+	if err != nil {
+		return nil, err
+	}
+	res := &NaiveResult{Events: applied, Seconds: elapsed.Seconds(), Derived: derived}
+	if applied == 0 {
+		return nil, errors.New("the naive baseline applied no event")
+	}
+	res.EventsPerSec = float64(applied) / res.Seconds
+	var busy float64
+	if res.CPU, busy, _, err = meter.report(int(applied)); err != nil {
+		return nil, err
+	}
+	res.MachineMicrosPerEvent = busy * 1e6 / float64(applied)
+	res.Speedup = rep.EventsPerSec / res.EventsPerSec
+	return res, nil
+}
+
+// saveProfile fetches a pprof profile from a service's ops address into file.
+func (b *bench) saveProfile(ctx context.Context, addr, path, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	ops.SetToken(req, b.env.Cfg.OpsToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", path, res.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, res.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// pids names the processes whose CPU time the benchmark measures: the services, the broker
+// and Redis (when they listen on this machine), and the benchmark itself as the generator.
+func (b *bench) pids(procs map[string]*e2e.Process) map[string]int {
+	out := map[string]int{"generator (bench-e2e)": os.Getpid()}
+	for name, p := range procs {
+		out[name] = p.Pid()
+	}
+	portOf := func(addr string) int {
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(port)
+		return n
+	}
+	if len(b.env.Cfg.KafkaBrokers) > 0 {
+		if pid := listenerPid(portOf(b.env.Cfg.KafkaBrokers[0])); pid != 0 {
+			out["kafka broker"] = pid
+		} else {
+			b.say("the Kafka broker %s is not a process of this machine: its CPU time is not measured", b.env.Cfg.KafkaBrokers[0])
+		}
+	}
+	if len(b.env.Cfg.Redis.Addrs) > 0 {
+		if pid := listenerPid(portOf(b.env.Cfg.Redis.Addrs[0])); pid != 0 {
+			out["redis"] = pid
+		} else {
+			b.say("Redis %s is not a process of this machine: its CPU time is not measured", b.env.Cfg.Redis.Addrs[0])
+		}
+	}
+	return out
 }
 
 func quantile(sorted []float64, q float64) float64 {
@@ -672,6 +842,27 @@ func printBenchTable(w io.Writer, r BenchReport) {
 	if r.OutageService != "" {
 		row("outage", fmt.Sprintf("%s stopped %.0f s: lag up to %.0f s; back within 5 s of the median %.1f s after the restart",
 			r.OutageService, r.OutageSeconds, r.OutageLagMax, r.RecoverySeconds))
+	}
+	if len(r.CPU) > 0 {
+		row("CPU per input event", fmt.Sprintf("%.0f µs for the machine (%.1f CPU-s, %.0f%% of %d CPUs busy)", r.MachineMicrosPerEvent,
+			r.MachineCPUSeconds, 100*r.MachineBusyShare, r.CPUs))
+		for _, p := range r.CPU {
+			if p.Seconds < 0 {
+				row("  "+p.Name, "exited during the run: not measured")
+				continue
+			}
+			row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", p.MicrosPerEvent, p.Seconds))
+		}
+	}
+	if n := r.Naive; n != nil {
+		row("naive baseline", fmt.Sprintf("%.0f events/s (%d events in %.1f s; %d derived): the pipeline is %.1f× faster", n.EventsPerSec,
+			n.Events, n.Seconds, n.Derived, n.Speedup))
+		row("  CPU per event", fmt.Sprintf("%.0f µs for the machine", n.MachineMicrosPerEvent))
+		for _, p := range n.CPU {
+			if p.Seconds >= 0 {
+				row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", p.MicrosPerEvent, p.Seconds))
+			}
+		}
 	}
 	row("setup", fmt.Sprintf("kafka %s, redis %s, %d CPUs", r.Kafka, r.Redis, r.CPUs))
 	_ = tw.Flush()

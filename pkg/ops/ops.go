@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"sync"
@@ -40,6 +41,8 @@ type Server struct {
 	checks   map[string]Check
 	// tokenHash is the SHA-256 of the required bearer token; nil: no token required.
 	tokenHash []byte
+	// Profiling serves net/http/pprof under /debug/pprof/ (config PPROF).
+	Profiling bool
 }
 
 // MinTokenLen is the shortest bearer token accepted.
@@ -206,6 +209,13 @@ func (s *Server) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte(body))
 	})
+	if s.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	if tokenHash == nil {
 		return mux
 	}

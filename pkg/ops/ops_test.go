@@ -176,3 +176,22 @@ func TestTokensAreValidatedAndReadFromAFile(t *testing.T) {
 		t.Fatalf("RequireToken(short) = %v, want ErrBadToken", err)
 	}
 }
+
+func TestProfilesAreServedOnlyWhenEnabledAndBehindTheToken(t *testing.T) {
+	s := NewServer(zap.NewNop())
+	s.Profiling = true
+	if err := s.RequireToken(testToken); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	if code, _ := get(t, srv.URL, "/debug/pprof/allocs?debug=1", ""); code != http.StatusUnauthorized {
+		t.Fatalf("an allocation profile without the token: %d, want 401", code)
+	}
+	if code, body := get(t, srv.URL, "/debug/pprof/allocs?debug=1", "Bearer "+testToken); code != http.StatusOK || !strings.Contains(body, "heap profile") {
+		t.Fatalf("an allocation profile with the token: %d %.80q, want 200 and a heap profile", code, body)
+	}
+	if code, _ := get(t, srv.URL, "/debug/pprof/profile?seconds=1", "Bearer "+testToken); code != http.StatusOK {
+		t.Fatalf("a CPU profile with the token: %d, want 200", code)
+	}
+}

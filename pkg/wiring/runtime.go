@@ -564,6 +564,7 @@ func Main(b Binary) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	opsServer := ops.NewServer(log)
+	opsServer.Profiling = cfg.Profiling
 	if err := opsServer.RequireToken(cfg.OpsToken); err != nil { // config.Load validated it
 		log.Error("starting", zap.Error(err))
 		return 2

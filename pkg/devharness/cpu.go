@@ -1,0 +1,182 @@
+package devharness
+
+import (
+	"bufio"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// CPU accounting for bench-e2e, read from Linux's /proc: the CPU time (user + system, every
+// thread) of each process of the pipeline — the broker and Redis found by their listening
+// port, each service by its pid, the benchmark process itself as the generator — and of the
+// whole machine, between two readings.
+
+// ProcessCPU is one process's CPU time over the measured run.
+type ProcessCPU struct {
+	Name string `json:"name"`
+	Pid  int    `json:"pid"`
+	// Seconds is user + system CPU time over the run; MicrosPerEvent that per input event.
+	Seconds        float64 `json:"cpu_seconds"`
+	MicrosPerEvent float64 `json:"cpu_us_per_event"`
+}
+
+// clockTicks is the kernel's clock tick rate (AT_CLKTCK of the auxiliary vector; 100 on
+// every common Linux).
+var clockTicks = func() float64 {
+	const atClkTck = 17
+	b, err := os.ReadFile("/proc/self/auxv")
+	if err == nil {
+		for i := 0; i+16 <= len(b); i += 16 {
+			if k, v := binary.NativeEndian.Uint64(b[i:]), binary.NativeEndian.Uint64(b[i+8:]); k == atClkTck && v > 0 {
+				return float64(v)
+			}
+		}
+	}
+	return 100
+}()
+
+// processCPUSeconds is a process's user + system time so far.
+func processCPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from its end.
+	s := string(b)
+	end := strings.LastIndexByte(s, ')')
+	if end < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(s[end+1:]) // f[0] is field 3 (state); utime and stime are 14 and 15
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	}
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return (u + st) / clockTicks, nil
+}
+
+// machineCPUSeconds is the CPU time the machine spent busy (every state but idle and iowait)
+// and in total, over all CPUs, since boot.
+func machineCPUSeconds() (busy, total float64, err error) {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		return 0, 0, errors.New("/proc/stat is empty")
+	}
+	fields := strings.Fields(sc.Text())
+	if len(fields) < 8 || fields[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: first line %q", sc.Text())
+	}
+	// user nice system idle iowait irq softirq steal (guest time is inside user).
+	for i, v := range fields[1:min(len(fields), 9)] {
+		x, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += x
+		if i != 3 && i != 4 {
+			busy += x
+		}
+	}
+	return busy / clockTicks, total / clockTicks, nil
+}
+
+// listenerPid finds the local process listening on TCP port port (the broker, Redis), by the
+// socket inode of its listening entry in /proc/net/tcp{,6}; 0 when none is visible (another
+// machine, or another user's process).
+func listenerPid(port int) int {
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, ok := strings.Cut(f[1], ":")
+			if p, err := strconv.ParseInt(hexPort, 16, 32); ok && err == nil && int(p) == port {
+				inodes["socket:["+f[9]+"]"] = true
+			}
+		}
+	}
+	if len(inodes) == 0 {
+		return 0
+	}
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && inodes[target] {
+			pid, _ := strconv.Atoi(strings.Split(fd, "/")[2])
+			return pid
+		}
+	}
+	return 0
+}
+
+// cpuMeter reads the CPU time of named processes and of the machine at the start of a run and
+// reports the differences at its end.
+type cpuMeter struct {
+	procs       []ProcessCPU // Seconds holds the start reading until report
+	busy, total float64
+}
+
+// startCPU takes the start readings of pids (name → pid; a pid of 0 is left out).
+func startCPU(pids map[string]int) (*cpuMeter, error) {
+	m := &cpuMeter{}
+	for name, pid := range pids {
+		if pid == 0 {
+			continue
+		}
+		s, err := processCPUSeconds(pid)
+		if err != nil {
+			return nil, fmt.Errorf("reading the CPU time of %s (pid %d): %w", name, pid, err)
+		}
+		m.procs = append(m.procs, ProcessCPU{Name: name, Pid: pid, Seconds: s})
+	}
+	var err error
+	m.busy, m.total, err = machineCPUSeconds()
+	return m, err
+}
+
+// report returns each process's CPU seconds and µs per event since the start, largest first,
+// and the machine's busy CPU seconds and busy share. A process that has exited since is
+// reported with -1.
+func (m *cpuMeter) report(events int) (procs []ProcessCPU, busy, share float64, err error) {
+	for _, p := range m.procs {
+		s, err := processCPUSeconds(p.Pid)
+		if err != nil {
+			p.Seconds, p.MicrosPerEvent = -1, -1
+		} else {
+			p.Seconds = s - p.Seconds
+			p.MicrosPerEvent = p.Seconds * 1e6 / float64(max(events, 1))
+		}
+		procs = append(procs, p)
+	}
+	slices.SortFunc(procs, func(a, b ProcessCPU) int { return cmp.Compare(b.Seconds, a.Seconds) })
+	b, t, err := machineCPUSeconds()
+	if err != nil {
+		return procs, 0, 0, err
+	}
+	busy = b - m.busy
+	if t > m.total {
+		share = busy / (t - m.total)
+	}
+	return procs, busy, share, nil
+}

@@ -1,0 +1,207 @@
+package devharness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/loyalty-scoring/loyalty/pkg/codec"
+	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/ingest"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
+)
+
+// The naive baseline of bench-e2e: the same scoring of the same input events, written the way
+// a first kafka-go/go-redis program would be — one loop over a group reader of the three input
+// topics that, per message,
+// calls ReadMessage (which commits each message), HGETALL the customer's hash, applies the
+// event, HSET the hash back (and HDEL the fields it no longer has, when there are any), and
+// sends each derived event with its own WriteMessages on a
+// default kafka.Writer. It has none of the pipeline's guarantees (no event-time order, no
+// outbox, no dead letters): it only measures what the pipeline's I/O design is worth.
+
+// NaiveResult is the baseline's part of the report.
+type NaiveResult struct {
+	// Events is how many input events the baseline applied within Seconds (it stops after
+	// --naive-duration or when it has read every event); EventsPerSec their rate.
+	Events       int64   `json:"events"`
+	Seconds      float64 `json:"seconds"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	Derived      int64   `json:"derived_events"`
+	// CPU is each process's CPU time over the baseline's run (the baseline runs inside the
+	// benchmark process), per event it applied.
+	CPU                   []ProcessCPU `json:"cpu"`
+	MachineMicrosPerEvent float64      `json:"machine_cpu_us_per_event"`
+	// Speedup is the pipeline's sustained throughput divided by the baseline's.
+	Speedup float64 `json:"speedup"`
+}
+
+// naiveRun is one baseline run over the input topics (with suffix) of the benchmark.
+type naiveRun struct {
+	brokers  []string
+	rdb      redisconn.Client
+	codec    *codec.Codec
+	policy   *scoring.Policy
+	suffix   string
+	prefix   string // the baseline's Redis keys
+	outTopic string // where its derived events go
+	scorer   *pipeline.Scorer
+}
+
+// run applies the input topics' events until total are applied or d has passed.
+func (n *naiveRun) run(ctx context.Context, total int, d time.Duration) (applied, derived int64, elapsed time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	w := &kafka.Writer{Addr: kafka.TCP(n.brokers...), Topic: n.outTopic} // the default Writer
+	defer w.Close()
+	group := "naive-" + randomName("g")
+	var topics []string
+	for _, st := range event.Streams() {
+		if st.Role == event.RoleInput {
+			topics = append(topics, st.Topic+n.suffix)
+		}
+	}
+	// One reader of the three topics in one loop: a customer's events are applied one at a
+	// time, as its read-modify-write needs.
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: n.brokers, GroupID: group, GroupTopics: topics, StartOffset: kafka.FirstOffset})
+	var wg sync.WaitGroup
+	var firstErr atomic.Pointer[error]
+	var done atomic.Int64
+	var out atomic.Int64
+	start := time.Now()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer r.Close()
+		for ctx.Err() == nil && done.Load() < int64(total) {
+			m, err := r.ReadMessage(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					firstErr.CompareAndSwap(nil, &err)
+					cancel()
+				}
+				return
+			}
+			k, err := n.apply(ctx, w, m)
+			if err != nil {
+				if ctx.Err() == nil {
+					firstErr.CompareAndSwap(nil, &err)
+					cancel()
+				}
+				return
+			}
+			out.Add(k)
+			if done.Add(1) >= int64(total) {
+				cancel()
+			}
+		}
+	}()
+	wg.Wait()
+	elapsed = time.Since(start)
+	if p := firstErr.Load(); p != nil {
+		return done.Load(), out.Load(), elapsed, *p
+	}
+	return done.Load(), out.Load(), elapsed, nil
+}
+
+// apply is the per-message work: decode, HGETALL, apply, HSET, one WriteMessages per change.
+func (n *naiveRun) apply(ctx context.Context, w *kafka.Writer, m kafka.Message) (int64, error) {
+	ev, err := n.codec.Decode(ctx, m.Value)
+	if err != nil {
+		return 0, fmt.Errorf("naive baseline: decoding: %w", err)
+	}
+	in, ok := ev.(event.Input)
+	if !ok {
+		return 0, fmt.Errorf("naive baseline: %T is not an input event", ev)
+	}
+	se := pipeline.ScoringEvent(ingest.Record{Message: stream.Message{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, Event: in})
+	key := n.prefix + se.CustomerID
+	cur, err := n.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return 0, err
+	}
+	var st scoring.State
+	if len(cur) > 0 {
+		if st, err = scoring.UnmarshalFields(cur); err != nil {
+			return 0, err
+		}
+	}
+	next, changes, err := scoring.Apply(st, se, n.policy)
+	if errors.Is(err, scoring.ErrInvalidEvent) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	fields := next.MarshalFields()
+	args := make([]any, 0, 2*len(fields))
+	for f, v := range fields {
+		args = append(args, f, v)
+	}
+	if err := n.rdb.HSet(ctx, key, args...).Err(); err != nil {
+		return 0, err
+	}
+	// A field the new state no longer has (a shorter list) must go, or the hash no longer
+	// decodes.
+	var stale []string
+	for f := range cur {
+		if _, ok := fields[f]; !ok {
+			stale = append(stale, f)
+		}
+	}
+	if len(stale) > 0 {
+		if err := n.rdb.HDel(ctx, key, stale...).Err(); err != nil {
+			return 0, err
+		}
+	}
+	for _, c := range changes {
+		out, err := n.scorer.OutputEvent(c)
+		if err != nil {
+			return 0, err
+		}
+		v, err := n.codec.Encode(out)
+		if err != nil {
+			return 0, err
+		}
+		if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(se.CustomerID), Value: v}); err != nil {
+			return 0, fmt.Errorf("naive baseline: writing a derived event: %w", err)
+		}
+	}
+	return int64(len(changes)), nil
+}
+
+// deleteKeys removes the baseline's keys.
+func (n *naiveRun) deleteKeys(ctx context.Context) {
+	var batch []string
+	flush := func() {
+		if len(batch) > 0 {
+			_ = n.rdb.Del(ctx, batch...).Err()
+			batch = batch[:0]
+		}
+	}
+	scan := func(c *redis.Client) error {
+		iter := c.Scan(ctx, 0, n.prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			batch = append(batch, iter.Val())
+			if len(batch) == 500 {
+				flush()
+			}
+		}
+		return iter.Err()
+	}
+	if cc, ok := n.rdb.(*redis.ClusterClient); ok {
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(c) })
+	} else if c, ok := n.rdb.(*redis.Client); ok {
+		_ = scan(c)
+	}
+	flush()
+}
