@@ -233,7 +233,7 @@ func (s *consoleSource) tail(ctx context.Context, topic string, n int, each func
 	if err != nil {
 		return err
 	}
-	starts, err := s.rt.Admin.OffsetsForTime(ctx, topic, time.Unix(0, 0))
+	starts, err := s.rt.Admin.OffsetsForTime(ctx, topic, time.Time{}) // each partition's first offset
 	if err != nil {
 		return err
 	}
