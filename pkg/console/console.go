@@ -367,14 +367,9 @@ func (s *Server) quality(w http.ResponseWriter, r *http.Request) (int, error) {
 	out := struct {
 		CompleteThrough string              `json:"complete_through,omitempty"`
 		Days            []kpi.QualityReport `json:"days"`
-	}{Days: []kpi.QualityReport{}}
-	complete := scoring.Day(-1 << 30)
+	}{Days: snap.Quality(s.policy)}
 	if snap.HasComplete {
-		complete = snap.Complete
 		out.CompleteThrough = snap.Complete.Start().Format(time.DateOnly)
-	}
-	for _, d := range snap.Counters.QualityDays() {
-		out.Days = append(out.Days, snap.Counters.Quality(d, complete, s.policy))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return http.StatusOK, nil

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,44 +71,26 @@ func (n *naiveRun) run(ctx context.Context, total int, d time.Duration) (applied
 	// One reader of the three topics in one loop: a customer's events are applied one at a
 	// time, as its read-modify-write needs.
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: n.brokers, GroupID: group, GroupTopics: topics, StartOffset: kafka.FirstOffset})
-	var wg sync.WaitGroup
-	var firstErr atomic.Pointer[error]
-	var done atomic.Int64
-	var out atomic.Int64
+	defer r.Close()
 	start := time.Now()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer r.Close()
-		for ctx.Err() == nil && done.Load() < int64(total) {
-			m, err := r.ReadMessage(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					firstErr.CompareAndSwap(nil, &err)
-					cancel()
-				}
-				return
+	for applied < int64(total) {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = nil // the run's time is up
 			}
-			k, err := n.apply(ctx, w, m)
-			if err != nil {
-				if ctx.Err() == nil {
-					firstErr.CompareAndSwap(nil, &err)
-					cancel()
-				}
-				return
-			}
-			out.Add(k)
-			if done.Add(1) >= int64(total) {
-				cancel()
-			}
+			return applied, derived, time.Since(start), err
 		}
-	}()
-	wg.Wait()
-	elapsed = time.Since(start)
-	if p := firstErr.Load(); p != nil {
-		return done.Load(), out.Load(), elapsed, *p
+		k, err := n.apply(ctx, w, m)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = nil
+			}
+			return applied, derived, time.Since(start), err
+		}
+		applied, derived = applied+1, derived+k
 	}
-	return done.Load(), out.Load(), elapsed, nil
+	return applied, derived, time.Since(start), nil
 }
 
 // apply is the per-message work: decode, HGETALL, apply, HSET, one WriteMessages per change.

@@ -143,13 +143,7 @@ func buildKPIView(ctx context.Context, env *environment, rdb redisconn.Client, k
 		}
 	}
 	if quality {
-		complete := snap.Complete
-		if !snap.HasComplete {
-			complete = -1 << 30
-		}
-		for _, qd := range snap.Counters.QualityDays() {
-			view.Quality = append(view.Quality, snap.Counters.Quality(qd, complete, policy))
-		}
+		view.Quality = snap.Quality(policy)
 		d, err := keyspace.NewDeployment(env.cfg.Deployment)
 		if err != nil {
 			return KPIView{}, err

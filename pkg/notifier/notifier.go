@@ -99,7 +99,8 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 	var tasks supervise.Group
 	tasks.Add(dlv.Run)
 	tasks.Add(func(ctx context.Context) error {
-		return everyTick(ctx, 30*time.Second, n.followPolicy, rt.Log, "reading the namespace's churn model fit failed; CLV keeps the last one")
+		return pipeline.EveryTick(ctx, 30*time.Second, n.followPolicy, rt.Log, "reading the namespace's churn model fit failed; CLV keeps the last one",
+			"reading the namespace's churn model fit recovered")
 	})
 	marks, err := watermark.NewTracker(ctx, rt.Redis, rt.Keys.Watermarks(), rt.Policy.AllowedLateness)
 	if err != nil {
@@ -109,7 +110,8 @@ func Run(ctx context.Context, rt Deps, cfg Config) error {
 	tasks.Add(func(ctx context.Context) error { return uplift.Run(ctx, cfg.UpliftEvery) })
 	upliftGauges := newUpliftExporter(rt.Redis, k, reg)
 	tasks.Add(func(ctx context.Context) error {
-		return everyTick(ctx, cfg.UpliftEvery, upliftGauges.refresh, rt.Log, "reading the uplift counters failed; the gauges keep the last reading")
+		return pipeline.EveryTick(ctx, cfg.UpliftEvery, upliftGauges.refresh, rt.Log, "reading the uplift counters failed; the gauges keep the last reading",
+			"reading the uplift counters recovered")
 	})
 	if c := cfg.Rules.CLV; c.ThresholdMinor > 0 {
 		th.cur.Store(&Threshold{Minor: c.ThresholdMinor, Fixed: true})
@@ -150,25 +152,6 @@ func (h *handler) followPolicy(ctx context.Context) error {
 	}
 	h.policy.Store(p)
 	return nil
-}
-
-// everyTick runs f every interval until ctx ends, logging the first failure of a streak.
-func everyTick(ctx context.Context, every time.Duration, f func(context.Context) error, log *zap.Logger, failed string) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		err := f(ctx)
-		if err != nil && !failing && ctx.Err() == nil {
-			log.Warn(failed, zap.Error(err))
-		}
-		failing = err != nil
-	}
 }
 
 func channelName(v string) string {

@@ -16,6 +16,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/kpi"
+	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
@@ -189,7 +190,7 @@ func (u *upliftResolver) Run(ctx context.Context, every time.Duration) error {
 	if err := step(ctx); err != nil && ctx.Err() == nil {
 		u.log.Warn(failed, zap.Error(err))
 	}
-	return everyTick(ctx, every, step, u.log, failed)
+	return pipeline.EveryTick(ctx, every, step, u.log, failed, "settling the uplift exposures recovered")
 }
 
 // ReadUplift sums the uplift counters of every shard of deployment d (ks gives the shard

@@ -132,12 +132,12 @@ func (h Heartbeat) Run(ctx context.Context) error {
 	if h.Every <= 0 {
 		return errors.New("heartbeat: Every must be positive")
 	}
-	return everyTick(ctx, h.Every, h.beat, h.Log, "watermark heartbeat failed; the watermark holds until it succeeds", "watermark heartbeat recovered")
+	return EveryTick(ctx, h.Every, h.beat, h.Log, "watermark heartbeat failed; the watermark holds until it succeeds", "watermark heartbeat recovered")
 }
 
-// everyTick runs step every interval until ctx ends, logging the first failure of a run of
+// EveryTick runs step every interval until ctx ends, logging the first failure of a run of
 // them (failed) and the success that ends it (recovered).
-func everyTick(ctx context.Context, every time.Duration, step func(context.Context) error, log *zap.Logger, failed, recovered string) error {
+func EveryTick(ctx context.Context, every time.Duration, step func(context.Context) error, log *zap.Logger, failed, recovered string) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	failing := false

@@ -53,7 +53,7 @@ func (w CutpointWatch) Run(ctx context.Context) error {
 	if every <= 0 {
 		every = 100 * time.Millisecond
 	}
-	return everyTick(ctx, every, w.Load, w.Log, "reading the sealed cut points failed; days after the next boundary wait", "reading the sealed cut points recovered")
+	return EveryTick(ctx, every, w.Load, w.Log, "reading the sealed cut points failed; days after the next boundary wait", "reading the sealed cut points recovered")
 }
 
 // CutpointDeriver seals the population cut points boundary after boundary. A boundary is

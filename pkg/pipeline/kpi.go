@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/kpi"
@@ -24,6 +25,20 @@ type KPISnapshot struct {
 	HasComplete bool
 	// Fields is the number of stored counters read.
 	Fields int
+}
+
+// Quality is the churn model's quality report of every observation day, oldest first, with
+// each horizon final as far as the snapshot's complete days reach (none while no day is).
+func (s KPISnapshot) Quality(p *scoring.Policy) []kpi.QualityReport {
+	complete := s.Complete
+	if !s.HasComplete {
+		complete = math.MinInt32
+	}
+	out := []kpi.QualityReport{}
+	for _, d := range s.Counters.QualityDays() {
+		out = append(out, s.Counters.Quality(d, complete, p))
+	}
+	return out
 }
 
 // ReadKPIs reads a namespace's KPI counters and its watermark. The counters and earliest
