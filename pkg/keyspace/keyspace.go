@@ -72,6 +72,19 @@ func (k Keyspace) Customer(id string) string {
 	return "loy:" + k.ns + ":c:" + tag(k.Shard(id)) + ":" + id
 }
 
+// CustomerOfKey is the customer id of a key Customer returned ("" for another key).
+func (k Keyspace) CustomerOfKey(key string) string {
+	rest, ok := strings.CutPrefix(key, "loy:"+k.ns+":c:{s")
+	if !ok {
+		return ""
+	}
+	_, id, ok := strings.Cut(rest, "}:")
+	if !ok {
+		return ""
+	}
+	return id
+}
+
 // Outbox is the shard's stream of derived events waiting to be published.
 func (k Keyspace) Outbox(shard int) string { return "loy:" + k.ns + ":outbox:" + tag(shard) }
 

@@ -47,7 +47,7 @@ func printCustomer(ctx context.Context, env *environment, rdb redisconn.Client, 
 	if err != nil {
 		return err
 	}
-	fields, err := store.Get(ctx, id)
+	cur, err := store.Current(ctx, id)
 	if errors.Is(err, state.ErrNotFound) {
 		return fmt.Errorf("customer %q has no state in namespace %s", id, keys.Namespace())
 	}
@@ -68,7 +68,7 @@ func printCustomer(ctx context.Context, env *environment, rdb redisconn.Client, 
 	if policy, err = namespace.PolicyInForce(ctx, rdb, keys, policy); err != nil {
 		return err
 	}
-	view, err := profile.Build(fields, policy, rules.CLV)
+	view, err := profile.Build(cur, policy, rules.CLV)
 	if err != nil {
 		return err
 	}

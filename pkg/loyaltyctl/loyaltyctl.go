@@ -33,6 +33,7 @@ func commands(out *cmdline.Output) []*cobra.Command {
 		actionsCommand(out),
 		eraseCommand(out),
 		quarantineCommand(out),
+		migrateStateCommand(out),
 		kpiCommand(out),
 		produceCommand(out),
 		consumeCommand(),

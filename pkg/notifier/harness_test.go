@@ -364,8 +364,9 @@ func (e *env) seed(id string, c customer) scoring.State {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := store.Apply(context.Background(), []string{id}, func(string, map[string]string) (state.Update, error) {
-		return state.Update{Fields: st.MarshalFields()}, nil
+	if _, err := store.Apply(context.Background(), []string{id}, func(string, state.Current) (state.Update, error) {
+		value, err := st.AppendBinary(nil)
+		return state.Update{Value: value}, err
 	}); err != nil {
 		e.t.Fatal(err)
 	}

@@ -281,14 +281,14 @@ func (h *handler) decode(ctx context.Context, m stream.Message) (Trigger, string
 // facts reads what the rules and arbitration need to know about the trigger's customer, as
 // of the trigger's day: tier, open complaints and CLV.
 func (h *handler) facts(ctx context.Context, t Trigger) (Facts, error) {
-	fields, err := h.store.Get(ctx, t.CustomerID())
+	cur, err := h.store.Current(ctx, t.CustomerID())
 	if errors.Is(err, state.ErrNotFound) {
 		return Facts{}, nil
 	}
 	if err != nil {
 		return Facts{}, err
 	}
-	st, err := scoring.UnmarshalFields(fields)
+	st, err := cur.State()
 	if err != nil {
 		return Facts{}, fmt.Errorf("customer %s: %w", t.CustomerID(), err)
 	}

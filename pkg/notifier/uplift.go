@@ -148,7 +148,7 @@ func (u *upliftResolver) settle(ctx context.Context, shard int, member string) (
 		return 0, u.rdb.ZRem(ctx, u.keys.exposures(shard), member).Err()
 	}
 	bought := false
-	fields, err := u.store.Get(ctx, x.customer)
+	cur, err := u.store.Current(ctx, x.customer)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		// Erased since (erasure removes its exposures too; this one raced it): not counted.
@@ -156,7 +156,7 @@ func (u *upliftResolver) settle(ctx context.Context, shard int, member string) (
 	case err != nil:
 		return 0, fmt.Errorf("reading an exposed customer's state: %w", err)
 	}
-	st, err := scoring.UnmarshalFields(fields)
+	st, err := cur.State()
 	if err != nil {
 		u.log.Warn("dropping the exposure of a customer whose state does not decode", zap.String("exposure", x.kind+"|"+x.arm), zap.Error(err))
 		return 0, u.rdb.ZRem(ctx, u.keys.exposures(shard), member).Err()

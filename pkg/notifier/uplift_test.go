@@ -84,8 +84,9 @@ func TestUpliftRecoversTheEffectBuiltIntoTheHistory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := store.Apply(context.Background(), []string{id}, func(string, map[string]string) (state.Update, error) {
-			return state.Update{Fields: next.MarshalFields()}, nil
+		if _, err := store.Apply(context.Background(), []string{id}, func(string, state.Current) (state.Update, error) {
+			value, err := next.AppendBinary(nil)
+			return state.Update{Value: value}, err
 		}); err != nil {
 			t.Fatal(err)
 		}

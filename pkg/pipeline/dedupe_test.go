@@ -102,8 +102,18 @@ func TestDedupeAndKeyChecksThroughTheConsumers(t *testing.T) {
 		}
 	}
 
-	// Corrupt remembered ids: the customer is quarantined and its record dead-lettered.
-	if err := rt.Redis.HSet(ctx, rt.Keys.Customer("dk-d"), "d0", "!!not base64").Err(); err != nil {
+	// Corrupt remembered ids, in a state of the former hash layout (still read): the customer
+	// is quarantined and its record dead-lettered.
+	cur, err := store.Current(ctx, "dk-d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := cur.View()
+	view["d0"], view["_v"] = "!!not base64", "1000"
+	if err := rt.Redis.Del(ctx, rt.Keys.Customer("dk-d")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Redis.HSet(ctx, rt.Keys.Customer("dk-d"), view).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := rt.Producer.Produce(ctx, produce("dk-d", purchase("dk-d-2", "dk-d", "o-7", 1000))); err != nil {

@@ -70,8 +70,9 @@ func TestTheKPIGaugesReportTheLastFinalDay(t *testing.T) {
 		}
 		deltas.Compact()
 		want.AddAll(deltas)
-		if _, err := store.Apply(ctx, []string{id}, func(string, map[string]string) (state.Update, error) {
-			return state.Update{Fields: st.MarshalFields(), KPI: deltas, Deadline: start.AddDate(0, 2, 0)}, nil
+		if _, err := store.Apply(ctx, []string{id}, func(string, state.Current) (state.Update, error) {
+			value, err := st.AppendBinary(nil)
+			return state.Update{Value: value, KPI: deltas, Deadline: start.AddDate(0, 2, 0)}, err
 		}); err != nil {
 			t.Fatal(err)
 		}

@@ -91,7 +91,7 @@ func TestTheOutboxIsBoundedAndTheConsumersPauseUntilTheRelayDrainsIt(t *testing.
 func countCustomers(t *testing.T, rt *wiring.Runtime) int {
 	t.Helper()
 	var n atomic.Int64
-	if err := state.ForEachCustomer(context.Background(), rt.Redis, rt.Keys, func(map[string]string) { n.Add(1) }); err != nil {
+	if err := state.ForEachCustomer(context.Background(), rt.Redis, rt.Keys, func(string, state.Current) { n.Add(1) }); err != nil {
 		t.Fatal(err)
 	}
 	return int(n.Load())

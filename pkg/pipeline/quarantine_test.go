@@ -2,12 +2,14 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/wiring"
@@ -16,11 +18,11 @@ import (
 // spend is a customer's net spend over the segment window as stored, or -1 without a state.
 func spend(t *testing.T, rt *wiring.Runtime, store *state.Store, id string) int64 {
 	t.Helper()
-	fields, err := store.Get(context.Background(), id)
+	cur, err := store.Current(context.Background(), id)
 	if err != nil {
 		return -1
 	}
-	st, err := scoring.UnmarshalFields(fields)
+	st, err := cur.State()
 	if err != nil {
 		return -1
 	}
@@ -79,8 +81,8 @@ func TestACorruptCustomerStateIsQuarantinedAndTheRestOfTheBatchGoesOn(t *testing
 		return true
 	})
 
-	// q-00's state gets a field of another format version; q-01's key is not a hash anymore.
-	if err := rt.Redis.HSet(ctx, rt.Keys.Customer("q-00"), "v", "99").Err(); err != nil {
+	// q-00's compact state gets another format version; q-01's key is not a state anymore.
+	if err := corruptFormat(ctx, rt.Redis, rt.Keys.Customer("q-00")); err != nil {
 		t.Fatal(err)
 	}
 	if err := rt.Redis.Del(ctx, rt.Keys.Customer("q-01")).Err(); err != nil {
@@ -111,10 +113,10 @@ func TestACorruptCustomerStateIsQuarantinedAndTheRestOfTheBatchGoesOn(t *testing
 		return strings.Join(codes("q-00"), ",") == "corrupt_state" && strings.Join(codes("q-01"), ",") == "corrupt_state"
 	})
 	qs, err := state.ListQuarantined(ctx, rt.Redis, rt.Keys)
-	if err != nil || len(qs) != 2 || qs[0].Customer == qs[1].Customer || !strings.Contains(qs[0].Reason+qs[1].Reason, "not a hash") {
+	if err != nil || len(qs) != 2 || qs[0].Customer == qs[1].Customer || !strings.Contains(qs[0].Reason+qs[1].Reason, "not a compact state") {
 		t.Fatalf("quarantine: %+v, %v", qs, err)
 	}
-	if kept, err := state.QuarantinedCopy(ctx, rt.Redis, rt.Keys, "q-00"); err != nil || kept["v"] != "99" || kept["id"] != "q-00" {
+	if kept, err := state.QuarantinedCopy(ctx, rt.Redis, rt.Keys, "q-00"); err != nil || !strings.Contains(kept[state.UnreadableField], "format 99") {
 		t.Fatalf("kept copy of q-00: %v, %v", kept, err)
 	}
 
@@ -133,4 +135,19 @@ func TestACorruptCustomerStateIsQuarantinedAndTheRestOfTheBatchGoesOn(t *testing
 	if qs, err := state.ListQuarantined(ctx, rt.Redis, rt.Keys); err != nil || len(qs) != 1 || qs[0].Customer != "q-01" {
 		t.Fatalf("after the release: %+v, %v", qs, err)
 	}
+}
+
+// corruptFormat rewrites a customer's compact value (magic byte, uvarint version, then the
+// state's encoding, format byte first) with a state format no decoder knows, version kept.
+func corruptFormat(ctx context.Context, rdb redisconn.Client, key string) error {
+	raw, err := rdb.Get(ctx, key).Bytes()
+	if err != nil {
+		return err
+	}
+	_, n := binary.Uvarint(raw[1:])
+	if n <= 0 || len(raw) <= 1+n {
+		return fmt.Errorf("%s holds %x, not a compact state", key, raw)
+	}
+	raw[1+n] = 99
+	return rdb.Set(ctx, key, raw, 0).Err()
 }

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/ingest"
@@ -27,18 +26,15 @@ var ErrNotQuarantinedNow = errors.New("the customer is not quarantined")
 // records applied as a lagging consumer would apply them (days closed at wm first), and the
 // derived events of those records only: what the replay derived was never live and is not
 // sent now.
-func (s *Scorer) RebuildCompute(replayed map[string]string, marker string, records []ingest.Record, wm time.Time) state.ComputeFunc {
-	return func(id string, cur map[string]string) (state.Update, error) {
-		if _, ok := cur[state.QuarantinedField]; !ok {
+func (s *Scorer) RebuildCompute(replayed state.Current, marker string, records []ingest.Record, wm time.Time) state.ComputeFunc {
+	return func(id string, cur state.Current) (state.Update, error) {
+		if _, ok := cur.Tombstone(); !ok {
 			return state.Update{}, fmt.Errorf("%w: %s", ErrNotQuarantinedNow, id)
 		}
-		if cur[state.QuarantineMarkField] != marker {
+		if cur.Fields[state.QuarantineMarkField] != marker {
 			return state.Update{}, fmt.Errorf("%w: %s", ErrTombstoneMoved, id)
 		}
-		base := maps.Clone(replayed)
-		if base == nil {
-			base = map[string]string{}
-		}
+		base := replayed
 		before, err := storedState(id, base)
 		if err != nil {
 			return state.Update{}, fmt.Errorf("the replayed state of %s: %w", id, err)
@@ -50,12 +46,14 @@ func (s *Scorer) RebuildCompute(replayed map[string]string, marker string, recor
 		if u.Quarantine != "" {
 			return state.Update{}, fmt.Errorf("rebuilding %s: %s", id, u.Quarantine)
 		}
-		if u.Fields == nil {
+		if u.Value == nil {
 			// Nothing to apply: the replayed state as it is, with its deadline.
 			if before.CustomerID == "" {
 				return state.Update{}, fmt.Errorf("rebuilding %s: neither the replay nor the later records have this customer", id)
 			}
-			u.Fields = base
+			if u.Value, err = encodeState(before); err != nil {
+				return state.Update{}, err
+			}
 			u.Deadline = scoring.NextDeadline(before, s.Policy())
 		}
 		return u, nil

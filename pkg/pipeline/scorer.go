@@ -8,9 +8,9 @@
 package pipeline
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -108,8 +108,11 @@ func ScoringEvent(r ingest.Record) scoring.Event {
 // update builds the store update from the state read (cur), the new state, the outbox entries
 // of its changes and its samples at boundary days. deadline is NextDeadline(after), when the caller already knows
 // it (zero: compute it).
-func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []state.OutboxEntry, samples []scoring.Sample, counters kpi.Deltas, transitions []string, deadline time.Time, p *scoring.Policy) state.Update {
-	fields := after.MarshalFields()
+func (s *Scorer) update(cur state.Current, after scoring.State, outbox []state.OutboxEntry, samples []scoring.Sample, counters kpi.Deltas, transitions []string, deadline time.Time, p *scoring.Policy) (state.Update, error) {
+	value, err := encodeState(after)
+	if err != nil {
+		return state.Update{}, err
+	}
 	if len(samples) > 0 {
 		if counters == nil {
 			counters = kpi.Deltas{}
@@ -117,20 +120,30 @@ func (s *Scorer) update(cur map[string]string, after scoring.State, outbox []sta
 		kpi.OfSamples(samples, counters) // model quality: observations and settled outcomes
 	}
 	counters = counters.Compact()
-	if len(outbox) == 0 && len(samples) == 0 && len(counters) == 0 && maps.Equal(fields, cur) {
-		return state.Update{} // a duplicate or a no-op: write nothing
+	unchanged := bytes.Equal(value, cur.Value) && (cur.Value != nil || (len(value) == 0 && cur.Empty()))
+	if len(outbox) == 0 && len(samples) == 0 && len(counters) == 0 && unchanged {
+		return state.Update{}, nil // a duplicate or a no-op: write nothing
 	}
 	if deadline.IsZero() {
 		deadline = scoring.NextDeadline(after, p)
 	}
 	return state.Update{
-		Fields:      fields,
+		Value:       value,
 		Outbox:      outbox,
 		Deadline:    deadline,
 		Histogram:   histogramCounts(samples),
 		KPI:         counters,
 		Transitions: transitions,
+	}, nil
+}
+
+// encodeState is the stored value of a state (never nil, so the store writes it).
+func encodeState(st scoring.State) ([]byte, error) {
+	value, err := st.AppendBinary(make([]byte, 0, 256))
+	if err != nil {
+		return nil, fmt.Errorf("encoding the state of %s: %w", st.CustomerID, err)
 	}
+	return value, nil
 }
 
 // outboxOf encodes changes as outbox entries.
@@ -195,7 +208,7 @@ func histogramCounts(samples []scoring.Sample) map[string]int64 {
 // the state before it, record by record, so a replay rejects the same record; a failure of
 // closing the customer's days quarantines the customer (its stored state cannot advance).
 func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Time) state.ComputeFunc {
-	return func(id string, cur map[string]string) (state.Update, error) {
+	return func(id string, cur state.Current) (state.Update, error) {
 		p := s.Policy()
 		before, err := storedState(id, cur)
 		if err != nil {
@@ -209,7 +222,7 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 				r.Reject(code, err)
 			}
 			if errors.Is(err, errQuarantined) && len(byCustomer[id]) > 0 {
-				return turnedAway(cur, len(byCustomer[id])), nil
+				return turnedAway(cur.Fields, len(byCustomer[id])), nil
 			}
 			return quarantineUpdate(err)
 		}
@@ -271,7 +284,11 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 			}
 			transitions = append(transitions, eventTransitions...)
 		}
-		return s.update(cur, st, outbox, samples, counters, transitions, time.Time{}, p), nil
+		u, err := s.update(cur, st, outbox, samples, counters, transitions, time.Time{}, p)
+		if err != nil {
+			return s.isolate(id, byCustomer[id], err)
+		}
+		return u, nil
 	}
 }
 
@@ -298,7 +315,7 @@ func (s *Scorer) isolate(id string, records []ingest.Record, err error) (state.U
 // through each deadline at has reached (scoring.Sweep), so the stored state does not depend
 // on the moment the sweeper ran.
 func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
-	return func(id string, cur map[string]string) (state.Update, error) {
+	return func(id string, cur state.Current) (state.Update, error) {
 		p := s.Policy()
 		before, err := storedState(id, cur)
 		if err != nil {
@@ -326,12 +343,17 @@ func (s *Scorer) EvaluateCompute(at time.Time) state.ComputeFunc {
 		}); err != nil {
 			return s.isolate(id, nil, err) // quarantined: the sweeper's other customers go on
 		}
-		u := s.update(cur, after, outbox, samples, counters, transitions, deadline, p)
-		if u.Fields == nil {
+		u, err := s.update(cur, after, outbox, samples, counters, transitions, deadline, p)
+		if err != nil {
+			return s.isolate(id, nil, err)
+		}
+		if u.Value == nil {
 			// Nothing changed (a deadline scheduled under another policy), but the
 			// deadline must still move past at, or the sweeper would pick the customer up
 			// again at once.
-			u.Fields = after.MarshalFields()
+			if u.Value, err = encodeState(after); err != nil {
+				return s.isolate(id, nil, err)
+			}
 			u.Deadline = deadline
 			u.Histogram, u.KPI, u.Transitions = nil, nil, nil
 		}
@@ -344,14 +366,11 @@ var errQuarantined = errors.New("customer is quarantined")
 
 // storedState decodes a customer's stored state. A quarantined customer is errQuarantined; a
 // state that cannot be decoded is scoring.ErrCorruptState.
-func storedState(id string, cur map[string]string) (scoring.State, error) {
-	if reason, ok := cur[state.QuarantinedField]; ok {
+func storedState(id string, cur state.Current) (scoring.State, error) {
+	if reason, ok := cur.Tombstone(); ok {
 		return scoring.State{}, fmt.Errorf("%w (see loyaltyctl quarantine): %s: %s", errQuarantined, id, reason)
 	}
-	if what, ok := cur[state.UnreadableField]; ok {
-		return scoring.State{}, fmt.Errorf("customer %s: %w: %s", id, scoring.ErrCorruptState, what)
-	}
-	st, err := scoring.UnmarshalFields(cur)
+	st, err := cur.State()
 	if err != nil {
 		return scoring.State{}, fmt.Errorf("customer %s: %w", id, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 )
 
 // View is one customer's profile.
@@ -47,8 +48,10 @@ type View struct {
 	OpenComplaints   int                `json:"open_complaints"`
 	NextDeadline     *time.Time         `json:"next_deadline,omitempty"`
 	AppliedOffsets   map[string]int64   `json:"applied_offsets"`
-	StateFields      map[string]string  `json:"state_fields"`
-	StateBytes       int                `json:"state_bytes"`
+	// StateFields is the stored state in its text view (state.Current.View); StateBytes is
+	// what the state takes as stored (the compact value, or a former hash's fields).
+	StateFields map[string]string `json:"state_fields"`
+	StateBytes  int               `json:"state_bytes"`
 }
 
 // ReasonView is one reason behind a score, as support reads it.
@@ -58,18 +61,23 @@ type ReasonView struct {
 	Value   float64 `json:"value"`
 }
 
-// Build decodes stored state fields into the profile. clv is the notifier's CLV definition
-// (its rules file's clv section).
-func Build(fields map[string]string, p *scoring.Policy, clv notifier.CLVConfig) (View, error) {
-	st, err := scoring.UnmarshalFields(fields)
+// Build decodes a customer's stored value into the profile. clv is the notifier's CLV
+// definition (its rules file's clv section).
+func Build(cur state.Current, p *scoring.Policy, clv notifier.CLVConfig) (View, error) {
+	st, err := cur.State()
 	if err != nil {
 		return View{}, err
+	}
+	fields := cur.View()
+	size := len(cur.Value)
+	if cur.Value == nil {
+		size = scoring.FieldsSize(fields)
 	}
 	v := View{
 		CustomerID: st.CustomerID, LastEventAt: time.UnixMilli(st.ClockMs).UTC(),
 		Tier: p.TierName(int(st.Tier)), ChurnLevel: st.Churn.String(), ChurnScore: float64(st.ChurnScore) / 1000,
 		Segment: st.Segment.String(), SegmentName: st.Segment.Name(), ValueLayer: st.ValueLayer.String(), RFM: st.LastRFM,
-		AppliedOffsets: st.Offsets, StateFields: fields, StateBytes: scoring.FieldsSize(fields),
+		AppliedOffsets: st.Offsets, StateFields: fields, StateBytes: size,
 		ChurnModel: p.Churn.RulesVersion,
 	}
 	if _, version, ok := p.ChurnModel(); st.ChurnModel && ok {
@@ -154,7 +162,7 @@ func (v View) WriteText(w io.Writer) error {
 	} else {
 		line("next deadline", "none")
 	}
-	line("state", "%d fields, %d bytes", len(v.StateFields), v.StateBytes)
+	line("state", "%d bytes stored (%d fields in the text view)", v.StateBytes, len(v.StateFields))
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing the customer: %w", err)
 	}

@@ -70,7 +70,7 @@ func derive(t *testing.T, store *state.Store, customers, round int) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("c%d", i)
 	}
-	_, err := store.Apply(context.Background(), ids, func(id string, _ map[string]string) (state.Update, error) {
+	_, err := store.Apply(context.Background(), ids, func(id string, _ state.Current) (state.Update, error) {
 		return state.Update{Fields: map[string]string{"r": fmt.Sprint(round)},
 			Outbox: []state.OutboxEntry{{Topic: "loyalty.tier-changes.v1", Key: id, EventID: fmt.Sprintf("%s-%d", id, round), Value: []byte("v")}}}, nil
 	})
@@ -416,7 +416,7 @@ func TestARelayWhoseLeaseMovesOnBeforeItReadsIsRefusedTheRead(t *testing.T) {
 		for i := range ids {
 			ids[i] = fmt.Sprintf("c%d", i)
 		}
-		if _, err := store.Apply(ctx, ids, func(id string, _ map[string]string) (state.Update, error) {
+		if _, err := store.Apply(ctx, ids, func(id string, _ state.Current) (state.Update, error) {
 			return state.Update{Fields: map[string]string{"r": "3"}, Outbox: []state.OutboxEntry{
 				{Topic: "loyalty.tier-changes.v1", Key: id, EventID: id + "-3", Value: []byte("v")}}}, nil
 		}); err != nil {
@@ -476,7 +476,7 @@ func TestFencedReadsAndDeletesWorkOnRedisCluster(t *testing.T) {
 func TestTheRelayMeasuresOutboxAgeAndEndToEndLatency(t *testing.T) {
 	rdb, keys, store := newOutbox(t, 2)
 	produced := time.Now().Add(-3 * time.Second)
-	_, err := store.Apply(context.Background(), []string{"c1", "c2"}, func(id string, _ map[string]string) (state.Update, error) {
+	_, err := store.Apply(context.Background(), []string{"c1", "c2"}, func(id string, _ state.Current) (state.Update, error) {
 		e := state.OutboxEntry{Topic: "loyalty.tier-changes.v1", Key: id, EventID: id + "-1", Value: []byte("v")}
 		if id == "c1" {
 			e.SourceTime = produced // caused by an input record; c2's is an end-of-day change

@@ -76,8 +76,8 @@ func (d Diff) Zero() bool {
 func Profiles(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, p *scoring.Policy) (map[string]Profile, error) {
 	out := map[string]Profile{}
 	var mu sync.Mutex
-	err := state.ForEachCustomer(ctx, rdb, keys, func(fields map[string]string) {
-		st, err := scoring.UnmarshalFields(fields)
+	err := state.ForEachCustomer(ctx, rdb, keys, func(_ string, cur state.Current) {
+		st, err := cur.State()
 		if err != nil || st.CustomerID == "" {
 			return
 		}

@@ -66,17 +66,17 @@ func Rebuild(ctx context.Context, live Target, replayed Namespace, id string) (R
 	if err != nil {
 		return sum, err
 	}
-	fields, err := from.Get(ctx, id)
+	replayedState, err := from.Current(ctx, id)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
-		fields = nil
+		replayedState = state.Current{}
 	case err != nil:
 		return sum, err
 	}
-	if _, quarantined := fields[state.QuarantinedField]; quarantined {
+	if _, quarantined := replayedState.Tombstone(); quarantined {
 		return sum, fmt.Errorf("%w: customer %s is quarantined in %s too", ErrReplayNotUsable, id, replayed.Keys.Namespace())
 	}
-	sum.Replayed = fields != nil
+	sum.Replayed = !replayedState.Empty()
 
 	store, err := state.New(ctx, live.Redis, live.Keys, nil)
 	if err != nil {
@@ -95,11 +95,11 @@ func Rebuild(ctx context.Context, live Target, replayed Namespace, id string) (R
 		if sum.Attempts > 10 {
 			return sum, fmt.Errorf("customer %s kept receiving records during the rebuild; try again", id)
 		}
-		tomb, err := store.Get(ctx, id)
+		tomb, err := store.Current(ctx, id)
 		if err != nil && !errors.Is(err, state.ErrNotFound) {
 			return sum, err
 		}
-		if _, ok := tomb[state.QuarantinedField]; !ok {
+		if _, ok := tomb.Tombstone(); !ok {
 			return sum, fmt.Errorf("%w: %s", state.ErrNotQuarantined, id)
 		}
 		records, batch, err := laterRecords(ctx, live, meta, id, scorer)
@@ -111,8 +111,8 @@ func Rebuild(ctx context.Context, live Target, replayed Namespace, id string) (R
 			return sum, err
 		}
 		var derived int
-		compute := scorer.RebuildCompute(fields, tomb[state.QuarantineMarkField], records, clock)
-		res, err := store.Apply(ctx, []string{id}, func(id string, cur map[string]string) (state.Update, error) {
+		compute := scorer.RebuildCompute(replayedState, tomb.Fields[state.QuarantineMarkField], records, clock)
+		res, err := store.Apply(ctx, []string{id}, func(id string, cur state.Current) (state.Update, error) {
 			u, err := compute(id, cur)
 			derived = len(u.Outbox)
 			return u, err

@@ -2,6 +2,7 @@ package replay_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -62,7 +63,14 @@ func TestAQuarantinedCustomerIsReleasedWithItsStateFromAReplay(t *testing.T) {
 	next()
 
 	const victim = "cust-05"
-	if err := rt.Redis.HSet(ctx, rt.Keys.Customer(victim), "tier", "\x00garbage").Err(); err != nil {
+	// A compact value whose state format no decoder knows (magic byte, version, format).
+	raw, err := rt.Redis.Get(ctx, rt.Keys.Customer(victim)).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, n := binary.Uvarint(raw[1:])
+	raw[1+n] = 99
+	if err := rt.Redis.Set(ctx, rt.Keys.Customer(victim), raw, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	next() // the victim's records of this round find the corrupt state: quarantined

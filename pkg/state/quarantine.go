@@ -15,8 +15,8 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 )
 
-// A customer whose stored state cannot be read (not a hash, or fields the scoring core
-// refuses) is quarantined rather than retried forever: its stored value is kept for an operator
+// A customer whose stored state cannot be read (neither a compact value nor a hash, or a
+// state the scoring core refuses) is quarantined rather than retried forever: its stored value is kept for an operator
 // under its own key (CustomerKey("q", id)), its hash becomes a tombstone holding only
 // QuarantinedField, its deadline goes, and the shard's quarantine index records why. The
 // computation rejects the customer's records to the dead-letter topic, now and while the
@@ -30,8 +30,8 @@ const QuarantinedField = "_q"
 // QuarantineMarkField counts the records turned away from a quarantined customer.
 const QuarantineMarkField = "_qn"
 
-// UnreadableField is what the store hands a computation, alone, for a customer whose stored
-// value is not a hash at all; its value says what it is.
+// UnreadableField names what a customer key holds instead of a state in the text view of a
+// stored value (Current.View, QuarantinedCopy).
 const UnreadableField = "_unreadable"
 
 // Quarantined is one quarantined customer.
@@ -41,19 +41,20 @@ type Quarantined struct {
 	At       time.Time `json:"at"`
 }
 
-var quarantine = redisconn.NewScript("state-quarantine", `
+var quarantine = redisconn.NewScript("state-quarantine", versionLua+`
 -- KEYS[1] customer, KEYS[2] kept copy, KEYS[3] deadline zset, KEYS[4] quarantine index
--- ARGV[1] id, ARGV[2] expected version ("" when the value is not a hash), ARGV[3] record JSON
-local t = redis.call('TYPE', KEYS[1]).ok
-local version = 0
-if t == 'hash' then
-  local v = redis.call('HGET', KEYS[1], '_v') or '0'
-  if v ~= ARGV[2] then
-    return 0
+-- ARGV[1] id, ARGV[2] expected version ("" when the value was unreadable), ARGV[3] record JSON
+local v = customer_version(KEYS[1])
+local version = tonumber(v)
+if ARGV[2] == '' then
+  if version ~= nil and v ~= '0' then
+    return 0 -- readable now: the caller reads it again
   end
-  version = tonumber(v) or 0
+  version = 0
+elseif v ~= ARGV[2] then
+  return 0
 end
-if t ~= 'none' then
+if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('RENAME', KEYS[1], KEYS[2])
 end
 redis.call('HSET', KEYS[1], '_q', ARGV[3], '_v', tostring(version + 1))
@@ -120,8 +121,9 @@ func ListQuarantined(ctx context.Context, rdb redis.UniversalClient, keys keyspa
 // ErrNotQuarantined is returned by ReleaseQuarantined for a customer not in quarantine.
 var ErrNotQuarantined = errors.New("customer is not quarantined")
 
-// QuarantinedCopy returns what was stored for a quarantined customer when it was quarantined:
-// the hash's fields, or a description of a value of another type.
+// QuarantinedCopy returns what was stored for a quarantined customer when it was quarantined,
+// as text fields (Current.View): a compact state decoded, a hash's fields, or a description
+// of a value of another type.
 func QuarantinedCopy(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, id string) (map[string]string, error) {
 	key := keys.CustomerKey("q", id)
 	t, err := rdb.Type(ctx, key).Result()
@@ -130,6 +132,15 @@ func QuarantinedCopy(ctx context.Context, rdb redis.UniversalClient, keys keyspa
 		return nil, fmt.Errorf("reading the kept copy: %w", err)
 	case t == "none":
 		return nil, nil
+	case t == "string":
+		raw, err := rdb.Get(ctx, key).Bytes()
+		if err != nil {
+			return nil, fmt.Errorf("reading the kept copy: %w", err)
+		}
+		if _, payload, ok := decodeValue(raw); ok {
+			return Current{Value: payload}.View(), nil
+		}
+		return map[string]string{UnreadableField: fmt.Sprintf("a string of %d bytes, not a compact state", len(raw))}, nil
 	case t != "hash":
 		return map[string]string{UnreadableField: "a Redis " + t}, nil
 	}
@@ -160,7 +171,7 @@ func ReleaseQuarantined(ctx context.Context, rdb redis.UniversalClient, keys key
 		return fmt.Errorf("%w: %s", ErrNotQuarantined, id)
 	}
 	tomb, err := rdb.HGet(ctx, keys.Customer(id), QuarantinedField).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "WRONGTYPE") {
 		return fmt.Errorf("releasing %s: %w", id, err)
 	}
 	keep := []string{keys.CustomerKey("q", id)}

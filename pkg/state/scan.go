@@ -25,29 +25,27 @@ func ForEachMaster(ctx context.Context, rdb redis.UniversalClient, fn func(ctx c
 	}
 }
 
-// ForEachCustomer calls fn with the state fields of every customer of the namespace (SCAN
+// ForEachCustomer calls fn with the stored value of every customer of the namespace (SCAN
 // over its customer keys on every master: an operator path, not a hot one). On Redis Cluster
 // fn runs concurrently for different masters.
-func ForEachCustomer(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, fn func(fields map[string]string)) error {
+func ForEachCustomer(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, fn func(id string, cur Current)) error {
+	prefix := keys.Prefix() + "c:"
 	return ForEachMaster(ctx, rdb, func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, keys.Prefix()+"c:*", 1000).Iterator()
+		store := &Store{rdb: c, keys: keys}
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 		var batch []string
 		flush := func() error {
 			if len(batch) == 0 {
 				return nil
 			}
-			pipe := c.Pipeline()
-			cmds := make([]*redis.MapStringStringCmd, len(batch))
-			for i, k := range batch {
-				cmds[i] = pipe.HGetAll(ctx, k)
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
+			states, _, err := store.readKeys(ctx, batch)
+			if err != nil {
 				return fmt.Errorf("reading customers: %w", err)
 			}
-			for _, cmd := range cmds {
-				fields := cmd.Val()
-				delete(fields, versionField)
-				fn(fields)
+			for i, cur := range states {
+				if !cur.Empty() {
+					fn(keys.CustomerOfKey(batch[i]), cur)
+				}
 			}
 			batch = batch[:0]
 			return nil

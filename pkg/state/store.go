@@ -4,7 +4,7 @@
 //
 //   - checks the customer's version is still the one read (compare-and-set; the three consumer
 //     services and the sweeper may update one customer at the same moment) and bumps it;
-//   - replaces the state hash (small fields, so Redis keeps its compact listpack encoding);
+//   - replaces the state: one compact value (see value.go), or a hash for a tombstone;
 //   - appends the derived events to the shard's outbox stream, which the relay publishes;
 //   - sets or clears the customer's inactivity deadline in the shard's due-time sorted set;
 //   - adjusts the shard's population histograms (for the RFM cut points) and its KPI
@@ -34,7 +34,10 @@ import (
 //go:embed apply.lua
 var applyLua string
 
-var applyScript = redisconn.NewScript("state-apply", applyLua)
+var (
+	applySource = versionLua + applyLua
+	applyScript = redisconn.NewScript("state-apply", applySource)
+)
 
 // versionField holds the per-customer version in the state hash.
 const versionField = "_v"
@@ -55,7 +58,12 @@ const MaxTransitions = 20
 
 // Update is the new state of one customer and what goes with it.
 type Update struct {
-	// Fields is the complete new state; nil means "unchanged, write nothing".
+	// Value is the complete new state, a compact binary encoding (scoring.State.AppendBinary),
+	// stored as one string; the store adds the version. Nil with Fields nil means "unchanged,
+	// write nothing".
+	Value []byte
+	// Fields, when Value is nil, is the complete new state as a hash: a quarantine tombstone,
+	// or a caller's state of its own.
 	Fields map[string]string
 	Outbox []OutboxEntry
 	// Deadline is the customer's next inactivity deadline; zero removes it.
@@ -75,7 +83,7 @@ type Update struct {
 // ComputeFunc derives a customer's update from the state read from Redis (empty for a new
 // customer). It may run more than once for the same customer when a concurrent writer won
 // the race, so it must be a pure function of its inputs.
-type ComputeFunc func(customerID string, current map[string]string) (Update, error)
+type ComputeFunc func(customerID string, current Current) (Update, error)
 
 // Metrics are the store's Prometheus metrics.
 type Metrics struct {
@@ -155,7 +163,7 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 			case <-time.After(pause):
 			}
 		}
-		states, err := s.read(ctx, pending)
+		states, versions, err := s.read(ctx, pending)
 		if err != nil {
 			return res, err
 		}
@@ -163,17 +171,13 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 		var retry []string
 		for i, id := range pending {
 			cur := states[i]
-			version := cur[versionField]
-			if version == "" {
-				version = "0"
-			}
-			delete(cur, versionField)
 			u, err := compute(id, cur)
 			if err != nil {
 				return res, fmt.Errorf("computing customer %s: %w", id, err)
 			}
+			version := strconv.FormatUint(versions[i], 10)
 			if u.Quarantine != "" {
-				if _, unreadable := cur[UnreadableField]; unreadable {
+				if cur.Unreadable != "" {
 					version = ""
 				}
 				done, err := s.quarantineCustomer(ctx, id, version, u.Quarantine)
@@ -185,11 +189,11 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 				}
 				continue
 			}
-			if u.Fields == nil {
+			if u.Value == nil && u.Fields == nil {
 				continue
 			}
 			shard := s.keys.Shard(id)
-			byShard[shard] = append(byShard[shard], prepared{id: id, version: version, update: u})
+			byShard[shard] = append(byShard[shard], prepared{id: id, version: versions[i], update: u})
 		}
 		conflicted, written, outbox, err := s.write(ctx, byShard)
 		if err != nil {
@@ -208,7 +212,7 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 
 type prepared struct {
 	id      string
-	version string
+	version uint64
 	update  Update
 }
 
@@ -224,44 +228,93 @@ func dedupe(ids []string) []string {
 	return out
 }
 
-// read fetches the state hashes of ids in one pipelined round trip (go-redis splits it by
-// node on a cluster).
-func (s *Store) read(ctx context.Context, ids []string) ([]map[string]string, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
+// read fetches the customers' stored values in one pipelined round trip (go-redis splits it
+// by node on a cluster), and the hashes among them (a state in the former layout, a
+// tombstone) in a second one.
+func (s *Store) read(ctx context.Context, ids []string) ([]Current, []uint64, error) {
+	keys := make([]string, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, s.keys.Customer(id))
+		keys[i] = s.keys.Customer(id)
+	}
+	return s.readKeys(ctx, keys)
+}
+
+// readKeys is read by the customers' keys.
+func (s *Store) readKeys(ctx context.Context, ids []string) ([]Current, []uint64, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, key := range ids {
+		cmds[i] = pipe.Get(ctx, key)
 	}
 	_, err := pipe.Exec(ctx)
-	out := make([]map[string]string, len(ids))
+	if err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return nil, nil, fmt.Errorf("reading %d customer states: %w", len(ids), err)
+	}
+	out := make([]Current, len(ids))
+	versions := make([]uint64, len(ids))
+	var hashes []int
 	for i, c := range cmds {
 		switch cerr := c.Err(); {
 		case cerr == nil:
-			out[i] = c.Val()
+			raw, _ := c.Bytes()
+			v, payload, ok := decodeValue(raw)
+			if !ok {
+				// One customer never fails a batch: the computation quarantines it.
+				out[i] = Current{Unreadable: "the stored string is not a compact state"}
+				continue
+			}
+			out[i], versions[i] = Current{Value: payload}, v
+		case errors.Is(cerr, redis.Nil):
 		case redis.HasErrorPrefix(cerr, "WRONGTYPE"):
-			// Not a hash: the computation quarantines it; one customer never fails a batch.
-			out[i] = map[string]string{UnreadableField: "the stored value is not a hash"}
+			hashes = append(hashes, i)
 		default:
-			return nil, fmt.Errorf("reading %d customer states: %w", len(ids), cerr)
+			return nil, nil, fmt.Errorf("reading %d customer states: %w", len(ids), cerr)
 		}
 	}
-	if err != nil && !redis.HasErrorPrefix(err, "WRONGTYPE") {
-		return nil, fmt.Errorf("reading %d customer states: %w", len(ids), err)
+	if len(hashes) == 0 {
+		return out, versions, nil
 	}
-	return out, nil
+	pipe = s.rdb.Pipeline()
+	hcmds := make([]*redis.MapStringStringCmd, len(hashes))
+	for j, i := range hashes {
+		hcmds[j] = pipe.HGetAll(ctx, ids[i])
+	}
+	_, err = pipe.Exec(ctx)
+	if err != nil && !redis.HasErrorPrefix(err, "WRONGTYPE") {
+		return nil, nil, fmt.Errorf("reading %d customer hashes: %w", len(hashes), err)
+	}
+	for j, i := range hashes {
+		switch cerr := hcmds[j].Err(); {
+		case cerr == nil:
+			out[i], versions[i] = currentOfHash(hcmds[j].Val())
+		case redis.HasErrorPrefix(cerr, "WRONGTYPE"):
+			out[i] = Current{Unreadable: "the stored value is neither a string nor a hash"}
+		default:
+			return nil, nil, fmt.Errorf("reading customer hashes: %w", cerr)
+		}
+	}
+	return out, versions, nil
 }
 
-// Get returns one customer's state fields and version, or ErrNotFound.
-func (s *Store) Get(ctx context.Context, customerID string) (map[string]string, error) {
-	m, err := s.rdb.HGetAll(ctx, s.keys.Customer(customerID)).Result()
+// Current returns one customer's stored value, or ErrNotFound.
+func (s *Store) Current(ctx context.Context, customerID string) (Current, error) {
+	states, _, err := s.read(ctx, []string{customerID})
 	if err != nil {
-		return nil, fmt.Errorf("reading customer state: %w", err)
+		return Current{}, err
 	}
-	if len(m) == 0 {
-		return nil, ErrNotFound
+	if states[0].Empty() {
+		return Current{}, ErrNotFound
 	}
-	delete(m, versionField)
-	return m, nil
+	return states[0], nil
+}
+
+// Get returns one customer's state as text fields (Current.View), or ErrNotFound.
+func (s *Store) Get(ctx context.Context, customerID string) (map[string]string, error) {
+	cur, err := s.Current(ctx, customerID)
+	if err != nil {
+		return nil, err
+	}
+	return cur.View(), nil
 }
 
 // Deadline returns the customer's scheduled inactivity deadline, if any.
@@ -296,7 +349,7 @@ func (s *Store) write(ctx context.Context, byShard map[int][]prepared) (conflict
 		for i, shard := range shards {
 			keys, args := s.scriptArgs(shard, byShard[shard])
 			if useEval {
-				cmds[i] = pipe.Eval(ctx, applyLua, keys, args...)
+				cmds[i] = pipe.Eval(ctx, applySource, keys, args...)
 			} else {
 				cmds[i] = pipe.EvalSha(ctx, applyScript.SHA(), keys, args...)
 			}
@@ -342,14 +395,19 @@ func (s *Store) scriptArgs(shard int, batch []prepared) ([]string, []any) {
 	args = append(args, MaxTransitions)
 	for _, p := range batch {
 		keys = append(keys, s.keys.Customer(p.id), s.keys.Transitions(p.id))
-		args = append(args, p.id, p.version, len(p.update.Fields))
-		fields := make([]string, 0, len(p.update.Fields))
-		for f := range p.update.Fields {
-			fields = append(fields, f)
-		}
-		sort.Strings(fields) // deterministic command text, easier to debug
-		for _, f := range fields {
-			args = append(args, f, p.update.Fields[f])
+		args = append(args, p.id, strconv.FormatUint(p.version, 10))
+		if p.update.Value != nil {
+			args = append(args, "s", encodeValue(p.version+1, p.update.Value))
+		} else {
+			args = append(args, "h", len(p.update.Fields))
+			fields := make([]string, 0, len(p.update.Fields))
+			for f := range p.update.Fields {
+				fields = append(fields, f)
+			}
+			sort.Strings(fields) // deterministic command text, easier to debug
+			for _, f := range fields {
+				args = append(args, f, p.update.Fields[f])
+			}
 		}
 		if p.update.Deadline.IsZero() {
 			args = append(args, "")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 )
@@ -67,12 +69,12 @@ var contract = []struct {
 }{
 	{"a new customer is written with its outbox entry, deadline and histogram in one step", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
 		ctx := context.Background()
-		res, err := s.Apply(ctx, []string{"c1"}, func(id string, cur map[string]string) (state.Update, error) {
-			if len(cur) != 0 {
-				t.Errorf("new customer read as %v", cur)
+		res, err := s.Apply(ctx, []string{"c1"}, func(id string, cur state.Current) (state.Update, error) {
+			if !cur.Empty() {
+				t.Errorf("new customer read as %+v", cur)
 			}
 			return state.Update{
-				Fields:    map[string]string{"tier": "SILVER", "spend": "50000"},
+				Value:     []byte("SILVER 50000"),
 				Outbox:    []state.OutboxEntry{{Topic: "loyalty.tier-changes.v1", Key: id, EventID: "ev1", Value: []byte{0, 1, 2}}},
 				Deadline:  at,
 				Histogram: map[string]int64{"m:3": 1},
@@ -81,9 +83,12 @@ var contract = []struct {
 		if err != nil || res.Written != 1 || res.Outbox != 1 {
 			t.Fatalf("Apply: %+v %v", res, err)
 		}
-		got, err := s.Get(ctx, "c1")
-		if err != nil || got["tier"] != "SILVER" || got["spend"] != "50000" || len(got) != 2 {
-			t.Fatalf("state %v %v", got, err)
+		got, err := s.Current(ctx, "c1")
+		if err != nil || string(got.Value) != "SILVER 50000" || got.Fields != nil {
+			t.Fatalf("state %+v %v", got, err)
+		}
+		if typ, _ := rdb.Type(ctx, s.Keys().Customer("c1")).Result(); typ != "string" {
+			t.Fatalf("the customer is a Redis %s, want one string", typ)
 		}
 		k := s.Keys()
 		shard := k.Shard("c1")
@@ -101,7 +106,7 @@ var contract = []struct {
 	{"a customer's transition list keeps the newest entries and erasure removes it", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
 		ctx := context.Background()
 		for round := range 3 { // 3 writes of 9 transitions each: 27, of which the newest 20 stay
-			_, err := s.Apply(ctx, []string{"c-tx"}, func(string, map[string]string) (state.Update, error) {
+			_, err := s.Apply(ctx, []string{"c-tx"}, func(string, state.Current) (state.Update, error) {
 				u := state.Update{Fields: map[string]string{"r": strconv.Itoa(round)}}
 				for i := range 9 {
 					u.Transitions = append(u.Transitions, fmt.Sprintf("t%02d", 9*round+i))
@@ -127,7 +132,7 @@ var contract = []struct {
 		}
 	}},
 	{"an update that changes nothing writes nothing", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
-		res, err := s.Apply(context.Background(), []string{"c1"}, func(string, map[string]string) (state.Update, error) {
+		res, err := s.Apply(context.Background(), []string{"c1"}, func(string, state.Current) (state.Update, error) {
 			return state.Update{}, nil
 		})
 		if err != nil || res.Written != 0 {
@@ -140,7 +145,7 @@ var contract = []struct {
 	{"a zero deadline removes the scheduled one and removed fields disappear", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
 		ctx := context.Background()
 		write := func(u state.Update) {
-			if _, err := s.Apply(ctx, []string{"c2"}, func(string, map[string]string) (state.Update, error) { return u, nil }); err != nil {
+			if _, err := s.Apply(ctx, []string{"c2"}, func(string, state.Current) (state.Update, error) { return u, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -164,9 +169,9 @@ var contract = []struct {
 			go func() {
 				defer wg.Done()
 				for range rounds {
-					res, err := s.Apply(ctx, ids, func(_ string, cur map[string]string) (state.Update, error) {
-						n, _ := strconv.Atoi(cur["n"])
-						return state.Update{Fields: map[string]string{"n": strconv.Itoa(n + 1)}}, nil
+					res, err := s.Apply(ctx, ids, func(_ string, cur state.Current) (state.Update, error) {
+						n, _ := strconv.Atoi(string(cur.Value))
+						return state.Update{Value: []byte(strconv.Itoa(n + 1))}, nil
 					})
 					if err != nil {
 						t.Error(err)
@@ -180,9 +185,9 @@ var contract = []struct {
 		}
 		wg.Wait()
 		for _, id := range ids {
-			got, _ := s.Get(ctx, id)
-			if got["n"] != strconv.Itoa(writers*rounds) {
-				t.Errorf("customer %s counted %s updates, want %d", id, got["n"], writers*rounds)
+			got, _ := s.Current(ctx, id)
+			if string(got.Value) != strconv.Itoa(writers*rounds) {
+				t.Errorf("customer %s counted %s updates, want %d", id, got.Value, writers*rounds)
 			}
 		}
 	}},
@@ -191,8 +196,8 @@ var contract = []struct {
 		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Apply(ctx, []string{"x", "y", "z"}, func(id string, _ map[string]string) (state.Update, error) {
-			return state.Update{Fields: map[string]string{"id": id}}, nil
+		if _, err := s.Apply(ctx, []string{"x", "y", "z"}, func(id string, _ state.Current) (state.Update, error) {
+			return state.Update{Value: []byte(id)}, nil
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +208,7 @@ var contract = []struct {
 		for i := range 40 {
 			fields[fmt.Sprintf("f%02d", i)] = fmt.Sprintf("%048d", i)
 		}
-		if _, err := s.Apply(ctx, []string{"big"}, func(string, map[string]string) (state.Update, error) {
+		if _, err := s.Apply(ctx, []string{"big"}, func(string, state.Current) (state.Update, error) {
 			return state.Update{Fields: fields}, nil
 		}); err != nil {
 			t.Fatal(err)
@@ -211,6 +216,104 @@ var contract = []struct {
 		enc, err := rdb.ObjectEncoding(ctx, s.Keys().Customer("big")).Result()
 		if err != nil || enc != "listpack" {
 			t.Fatalf("encoding %q %v", enc, err)
+		}
+	}},
+	{"a state hash of the former layout is read with its version, and the next write replaces it with the compact value", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		key := s.Keys().Customer("old")
+		st := scoring.State{CustomerID: "old", ClockMs: 1_700_000_000_000, EvalDay: 19_700, TierDay: 19_700, Tier: 2, BaseTier: 2}
+		fields := st.MarshalFields()
+		fields["_v"] = "7"
+		if err := rdb.HSet(ctx, key, fields).Err(); err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		res, err := s.Apply(ctx, []string{"old"}, func(_ string, cur state.Current) (state.Update, error) {
+			calls++
+			got, err := cur.State()
+			if err != nil || cur.Fields == nil || !reflect.DeepEqual(got, st) {
+				t.Errorf("read %+v (%v), want the hash's state %+v", cur, err, st)
+			}
+			if calls == 1 { // a writer of the former layout gets there first: a conflict
+				if err := rdb.HSet(ctx, key, "_v", "8").Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			value, err := got.AppendBinary(nil)
+			return state.Update{Value: value}, err
+		})
+		if err != nil || res.Written != 1 || res.Conflicts != 1 || calls != 2 {
+			t.Fatalf("Apply: %+v %v after %d computations, want one conflict, then the write", res, err, calls)
+		}
+		if typ, _ := rdb.Type(ctx, key).Result(); typ != "string" {
+			t.Fatalf("after the write the customer is a Redis %s, want the compact string", typ)
+		}
+		cur, err := s.Current(ctx, "old")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := cur.State(); err != nil || !reflect.DeepEqual(got, st) {
+			t.Fatalf("compact state %+v %v, want %+v", got, err, st)
+		}
+		// The version went on from the hash's: a writer that read version 8 conflicts no more,
+		// one that read the hash's 7 would.
+		res, err = s.Apply(ctx, []string{"old"}, func(string, state.Current) (state.Update, error) {
+			return state.Update{Value: cur.Value}, nil
+		})
+		if err != nil || res.Written != 1 || res.Conflicts != 0 {
+			t.Fatalf("second write: %+v %v", res, err)
+		}
+	}},
+	{"MigrateHashes converts the former layout in place and leaves tombstones and compact values alone", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		k := s.Keys()
+		var want []scoring.State
+		for i := range 30 {
+			ms := int64(1_700_000_000_000 + i)
+			st := scoring.State{CustomerID: fmt.Sprintf("m-%02d", i), ClockMs: ms, TierClockMs: ms, EvalDay: 19_700, TierDay: 19_700,
+				PurchaseDays: 1, FirstDay: 19_690, LastDay: 19_690, Window: []scoring.DayNet{{Day: 19_690, Net: int64(100 * i), Purchase: true}}}
+			fields := st.MarshalFields()
+			fields["_v"] = "3"
+			if err := rdb.HSet(ctx, k.Customer(st.CustomerID), fields).Err(); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, st)
+		}
+		if err := rdb.HSet(ctx, k.Customer("tomb"), state.QuarantinedField, "why", "_v", "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		m, err := state.MigrateHashes(ctx, rdb, k)
+		if err != nil || m.Migrated != 30 || m.Tombstones != 1 || m.Compact != 0 {
+			t.Fatalf("first migration: %+v %v", m, err)
+		}
+		for _, st := range want {
+			cur, err := s.Current(ctx, st.CustomerID)
+			if err != nil || cur.Value == nil {
+				t.Fatalf("%s: %+v %v, want a compact value", st.CustomerID, cur, err)
+			}
+			if got, err := cur.State(); err != nil || !reflect.DeepEqual(got, st) {
+				t.Fatalf("%s migrated to %+v %v, want %+v", st.CustomerID, got, err, st)
+			}
+		}
+		if typ, _ := rdb.Type(ctx, k.Customer("tomb")).Result(); typ != "hash" {
+			t.Fatalf("the tombstone became a %s", typ)
+		}
+		m, err = state.MigrateHashes(ctx, rdb, k)
+		if err != nil || m.Migrated != 0 || m.Compact != 30 || m.Tombstones != 1 {
+			t.Fatalf("second migration: %+v %v, want nothing left to do", m, err)
+		}
+	}},
+	{"a string that is not a compact state is handed over as unreadable", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		if err := rdb.Set(ctx, s.Keys().Customer("junk"), "garbage", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		cur, err := s.Current(ctx, "junk")
+		if err != nil || cur.Unreadable == "" || cur.Value != nil {
+			t.Fatalf("read %+v %v, want unreadable", cur, err)
+		}
+		if _, err := cur.State(); !errors.Is(err, scoring.ErrCorruptState) {
+			t.Fatalf("State: %v, want ErrCorruptState", err)
 		}
 	}},
 }

@@ -150,21 +150,21 @@ func (s *consoleSource) Uplift(ctx context.Context) (kpi.UpliftReport, error) {
 }
 
 func (s *consoleSource) Customer(ctx context.Context, id string) (console.Customer, error) {
-	fields, err := s.store.Get(ctx, id)
+	cur, err := s.store.Current(ctx, id)
 	if errors.Is(err, state.ErrNotFound) {
 		return console.Customer{}, console.ErrNotFound
 	}
 	if err != nil {
 		return console.Customer{}, err
 	}
-	if _, quarantined := fields[state.QuarantinedField]; quarantined {
+	if _, quarantined := cur.Tombstone(); quarantined {
 		return console.Customer{}, errors.New("the customer is quarantined: its stored state could not be read (loyaltyctl quarantine show)")
 	}
 	p, err := namespace.PolicyInForce(ctx, s.rt.Redis, s.rt.Keys, s.rt.Policy)
 	if err != nil {
 		return console.Customer{}, err
 	}
-	view, err := profile.Build(fields, p, s.rules.CLV)
+	view, err := profile.Build(cur, p, s.rules.CLV)
 	if err != nil {
 		return console.Customer{}, err
 	}
