@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -738,7 +739,8 @@ func (c *chaos) erase(ids ...string) []string {
 }
 
 // corrupt overwrites the stored state of customers in namespace ns with garbage — one
-// becomes a string, the others hashes of nonsense — and sends each a login, which must
+// becomes a string of nonsense, one a compact value whose bytes after the head are flipped,
+// the others hashes of nonsense (the former layout) — and sends each a login, which must
 // quarantine it.
 func (c *chaos) corrupt(ctx context.Context, ns string, tr *traffic, ids ...string) []string {
 	keys, err := keyspace.New(ns, c.w.shards)
@@ -753,19 +755,21 @@ func (c *chaos) corrupt(ctx context.Context, ns string, tr *traffic, ids ...stri
 	for i, id := range ids {
 		key := keys.Customer(id)
 		var err error
-		if i == 0 {
+		switch i {
+		case 0:
 			err = rdb.Set(ctx, key, "garbage \xff\xfe", 0).Err()
-		} else {
-			var fields map[string]string
-			if fields, err = rdb.HGetAll(ctx, key).Result(); err == nil {
-				args := []any{}
-				for f := range fields {
-					if f != "_v" {
-						args = append(args, f, "\x00garbage{"+f)
-					}
+		case 1:
+			var raw []byte
+			if raw, err = rdb.Get(ctx, key).Bytes(); err == nil {
+				_, n := binary.Uvarint(raw[1:]) // magic byte, version, then the state
+				for j := 1 + n; j < len(raw); j++ {
+					raw[j] ^= 0xa5
 				}
-				args = append(args, "zz", "???")
-				err = rdb.HSet(ctx, key, args...).Err()
+				err = rdb.Set(ctx, key, raw, 0).Err()
+			}
+		default:
+			if err = rdb.Del(ctx, key).Err(); err == nil {
+				err = rdb.HSet(ctx, key, "_v", "1", "id", id, "v", "1", "w0", "\x00garbage{", "zz", "???").Err()
 			}
 		}
 		if err != nil {

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -168,46 +167,21 @@ func (o *Observer) WaitDone(ctx context.Context, timeout time.Duration, check fu
 	}
 }
 
-// State returns every customer's state fields, without the internal version field "_v", from
+// State returns every customer's stored state in its text view (state.Current.View), from
 // every master of a Redis Cluster.
 func (o *Observer) State(ctx context.Context) (map[string]map[string]string, error) {
 	var mu sync.Mutex
 	out := map[string]map[string]string{}
-	prefix := o.Keys.Prefix() + "c:"
-	err := state.ForEachMaster(ctx, o.Redis, func(ctx context.Context, node *redis.Client) error {
-		var cursor uint64
-		for {
-			keys, next, err := node.Scan(ctx, cursor, prefix+"*", 2000).Result()
-			if err != nil {
-				return fmt.Errorf("scanning customer keys: %w", err)
-			}
-			pipe := node.Pipeline()
-			cmds := make([]*redis.MapStringStringCmd, len(keys))
-			for i, k := range keys {
-				cmds[i] = pipe.HGetAll(ctx, k)
-			}
-			if len(keys) > 0 {
-				if _, err := pipe.Exec(ctx); err != nil {
-					return fmt.Errorf("reading customer states: %w", err)
-				}
-			}
-			mu.Lock()
-			for i, k := range keys {
-				_, id, ok := strings.Cut(strings.TrimPrefix(k, prefix), "}:")
-				if !ok {
-					continue
-				}
-				m := cmds[i].Val()
-				delete(m, "_v")
-				out[id] = m
-			}
-			mu.Unlock()
-			if cursor = next; cursor == 0 {
-				return nil
-			}
-		}
+	err := state.ForEachCustomer(ctx, o.Redis, o.Keys, func(id string, cur state.Current) {
+		view := cur.View()
+		mu.Lock()
+		out[id] = view
+		mu.Unlock()
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("reading customer states: %w", err)
+	}
+	return out, nil
 }
 
 // OutputTopics are the physical derived-event topics.

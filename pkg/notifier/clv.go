@@ -15,6 +15,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/btyd"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 )
 
 // CLVMinor is a customer's lifetime value in minor units as of day: BG/NBD expected purchases
@@ -113,16 +114,12 @@ func ComputeThreshold(ctx context.Context, rdb redis.UniversalClient, keys keysp
 				return fmt.Errorf("scanning customers: %w", err)
 			}
 			if len(batch) > 0 {
-				pipe := node.Pipeline()
-				cmds := make([]*redis.MapStringStringCmd, len(batch))
-				for i, k := range batch {
-					cmds[i] = pipe.HGetAll(ctx, k)
-				}
-				if _, err := pipe.Exec(ctx); err != nil {
+				states, err := state.ReadKeys(ctx, node, batch)
+				if err != nil {
 					return fmt.Errorf("reading sampled customers: %w", err)
 				}
-				for _, cmd := range cmds {
-					st, err := stateOf(cmd.Val())
+				for _, cur := range states {
+					st, err := cur.State()
 					if err != nil || st.PurchaseDays == 0 {
 						continue // a corrupt state is the store's problem, not the sample's
 					}
@@ -165,18 +162,4 @@ func StoreThreshold(ctx context.Context, rdb redis.UniversalClient, keys keyspac
 		return fmt.Errorf("storing the CLV threshold: %w", err)
 	}
 	return nil
-}
-
-// stateOf decodes a customer hash as stored by pkg/state (its version field removed).
-func stateOf(fields map[string]string) (scoring.State, error) {
-	if len(fields) == 0 {
-		return scoring.State{}, nil
-	}
-	clean := make(map[string]string, len(fields))
-	for k, v := range fields {
-		if k != "_v" { // pkg/state's compare-and-set version, not part of the scoring state
-			clean[k] = v
-		}
-	}
-	return scoring.UnmarshalFields(clean)
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -210,14 +211,18 @@ func TestThePipelineRunsOverSASLSCRAMAndTLSToKafkaAndTLSWithAnACLUserToRedis(t *
 func waitForState(ctx context.Context, t *testing.T, rdb redisconn.Client, key string) scoring.State {
 	t.Helper()
 	for {
-		m, err := rdb.HGetAll(ctx, key).Result()
+		raw, err := rdb.Get(ctx, key).Bytes()
 		if err != nil {
-			t.Fatalf("reading %s over TLS: %v", key, err)
+			if n, xerr := rdb.Exists(ctx, key).Result(); xerr != nil || n != 0 {
+				t.Fatalf("reading %s over TLS: %v", key, err)
+			}
+			raw = nil // not written yet
 		}
-		if len(m) > 0 {
-			delete(m, "_v") // the store's version counter
-			st, err := scoring.UnmarshalFields(m)
-			if err != nil {
+		if len(raw) > 0 {
+			// The store's compact value: a magic byte, the version, then the state.
+			_, n := binary.Uvarint(raw[1:])
+			var st scoring.State
+			if err := st.UnmarshalBinary(raw[1+n:]); err != nil {
 				t.Fatalf("%s: %v", key, err)
 			}
 			if st.PurchaseDays == 8 {
@@ -225,7 +230,7 @@ func waitForState(ctx context.Context, t *testing.T, rdb redisconn.Client, key s
 			}
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("%s never showed its 8 purchase days; last read: %v", key, m)
+			t.Fatalf("%s never showed its 8 purchase days; last read: %x", key, raw)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

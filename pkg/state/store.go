@@ -239,6 +239,13 @@ func (s *Store) read(ctx context.Context, ids []string) ([]Current, []uint64, er
 	return s.readKeys(ctx, keys)
 }
 
+// ReadKeys reads customers by their keys (keyspace.Keyspace.Customer), as Apply does, for
+// tools that sample or scan a namespace.
+func ReadKeys(ctx context.Context, rdb redis.UniversalClient, keys []string) ([]Current, error) {
+	out, _, err := (&Store{rdb: rdb}).readKeys(ctx, keys)
+	return out, err
+}
+
 // readKeys is read by the customers' keys.
 func (s *Store) readKeys(ctx context.Context, ids []string) ([]Current, []uint64, error) {
 	pipe := s.rdb.Pipeline()

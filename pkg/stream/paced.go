@@ -22,10 +22,16 @@ type holdBack struct {
 	queues map[TopicPartition][]heldMessage
 	next   map[TopicPartition]int64 // the offset after the last record held or handled
 	n      int
+	// head caches the earliest event time of each queue; a queue in stale had records taken
+	// since and is scanned again by heads. The cache keeps heads from scanning every held
+	// record on every batch (up to MaxHeld of them while the consumer is held back).
+	head  map[TopicPartition]time.Time
+	stale map[TopicPartition]bool
 }
 
 func newHoldBack() *holdBack {
-	return &holdBack{queues: map[TopicPartition][]heldMessage{}, next: map[TopicPartition]int64{}}
+	return &holdBack{queues: map[TopicPartition][]heldMessage{}, next: map[TopicPartition]int64{},
+		head: map[TopicPartition]time.Time{}, stale: map[TopicPartition]bool{}}
 }
 
 // add holds m; a record fetched again (redelivered after a rebalance) is held once.
@@ -37,17 +43,26 @@ func (h *holdBack) add(m Message, at time.Time) {
 	h.next[tp] = m.Offset + 1
 	h.queues[tp] = append(h.queues[tp], heldMessage{msg: m, at: at})
 	h.n++
+	if cur, ok := h.head[tp]; !h.stale[tp] && (!ok || at.Before(cur)) {
+		h.head[tp] = at
+	}
 }
 
 // heads returns the earliest event time each partition holds.
 func (h *holdBack) heads() map[TopicPartition]time.Time {
 	out := make(map[TopicPartition]time.Time, len(h.queues))
 	for tp, q := range h.queues {
-		for _, m := range q {
-			if at, ok := out[tp]; !ok || m.at.Before(at) {
-				out[tp] = m.at
+		if h.stale[tp] {
+			earliest := q[0].at
+			for _, m := range q[1:] {
+				if m.at.Before(earliest) {
+					earliest = m.at
+				}
 			}
+			h.head[tp] = earliest
+			delete(h.stale, tp)
 		}
+		out[tp] = h.head[tp]
 	}
 	return out
 }
@@ -74,6 +89,9 @@ func byHead(heads map[TopicPartition]time.Time) []TopicPartition {
 func (h *holdBack) take(heads map[TopicPartition]time.Time, limit time.Time, n int) []Message {
 	var out []Message
 	for _, tp := range byHead(heads) {
+		if heads[tp].After(limit) {
+			break // this partition and every later one hold only records past the limit
+		}
 		q := h.queues[tp]
 		last := -1
 		for i, m := range q {
@@ -118,8 +136,11 @@ func (h *holdBack) drop(tp TopicPartition, k int) {
 	h.n -= k
 	if rest := h.queues[tp][k:]; len(rest) > 0 {
 		h.queues[tp] = rest
+		h.stale[tp] = true
 	} else {
 		delete(h.queues, tp)
+		delete(h.head, tp)
+		delete(h.stale, tp)
 	}
 }
 
