@@ -148,6 +148,11 @@ func (d *CutpointDeriver) Step(ctx context.Context) (bool, error) {
 	if wm.Before(closes) {
 		return false, nil
 	}
+	// While the sweeper works through the boundary, only the earliest deadlines are read
+	// (every poll); the histograms, once, when they can be complete.
+	if due, err := d.Store.FirstDue(ctx); err != nil || (!due.IsZero() && !due.After(closes)) {
+		return false, err
+	}
 	shards, firstDue, err := d.readHistograms(ctx)
 	if err != nil || (!firstDue.IsZero() && !firstDue.After(closes)) {
 		return false, err // customers still to evaluate through the boundary
@@ -198,7 +203,7 @@ func (d *CutpointDeriver) refit(next *namespace.SealedCutpoints, h population.Hi
 // bootstrap seals the namespace's first boundary: the one before the earliest customer's
 // first boundary, once the watermark has closed it (no customer has data up to it).
 func (d *CutpointDeriver) bootstrap(ctx context.Context, wm time.Time) (bool, error) {
-	shards, firstDue, err := d.readHistograms(ctx)
+	firstDue, err := d.Store.FirstDue(ctx)
 	if err != nil || firstDue.IsZero() {
 		return false, err // no customer yet
 	}
@@ -208,6 +213,10 @@ func (d *CutpointDeriver) bootstrap(ctx context.Context, wm time.Time) (bool, er
 	start := scoring.NextBoundary(day-1, p) - scoring.Day(p.Segments.CutpointsEveryDays)
 	if wm.Before(scoring.DayCloses(start, p)) {
 		return false, nil
+	}
+	shards, _, err := d.readHistograms(ctx)
+	if err != nil {
+		return false, err
 	}
 	return d.seal(ctx, namespace.SealedCutpoints{Boundary: start, Date: date(start)}, shards)
 }

@@ -372,7 +372,7 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	// The replay derives its own cut points at the same boundaries as live, from the same
 	// history (the sweeper below seals them); the merge follows them.
 	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
-	watch := pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}
+	watch := pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log, Every: replayPoll}
 	if err := watch.Load(ctx); err != nil {
 		return err
 	}
@@ -457,6 +457,14 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	return drain(ctx, rt, requiredFields, bgErr)
 }
 
+// replayPoll is how often a replay's sweeper, cut-point deriver and watches look again when
+// they found nothing to do. A replay of a year of history waits at every cut-point boundary
+// (about 53) for the sweeper to evaluate every customer through it, the deriver to seal it
+// and the merge to see it sealed: at the services' polls (200 ms, 100 ms, 100 ms) that chain
+// idles for most of a replay on history with few events per customer. A replay is a batch
+// job and its polls are cheap reads.
+const replayPoll = 10 * time.Millisecond
+
 // waitForGate holds the merge while the next record is further past the cut-point gate than
 // a customer's state can keep open (pipeline.Scorer.Gate).
 func waitForGate(ctx context.Context, scorer *pipeline.Scorer, next time.Time, bgErr <-chan error) error {
@@ -498,16 +506,16 @@ func runSweeper(ctx context.Context, rt *Target, required func(context.Context) 
 		return err
 	}
 	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
-	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required}, rt.Redis, store, scorer, wm, nil, rt.Log)
+	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required, Poll: replayPoll}, rt.Redis, store, scorer, wm, nil, rt.Log)
 	if err != nil {
 		return err
 	}
-	watch := pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log}
+	watch := pipeline.CutpointWatch{Redis: rt.Redis, Keys: rt.Keys, Scorer: scorer, Log: rt.Log, Every: replayPoll}
 	if err := watch.Load(ctx); err != nil {
 		return err
 	}
 	deriver := pipeline.NewCutpointDeriver(pipeline.CutpointDeriver{Redis: rt.Redis, Store: store, Watermarks: wm,
-		Required: required, Policy: rt.Policy, Log: rt.Log}, nil)
+		Required: required, Policy: rt.Policy, Log: rt.Log, Poll: replayPoll}, nil)
 	var tasks supervise.Group
 	tasks.Add(sw.Run, deriver.Run, watch.Run)
 	return tasks.Run(ctx)

@@ -1,47 +1,69 @@
--- Atomic per-customer state write with a version check. See store.go and value.go; the
--- function customer_version (value.go) is prepended to this source.
--- KEYS[1] outbox stream, KEYS[2] deadline zset, KEYS[3] histogram hash, KEYS[4] KPI counter
--- hash, then per customer its state key and its transition list (KEYS[5], KEYS[6], ...).
--- ARGV per customer: id, expected version, then either 's' and the compact value (with the
--- new version in its head) or 'h', n fields, (field, value)* for a hash; deadline ms or "",
--- n outbox entries, (topic, key, event id, value, source time ms or "")*, n histogram deltas,
--- (field, delta)*, n KPI deltas, (field, delta)*, n transitions, (entry)* (oldest first; the
--- list keeps the newest MAX_TRANSITIONS, ARGV[1]), then the next customer. ARGV[1] is the
--- list's bound.
--- The histogram and KPI increments of the customers written are summed and applied once per
--- field, and the deadlines with one ZADD and one ZREM, at the end.
+-- Atomic per-customer state writes with a version check, for the customers of one or more
+-- shards (one on a Redis Cluster, where a script's keys share a slot; all of a batch's shards
+-- on a single server). See store.go and value.go; the function customer_version (value.go)
+-- is prepended to this source.
+-- KEYS: per shard of the call its outbox stream, deadline zset, histogram hash and KPI
+-- counter hash (4 keys each), then per customer its state key and its transition list.
+-- ARGV[1] the transition list's bound, ARGV[2] the number of shards S; per shard: n, then n
+-- (field, total) histogram increments, m, then m (field, total) KPI increments, summed over
+-- the shard's customers in the call. Then per customer: its shard (1..S), id, expected
+-- version, 's' and the compact value (with the new version in its head) or 'h', n fields,
+-- (field, value)* for a hash; deadline ms or ""; n outbox entries, (topic, key, event id,
+-- value, source time ms or "")*; its histogram and its KPI increments packed as
+-- "field\tdelta\n" lines ("" for none); n transitions, (entry)* (oldest first).
+-- A customer whose version moved is not written, and its increments are taken off its
+-- shard's totals; then each shard's totals are applied once per field, its deadlines with one
+-- ZADD and one ZREM.
 -- Returns the 0-based indexes of customers whose version had moved (nothing written for them).
 local conflicts = {}
 local keep = tonumber(ARGV[1])
-local a = 2
-local hist, histOrder = {}, {}
-local kpi, kpiOrder = {}, {}
-local zadd, zrem = {}, {}
-local function add(sums, order, field, delta)
-  local cur = sums[field]
-  if cur == nil then
-    order[#order + 1] = field
-    cur = 0
+local nshards = tonumber(ARGV[2])
+local a = 3
+local shards = {}
+local function totals()
+  local sums, order = {}, {}
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, n do
+    order[#order + 1] = ARGV[a]
+    sums[ARGV[a]] = tonumber(ARGV[a + 1])
+    a = a + 2
   end
-  sums[field] = cur + tonumber(delta)
+  return { sums = sums, order = order }
 end
-for i = 5, #KEYS, 2 do
+for s = 1, nshards do
+  local hist = totals()
+  local kpi = totals()
+  shards[s] = { outbox = KEYS[4 * (s - 1) + 1], hist = hist, kpi = kpi, zadd = {}, zrem = {} }
+end
+local function untake(t, packed)
+  for f, d in string.gmatch(packed, '([^\t\n]+)\t(-?%d+)\n') do
+    if t.sums[f] == nil then
+      t.order[#t.order + 1] = f
+      t.sums[f] = 0
+    end
+    t.sums[f] = t.sums[f] - tonumber(d)
+  end
+end
+local c = 0
+for i = 4 * nshards + 1, #KEYS, 2 do
   local key = KEYS[i]
-  local id = ARGV[a]
-  local expected = ARGV[a + 1]
-  local mode = ARGV[a + 2]
+  local sh = shards[tonumber(ARGV[a])]
+  local id = ARGV[a + 1]
+  local expected = ARGV[a + 2]
+  local mode = ARGV[a + 3]
   local ok = customer_version(key) == expected
   if not ok then
-    conflicts[#conflicts + 1] = (i - 5) / 2
+    conflicts[#conflicts + 1] = c
   end
   if mode == 's' then
     if ok then
-      redis.call('SET', key, ARGV[a + 3])
+      redis.call('SET', key, ARGV[a + 4])
     end
-    a = a + 4
+    a = a + 5
   else
-    local nf = tonumber(ARGV[a + 3])
-    a = a + 4
+    local nf = tonumber(ARGV[a + 4])
+    a = a + 5
     if ok then
       redis.call('DEL', key)
       local args = {}
@@ -58,50 +80,44 @@ for i = 5, #KEYS, 2 do
   if ok then
     local deadline = ARGV[a]
     if deadline == '' then
-      zrem[#zrem + 1] = id
+      sh.zrem[#sh.zrem + 1] = id
     else
-      zadd[#zadd + 1] = deadline
-      zadd[#zadd + 1] = id
+      sh.zadd[#sh.zadd + 1] = deadline
+      sh.zadd[#sh.zadd + 1] = id
     end
   end
   a = a + 1
   local no = tonumber(ARGV[a])
   a = a + 1
-  for _ = 1, no do
-    if ok then
+  if ok then
+    for _ = 1, no do
       if ARGV[a + 4] == '' then
-        redis.call('XADD', KEYS[1], '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3])
+        redis.call('XADD', sh.outbox, '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3])
       else
-        redis.call('XADD', KEYS[1], '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3], 'st', ARGV[a + 4])
+        redis.call('XADD', sh.outbox, '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3], 'st', ARGV[a + 4])
       end
+      a = a + 5
     end
-    a = a + 5
+  else
+    a = a + 5 * no
+    untake(sh.hist, ARGV[a])
+    untake(sh.kpi, ARGV[a + 1])
   end
-  local nh = tonumber(ARGV[a])
-  a = a + 1
-  for _ = 1, nh do
-    if ok then
-      add(hist, histOrder, ARGV[a], ARGV[a + 1])
-    end
-    a = a + 2
-  end
-  local nk = tonumber(ARGV[a])
-  a = a + 1
-  for _ = 1, nk do
-    if ok then
-      add(kpi, kpiOrder, ARGV[a], ARGV[a + 1])
-    end
-    a = a + 2
-  end
+  a = a + 2
   local nt = tonumber(ARGV[a])
   a = a + 1
   if ok and nt > 0 then
+    local entries = {}
     for j = 0, nt - 1 do
-      redis.call('LPUSH', KEYS[i + 1], ARGV[a + j])
+      entries[j + 1] = ARGV[a + j]
+    end
+    for s = 1, #entries, 1000 do
+      redis.call('LPUSH', KEYS[i + 1], unpack(entries, s, math.min(s + 999, #entries)))
     end
     redis.call('LTRIM', KEYS[i + 1], 0, keep - 1)
   end
   a = a + nt
+  c = c + 1
 end
 -- unpack is bounded by Lua's C stack: the members go in chunks (an even step for ZADD's pairs).
 local function chunked(cmd, key, list)
@@ -109,16 +125,20 @@ local function chunked(cmd, key, list)
     redis.call(cmd, key, unpack(list, s, math.min(s + 999, #list)))
   end
 end
-chunked('ZADD', KEYS[2], zadd)
-chunked('ZREM', KEYS[2], zrem)
-for _, f in ipairs(histOrder) do
-  if hist[f] ~= 0 then
-    redis.call('HINCRBY', KEYS[3], f, string.format('%d', hist[f]))
+local function apply(key, t)
+  for _, f in ipairs(t.order) do
+    local v = t.sums[f]
+    if v ~= 0 then
+      redis.call('HINCRBY', key, f, string.format('%d', v))
+    end
   end
 end
-for _, f in ipairs(kpiOrder) do
-  if kpi[f] ~= 0 then
-    redis.call('HINCRBY', KEYS[4], f, string.format('%d', kpi[f]))
-  end
+for s = 1, nshards do
+  local sh = shards[s]
+  local k = 4 * (s - 1)
+  chunked('ZADD', KEYS[k + 2], sh.zadd)
+  chunked('ZREM', KEYS[k + 2], sh.zrem)
+  apply(KEYS[k + 3], sh.hist)
+  apply(KEYS[k + 4], sh.kpi)
 end
 return conflicts

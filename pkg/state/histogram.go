@@ -97,3 +97,26 @@ func (s *Store) DropHistogramFields(ctx context.Context, shard int, fields []str
 	}
 	return nil
 }
+
+// FirstDue returns the earliest deadline of all shards (zero when no customer has one), in
+// one pipelined round trip: the cheap check before ReadHistograms, which also returns each
+// shard's earliest deadline, read atomically with its counters.
+func (s *Store) FirstDue(ctx context.Context) (time.Time, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, s.keys.Shards())
+	for i := range cmds {
+		cmds[i] = pipe.ZRangeWithScores(ctx, s.keys.Deadlines(i), 0, 0)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return time.Time{}, fmt.Errorf("reading the earliest deadlines: %w", err)
+	}
+	var first time.Time
+	for _, c := range cmds {
+		if z := c.Val(); len(z) > 0 {
+			if due := time.UnixMilli(int64(z[0].Score)).UTC(); first.IsZero() || due.Before(first) {
+				first = due
+			}
+		}
+	}
+	return first, nil
+}

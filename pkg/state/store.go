@@ -340,7 +340,10 @@ func (s *Store) Deadline(ctx context.Context, customerID string) (time.Time, boo
 var ErrNotFound = errors.New("customer not found")
 
 // write runs the apply script once per shard, pipelined, and returns the ids whose version
-// check failed.
+// check failed. The script takes several shards at once (a single server would allow it),
+// but one call for every shard of a batch measured more Redis CPU per write than one call per
+// shard (BenchmarkApply: 28 against 22 µs), and a Redis Cluster needs a script's keys in one
+// slot anyway.
 func (s *Store) write(ctx context.Context, byShard map[int][]prepared) (conflicted []string, written, outbox int, err error) {
 	if len(byShard) == 0 {
 		return nil, 0, 0, nil
@@ -350,11 +353,15 @@ func (s *Store) write(ctx context.Context, byShard map[int][]prepared) (conflict
 		shards = append(shards, shard)
 	}
 	sort.Ints(shards)
+	groups := make([][]int, len(shards))
+	for i, shard := range shards {
+		groups[i] = []int{shard}
+	}
 	run := func(useEval bool) ([]*redis.Cmd, error) {
 		pipe := s.rdb.Pipeline()
-		cmds := make([]*redis.Cmd, len(shards))
-		for i, shard := range shards {
-			keys, args := s.scriptArgs(shard, byShard[shard])
+		cmds := make([]*redis.Cmd, len(groups))
+		for i, group := range groups {
+			keys, args := s.scriptArgs(group, byShard)
 			if useEval {
 				cmds[i] = pipe.Eval(ctx, applySource, keys, args...)
 			} else {
@@ -373,76 +380,126 @@ func (s *Store) write(ctx context.Context, byShard map[int][]prepared) (conflict
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("writing customer states: %w", err)
 	}
-	for i, shard := range shards {
-		batch := byShard[shard]
+	for i, group := range groups {
 		idx, err := cmds[i].Int64Slice()
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("writing shard %d: %w", shard, err)
+			return nil, 0, 0, fmt.Errorf("writing shards %v: %w", group, err)
 		}
 		bad := make(map[int64]bool, len(idx))
 		for _, j := range idx {
 			bad[j] = true
 		}
-		for j, p := range batch {
-			if bad[int64(j)] {
-				conflicted = append(conflicted, p.id)
-				continue
+		j := int64(0)
+		for _, shard := range group {
+			for _, p := range byShard[shard] {
+				if bad[j] {
+					conflicted = append(conflicted, p.id)
+				} else {
+					written++
+					outbox += len(p.update.Outbox)
+				}
+				j++
 			}
-			written++
-			outbox += len(p.update.Outbox)
 		}
 	}
 	return conflicted, written, outbox, nil
 }
 
-func (s *Store) scriptArgs(shard int, batch []prepared) ([]string, []any) {
-	keys := make([]string, 0, 4+2*len(batch))
-	keys = append(keys, s.keys.Outbox(shard), s.keys.Deadlines(shard), s.keys.Histogram(shard), s.keys.KPI(shard))
-	args := make([]any, 0, 1+len(batch)*48)
-	args = append(args, MaxTransitions)
-	for _, p := range batch {
-		keys = append(keys, s.keys.Customer(p.id), s.keys.Transitions(p.id))
-		args = append(args, p.id, strconv.FormatUint(p.version, 10))
-		if p.update.Value != nil {
-			args = append(args, "s", encodeValue(p.version+1, p.update.Value))
-		} else {
-			args = append(args, "h", len(p.update.Fields))
-			fields := make([]string, 0, len(p.update.Fields))
-			for f := range p.update.Fields {
-				fields = append(fields, f)
+// scriptArgs lays out one apply call (see apply.lua) for the customers of the given shards.
+func (s *Store) scriptArgs(group []int, byShard map[int][]prepared) ([]string, []any) {
+	n := 0
+	for _, shard := range group {
+		n += len(byShard[shard])
+	}
+	keys := make([]string, 0, 4*len(group)+2*n)
+	args := make([]any, 0, 2+len(group)*16+n*12)
+	args = append(args, MaxTransitions, len(group))
+	for _, shard := range group {
+		keys = append(keys, s.keys.Outbox(shard), s.keys.Deadlines(shard), s.keys.Histogram(shard), s.keys.KPI(shard))
+		// The shard's increments, summed over its customers in this call: the script applies
+		// them once per field, less those of customers whose write it refused.
+		hist, kpi := map[string]int64{}, map[string]int64{}
+		for _, p := range byShard[shard] {
+			for f, d := range p.update.Histogram {
+				hist[f] += d
 			}
-			sort.Strings(fields) // deterministic command text, easier to debug
-			for _, f := range fields {
-				args = append(args, f, p.update.Fields[f])
+			for f, d := range p.update.KPI {
+				kpi[f] += d
 			}
 		}
-		if p.update.Deadline.IsZero() {
-			args = append(args, "")
-		} else {
-			args = append(args, strconv.FormatInt(p.update.Deadline.UnixMilli(), 10))
-		}
-		args = append(args, len(p.update.Outbox))
-		for _, o := range p.update.Outbox {
-			st := ""
-			if !o.SourceTime.IsZero() {
-				st = strconv.FormatInt(o.SourceTime.UnixMilli(), 10)
+		args = appendTotals(args, hist)
+		args = appendTotals(args, kpi)
+	}
+	for g, shard := range group {
+		for _, p := range byShard[shard] {
+			keys = append(keys, s.keys.Customer(p.id), s.keys.Transitions(p.id))
+			args = append(args, g+1, p.id, strconv.FormatUint(p.version, 10))
+			if p.update.Value != nil {
+				args = append(args, "s", encodeValue(p.version+1, p.update.Value))
+			} else {
+				args = append(args, "h", len(p.update.Fields))
+				fields := make([]string, 0, len(p.update.Fields))
+				for f := range p.update.Fields {
+					fields = append(fields, f)
+				}
+				sort.Strings(fields) // deterministic command text, easier to debug
+				for _, f := range fields {
+					args = append(args, f, p.update.Fields[f])
+				}
 			}
-			args = append(args, o.Topic, o.Key, o.EventID, o.Value, st)
-		}
-		args = append(args, len(p.update.Histogram))
-		for f, d := range p.update.Histogram {
-			args = append(args, f, d)
-		}
-		args = append(args, len(p.update.KPI))
-		for f, d := range p.update.KPI {
-			args = append(args, f, d)
-		}
-		args = append(args, len(p.update.Transitions))
-		for _, t := range p.update.Transitions {
-			args = append(args, t)
+			if p.update.Deadline.IsZero() {
+				args = append(args, "")
+			} else {
+				args = append(args, strconv.FormatInt(p.update.Deadline.UnixMilli(), 10))
+			}
+			args = append(args, len(p.update.Outbox))
+			for _, o := range p.update.Outbox {
+				st := ""
+				if !o.SourceTime.IsZero() {
+					st = strconv.FormatInt(o.SourceTime.UnixMilli(), 10)
+				}
+				args = append(args, o.Topic, o.Key, o.EventID, o.Value, st)
+			}
+			args = append(args, packDeltas(p.update.Histogram), packDeltas(p.update.KPI), len(p.update.Transitions))
+			for _, t := range p.update.Transitions {
+				args = append(args, t)
+			}
 		}
 	}
 	return keys, args
+}
+
+// appendTotals appends n and the n (field, total) pairs with a total other than zero, in
+// field order.
+func appendTotals(args []any, totals map[string]int64) []any {
+	fields := make([]string, 0, len(totals))
+	for f, d := range totals {
+		if d != 0 {
+			fields = append(fields, f)
+		}
+	}
+	sort.Strings(fields)
+	args = append(args, len(fields))
+	for _, f := range fields {
+		args = append(args, f, totals[f])
+	}
+	return args
+}
+
+// packDeltas packs one customer's increments as "field\tdelta\n" lines, which the script reads
+// only when it refuses the customer's write (to take them off the shard's totals).
+func packDeltas(deltas map[string]int64) string {
+	if len(deltas) == 0 {
+		return ""
+	}
+	var b []byte
+	for f, d := range deltas {
+		b = append(b, f...)
+		b = append(b, '\t')
+		b = strconv.AppendInt(b, d, 10)
+		b = append(b, '\n')
+	}
+	return string(b)
 }
 
 // Transitions returns the entries of the customer's transition list, newest first.

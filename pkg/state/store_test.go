@@ -303,6 +303,50 @@ var contract = []struct {
 			t.Fatalf("second migration: %+v %v, want nothing left to do", m, err)
 		}
 	}},
+	{"a refused write's increments are taken off its shard's totals; the others' are applied once", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		k := s.Keys()
+		ids := []string{"inc-a", "inc-b", "inc-c", "inc-d", "inc-e", "inc-f"}
+		if err := rdb.HSet(ctx, k.Customer("inc-a"), "_v", "1", "n", "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+		calls := map[string]int{}
+		var mu sync.Mutex
+		res, err := s.Apply(ctx, ids, func(id string, _ state.Current) (state.Update, error) {
+			mu.Lock()
+			calls[id]++
+			first := calls[id] == 1
+			mu.Unlock()
+			if id == "inc-a" && first { // another writer moves inc-a's version: refused once
+				if err := rdb.HSet(ctx, k.Customer("inc-a"), "_v", "2").Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return state.Update{Value: []byte(id), KPI: map[string]int64{"orders": 1, "rev:" + id: 100},
+				Histogram: map[string]int64{"m:1": 2}, Deadline: at}, nil
+		})
+		if err != nil || res.Written != len(ids) || res.Conflicts != 1 {
+			t.Fatalf("Apply: %+v %v, want %d written after one conflict", res, err, len(ids))
+		}
+		// Each customer's increments count once, wherever its shard's were summed.
+		orders, hist := 0, 0
+		for shard := range k.Shards() {
+			o, _ := rdb.HGet(ctx, k.KPI(shard), "orders").Int()
+			h, _ := rdb.HGet(ctx, k.Histogram(shard), "m:1").Int()
+			orders, hist = orders+o, hist+h
+		}
+		if orders != len(ids) || hist != 2*len(ids) {
+			t.Fatalf("orders %d, histogram m:1 %d: want %d and %d", orders, hist, len(ids), 2*len(ids))
+		}
+		for _, id := range ids {
+			if v, _ := rdb.HGet(ctx, k.KPI(k.Shard(id)), "rev:"+id).Int(); v != 100 {
+				t.Errorf("%s's own counter is %d, want 100", id, v)
+			}
+			if _, ok, _ := s.Deadline(ctx, id); !ok {
+				t.Errorf("%s has no deadline", id)
+			}
+		}
+	}},
 	{"a string that is not a compact state is handed over as unreadable", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
 		ctx := context.Background()
 		if err := rdb.Set(ctx, s.Keys().Customer("junk"), "garbage", 0).Err(); err != nil {
