@@ -1,7 +1,6 @@
 -- Atomic per-customer state writes with a version check, for the customers of one or more
--- shards (one on a Redis Cluster, where a script's keys share a slot; all of a batch's shards
--- on a single server). See store.go and value.go; the function customer_version (value.go)
--- is prepended to this source.
+-- shards (the store sends one per call; see Store.write). See store.go and value.go; the
+-- function customer_version (value.go) is prepended to this source.
 -- KEYS: per shard of the call its outbox stream, deadline zset, histogram hash and KPI
 -- counter hash (4 keys each), then per customer its state key and its transition list.
 -- ARGV[1] the transition list's bound, ARGV[2] the number of shards S; per shard: n, then n
