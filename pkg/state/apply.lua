@@ -1,18 +1,20 @@
 -- Atomic per-customer state writes with a version check, for the customers of one or more
--- shards (the store sends one per call; see Store.write). See store.go and value.go; the
--- function customer_version (value.go) is prepended to this source.
--- KEYS: per shard of the call its outbox stream, deadline zset, histogram hash and KPI
--- counter hash (4 keys each), then per customer its state key and its transition list.
--- ARGV[1] the transition list's bound, ARGV[2] the number of shards S; per shard: n, then n
--- (field, total) histogram increments, m, then m (field, total) KPI increments, summed over
--- the shard's customers in the call. Then per customer: its shard (1..S), id, expected
--- version, 's' and the compact value (with the new version in its head) or 'h', n fields,
--- (field, value)* for a hash; deadline ms or ""; n outbox entries, (topic, key, event id,
--- value, source time ms or "")*; its histogram and its KPI increments packed as
--- "field\tdelta\n" lines ("" for none); n transitions, (entry)* (oldest first).
--- A customer whose version moved is not written, and its increments are taken off its
--- shard's totals; then each shard's totals are applied once per field, its deadlines with one
--- ZADD and one ZREM.
+-- shards (every shard of a batch on a single server, one per call on a Cluster; see
+-- Store.write). See store.go and value.go; the function customer_version (value.go) is
+-- prepended to this source.
+-- KEYS: the histogram hash and KPI counter hash the call's increments go to (its first
+-- shard's), then per shard of the call its outbox stream and deadline zset (2 keys each), then
+-- per customer its state key and its transition list.
+-- ARGV[1] the transition list's bound, ARGV[2] the number of shards S; n, then n (field,
+-- total) histogram increments, m, then m (field, total) KPI increments, summed over every
+-- customer of the call. Then per customer: its shard (1..S), id, expected version, 's' and
+-- the compact value (with the new version in its head) or 'h', n fields, (field, value)* for a
+-- hash; deadline ms or ""; n outbox entries, (topic, key, event id, value, source time ms or
+-- "")*; its histogram and its KPI increments packed as "field\tdelta\n" lines ("" for none);
+-- n transitions, (entry)* (oldest first).
+-- A customer whose version moved is not written, and its increments are taken off the
+-- totals; then the totals are applied once per field, and each shard's deadlines with one ZADD
+-- and one ZREM.
 -- Returns the 0-based indexes of customers whose version had moved (nothing written for them).
 local conflicts = {}
 local keep = tonumber(ARGV[1])
@@ -30,10 +32,10 @@ local function totals()
   end
   return { sums = sums, order = order }
 end
+local hist = totals()
+local kpi = totals()
 for s = 1, nshards do
-  local hist = totals()
-  local kpi = totals()
-  shards[s] = { outbox = KEYS[4 * (s - 1) + 1], hist = hist, kpi = kpi, zadd = {}, zrem = {} }
+  shards[s] = { outbox = KEYS[2 * s + 1], zadd = {}, zrem = {} }
 end
 local function untake(t, packed)
   for f, d in string.gmatch(packed, '([^\t\n]+)\t(-?%d+)\n') do
@@ -45,7 +47,7 @@ local function untake(t, packed)
   end
 end
 local c = 0
-for i = 4 * nshards + 1, #KEYS, 2 do
+for i = 2 * nshards + 3, #KEYS, 2 do
   local key = KEYS[i]
   local sh = shards[tonumber(ARGV[a])]
   local id = ARGV[a + 1]
@@ -99,8 +101,8 @@ for i = 4 * nshards + 1, #KEYS, 2 do
     end
   else
     a = a + 5 * no
-    untake(sh.hist, ARGV[a])
-    untake(sh.kpi, ARGV[a + 1])
+    untake(hist, ARGV[a])
+    untake(kpi, ARGV[a + 1])
   end
   a = a + 2
   local nt = tonumber(ARGV[a])
@@ -134,10 +136,9 @@ local function apply(key, t)
 end
 for s = 1, nshards do
   local sh = shards[s]
-  local k = 4 * (s - 1)
-  chunked('ZADD', KEYS[k + 2], sh.zadd)
-  chunked('ZREM', KEYS[k + 2], sh.zrem)
-  apply(KEYS[k + 3], sh.hist)
-  apply(KEYS[k + 4], sh.kpi)
+  chunked('ZADD', KEYS[2 * s + 2], sh.zadd)
+  chunked('ZREM', KEYS[2 * s + 2], sh.zrem)
 end
+apply(KEYS[1], hist)
+apply(KEYS[2], kpi)
 return conflicts

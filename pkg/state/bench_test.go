@@ -41,6 +41,14 @@ func redisCPU(b *testing.B, rdb redis.UniversalClient) float64 {
 // time (ns/op) and Redis's CPU (redis-µs/write, from INFO cpu), the figure bench-e2e's Redis
 // row is made of.
 func BenchmarkApply(b *testing.B) {
+	for _, batch := range []int{250, 1000} {
+		for _, span := range []bool{false, true} {
+			b.Run(fmt.Sprintf("batch=%d/span-shards=%t", batch, span), func(b *testing.B) { benchmarkApply(b, batch, span) })
+		}
+	}
+}
+
+func benchmarkApply(b *testing.B, batch int, spanShards bool) {
 	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(b)}})
 	if err != nil {
 		b.Fatal(err)
@@ -54,7 +62,8 @@ func BenchmarkApply(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch, customers = 1000, 20_000
+	store.SpanShards = spanShards
+	const customers = 20_000
 	value := []byte(strings.Repeat("v", 200))
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	compute := func(round int) state.ComputeFunc {

@@ -11,8 +11,10 @@ import (
 
 // ShardHistogram is one shard's population histogram (or KPI counters) together with its
 // earliest deadline, read atomically: a customer adds its sample of a boundary in the same
-// write that moves its deadline past that boundary's closing, so while FirstDue is after the
-// closing the shard's counters of that boundary are complete.
+// write that moves its deadline past that boundary's closing, so while every shard's FirstDue
+// is after the closing the counters of that boundary, summed over the shards, are complete.
+// (A write spanning shards puts its increments into one of them, so it is the sum that is
+// complete, read with every shard's deadline in one step; see Store.SpanShards.)
 type ShardHistogram struct {
 	// FirstDue is the shard's earliest deadline; zero when no customer has one.
 	FirstDue time.Time
@@ -20,11 +22,16 @@ type ShardHistogram struct {
 	Counters map[string]int64
 }
 
-// readHistogramLua reads a shard's earliest deadline and its histogram in one step.
-// KEYS[1] deadline zset, KEYS[2] histogram hash.
+// readHistogramLua reads shards' earliest deadlines and their counters in one step.
+// KEYS: per shard its deadline zset and its counter hash. Returns per shard
+// {earliest deadline ms or an empty string, flat fields}.
 const readHistogramLua = `
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {first[2] or '', redis.call('HGETALL', KEYS[2])}`
+local out = {}
+for i = 1, #KEYS, 2 do
+  local first = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  out[#out + 1] = {first[2] or '', redis.call('HGETALL', KEYS[i + 1])}
+end
+return out`
 
 // ReadHistograms reads every shard's histogram and earliest deadline, each shard atomically,
 // all in one round trip.
@@ -41,21 +48,41 @@ func (s *Store) ReadKPI(ctx context.Context) ([]ShardHistogram, error) {
 }
 
 func (s *Store) readCounters(ctx context.Context, key func(int) string, what string) ([]ShardHistogram, error) {
+	// A write spanning shards puts its increments into one shard's counters (Store.SpanShards),
+	// so then every shard is read in one atomic step; otherwise each shard's counters and
+	// deadlines are, all in one round trip.
+	groups := make([][]string, 0, s.keys.Shards())
+	for i := range s.keys.Shards() {
+		if !s.SpanShards || i == 0 {
+			groups = append(groups, nil)
+		}
+		last := len(groups) - 1
+		groups[last] = append(groups[last], s.keys.Deadlines(i), key(i))
+	}
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, s.keys.Shards())
-	for i := range cmds {
-		cmds[i] = pipe.Eval(ctx, readHistogramLua, []string{s.keys.Deadlines(i), key(i)})
+	cmds := make([]*redis.Cmd, len(groups))
+	for i, keys := range groups {
+		cmds[i] = pipe.Eval(ctx, readHistogramLua, keys)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("reading the %s: %w", what, err)
 	}
-	out := make([]ShardHistogram, len(cmds))
-	for i, c := range cmds {
-		h, err := parseShardHistogram(c.Val())
-		if err != nil {
-			return nil, fmt.Errorf("%s of shard %d: %w", what, i, err)
+	out := make([]ShardHistogram, 0, s.keys.Shards())
+	for _, c := range cmds {
+		shards, ok := c.Val().([]any)
+		if !ok {
+			return nil, fmt.Errorf("reading the %s: unexpected reply %v", what, c.Val())
 		}
-		out[i] = h
+		for _, v := range shards {
+			h, err := parseShardHistogram(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s of shard %d: %w", what, len(out), err)
+			}
+			out = append(out, h)
+		}
+	}
+	if len(out) != s.keys.Shards() {
+		return nil, fmt.Errorf("reading the %s: %d shards in the reply, want %d", what, len(out), s.keys.Shards())
 	}
 	return out, nil
 }
