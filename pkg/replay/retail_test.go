@@ -144,11 +144,12 @@ func retailShift(invoices []invoice, now time.Time) time.Duration {
 //     lowers the tier by one, otherwise the next review is a year later.
 //
 // It evaluates every day through lastClosed: the last day the pipeline's watermark has closed
-// (in the first hours after midnight UTC that is the day before yesterday, not yesterday).
+// (in the first hours after midnight UTC that is the day before yesterday, not yesterday);
+// a later day's purchases only upgrade, as they do live before their day closes.
 func expectedTiers(events []event.Input, thresholds []int64, names []string, lastClosed int) map[string]string {
 	const returnsWindow, reviewAfter = 30, 365
 	net := map[string]map[int]int64{}
-	first := map[string]int{}
+	first, last := map[string]int{}, map[string]int{}
 	for _, e := range events {
 		p := e.(event.Purchase)
 		d := int(p.OccurredAt.Unix() / 86400)
@@ -161,6 +162,7 @@ func expectedTiers(events []event.Input, thresholds []int64, names []string, las
 			first[p.CustomerID] = d
 		}
 		net[p.CustomerID][d] += amt
+		last[p.CustomerID] = max(last[p.CustomerID], d)
 	}
 	out := map[string]string{}
 	for c, byDay := range net {
@@ -226,6 +228,11 @@ func expectedTiers(events []event.Input, thresholds []int64, names []string, las
 					resetReach()
 				}
 			}
+			upgrade(d)
+		}
+		// Days the watermark has not closed yet: their purchases upgrade at once, but
+		// nothing settles or is reviewed until the day closes.
+		for d := lastClosed + 1; d <= last[c]; d++ {
 			upgrade(d)
 		}
 		out[c] = names[tier]
