@@ -3,6 +3,7 @@ package cmdline
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 
 	"go.uber.org/zap"
 
@@ -32,6 +33,7 @@ func LoadEnvironment(name string) (*Environment, error) {
 		return nil, fmt.Errorf("logger: %w", err)
 	}
 	log = log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
+	debug.SetGCPercent(cfg.GCPercent) // a replay or backfill is the services' work in one process
 	redisconn.RouteLogs(log)
 	return &Environment{Cfg: cfg, Log: log}, nil
 }

@@ -63,6 +63,12 @@ type Common struct {
 	// Profiling serves Go's /debug/pprof/ profiles on the ops address (PPROF; off by
 	// default), behind the ops token like /metrics.
 	Profiling bool
+	// GCPercent is the garbage collector's target heap growth between collections (GOGC,
+	// 400 by default instead of Go's 100; -1 for "off"). The services keep small heaps of
+	// short-lived batch garbage: at 400 a collection runs a quarter as often, for about
+	// 11% less CPU per event in bench-e2e, at the price of a few tens of MB more memory;
+	// GOMEMLIMIT, read by the Go runtime, caps the heap whatever this says.
+	GCPercent int
 
 	// TopicSuffix is appended to every Kafka topic name (LOYALTY_TOPIC_SUFFIX, empty by
 	// default). It lets tests and side-by-side environments share one broker.
@@ -117,6 +123,7 @@ func Vars(httpDefault string) []Var {
 		{"HTTP_ADDR", httpDefault, "address of /metrics, /healthz, /readyz; off disables"},
 		{"OPS_BEARER_TOKEN", "", "bearer token required on /metrics and /readyz details (16+ visible ASCII characters; /healthz and the /readyz verdict stay open); unset: open"},
 		{"OPS_BEARER_TOKEN_FILE", "", "file holding the ops bearer token (a mounted secret), instead of OPS_BEARER_TOKEN"},
+		{"GOGC", "400", "garbage collector target: percent of heap growth between collections (Go's GOGC, whose default is 100), or off; GOMEMLIMIT caps the heap"},
 		{"PPROF", "false", "serve Go's /debug/pprof/ CPU and allocation profiles on HTTP_ADDR (behind OPS_BEARER_TOKEN when set); for benchmarks and diagnosis, off in production"},
 		{"BATCH_SIZE", "1000", "micro-batch size (1..100000)"},
 		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
@@ -201,6 +208,15 @@ func (p *parser) duration(name string) time.Duration {
 	return d
 }
 
+// gcPercent reads a garbage collector target as Go's runtime does: a percentage, or "off"
+// (-1).
+func (p *parser) gcPercent(name string) int {
+	if v := p.raw(name); strings.EqualFold(v, "off") {
+		return -1
+	}
+	return p.int(name, 1, 1_000_000)
+}
+
 // retention reads a topic retention: a positive duration (Go syntax, or whole days such as
 // 400d) of at least a millisecond, or "infinite"/"-1" for stream.RetentionInfinite.
 func (p *parser) retention(name string) time.Duration {
@@ -270,6 +286,7 @@ func Load(env Env, httpDefault string) (Common, error) {
 		PolicyFile:        p.str("POLICY_FILE"),
 		HTTPAddr:          p.str("HTTP_ADDR"),
 		Profiling:         p.bool("PPROF"),
+		GCPercent:         p.gcPercent("GOGC"),
 		BatchSize:         p.int("BATCH_SIZE", 1, 100_000),
 		OutboxMax:         p.int("OUTBOX_MAX_ENTRIES", 1000, 100_000_000),
 		Linger:            p.duration("BATCH_LINGER"),

@@ -136,3 +136,19 @@ func TestDeadLetterRecordLimitDefaultsAndIsValidated(t *testing.T) {
 		}
 	}
 }
+
+// GOGC defaults to 400 for the services, takes Go's own syntax ("off" included) and refuses
+// anything else by name.
+func TestGCTargetDefaultsTo400AndReadsGoSyntax(t *testing.T) {
+	for v, want := range map[string]int{"": 400, "100": 100, "off": -1, "OFF": -1, "2000": 2000} {
+		c, err := config.Load(env(map[string]string{"GOGC": v}), "")
+		if err != nil || c.GCPercent != want {
+			t.Errorf("GOGC=%q: %d, %v; want %d", v, c.GCPercent, err, want)
+		}
+	}
+	for _, v := range []string{"0", "-5", "fast", "1.5"} {
+		if _, err := config.Load(env(map[string]string{"GOGC": v}), ""); err == nil || !strings.Contains(err.Error(), "GOGC") {
+			t.Errorf("GOGC=%q: got %v, want an error naming the variable", v, err)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -560,6 +561,7 @@ func Main(b Binary) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
+	debug.SetGCPercent(cfg.GCPercent)
 	redisconn.RouteLogs(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
