@@ -67,26 +67,61 @@ func (m BGNBD) Validate() error {
 // LogLikelihood is the log-likelihood of one customer's summary (FHL 2005,
 // equation 6), computed in log space.
 func (m BGNBD) LogLikelihood(s Summary) float64 {
-	r, alpha, a, b, x := m.R, m.Alpha, m.A, m.B, s.X
+	return m.logLikelihoodWith(m.termsOf(s.X), s)
+}
+
+// bgnbdTerms are the parts of the log-likelihood that depend on the
+// parameters and the number of repeat purchases only. A fit sums over
+// summaries sorted by X, so it computes them (four log-gammas) once per
+// distinct X instead of once per customer; the sums are grouped as
+// LogLikelihood groups them, so either way gives the same bits.
+type bgnbdTerms struct {
+	x   float64
+	a12 float64 // log Γ(r+x) − log Γ(r) + r log α + log B(a, b+x) − log B(a, b)
+	a4  float64 // log a − log(b+x−1), for x > 0
+}
+
+func (m BGNBD) termsOf(x float64) bgnbdTerms {
+	r, alpha, a, b := m.R, m.Alpha, m.A, m.B
 	lr, _ := math.Lgamma(r + x)
 	lr0, _ := math.Lgamma(r)
 	a1 := lr - lr0 + r*math.Log(alpha)
 	a2 := lbeta(a, b+x) - lbeta(a, b)
+	t := bgnbdTerms{x: x, a12: a1 + a2}
+	if x != 0 {
+		t.a4 = math.Log(a) - math.Log(b+x-1)
+	}
+	return t
+}
+
+func (m BGNBD) logLikelihoodWith(t bgnbdTerms, s Summary) float64 {
+	r, alpha, x := m.R, m.Alpha, t.x
 	a3 := -(r + x) * math.Log(alpha+s.T)
 	if x == 0 {
-		return a1 + a2 + a3
+		return t.a12 + a3
 	}
-	a4 := math.Log(a) - math.Log(b+x-1) - (r+x)*math.Log(alpha+s.TX)
-	return a1 + a2 + logAddExp(a3, a4)
+	a4 := t.a4 - (r+x)*math.Log(alpha+s.TX)
+	return t.a12 + logAddExp(a3, a4)
+}
+
+// sumLogLikelihood is Σ weight(i) × LogLikelihood(summary(i)) over n summaries,
+// computing the X terms once per run of equal X.
+func (m BGNBD) sumLogLikelihood(n int, summary func(int) Summary, weight func(int) float64) float64 {
+	var ll float64
+	var t bgnbdTerms
+	for i := range n {
+		s := summary(i)
+		if i == 0 || s.X != t.x {
+			t = m.termsOf(s.X)
+		}
+		ll += weight(i) * m.logLikelihoodWith(t, s)
+	}
+	return ll
 }
 
 // TotalLogLikelihood sums LogLikelihood over a population.
 func (m BGNBD) TotalLogLikelihood(ss []Summary) float64 {
-	var ll float64
-	for _, s := range ss {
-		ll += m.LogLikelihood(s)
-	}
-	return ll
+	return m.sumLogLikelihood(len(ss), func(i int) Summary { return ss[i] }, func(int) float64 { return 1 })
 }
 
 // logOddsDead is log(P(dead)/P(alive)) for a customer with x > 0.

@@ -104,10 +104,7 @@ func FitBGNBDPenalized(ss []Summary, penalizer float64) (BGNBDFit, error) {
 	pop := compress(ss, func(s Summary) Summary { s.Monetary = 0; return s })
 	nll := func(v []float64) float64 {
 		m := BGNBD{R: math.Exp(v[0]), Alpha: math.Exp(v[1]), A: math.Exp(v[2]), B: math.Exp(v[3])}
-		var ll float64
-		for _, g := range pop {
-			ll += g.n * m.LogLikelihood(g.s)
-		}
+		ll := m.sumLogLikelihood(len(pop), func(i int) Summary { return pop[i].s }, func(i int) float64 { return pop[i].n })
 		if math.IsNaN(ll) {
 			return math.Inf(1)
 		}
@@ -172,10 +169,7 @@ func FitGammaGamma(ss []Summary) (GammaGammaFit, error) {
 	}
 	nll := func(v []float64) float64 {
 		m := GammaGamma{P: math.Exp(v[0]), Q: math.Exp(v[1]), Gamma: math.Exp(v[2])}
-		var ll float64
-		for _, g := range scaled {
-			ll += g.n * m.LogLikelihood(g.s)
-		}
+		ll := m.sumLogLikelihood(len(scaled), func(i int) Summary { return scaled[i].s }, func(i int) float64 { return scaled[i].n })
 		if math.IsNaN(ll) {
 			return math.Inf(1)
 		}
@@ -189,10 +183,7 @@ func FitGammaGamma(ss []Summary) (GammaGammaFit, error) {
 		return GammaGammaFit{}, fmt.Errorf("fitting Gamma-Gamma: %w", err)
 	}
 	params := GammaGamma{P: math.Exp(v[0]), Q: math.Exp(v[1]), Gamma: math.Exp(v[2]) * scale}
-	var ll float64
-	for _, g := range pop {
-		ll += g.n * params.LogLikelihood(g.s)
-	}
+	ll := params.sumLogLikelihood(len(pop), func(i int) Summary { return pop[i].s }, func(i int) float64 { return pop[i].n })
 	return GammaGammaFit{
 		Params:    params,
 		LogLik:    ll,

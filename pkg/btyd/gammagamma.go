@@ -32,25 +32,57 @@ func (m GammaGamma) Validate() error {
 // transaction value given x repeat transactions. Customers with X = 0 or a
 // non-positive mean contribute nothing (they carry no spend information).
 func (m GammaGamma) LogLikelihood(s Summary) float64 {
-	x, mx := s.X, s.Monetary
-	if x <= 0 || mx <= 0 {
-		return 0
+	return m.logLikelihoodWith(m.termsOf(s.X), s)
+}
+
+// gammaGammaTerms are the parts of the log-likelihood that depend on the
+// parameters and X only (three log-gammas), computed once per distinct X by a
+// fit; grouped as LogLikelihood groups them, so either way gives the same bits.
+type gammaGammaTerms struct {
+	x, px float64
+	head  float64 // log Γ(px+q) − log Γ(px) − log Γ(q) + q log γ
+	pxlx  float64 // px log x
+}
+
+func (m GammaGamma) termsOf(x float64) gammaGammaTerms {
+	if x <= 0 {
+		return gammaGammaTerms{x: x}
 	}
 	p, q, g := m.P, m.Q, m.Gamma
 	px := p * x
 	l1, _ := math.Lgamma(px + q)
 	l2, _ := math.Lgamma(px)
 	l3, _ := math.Lgamma(q)
-	return l1 - l2 - l3 + q*math.Log(g) + (px-1)*math.Log(mx) + px*math.Log(x) - (px+q)*math.Log(g+x*mx)
+	return gammaGammaTerms{x: x, px: px, head: l1 - l2 - l3 + q*math.Log(g), pxlx: px * math.Log(x)}
+}
+
+func (m GammaGamma) logLikelihoodWith(t gammaGammaTerms, s Summary) float64 {
+	x, mx := t.x, s.Monetary
+	if x <= 0 || mx <= 0 {
+		return 0
+	}
+	px := t.px
+	return t.head + (px-1)*math.Log(mx) + t.pxlx - (px+m.Q)*math.Log(m.Gamma+x*mx)
+}
+
+// sumLogLikelihood is Σ weight(i) × LogLikelihood(summary(i)) over n summaries,
+// computing the X terms once per run of equal X.
+func (m GammaGamma) sumLogLikelihood(n int, summary func(int) Summary, weight func(int) float64) float64 {
+	var ll float64
+	var t gammaGammaTerms
+	for i := range n {
+		s := summary(i)
+		if i == 0 || s.X != t.x {
+			t = m.termsOf(s.X)
+		}
+		ll += weight(i) * m.logLikelihoodWith(t, s)
+	}
+	return ll
 }
 
 // TotalLogLikelihood sums LogLikelihood over a population.
 func (m GammaGamma) TotalLogLikelihood(ss []Summary) float64 {
-	var ll float64
-	for _, s := range ss {
-		ll += m.LogLikelihood(s)
-	}
-	return ll
+	return m.sumLogLikelihood(len(ss), func(i int) Summary { return ss[i] }, func(int) float64 { return 1 })
 }
 
 // ExpectedSpend is the conditional expected value of one future transaction
