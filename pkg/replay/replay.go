@@ -465,6 +465,12 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 // job and its polls are cheap reads.
 const replayPoll = 10 * time.Millisecond
 
+// drainQuiet is how long a replay's namespace must stay with nothing due and nothing in its
+// outbox before the replay ends: several polls of its sweeper and relay, each of which
+// would have shown work they had taken on (a due customer stays due, an outbox entry stays
+// in the outbox, until its write or its publication is done).
+const drainQuiet = 10 * replayPoll
+
 // waitForGate holds the merge while the next record is further past the cut-point gate than
 // a customer's state can keep open (pipeline.Scorer.Gate).
 func waitForGate(ctx context.Context, scorer *pipeline.Scorer, next time.Time, bgErr <-chan error) error {
@@ -558,7 +564,8 @@ func commitPositions(ctx context.Context, admin *stream.Admin, group string, msg
 	return nil
 }
 
-// drain waits until the sweeper has nothing due and the outbox is empty.
+// drain waits until the sweeper has nothing due and the outbox is empty, and has stayed so
+// for drainQuiet.
 func drain(ctx context.Context, rt *Target, required []string, bgErr <-chan error) error {
 	quietSince := time.Time{}
 	for {
@@ -567,7 +574,7 @@ func drain(ctx context.Context, rt *Target, required []string, bgErr <-chan erro
 			return err
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(2 * replayPoll):
 		}
 		busy, err := pending(ctx, rt, required)
 		if err != nil {
@@ -580,7 +587,7 @@ func drain(ctx context.Context, rt *Target, required []string, bgErr <-chan erro
 		if quietSince.IsZero() {
 			quietSince = time.Now()
 		}
-		if time.Since(quietSince) > time.Second {
+		if time.Since(quietSince) > drainQuiet {
 			return nil
 		}
 	}
