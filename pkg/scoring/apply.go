@@ -186,25 +186,53 @@ func Close(s State, wm time.Time, p *Policy) (State, []Change) {
 // cut-point boundary days, a fixed grid, so that the chain of deadlines does not depend on when earlier evaluations ran.
 // The zero time means the customer has never been seen.
 func NextDeadline(s State, p *Policy) time.Time {
+	due, _ := lookAhead(s, p)
+	return due
+}
+
+// ahead is what lookAhead learnt on its way to the deadline: a copy of the state with the
+// days before the deadline's day closed (through day), and whether closing the deadline's
+// day is left (rest) or was done (changes, its changes).
+type ahead struct {
+	sim     State
+	day     Day
+	rest    bool
+	changes []Change
+}
+
+// lookAhead finds NextDeadline by closing days on a copy of s. The copy is returned too
+// (nil when the deadline was not simulated): once closed through the deadline's day it is
+// exactly what Close(s, deadline) returns, since no day before the deadline changes anything,
+// so Sweep takes it instead of closing the same days a second time.
+func lookAhead(s State, p *Policy) (time.Time, *ahead) {
 	if !s.started() {
-		return time.Time{}
+		return time.Time{}, nil
 	}
 	from := min(s.EvalDay, s.TierDay)
 	if p.Sealed != nil && *p.Sealed != NotSealed && s.EvalDay >= NextBoundary(*p.Sealed, p) {
 		// The days after the gate are scored with cut points not sealed yet: look again as
 		// soon as they are, rather than at a deadline simulated with the wrong ones.
-		return DayCloses(from+1, p)
+		return DayCloses(from+1, p), nil
 	}
 	recheck := recheckDay(from, p)
-	sim := s.clone()
+	a := &ahead{sim: s.clone(), day: recheck, rest: true}
 	var buf []Change
 	for d := from + 1; d < recheck; d++ {
-		buf = sim.closeDay(d, p, buf[:0])
+		buf = a.sim.closeDay(d, p, buf[:0])
 		if len(buf) > 0 {
-			return DayCloses(d, p)
+			a.day, a.rest, a.changes = d, false, buf
+			return DayCloses(d, p), a
 		}
 	}
-	return DayCloses(recheck, p)
+	return DayCloses(recheck, p), a
+}
+
+// closed returns the state closed through the deadline's day and that day's changes.
+func (a *ahead) closed(p *Policy) (State, []Change) {
+	if a.rest {
+		a.changes, a.rest = a.sim.closeDay(a.day, p, nil), false
+	}
+	return a.sim, a.changes
 }
 
 // recheckDay is the first re-check day after d: the next day divisible by max_deadline_days,
@@ -226,11 +254,17 @@ func Sweep(s State, wm time.Time, p *Policy) (State, []Change, time.Time) {
 	wm = CloseBound(wm, p)
 	var out []Change
 	for {
-		due := NextDeadline(s, p)
+		due, a := lookAhead(s, p)
 		if due.IsZero() || due.After(wm) {
 			return s, out, due
 		}
-		next, changes := Close(s, due, p)
+		var next State
+		var changes []Change
+		if a != nil {
+			next, changes = a.closed(p)
+		} else {
+			next, changes = Close(s, due, p)
+		}
 		if min(next.EvalDay, next.TierDay) <= min(s.EvalDay, s.TierDay) {
 			return s, out, due // unreachable: a deadline always closes a day
 		}

@@ -294,6 +294,34 @@ func TestPropertySweepsAtDifferentClocksConverge(t *testing.T) {
 	})
 }
 
+// TestPropertySweepTakesTheLookAheadsStateAsCloseWouldMakeIt: Sweep keeps the days
+// NextDeadline closed on a copy instead of closing them again with Close; the state, the
+// changes and the next deadline are those of closing them again.
+func TestPropertySweepTakesTheLookAheadsStateAsCloseWouldMakeIt(t *testing.T) {
+	p := DefaultPolicy()
+	rapid.Check(t, func(t *rapid.T) {
+		events := withOffsets(genHistory(t, p))
+		s, _ := run(t, events, p)
+		end := msTime(s.ClockMs).Add(time.Duration(rapid.IntRange(0, 500).Draw(t, "days")) * 24 * time.Hour)
+		got, gotChanges, gotNext := Sweep(s, end, p)
+
+		want, wantChanges := s, []Change(nil)
+		wantNext := NextDeadline(want, p)
+		for !wantNext.IsZero() && !wantNext.After(end) {
+			var ch []Change
+			want, ch = Close(want, wantNext, p)
+			wantChanges = append(wantChanges, ch...)
+			wantNext = NextDeadline(want, p)
+		}
+		if a, b := got.MarshalFields(), want.MarshalFields(); !reflect.DeepEqual(a, b) {
+			t.Fatalf("Sweep to %s and closing at each deadline differ:\n sweep: %v\n close: %v", end, a, b)
+		}
+		if describe(gotChanges) != describe(wantChanges) || !gotNext.Equal(wantNext) {
+			t.Fatalf("changes or next deadline differ:\n sweep: %s, next %s\n close: %s, next %s", describe(gotChanges), gotNext, describe(wantChanges), wantNext)
+		}
+	})
+}
+
 func TestPropertyStoredFieldsRoundTripAndStaySmall(t *testing.T) {
 	p := DefaultPolicy()
 	rapid.Check(t, func(t *rapid.T) {
