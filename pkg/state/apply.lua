@@ -112,10 +112,13 @@ for i = 2 * nshards + 3, #KEYS, 2 do
     for j = 0, nt - 1 do
       entries[j + 1] = ARGV[a + j]
     end
+    local len = 0
     for s = 1, #entries, 1000 do
-      redis.call('LPUSH', KEYS[i + 1], unpack(entries, s, math.min(s + 999, #entries)))
+      len = redis.call('LPUSH', KEYS[i + 1], unpack(entries, s, math.min(s + 999, #entries)))
     end
-    redis.call('LTRIM', KEYS[i + 1], 0, keep - 1)
+    if len > keep then -- LPUSH answers the list's new length: trim only a list over its bound
+      redis.call('LTRIM', KEYS[i + 1], 0, keep - 1)
+    end
   end
   a = a + nt
   c = c + 1
