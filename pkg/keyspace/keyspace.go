@@ -94,6 +94,11 @@ func (k Keyspace) Deadlines(shard int) string { return "loy:" + k.ns + ":due:" +
 // Histogram is the shard's hash of population histogram counters (RFM cut points).
 func (k Keyspace) Histogram(shard int) string { return "loy:" + k.ns + ":hist:" + tag(shard) }
 
+// Journal is the stream of increments written to a counter hash (Histogram or KPI) and not
+// yet folded into it, in the hash's slot: a write appends one entry instead of one HINCRBY
+// per field, and readers add the entries to the hash (package state, "counter journal").
+func (k Keyspace) Journal(counters string) string { return counters + ":journal" }
+
 // Transitions is the customer's list of its latest tier, churn and segment changes, newest
 // first, in the customer's slot.
 func (k Keyspace) Transitions(id string) string { return k.CustomerKey("tx", id) }

@@ -2,49 +2,29 @@
 -- shards (every shard of a batch on a single server, one per call on a Cluster; see
 -- Store.write). See store.go and value.go; the function customer_version (value.go) is
 -- prepended to this source.
--- KEYS: the histogram hash and KPI counter hash the call's increments go to (its first
--- shard's), then per shard of the call its outbox stream and deadline zset (2 keys each), then
--- per customer its state key and its transition list.
--- ARGV[1] the transition list's bound, ARGV[2] the number of shards S; n, then n (field,
--- total) histogram increments, m, then m (field, total) KPI increments, summed over every
--- customer of the call. Then per customer: its shard (1..S), id, expected version, 's' and
--- the compact value (with the new version in its head) or 'h', n fields, (field, value)* for a
--- hash; deadline ms or ""; n outbox entries, (topic, key, event id, value, source time ms or
--- "")*; its histogram and its KPI increments packed as "field\tdelta\n" lines ("" for none);
+-- KEYS: the histogram and KPI counter journals the call's increments go to (its first
+-- shard's; see journal.go), then per shard of the call its outbox stream and deadline zset (2
+-- keys each), then per customer its state key and its transition list.
+-- ARGV[1] the transition list's bound, ARGV[2] the number of shards S; ARGV[3] and ARGV[4] the
+-- histogram and KPI increments summed over every customer of the call, packed as
+-- "field\tdelta\n" lines ("" for none). Then per customer: its shard (1..S), id, expected
+-- version, 's' and the compact value (with the new version in its head) or 'h', n fields,
+-- (field, value)* for a hash; deadline ms or ""; n outbox entries, (topic, key, event id,
+-- value, source time ms or "")*; its histogram and its KPI increments packed the same way;
 -- n transitions, (entry)* (oldest first).
 -- A customer whose version moved is not written, and its increments are taken off the
--- totals; then the totals are applied once per field, and each shard's deadlines with one ZADD
--- and one ZREM.
+-- totals: each journal gets one entry, the totals as 'd' and the refused customers'
+-- increments as 'u' (subtracted when read or folded). Each shard's deadlines are set with one
+-- ZADD and one ZREM.
 -- Returns the 0-based indexes of customers whose version had moved (nothing written for them).
 local conflicts = {}
 local keep = tonumber(ARGV[1])
 local nshards = tonumber(ARGV[2])
-local a = 3
+local a = 5
 local shards = {}
-local function totals()
-  local sums, order = {}, {}
-  local n = tonumber(ARGV[a])
-  a = a + 1
-  for _ = 1, n do
-    order[#order + 1] = ARGV[a]
-    sums[ARGV[a]] = tonumber(ARGV[a + 1])
-    a = a + 2
-  end
-  return { sums = sums, order = order }
-end
-local hist = totals()
-local kpi = totals()
+local untaken_hist, untaken_kpi = {}, {}
 for s = 1, nshards do
   shards[s] = { outbox = KEYS[2 * s + 1], zadd = {}, zrem = {} }
-end
-local function untake(t, packed)
-  for f, d in string.gmatch(packed, '([^\t\n]+)\t(-?%d+)\n') do
-    if t.sums[f] == nil then
-      t.order[#t.order + 1] = f
-      t.sums[f] = 0
-    end
-    t.sums[f] = t.sums[f] - tonumber(d)
-  end
 end
 local c = 0
 for i = 2 * nshards + 3, #KEYS, 2 do
@@ -101,8 +81,12 @@ for i = 2 * nshards + 3, #KEYS, 2 do
     end
   else
     a = a + 5 * no
-    untake(hist, ARGV[a])
-    untake(kpi, ARGV[a + 1])
+    if ARGV[a] ~= '' then
+      untaken_hist[#untaken_hist + 1] = ARGV[a]
+    end
+    if ARGV[a + 1] ~= '' then
+      untaken_kpi[#untaken_kpi + 1] = ARGV[a + 1]
+    end
   end
   a = a + 2
   local nt = tonumber(ARGV[a])
@@ -129,12 +113,11 @@ local function chunked(cmd, key, list)
     redis.call(cmd, key, unpack(list, s, math.min(s + 999, #list)))
   end
 end
-local function apply(key, t)
-  for _, f in ipairs(t.order) do
-    local v = t.sums[f]
-    if v ~= 0 then
-      redis.call('HINCRBY', key, f, string.format('%d', v))
-    end
+local function journal(key, totals, untaken)
+  if #untaken > 0 then
+    redis.call('XADD', key, '*', 'd', totals, 'u', table.concat(untaken))
+  elseif totals ~= '' then
+    redis.call('XADD', key, '*', 'd', totals)
   end
 end
 for s = 1, nshards do
@@ -142,6 +125,6 @@ for s = 1, nshards do
   chunked('ZADD', KEYS[2 * s + 2], sh.zadd)
   chunked('ZREM', KEYS[2 * s + 2], sh.zrem)
 end
-apply(KEYS[1], hist)
-apply(KEYS[2], kpi)
+journal(KEYS[1], ARGV[3], untaken_hist)
+journal(KEYS[2], ARGV[4], untaken_kpi)
 return conflicts

@@ -23,13 +23,13 @@ type ShardHistogram struct {
 }
 
 // readHistogramLua reads shards' earliest deadlines and their counters in one step.
-// KEYS: per shard its deadline zset and its counter hash. Returns per shard
-// {earliest deadline ms or an empty string, flat fields}.
+// KEYS: per shard its deadline zset, its counter hash and the hash's journal (journal.go).
+// Returns per shard {earliest deadline ms or an empty string, flat fields, journal entries}.
 const readHistogramLua = `
 local out = {}
-for i = 1, #KEYS, 2 do
+for i = 1, #KEYS, 3 do
   local first = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-  out[#out + 1] = {first[2] or '', redis.call('HGETALL', KEYS[i + 1])}
+  out[#out + 1] = {first[2] or '', redis.call('HGETALL', KEYS[i + 1]), redis.call('XRANGE', KEYS[i + 2], '-', '+')}
 end
 return out`
 
@@ -57,7 +57,7 @@ func (s *Store) readCounters(ctx context.Context, key func(int) string, what str
 			groups = append(groups, nil)
 		}
 		last := len(groups) - 1
-		groups[last] = append(groups[last], s.keys.Deadlines(i), key(i))
+		groups[last] = append(groups[last], s.keys.Deadlines(i), key(i), s.keys.Journal(key(i)))
 	}
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(groups))
@@ -89,7 +89,7 @@ func (s *Store) readCounters(ctx context.Context, key func(int) string, what str
 
 func parseShardHistogram(v any) (ShardHistogram, error) {
 	parts, ok := v.([]any)
-	if !ok || len(parts) != 2 {
+	if !ok || len(parts) != 3 {
 		return ShardHistogram{}, fmt.Errorf("unexpected reply %v", v)
 	}
 	h := ShardHistogram{}
@@ -109,7 +109,18 @@ func parseShardHistogram(v any) (ShardHistogram, error) {
 		if err != nil {
 			return ShardHistogram{}, fmt.Errorf("field %q holds %q: %w", field, text, err)
 		}
-		h.Counters[field] = n
+		h.Counters[field] += n
+	}
+	entries, _ := parts[2].([]any)
+	for _, e := range entries {
+		entry, _ := e.([]any)
+		if len(entry) != 2 {
+			return ShardHistogram{}, fmt.Errorf("counter journal entry %v", e)
+		}
+		flat, _ := entry[1].([]any)
+		if err := addEntry(h.Counters, flat); err != nil {
+			return ShardHistogram{}, fmt.Errorf("counter journal entry %v: %w", entry[0], err)
+		}
 	}
 	return h, nil
 }
@@ -118,6 +129,11 @@ func parseShardHistogram(v any) (ShardHistogram, error) {
 func (s *Store) DropHistogramFields(ctx context.Context, shard int, fields []string) error {
 	if len(fields) == 0 {
 		return nil
+	}
+	// Their increments still in the journal go into the hash first, to be dropped with it
+	// (a sealed boundary gets no more: its samples were complete when it was sealed).
+	if err := s.foldAll(ctx, s.keys.Histogram(shard)); err != nil {
+		return err
 	}
 	if err := s.rdb.HDel(ctx, s.keys.Histogram(shard), fields...).Err(); err != nil {
 		return fmt.Errorf("dropping histogram counters of shard %d: %w", shard, err)

@@ -123,6 +123,8 @@ type Store struct {
 	// New sets it on a single server; a Redis Cluster needs a script's keys in one slot, so
 	// there each shard is one call (and its increments stay in its own counters).
 	SpanShards bool
+	// folds counts the entries this store appended to each counter journal (journal.go).
+	folds journalFolds
 }
 
 // ErrTooManyConflicts is returned when a customer kept changing under the store.
@@ -131,7 +133,7 @@ var ErrTooManyConflicts = errors.New("customer state kept changing concurrently"
 // New returns a store and loads its script (so a broken server setup fails at start-up).
 // metrics may be nil.
 func New(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, metrics *Metrics) (*Store, error) {
-	if err := redisconn.LoadAll(ctx, rdb, applyScript, quarantine); err != nil {
+	if err := redisconn.LoadAll(ctx, rdb, applyScript, quarantine, foldScript); err != nil {
 		return nil, err
 	}
 	if metrics == nil {
@@ -390,6 +392,17 @@ func (s *Store) write(ctx context.Context, byShard map[int][]prepared) (conflict
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("writing customer states: %w", err)
 	}
+	var due []string
+	for _, group := range groups {
+		for _, counters := range []string{s.keys.Histogram(group[0]), s.keys.KPI(group[0])} {
+			if s.folds.add(counters) {
+				due = append(due, counters)
+			}
+		}
+	}
+	if err := s.foldJournals(ctx, due); err != nil {
+		return nil, 0, 0, err
+	}
 	for i, group := range groups {
 		idx, err := cmds[i].Int64Slice()
 		if err != nil {
@@ -422,13 +435,12 @@ func (s *Store) scriptArgs(group []int, byShard map[int][]prepared) ([]string, [
 		n += len(byShard[shard])
 	}
 	keys := make([]string, 0, 2+2*len(group)+2*n)
-	args := make([]any, 0, 2+32+n*12)
-	args = append(args, MaxTransitions, len(group))
-	// The increments go to the first shard's counters, summed over every customer of the call:
-	// the script applies them once per field, less those of customers whose write it refused.
-	// Readers sum the shards' counters and read them atomically with the deadlines of every
-	// shard a call can span (readCounters).
-	keys = append(keys, s.keys.Histogram(group[0]), s.keys.KPI(group[0]))
+	args := make([]any, 0, 4+n*12)
+	// The increments go to the first shard's counter journals, summed over every customer of
+	// the call: one entry per journal, less those of customers whose write the script refused.
+	// Readers sum the shards' counters and journals, and read them atomically with the
+	// deadlines of every shard a call can span (readCounters).
+	keys = append(keys, s.keys.Journal(s.keys.Histogram(group[0])), s.keys.Journal(s.keys.KPI(group[0])))
 	hist, kpi := map[string]int64{}, map[string]int64{}
 	for _, shard := range group {
 		keys = append(keys, s.keys.Outbox(shard), s.keys.Deadlines(shard))
@@ -441,8 +453,7 @@ func (s *Store) scriptArgs(group []int, byShard map[int][]prepared) ([]string, [
 			}
 		}
 	}
-	args = appendTotals(args, hist)
-	args = appendTotals(args, kpi)
+	args = append(args, MaxTransitions, len(group), packTotals(hist), packTotals(kpi))
 	for g, shard := range group {
 		for _, p := range byShard[shard] {
 			keys = append(keys, s.keys.Customer(p.id), s.keys.Transitions(p.id))
@@ -482,25 +493,8 @@ func (s *Store) scriptArgs(group []int, byShard map[int][]prepared) ([]string, [
 	return keys, args
 }
 
-// appendTotals appends n and the n (field, total) pairs with a total other than zero, in
-// field order.
-func appendTotals(args []any, totals map[string]int64) []any {
-	fields := make([]string, 0, len(totals))
-	for f, d := range totals {
-		if d != 0 {
-			fields = append(fields, f)
-		}
-	}
-	sort.Strings(fields)
-	args = append(args, len(fields))
-	for _, f := range fields {
-		args = append(args, f, totals[f])
-	}
-	return args
-}
-
-// packDeltas packs one customer's increments as "field\tdelta\n" lines, which the script reads
-// only when it refuses the customer's write (to take them off the shard's totals).
+// packDeltas packs one customer's increments as "field\tdelta\n" lines, which the script
+// journals only when it refuses the customer's write (to take them off the call's totals).
 func packDeltas(deltas map[string]int64) string {
 	if len(deltas) == 0 {
 		return ""

@@ -67,6 +67,83 @@ var contract = []struct {
 	name string
 	run  func(t *testing.T, rdb redis.UniversalClient, s *state.Store)
 }{
+	{"counters written through journals by racing writers sum exactly, folded and bounded", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		k := s.Keys()
+		// Three stores (three services) write overlapping customers at once, so writes are
+		// refused and retried (their increments taken off a call's totals), and each store
+		// folds the journals it appends to.
+		const writers, rounds, customers = 3, 60, 12
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w := range writers {
+			store, err := state.New(ctx, rdb, k, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := range rounds {
+					ids := make([]string, customers)
+					for i := range ids {
+						ids[i] = fmt.Sprintf("j-%d", (i+r+w)%customers)
+					}
+					_, err := store.Apply(ctx, ids, func(id string, _ state.Current) (state.Update, error) {
+						return state.Update{Value: []byte(id), KPI: map[string]int64{"orders": 1, "w:" + strconv.Itoa(w): 2},
+							Histogram: map[string]int64{"b:" + strconv.Itoa(r%3): 1, "gone": 1}}, nil
+					})
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		kpis, hists := sumCounters(t, s.ReadKPI), sumCounters(t, s.ReadHistograms)
+		total := int64(writers * rounds * customers)
+		if kpis["orders"] != total || hists["gone"] != total || hists["b:0"]+hists["b:1"]+hists["b:2"] != total {
+			t.Fatalf("orders %d, gone %d, b:* %d+%d+%d: want %d each", kpis["orders"], hists["gone"], hists["b:0"], hists["b:1"], hists["b:2"], total)
+		}
+		for w := range writers {
+			if got := kpis["w:"+strconv.Itoa(w)]; got != int64(2*rounds*customers) {
+				t.Errorf("writer %d's counter %d, want %d", w, got, 2*rounds*customers)
+			}
+		}
+		folded := int64(0)
+		for shard := range k.Shards() {
+			n, _ := rdb.HGet(ctx, k.KPI(shard), "orders").Int64()
+			folded += n
+			// Each writer folds after 32 appends of its own: a journal never holds many more.
+			if n, err := rdb.XLen(ctx, k.Journal(k.KPI(shard))).Result(); err != nil || n > int64(writers*32) {
+				t.Errorf("shard %d's KPI journal holds %d entries (%v)", shard, n, err)
+			}
+		}
+		if folded == 0 || folded > total {
+			t.Errorf("folded orders %d: want some of the %d in the hashes", folded, total)
+		}
+		// Dropping a histogram field drops its journaled increments too, for good.
+		for shard := range k.Shards() {
+			if err := s.DropHistogramFields(ctx, shard, []string{"gone"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for r := range 2 * 32 {
+			if _, err := s.Apply(ctx, []string{"j-0"}, func(string, state.Current) (state.Update, error) {
+				return state.Update{Value: []byte{byte(r)}, Histogram: map[string]int64{"b:0": 1}}, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if hists := sumCounters(t, s.ReadHistograms); hists["gone"] != 0 || hists["b:0"]+hists["b:1"]+hists["b:2"] != total+64 {
+			t.Fatalf("after the drop: gone %d, b:* %d, want 0 and %d", hists["gone"], hists["b:0"]+hists["b:1"]+hists["b:2"], total+64)
+		}
+	}},
 	{"a new customer is written with its outbox entry, deadline and histogram in one step", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
 		ctx := context.Background()
 		res, err := s.Apply(ctx, []string{"c1"}, func(id string, cur state.Current) (state.Update, error) {
@@ -99,7 +176,7 @@ var contract = []struct {
 		if d, ok, err := s.Deadline(ctx, "c1"); err != nil || !ok || !d.Equal(at) {
 			t.Fatalf("deadline %v %v %v", d, ok, err)
 		}
-		if n, _ := rdb.HGet(ctx, k.Histogram(shard), "m:3").Int(); n != 1 {
+		if n := sumCounters(t, s.ReadHistograms)["m:3"]; n != 1 {
 			t.Fatalf("histogram m:3 = %d", n)
 		}
 	}},
@@ -329,22 +406,13 @@ var contract = []struct {
 			t.Fatalf("Apply: %+v %v, want %d written after one conflict", res, err, len(ids))
 		}
 		// Each customer's increments count once, wherever its shard's were summed.
-		orders, hist := 0, 0
-		for shard := range k.Shards() {
-			o, _ := rdb.HGet(ctx, k.KPI(shard), "orders").Int()
-			h, _ := rdb.HGet(ctx, k.Histogram(shard), "m:1").Int()
-			orders, hist = orders+o, hist+h
-		}
-		if orders != len(ids) || hist != 2*len(ids) {
+		kpis, hists := sumCounters(t, s.ReadKPI), sumCounters(t, s.ReadHistograms)
+		orders, hist := kpis["orders"], hists["m:1"]
+		if orders != int64(len(ids)) || hist != int64(2*len(ids)) {
 			t.Fatalf("orders %d, histogram m:1 %d: want %d and %d", orders, hist, len(ids), 2*len(ids))
 		}
 		for _, id := range ids {
-			v := 0
-			for shard := range k.Shards() {
-				n, _ := rdb.HGet(ctx, k.KPI(shard), "rev:"+id).Int()
-				v += n
-			}
-			if v != 100 {
+			if v := kpis["rev:"+id]; v != 100 {
 				t.Errorf("%s's own counter is %d, want 100", id, v)
 			}
 			if _, ok, _ := s.Deadline(ctx, id); !ok {
@@ -365,4 +433,20 @@ var contract = []struct {
 			t.Fatalf("State: %v, want ErrCorruptState", err)
 		}
 	}},
+}
+
+// sumCounters sums every shard's counters as a reader sees them (hash and journal).
+func sumCounters(t *testing.T, read func(context.Context) ([]state.ShardHistogram, error)) map[string]int64 {
+	t.Helper()
+	shards, err := read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := map[string]int64{}
+	for _, sh := range shards {
+		for f, n := range sh.Counters {
+			sum[f] += n
+		}
+	}
+	return sum
 }
