@@ -66,8 +66,12 @@ type BenchReport struct {
 	// BytesPerCustomer is the mean MEMORY USAGE of sampled customers' state keys (key
 	// included); CompactEncoded the share of them stored as one compact value.
 	BytesPerCustomer float64 `json:"redis_bytes_per_customer"`
-	BytesSampled     int     `json:"redis_customers_sampled"`
-	CompactEncoded   float64 `json:"redis_compact_share"`
+	// TransitionBytesPerCustomer is the mean MEMORY USAGE of the same customers' transition
+	// lists (0 for a customer without one): the console's recent changes, stored beside the
+	// state and as much part of a customer's cost.
+	TransitionBytesPerCustomer float64 `json:"redis_transition_bytes_per_customer"`
+	BytesSampled               int     `json:"redis_customers_sampled"`
+	CompactEncoded             float64 `json:"redis_compact_share"`
 	// StoreWrites and StoreConflicts are summed over every service's /metrics;
 	// ConflictRate = conflicts / (writes + conflicts), the share of write attempts retried.
 	StoreWrites    float64 `json:"store_writes"`
@@ -503,7 +507,7 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	if len(lat) > 0 {
 		rep.LatencyP50Ms, rep.LatencyP99Ms, rep.LatencyMaxMs = quantile(lat, 0.50), quantile(lat, 0.99), lat[len(lat)-1]
 	}
-	rep.BytesPerCustomer, rep.BytesSampled, rep.CompactEncoded, err = memoryPerCustomer(ctx, rdb, keys, 2000)
+	rep.BytesPerCustomer, rep.TransitionBytesPerCustomer, rep.BytesSampled, rep.CompactEncoded, err = memoryPerCustomer(ctx, rdb, keys, 2000)
 	if err != nil || o.naive <= 0 {
 		return rep, err
 	}
@@ -773,17 +777,17 @@ func scrape(ctx context.Context, addr, opsToken string) (map[string]float64, err
 	return out, sc.Err()
 }
 
-// memoryPerCustomer samples up to n customers: the mean MEMORY USAGE of their state keys, and
-// the share stored as compact values (strings; the rest are hashes: the former layout, or
-// tombstones).
-func memoryPerCustomer(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, n int) (float64, int, float64, error) {
-	var sampled, compact int
-	var total int64
+// memoryPerCustomer samples up to n customers: the mean MEMORY USAGE of their state keys and
+// of their transition lists, and the share of states stored as compact values (strings; the
+// rest are hashes: the former layout, or tombstones).
+func memoryPerCustomer(ctx context.Context, rdb redisconn.Client, keys keyspace.Keyspace, n int) (state, transitions float64, sampled int, compactShare float64, err error) {
+	var compact int
+	var stateTotal, txTotal int64
 	var cursor uint64
 	for sampled < n {
 		batch, next, err := rdb.Scan(ctx, cursor, keys.Prefix()+"c:*", 500).Result()
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("scanning customers: %w", err)
+			return 0, 0, 0, 0, fmt.Errorf("scanning customers: %w", err)
 		}
 		for _, k := range batch {
 			if sampled >= n {
@@ -791,12 +795,17 @@ func memoryPerCustomer(ctx context.Context, rdb redisconn.Client, keys keyspace.
 			}
 			size, err := rdb.MemoryUsage(ctx, k, 0).Result()
 			if err != nil {
-				return 0, 0, 0, fmt.Errorf("MEMORY USAGE: %w", err)
+				return 0, 0, 0, 0, fmt.Errorf("MEMORY USAGE: %w", err)
 			}
 			if typ, _ := rdb.Type(ctx, k).Result(); typ == "string" {
 				compact++
 			}
-			total += size
+			tx, err := rdb.MemoryUsage(ctx, keys.Transitions(keys.CustomerOfKey(k)), 0).Result()
+			if err != nil && !redisconn.IsNil(err) {
+				return 0, 0, 0, 0, fmt.Errorf("MEMORY USAGE of a transition list: %w", err)
+			}
+			stateTotal += size
+			txTotal += tx
 			sampled++
 		}
 		if cursor = next; cursor == 0 {
@@ -804,9 +813,9 @@ func memoryPerCustomer(ctx context.Context, rdb redisconn.Client, keys keyspace.
 		}
 	}
 	if sampled == 0 {
-		return 0, 0, 0, errors.New("no customer state found")
+		return 0, 0, 0, 0, errors.New("no customer state found")
 	}
-	return float64(total) / float64(sampled), sampled, float64(compact) / float64(sampled), nil
+	return float64(stateTotal) / float64(sampled), float64(txTotal) / float64(sampled), sampled, float64(compact) / float64(sampled), nil
 }
 
 // deleteNamespace removes every key of the benchmark's namespace.
@@ -835,7 +844,8 @@ func printBenchTable(w io.Writer, r BenchReport) {
 	row("drained", fmt.Sprintf("%.1f s (outbox empty, nothing due)", r.DrainedSeconds))
 	row("derived events", fmt.Sprintf("%d (%d with an input record as source)", r.Derived, r.LatencySamples))
 	row("produce→derived latency", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms, max %.0f ms", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs))
-	row("redis bytes/customer", fmt.Sprintf("%.0f (MEMORY USAGE, %d sampled, %.0f%% compact values)", r.BytesPerCustomer, r.BytesSampled, 100*r.CompactEncoded))
+	row("redis bytes/customer", fmt.Sprintf("%.0f state + %.0f transition list = %.0f (MEMORY USAGE, %d sampled, %.0f%% compact values)",
+		r.BytesPerCustomer, r.TransitionBytesPerCustomer, r.BytesPerCustomer+r.TransitionBytesPerCustomer, r.BytesSampled, 100*r.CompactEncoded))
 	row("store conflict rate", fmt.Sprintf("%.2f%% (%.0f conflicts, %.0f writes)", 100*r.ConflictRate, r.StoreConflicts, r.StoreWrites))
 	if r.Live {
 		row("watermark lag (live)", fmt.Sprintf("p50 %.1f s, p99 %.1f s, max %.1f s (%d samples)",

@@ -180,3 +180,7 @@ type zapPrintf struct{ log *zap.Logger }
 func (z zapPrintf) Printf(_ context.Context, format string, args ...any) {
 	z.log.Debug(fmt.Sprintf(format, args...), zap.String("source", "go-redis"))
 }
+
+// IsNil reports whether err is Redis's nil reply (no such key), for packages that reach Redis
+// through a Client without importing go-redis.
+func IsNil(err error) bool { return errors.Is(err, redis.Nil) }
