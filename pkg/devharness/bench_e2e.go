@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -77,6 +78,10 @@ type BenchReport struct {
 	StoreWrites    float64 `json:"store_writes"`
 	StoreConflicts float64 `json:"store_conflicts"`
 	ConflictRate   float64 `json:"store_conflict_rate"`
+	// WritesByService is each service's share of StoreWrites; SweeperEvaluations the
+	// customers the sweeper evaluated at their deadlines (loyalty_sweeper_evaluations_total).
+	WritesByService    map[string]float64 `json:"store_writes_by_service"`
+	SweeperEvaluations float64            `json:"sweeper_evaluations"`
 	// Live runs only (--live): event time is the produce time, and the sweeper's
 	// loyalty_watermark_lag_seconds is sampled every half second while producing.
 	// WatermarkLag* are over the steady state (after a 10 s warm-up, before any outage). With
@@ -105,6 +110,9 @@ type BenchReport struct {
 	MachineCPUSeconds     float64      `json:"machine_cpu_seconds"`
 	MachineMicrosPerEvent float64      `json:"machine_cpu_us_per_event"`
 	MachineBusyShare      float64      `json:"machine_busy_share"`
+	// RedisCommands is what Redis executed over the same span (INFO commandstats), the most
+	// time first; a script's time includes the commands it called (redisstats.go).
+	RedisCommands []RedisCommand `json:"redis_commands"`
 	// Naive is the naive baseline measured after the pipeline, on the same input events and
 	// machine (naive.go); nil with --naive-duration 0.
 	Naive *NaiveResult `json:"naive,omitempty"`
@@ -362,6 +370,10 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	if err != nil {
 		return rep, err
 	}
+	redisBefore, err := readCommandStats(ctx, rdb)
+	if err != nil {
+		return rep, err
+	}
 	var profiles sync.WaitGroup
 	if o.profile != "" {
 		for name, p := range procs {
@@ -455,6 +467,11 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 		return rep, err
 	}
 	rep.MachineMicrosPerEvent = rep.MachineCPUSeconds * 1e6 / float64(rep.Events)
+	redisAfter, err := readCommandStats(ctx, rdb)
+	if err != nil {
+		return rep, err
+	}
+	rep.RedisCommands = redisAfter.since(redisBefore, rep.Events)
 	outTo, err := e2e.Positions(ctx, admin, observer.OutputTopics()...)
 	if err != nil {
 		return rep, err
@@ -474,13 +491,19 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	}
 
 	// Metrics before the services stop.
-	for _, p := range procs {
-		w, c, err := storeCounters(ctx, p.HTTPAddr, b.env.Cfg.OpsToken)
+	rep.WritesByService = map[string]float64{}
+	for name, p := range procs {
+		m, err := scrape(ctx, p.HTTPAddr, b.env.Cfg.OpsToken)
 		if err != nil {
 			return rep, err
 		}
+		w := m["loyalty_store_writes_total"]
+		if w > 0 {
+			rep.WritesByService[name] = w
+		}
 		rep.StoreWrites += w
-		rep.StoreConflicts += c
+		rep.StoreConflicts += m["loyalty_store_conflicts_total"]
+		rep.SweeperEvaluations += m["loyalty_sweeper_evaluations_total"]
 	}
 	if rep.StoreWrites+rep.StoreConflicts > 0 {
 		rep.ConflictRate = rep.StoreConflicts / (rep.StoreWrites + rep.StoreConflicts)
@@ -738,13 +761,6 @@ func produceTimes(ctx context.Context, admin *stream.Admin, from, to map[string]
 	return out, <-errs
 }
 
-// storeCounters scrapes loyalty_store_writes_total and loyalty_store_conflicts_total from a
-// service's /metrics (summed over label sets).
-func storeCounters(ctx context.Context, addr, opsToken string) (writes, conflicts float64, err error) {
-	m, err := scrape(ctx, addr, opsToken)
-	return m["loyalty_store_writes_total"], m["loyalty_store_conflicts_total"], err
-}
-
 // scrape reads a service's /metrics, with the ops bearer token when one is configured: every
 // sample, summed over label sets, by name.
 func scrape(ctx context.Context, addr, opsToken string) (map[string]float64, error) {
@@ -847,6 +863,15 @@ func printBenchTable(w io.Writer, r BenchReport) {
 	row("redis bytes/customer", fmt.Sprintf("%.0f state + %.0f transition list = %.0f (MEMORY USAGE, %d sampled, %.0f%% compact values)",
 		r.BytesPerCustomer, r.TransitionBytesPerCustomer, r.BytesPerCustomer+r.TransitionBytesPerCustomer, r.BytesSampled, 100*r.CompactEncoded))
 	row("store conflict rate", fmt.Sprintf("%.2f%% (%.0f conflicts, %.0f writes)", 100*r.ConflictRate, r.StoreConflicts, r.StoreWrites))
+	if len(r.WritesByService) > 0 {
+		names := slices.Sorted(maps.Keys(r.WritesByService))
+		parts := make([]string, 0, len(names))
+		for _, n := range names {
+			parts = append(parts, fmt.Sprintf("%s %.0f", n, r.WritesByService[n]))
+		}
+		row("store writes by service", strings.Join(parts, ", ")+fmt.Sprintf("; sweeper evaluations %.0f (%.1f per customer)",
+			r.SweeperEvaluations, r.SweeperEvaluations/float64(max(r.Customers, 1))))
+	}
 	if r.Live {
 		row("watermark lag (live)", fmt.Sprintf("p50 %.1f s, p99 %.1f s, max %.1f s (%d samples)",
 			r.WatermarkLagP50, r.WatermarkLagP99, r.WatermarkLagMax, r.WatermarkLagSamples))
@@ -865,6 +890,15 @@ func printBenchTable(w io.Writer, r BenchReport) {
 			}
 			row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", p.MicrosPerEvent, p.Seconds))
 		}
+	}
+	for i, c := range r.RedisCommands {
+		if i == 0 {
+			row("redis commands", "µs executing and calls per input event (a script's time includes its commands)")
+		}
+		if i == 10 {
+			break
+		}
+		row("  "+c.Name, fmt.Sprintf("%.2f µs/event, %.3f calls/event (%d calls)", c.UsecPerEvent, c.CallsPerEvent, c.Calls))
 	}
 	if n := r.Naive; n != nil {
 		row("naive baseline", fmt.Sprintf("%.0f events/s (%d events in %.1f s; %d derived): the pipeline is %.1f× faster", n.EventsPerSec,
