@@ -279,6 +279,11 @@ type State struct {
 	// topic in the order applied: purchases and refunds, logins, feedback (see SeenID).
 	Offsets map[string]int64
 	Seen    [seenTopics][]SeenID
+
+	// probe marks lookAhead's copy when only the next deadline is wanted: the changes its
+	// closes produce are counted, never emitted, so they are built without what is costly
+	// (reasons, event ids). Never set on a state that is stored or returned.
+	probe bool
 }
 
 // clone returns a deep copy, so that the caller's State is never mutated.

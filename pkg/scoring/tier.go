@@ -1,6 +1,9 @@
 package scoring
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+)
 
 // spendBetween is the net spend booked on days from..to inclusive.
 func (s *State) spendBetween(from, to Day) int64 {
@@ -82,11 +85,18 @@ func (s *State) upgradeTier(to Day, p *Policy) (tier int, reached Day) {
 }
 
 func money(minor int64, p *Policy) string {
-	sign := ""
+	return string(appendMoney(nil, minor, p))
+}
+
+// appendMoney appends money(minor, p).
+func appendMoney(b []byte, minor int64, p *Policy) []byte {
+	u := uint64(minor)
 	if minor < 0 {
-		sign, minor = "-", -minor
+		b, u = append(b, '-'), uint64(-minor) // -MinInt64 wraps to its magnitude as a uint64
 	}
-	return fmt.Sprintf("%s%d.%02d %s", sign, minor/100, minor%100, p.Currency)
+	b = strconv.AppendUint(b, u/100, 10)
+	b = append(b, '.', byte('0'+u%100/10), byte('0'+u%10), ' ')
+	return append(b, p.Currency...)
 }
 
 // syncTier reports the current tier as the data now supports it: an
