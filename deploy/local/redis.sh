@@ -17,6 +17,11 @@
 #                       write, so state must survive a restart (RDB snapshots are off)
 #   REDIS_APPENDFSYNC   everysec|always, default everysec: at most ~1 s of acknowledged writes
 #                       lost on a machine crash; always fsyncs every write (far slower)
+#   REDIS_AOF_REWRITE_PERCENTAGE  default 400: rewrite the AOF once it has grown by this share
+#                       of its size after the last rewrite (Redis's own default is 100). Each
+#                       rewrite forks and serializes the whole dataset, so its CPU per byte
+#                       written falls as this rises, for up to 1+N/100 times the dataset on disk
+#   REDIS_AOF_REWRITE_MIN_SIZE    default 256mb: no rewrite below this AOF size
 #   REDIS_MAXMEMORY     e.g. 512mb; default unset (no limit)
 #   REDIS_START_TIMEOUT seconds, default 20
 set -euo pipefail
@@ -25,6 +30,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REDIS_RUN_DIR=${REDIS_RUN_DIR:-$HERE/.run/redis}
 REDIS_APPENDONLY=${REDIS_APPENDONLY:-yes}
 REDIS_APPENDFSYNC=${REDIS_APPENDFSYNC:-everysec}
+REDIS_AOF_REWRITE_PERCENTAGE=${REDIS_AOF_REWRITE_PERCENTAGE:-400}
+REDIS_AOF_REWRITE_MIN_SIZE=${REDIS_AOF_REWRITE_MIN_SIZE:-256mb}
 REDIS_START_TIMEOUT=${REDIS_START_TIMEOUT:-20}
 PIDFILE=$REDIS_RUN_DIR/redis.pid
 PORTFILE=$REDIS_RUN_DIR/port
@@ -144,6 +151,7 @@ cmd_start() {
   local args=(--bind 127.0.0.1 --port "$port" --daemonize yes --pidfile "$PIDFILE"
     --logfile "$LOGFILE" --dir "$DATADIR" --save "" --appendonly "$REDIS_APPENDONLY"
     --appendfsync "$REDIS_APPENDFSYNC" --maxmemory-policy noeviction
+    --auto-aof-rewrite-percentage "$REDIS_AOF_REWRITE_PERCENTAGE" --auto-aof-rewrite-min-size "$REDIS_AOF_REWRITE_MIN_SIZE"
     --protected-mode yes --databases 16 --supervised no)
   [ -n "${REDIS_MAXMEMORY:-}" ] && args+=(--maxmemory "$REDIS_MAXMEMORY")
   redis-server "${args[@]}" </dev/null 9>&- || { tail -n 20 "$LOGFILE" >&2 2>/dev/null; die "redis-server failed to start"; }

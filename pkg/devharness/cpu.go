@@ -42,28 +42,31 @@ var clockTicks = func() float64 {
 	return 100
 }()
 
-// processCPUSeconds is a process's user + system time so far.
-func processCPUSeconds(pid int) (float64, error) {
+// processCPUSeconds is a process's user + system time so far, and that of its children it
+// has waited for (Redis's AOF rewrites and snapshots are forked children).
+func processCPUSeconds(pid int) (own, children float64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces: count from its end.
 	s := string(b)
 	end := strings.LastIndexByte(s, ')')
 	if end < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
 	}
-	f := strings.Fields(s[end+1:]) // f[0] is field 3 (state); utime and stime are 14 and 15
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15, cutime and cstime 16, 17.
+	f := strings.Fields(s[end+1:])
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
 	}
-	u, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	var t [4]float64
+	for i := range t {
+		if t[i], err = strconv.ParseFloat(f[11+i], 64); err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
 	}
-	return (u + st) / clockTicks, nil
+	return (t[0] + t[1]) / clockTicks, (t[2] + t[3]) / clockTicks, nil
 }
 
 // machineCPUSeconds is the CPU time the machine spent busy (every state but idle and iowait)
@@ -134,6 +137,7 @@ func listenerPid(port int) int {
 // reports the differences at its end.
 type cpuMeter struct {
 	procs       []ProcessCPU // Seconds holds the start reading until report
+	children    []float64    // the children's start readings, by procs' index
 	busy, total float64
 }
 
@@ -144,11 +148,12 @@ func startCPU(pids map[string]int) (*cpuMeter, error) {
 		if pid == 0 {
 			continue
 		}
-		s, err := processCPUSeconds(pid)
+		s, c, err := processCPUSeconds(pid)
 		if err != nil {
 			return nil, fmt.Errorf("reading the CPU time of %s (pid %d): %w", name, pid, err)
 		}
 		m.procs = append(m.procs, ProcessCPU{Name: name, Pid: pid, Seconds: s})
+		m.children = append(m.children, c)
 	}
 	var err error
 	m.busy, m.total, err = machineCPUSeconds()
@@ -156,16 +161,21 @@ func startCPU(pids map[string]int) (*cpuMeter, error) {
 }
 
 // report returns each process's CPU seconds and µs per event since the start, largest first,
-// and the machine's busy CPU seconds and busy share. A process that has exited since is
-// reported with -1.
+// and the machine's busy CPU seconds and busy share. The children a process forked and
+// reaped meanwhile (Redis's AOF rewrites) are a row of their own, "NAME children". A process
+// that has exited since is reported with -1.
 func (m *cpuMeter) report(events int) (procs []ProcessCPU, busy, share float64, err error) {
-	for _, p := range m.procs {
-		s, err := processCPUSeconds(p.Pid)
+	perEvent := func(s float64) float64 { return s * 1e6 / float64(max(events, 1)) }
+	for i, p := range m.procs {
+		s, c, err := processCPUSeconds(p.Pid)
 		if err != nil {
 			p.Seconds, p.MicrosPerEvent = -1, -1
 		} else {
 			p.Seconds = s - p.Seconds
-			p.MicrosPerEvent = p.Seconds * 1e6 / float64(max(events, 1))
+			p.MicrosPerEvent = perEvent(p.Seconds)
+			if c -= m.children[i]; c > 0 {
+				procs = append(procs, ProcessCPU{Name: p.Name + " children", Pid: p.Pid, Seconds: c, MicrosPerEvent: perEvent(c)})
+			}
 		}
 		procs = append(procs, p)
 	}

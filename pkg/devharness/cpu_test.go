@@ -3,6 +3,7 @@ package devharness
 import (
 	"net"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 )
@@ -37,5 +38,31 @@ func TestCPUReadingsSeeThisProcessWorkAndFindItsListener(t *testing.T) {
 	}
 	if pid := listenerPid(ln.Addr().(*net.TCPAddr).Port); pid != os.Getpid() {
 		t.Fatalf("the listener on %s belongs to pid %d, not this process (%d)", ln.Addr(), pid, os.Getpid())
+	}
+}
+
+// TestCPUReadingsCountReapedChildrenApart: a child's CPU time (Redis's AOF rewrites are
+// forked children) shows as a row of its own once the parent has waited for it.
+func TestCPUReadingsCountReapedChildrenApart(t *testing.T) {
+	m, err := startCPU(map[string]int{"self": os.Getpid()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := exec.Command("sh", "-c", `i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done`)
+	if out, err := busy.CombinedOutput(); err != nil {
+		t.Fatalf("busy child: %v %s", err, out)
+	}
+	procs, _, _, err := m.report(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var child *ProcessCPU
+	for i := range procs {
+		if procs[i].Name == "self children" {
+			child = &procs[i]
+		}
+	}
+	if child == nil || child.Seconds < 0.05 || child.MicrosPerEvent != child.Seconds*1e6/1000 {
+		t.Fatalf("a busy child measured as %+v (all rows %+v)", child, procs)
 	}
 }
