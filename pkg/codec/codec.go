@@ -65,6 +65,9 @@ type writerSchema struct {
 	id    int
 	avro  *goavro.Codec
 	toMap func(event.Event) (map[string]any, error)
+	// direct, when set, encodes without goavro (direct.go); enums are its enum ordinals.
+	direct directEncoder
+	enums  enumIndex
 }
 
 type readerSchema struct {
@@ -123,10 +126,38 @@ func New(ctx context.Context, registry Registry) (*Codec, error) {
 		if err != nil {
 			return nil, fmt.Errorf("registering schema %s: %w", s.Name, err)
 		}
-		c.writers[s.Name] = &writerSchema{name: s.Name, id: id, avro: avro, toMap: conv.toMap}
+		w := &writerSchema{name: s.Name, id: id, avro: avro, toMap: conv.toMap}
+		w.direct, w.enums = agreeingDirect(w, latest.Text)
+		c.writers[s.Name] = w
 		c.readers[id] = &readerSchema{name: s.Name, avro: avro, fromMap: conv.fromMap}
 	}
 	return c, nil
+}
+
+// agreeingDirect returns the schema's direct encoder and enum ordinals when it has one that
+// encodes a sample exactly as goavro does, and nil otherwise (goavro is used).
+func agreeingDirect(w *writerSchema, schema string) (directEncoder, enumIndex) {
+	direct, ok := directEncoders[w.name]
+	if !ok {
+		return nil, nil
+	}
+	enums, err := enumsOf(schema)
+	if err != nil {
+		return nil, nil
+	}
+	sample := directSample(w.name)
+	native, err := w.toMap(sample)
+	if err != nil {
+		return nil, nil
+	}
+	want, err := w.avro.BinaryFromNative(nil, native)
+	if err != nil {
+		return nil, nil
+	}
+	if got, err := direct(nil, sample, enums); err != nil || string(got) != string(want) {
+		return nil, nil
+	}
+	return direct, enums
 }
 
 // SchemaID returns the registry ID the codec writes the named schema with.
@@ -144,12 +175,19 @@ func (c *Codec) Encode(e event.Event) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("encoding %s: %w", e.Schema(), ErrUnknownSchema)
 	}
+	buf := make([]byte, headerLen, 256)
+	binary.BigEndian.PutUint32(buf[1:], uint32(w.id))
+	if w.direct != nil {
+		buf, err := w.direct(buf, e, w.enums)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", w.name, err)
+		}
+		return buf, nil
+	}
 	native, err := w.toMap(e)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", w.name, err)
 	}
-	buf := make([]byte, headerLen, 128)
-	binary.BigEndian.PutUint32(buf[1:], uint32(w.id))
 	buf, err = w.avro.BinaryFromNative(buf, native)
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", w.name, err)
