@@ -51,6 +51,25 @@ func TestErasingACustomerWithdrawsTheirQueuedDeliveries(t *testing.T) {
 		return len(e.deliveriesFor(victim)) >= 1 && len(e.deliveriesFor(other)) >= 1 && len(exposed(victim)) == 2 && len(exposed(other)) == 2
 	})
 
+	// Erasing the notifier's state alone (the suppression list, which the erasure path sets
+	// first, is not under test here) holds only once the triggers are committed: a batch
+	// handled but not yet committed is redelivered after a rebalance, and would decide the
+	// erased customer's actions afresh. Under a loaded -race run that happened.
+	waitFor(t, 30*time.Second, "the notifier's commits of the four triggers", func() bool {
+		for _, topic := range []string{e.rt.Topic(event.TopicTierChanges), e.rt.Topic(event.TopicChurnRisk)} {
+			end, err1 := e.rt.Admin.EndOffsets(ctx, topic)
+			committed, err2 := e.rt.Admin.GroupOffsets(ctx, notifier.GroupID(e.rt.Deployment), topic)
+			if err1 != nil || err2 != nil {
+				return false
+			}
+			for p, off := range end {
+				if committed[p] < off {
+					return false
+				}
+			}
+		}
+		return true
+	})
 	removed, err := notifier.EraseCustomer(ctx, e.rt.Redis, e.rt.Deployment, e.rt.Keys, victim)
 	if err != nil {
 		t.Fatal(err)
