@@ -32,19 +32,14 @@ var directEncoders = map[string]directEncoder{
 		if err != nil {
 			return b, err
 		}
-		b = appendString(appendString(b, t.EventID), t.CustomerID)
-		b = appendLong(b, t.OccurredAt.UnixMilli())
-		if b, err = enums.append(b, "Tier", string(t.FromTier)); err != nil {
-			return b, err
-		}
-		if b, err = enums.append(b, "Tier", string(t.ToTier)); err != nil {
+		b = appendHead(b, t.EventID, t.CustomerID, t.OccurredAt)
+		if b, err = enums.append(b, "Tier", string(t.FromTier), string(t.ToTier)); err != nil {
 			return b, err
 		}
 		if b, err = enums.append(b, "TierDirection", string(t.Direction)); err != nil {
 			return b, err
 		}
-		b = appendReasons(b, t.Reasons)
-		b = appendString(b, t.PolicyVersion)
+		b = appendString(appendReasons(b, t.Reasons), t.PolicyVersion)
 		return appendSource(appendBool(b, t.Replay), t.Source), nil
 	},
 	"ChurnRiskChanged": func(b []byte, e event.Event, enums enumIndex) ([]byte, error) {
@@ -52,17 +47,12 @@ var directEncoders = map[string]directEncoder{
 		if err != nil {
 			return b, err
 		}
-		b = appendString(appendString(b, c.EventID), c.CustomerID)
-		b = appendLong(b, c.OccurredAt.UnixMilli())
-		if b, err = enums.append(b, "ChurnLevel", string(c.FromLevel)); err != nil {
-			return b, err
-		}
-		if b, err = enums.append(b, "ChurnLevel", string(c.ToLevel)); err != nil {
+		b = appendHead(b, c.EventID, c.CustomerID, c.OccurredAt)
+		if b, err = enums.append(b, "ChurnLevel", string(c.FromLevel), string(c.ToLevel)); err != nil {
 			return b, err
 		}
 		b = appendDouble(appendDouble(b, c.Score), c.PAlive)
-		b = appendReasons(b, c.Reasons)
-		b = appendString(b, c.ModelVersion)
+		b = appendString(appendReasons(b, c.Reasons), c.ModelVersion)
 		return appendSource(appendBool(b, c.Replay), c.Source), nil
 	},
 	"SegmentChanged": func(b []byte, e event.Event, _ enumIndex) ([]byte, error) {
@@ -70,8 +60,7 @@ var directEncoders = map[string]directEncoder{
 		if err != nil {
 			return b, err
 		}
-		b = appendString(appendString(b, s.EventID), s.CustomerID)
-		b = appendLong(b, s.OccurredAt.UnixMilli())
+		b = appendHead(b, s.EventID, s.CustomerID, s.OccurredAt)
 		b = appendString(appendString(appendString(b, s.FromSegment), s.ToSegment), s.ValueLayer)
 		b = appendString(b, s.FromValueLayer)
 		b = appendLong(appendLong(appendLong(b, int64(s.RFM.R)), int64(s.RFM.F)), int64(s.RFM.M))
@@ -79,6 +68,12 @@ var directEncoders = map[string]directEncoder{
 		b = appendReasons(b, s.Reasons)
 		return appendSource(appendBool(b, s.Replay), s.Source), nil
 	},
+}
+
+// appendHead appends the fields every derived event begins with: event_id, customer_id and
+// occurred_at (timestamp-millis).
+func appendHead(b []byte, eventID, customerID string, at time.Time) []byte {
+	return appendLong(appendString(appendString(b, eventID), customerID), at.UnixMilli())
 }
 
 // appendLong appends an Avro int or long: zig-zag, then a base-128 varint.
@@ -117,14 +112,17 @@ func appendSource(b []byte, s event.Source) []byte {
 	return appendLong(appendLong(appendString(b, s.Topic), int64(s.Partition)), s.Offset)
 }
 
-// append appends symbol's ordinal in the named enum; a symbol the schema lacks is an error,
-// as it is for goavro.
-func (x enumIndex) append(b []byte, enum, symbol string) ([]byte, error) {
-	i, ok := x[enum][symbol]
-	if !ok {
-		return b, fmt.Errorf("value %q is not one of the %s symbols", symbol, enum)
+// append appends the symbols' ordinals in the named enum; a symbol the schema lacks is an
+// error, as it is for goavro.
+func (x enumIndex) append(b []byte, enum string, symbols ...string) ([]byte, error) {
+	for _, symbol := range symbols {
+		i, ok := x[enum][symbol]
+		if !ok {
+			return b, fmt.Errorf("value %q is not one of the %s symbols", symbol, enum)
+		}
+		b = appendLong(b, int64(i))
 	}
-	return appendLong(b, int64(i)), nil
+	return b, nil
 }
 
 // enumsOf reads the enum types a schema defines (at any depth), by name.
