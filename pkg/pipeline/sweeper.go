@@ -34,6 +34,14 @@ type SweeperConfig struct {
 	// Outbox, when not nil, holds a pass back while the namespace's outboxes are at their
 	// bound (the pass fails and is retried).
 	Outbox *OutboxBound
+	// BacklogLag is how far the watermark must be behind the wall clock, beyond the allowed
+	// lateness, for the sweeper to sweep at re-check days only while the watermark moves
+	// (scoring.LastRecheckCloses): in a backlog or a replay the customers' deadlines between
+	// two re-check days are then taken in one evaluation each, not one per deadline. Once the
+	// watermark has not moved for a second, or is closer than this, every deadline it passed is
+	// swept. Results do not depend on it, only when they are published. Zero means a day;
+	// negative turns it off.
+	BacklogLag time.Duration
 }
 
 func (c SweeperConfig) withDefaults() SweeperConfig {
@@ -52,6 +60,9 @@ func (c SweeperConfig) withDefaults() SweeperConfig {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.BacklogLag == 0 {
+		c.BacklogLag = 24 * time.Hour
+	}
 	return c
 }
 
@@ -68,6 +79,8 @@ type Sweeper struct {
 	evaluated  prometheus.Counter
 	lag        prometheus.Gauge
 	log        *zap.Logger
+	// clock and clockMoved are the clock of the last pass and when it last changed.
+	clock, clockMoved time.Time
 }
 
 // NewSweeper returns a sweeper; reg may be nil.
@@ -134,41 +147,78 @@ func (s *Sweeper) Pass(ctx context.Context) (int, error) {
 	if clock.IsZero() {
 		return 0, nil
 	}
+	clock = s.backlogClock(clock)
 	held, err := s.leases.Acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
-	// Shards are independent: evaluate a few at once, so the round trips of one overlap the
-	// computation of another (at a boundary every customer is due).
+	// One round trip reads every held shard's due customers; they are evaluated in calls of up
+	// to sweepChunk customers, spanning shards (Store.SpanShards), a few calls at once so the
+	// round trips of one overlap the computation of another. Redis spends most of a write on
+	// fixed costs per call: between boundaries a pass finds a few customers per shard, and a
+	// call per shard would pay them for each.
+	due, err := s.store.DueIn(ctx, held, clock, s.cfg.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	for _, d := range due {
+		ids = append(ids, d...)
+	}
 	var (
 		total atomic.Int64
 		wg    sync.WaitGroup
-		errs  = make([]error, len(held))
+		mu    sync.Mutex
+		errs  []error
 		slots = make(chan struct{}, sweepConcurrency)
 	)
-	for i, shard := range held {
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), sweepChunk)]
+		ids = ids[len(chunk):]
 		wg.Add(1)
 		slots <- struct{}{}
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			ids, err := s.store.Due(ctx, shard, clock, s.cfg.BatchSize)
-			if err != nil || len(ids) == 0 {
-				errs[i] = err
-				return
-			}
-			res, err := s.store.Apply(ctx, ids, s.scorer.EvaluateCompute(clock))
+			// A customer another writer changed since it was read stays due if it still is,
+			// and the next pass takes it: a consumer that wrote it closed its days too.
+			res, left, err := s.store.ApplyOnce(ctx, chunk, s.scorer.EvaluateCompute(clock))
 			s.cfg.Outbox.Added(res.Outbox)
 			if err != nil {
-				errs[i] = fmt.Errorf("evaluating shard %d: %w", shard, err)
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("evaluating %d due customers: %w", len(chunk), err))
+				mu.Unlock()
 				return
 			}
-			total.Add(int64(len(ids)))
-			s.evaluated.Add(float64(len(ids)))
+			total.Add(int64(len(chunk) - len(left)))
+			s.evaluated.Add(float64(len(chunk) - len(left)))
 		}()
 	}
 	wg.Wait()
 	return int(total.Load()), errors.Join(errs...)
 }
 
-// sweepConcurrency is how many shards a sweeper evaluates at once.
-const sweepConcurrency = 4
+// backlogClock is the clock a pass sweeps at: clock itself, or, while the watermark moves
+// more than BacklogLag behind the wall clock, the closing of the last re-check day it passed
+// (SweeperConfig.BacklogLag).
+func (s *Sweeper) backlogClock(clock time.Time) time.Time {
+	now := s.cfg.Now()
+	if !clock.Equal(s.clock) {
+		s.clock, s.clockMoved = clock, now
+	}
+	p := s.scorer.Policy()
+	if s.cfg.BacklogLag < 0 || now.Sub(clock) <= p.AllowedLateness+s.cfg.BacklogLag || now.Sub(s.clockMoved) >= backlogStill {
+		return clock
+	}
+	return scoring.LastRecheckCloses(clock, p)
+}
+
+// backlogStill is how long the watermark must stand still before a sweeper behind it sweeps
+// every deadline it passed: a bounded replay's, or one held by a stopped consumer.
+const backlogStill = time.Second
+
+// sweepConcurrency is how many calls a sweeper pass has in flight at once; sweepChunk is the
+// most customers one call evaluates.
+const (
+	sweepConcurrency = 4
+	sweepChunk       = 500
+)

@@ -252,6 +252,24 @@ func recheckDay(d Day, p *Policy) Day {
 	return min(Day((floorDiv(int64(d), n)+1)*n), NextBoundary(d, p))
 }
 
+// LastRecheckCloses is the closing of the latest re-check day (see NextDeadline) that wm has
+// closed. Every customer has a deadline at each re-check day or before it, so a sweep at this
+// watermark leaves each one evaluated through that day, as a sweep at wm would leave it
+// evaluated through its last deadline before wm; a sweeper far behind the wall clock sweeps at
+// it to take a customer's deadlines between two re-check days in one evaluation instead of one
+// evaluation each. The days in between close the same either way (see Sweep).
+func LastRecheckCloses(wm time.Time, p *Policy) time.Time {
+	last := lastClosedDay(wm, p)
+	r := recheckDay(last-Day(p.MaxDeadlineDays), p) // a multiple of max_deadline_days is within it
+	for {
+		next := recheckDay(r, p)
+		if next > last {
+			return DayCloses(r, p)
+		}
+		r = next
+	}
+}
+
 // Sweep is the sweeper's evaluation at watermark wm: it runs Close at each of the customer's
 // deadlines that wm has reached, one after another, and stops at the last of them. It returns
 // the new state, the changes and the next deadline (after wm).

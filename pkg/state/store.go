@@ -171,51 +171,71 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 			case <-time.After(pause):
 			}
 		}
-		states, versions, err := s.read(ctx, pending)
-		if err != nil {
+		var err error
+		if pending, err = s.attempt(ctx, pending, compute, &res); err != nil {
 			return res, err
 		}
-		byShard := map[int][]prepared{}
-		var retry []string
-		for i, id := range pending {
-			cur := states[i]
-			u, err := compute(id, cur)
-			if err != nil {
-				return res, fmt.Errorf("computing customer %s: %w", id, err)
-			}
-			version := strconv.FormatUint(versions[i], 10)
-			if u.Quarantine != "" {
-				if cur.Unreadable != "" {
-					version = ""
-				}
-				done, err := s.quarantineCustomer(ctx, id, version, u.Quarantine)
-				if err != nil {
-					return res, err
-				}
-				if !done {
-					retry = append(retry, id)
-				}
-				continue
-			}
-			if u.Value == nil && u.Fields == nil {
-				continue
-			}
-			shard := s.keys.Shard(id)
-			byShard[shard] = append(byShard[shard], prepared{id: id, version: versions[i], update: u})
-		}
-		conflicted, written, outbox, err := s.write(ctx, byShard)
-		if err != nil {
-			return res, err
-		}
-		res.Written += written
-		res.Outbox += outbox
-		res.Conflicts += len(conflicted)
-		s.metrics.conflicts.Add(float64(len(conflicted)))
-		s.metrics.writes.Add(float64(written))
-		s.metrics.outbox.Add(float64(outbox))
-		pending = append(conflicted, retry...)
 	}
 	return res, nil
+}
+
+// ApplyOnce is Apply without the retries: it reads, computes and writes once, and returns the
+// ids it left unwritten because another writer changed them in between (or a quarantine lost
+// its race). It is for a writer whose work stays to be done, and is found again, without it:
+// the sweeper, whose due customers stay due until written. Retrying at once would make a
+// small call of its own for a few customers, which costs Redis about as much as a large one.
+func (s *Store) ApplyOnce(ctx context.Context, customerIDs []string, compute ComputeFunc) (Result, []string, error) {
+	var res Result
+	left, err := s.attempt(ctx, dedupe(customerIDs), compute, &res)
+	return res, left, err
+}
+
+// attempt reads the pending customers, computes and writes their updates with one write, adds
+// what it did to res and returns the customers to try again.
+func (s *Store) attempt(ctx context.Context, pending []string, compute ComputeFunc, res *Result) ([]string, error) {
+	states, versions, err := s.read(ctx, pending)
+	if err != nil {
+		return nil, err
+	}
+	byShard := map[int][]prepared{}
+	var retry []string
+	for i, id := range pending {
+		cur := states[i]
+		u, err := compute(id, cur)
+		if err != nil {
+			return nil, fmt.Errorf("computing customer %s: %w", id, err)
+		}
+		version := strconv.FormatUint(versions[i], 10)
+		if u.Quarantine != "" {
+			if cur.Unreadable != "" {
+				version = ""
+			}
+			done, err := s.quarantineCustomer(ctx, id, version, u.Quarantine)
+			if err != nil {
+				return nil, err
+			}
+			if !done {
+				retry = append(retry, id)
+			}
+			continue
+		}
+		if u.Value == nil && u.Fields == nil {
+			continue
+		}
+		shard := s.keys.Shard(id)
+		byShard[shard] = append(byShard[shard], prepared{id: id, version: versions[i], update: u})
+	}
+	conflicted, written, outbox, err := s.write(ctx, byShard)
+	if err != nil {
+		return nil, err
+	}
+	res.Written += written
+	res.Outbox += outbox
+	res.Conflicts += len(conflicted)
+	s.metrics.conflicts.Add(float64(len(conflicted)))
+	s.metrics.writes.Add(float64(written))
+	s.metrics.outbox.Add(float64(outbox))
+	return append(conflicted, retry...), nil
 }
 
 type prepared struct {
