@@ -57,6 +57,10 @@ type Common struct {
 	// AlignmentLead is how far in event time a consumer service may run ahead of the other
 	// input topics before it pauses (ALIGNMENT_LEAD); 0 turns alignment off.
 	AlignmentLead time.Duration
+	// SweeperBacklogLag is how far behind the wall clock the watermark must be for the sweeper
+	// to sweep at re-check days only while it moves (SWEEPER_BACKLOG_LAG; 0 turns it off; see
+	// pipeline.SweeperConfig.BacklogLag).
+	SweeperBacklogLag time.Duration
 	// OpsToken is the bearer token the ops server requires, and loyaltyctl status sends
 	// (OPS_BEARER_TOKEN, or the file OPS_BEARER_TOKEN_FILE); empty: the ops server is open.
 	OpsToken string
@@ -129,6 +133,7 @@ func Vars(httpDefault string) []Var {
 		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
 		{"OUTBOX_MAX_ENTRIES", "500000", "derived events that may wait in a namespace's outboxes before consumers and the sweeper pause for the relay (1000..100000000)"},
 		{"ALIGNMENT_LEAD", "72h", "how far in event time a consumer may run ahead of the other input topics before it pauses (at most 552h; 0 turns alignment off)"},
+		{"SWEEPER_BACKLOG_LAG", "24h", "how far the watermark must be behind the wall clock, beyond the allowed lateness, for the sweeper to take a customer's deadlines between two re-check days in one evaluation (a backlog, a replay); 0 turns it off"},
 		{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	}
 }
@@ -291,6 +296,7 @@ func Load(env Env, httpDefault string) (Common, error) {
 		OutboxMax:         p.int("OUTBOX_MAX_ENTRIES", 1000, 100_000_000),
 		Linger:            p.duration("BATCH_LINGER"),
 		AlignmentLead:     p.duration("ALIGNMENT_LEAD"),
+		SweeperBacklogLag: p.duration("SWEEPER_BACKLOG_LAG"),
 	}
 	if maxLead := time.Duration(scoring.MaxAlignmentLeadDays) * 24 * time.Hour; c.AlignmentLead > maxLead {
 		p.errs = append(p.errs, fmt.Errorf("ALIGNMENT_LEAD=%s: at most %s, what the open days a customer's state keeps exact leave after the re-check grid", c.AlignmentLead, maxLead))

@@ -505,7 +505,8 @@ func RunSweeperWith(ctx context.Context, rt *Runtime, required func(context.Cont
 	if err != nil {
 		return err
 	}
-	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required, Now: rt.now, Outbox: rt.outboxBound(reg)},
+	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required, Now: rt.now, Outbox: rt.outboxBound(reg),
+		BacklogLag: backlogLag(rt.Config.SweeperBacklogLag)},
 		rt.Redis, store, scorer, wm, reg, rt.Log)
 	if err != nil {
 		return err
@@ -607,4 +608,13 @@ func RunNotifier(ctx context.Context, rt *Runtime, cfg notifier.Config) error {
 			BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger},
 		Topic: rt.Topic, Logical: rt.Logical, Registerer: rt.Registerer(notifier.Service), Log: rt.Log,
 	}, cfg)
+}
+
+// backlogLag maps SWEEPER_BACKLOG_LAG, where 0 turns the backlog clock off, onto
+// pipeline.SweeperConfig.BacklogLag, where off is negative.
+func backlogLag(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
