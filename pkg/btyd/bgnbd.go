@@ -95,12 +95,21 @@ func (m BGNBD) termsOf(x float64) bgnbdTerms {
 }
 
 func (m BGNBD) logLikelihoodWith(t bgnbdTerms, s Summary) float64 {
-	r, alpha, x := m.R, m.Alpha, t.x
-	a3 := -(r + x) * math.Log(alpha+s.T)
+	logT := math.Log(m.Alpha + s.T)
+	if t.x == 0 {
+		return m.logLikelihoodLogs(t, logT, 0)
+	}
+	return m.logLikelihoodLogs(t, logT, math.Log(m.Alpha+s.TX))
+}
+
+// logLikelihoodLogs is logLikelihoodWith given log(α+T) and log(α+TX) (unused when x = 0).
+func (m BGNBD) logLikelihoodLogs(t bgnbdTerms, logT, logTX float64) float64 {
+	r, x := m.R, t.x
+	a3 := -(r + x) * logT
 	if x == 0 {
 		return t.a12 + a3
 	}
-	a4 := t.a4 - (r+x)*math.Log(alpha+s.TX)
+	a4 := t.a4 - (r+x)*logTX
 	return t.a12 + logAddExp(a3, a4)
 }
 

@@ -101,10 +101,10 @@ func FitBGNBDPenalized(ss []Summary, penalizer float64) (BGNBDFit, error) {
 			return BGNBDFit{}, fmt.Errorf("fitting BG/NBD: customer %d: %w", i, err)
 		}
 	}
-	pop := compress(ss, func(s Summary) Summary { s.Monetary = 0; return s })
+	pop := newAgeIndex(compress(ss, func(s Summary) Summary { s.Monetary = 0; return s }))
 	nll := func(v []float64) float64 {
 		m := BGNBD{R: math.Exp(v[0]), Alpha: math.Exp(v[1]), A: math.Exp(v[2]), B: math.Exp(v[3])}
-		ll := m.sumLogLikelihood(len(pop), func(i int) Summary { return pop[i].s }, func(i int) float64 { return pop[i].n })
+		ll := pop.sumLogLikelihood(m)
 		if math.IsNaN(ll) {
 			return math.Inf(1)
 		}
@@ -190,6 +190,56 @@ func FitGammaGamma(ss []Summary) (GammaGammaFit, error) {
 		Customers: len(rep),
 		Evals:     evals,
 	}, nil
+}
+
+// ageIndex is a fit's population with each group's T and TX replaced by indexes into the
+// distinct values: a population observed in whole days has a few hundred of each against
+// thousands of groups, so an evaluation of the likelihood takes log(α+T) and log(α+TX) once
+// per distinct value instead of once per group, the same numbers in the same order.
+type ageIndex struct {
+	groups     []group
+	ti, txi    []int32
+	ts, txs    []float64
+	logT, logX []float64 // log(α+T), log(α+TX) of the evaluation in progress
+}
+
+func newAgeIndex(groups []group) *ageIndex {
+	ix := &ageIndex{groups: groups, ti: make([]int32, len(groups)), txi: make([]int32, len(groups))}
+	tAt, txAt := map[float64]int32{}, map[float64]int32{}
+	distinct := func(at map[float64]int32, vals *[]float64, v float64) int32 {
+		i, ok := at[v]
+		if !ok {
+			i = int32(len(*vals))
+			at[v] = i
+			*vals = append(*vals, v)
+		}
+		return i
+	}
+	for i, g := range groups {
+		ix.ti[i] = distinct(tAt, &ix.ts, g.s.T)
+		ix.txi[i] = distinct(txAt, &ix.txs, g.s.TX)
+	}
+	ix.logT, ix.logX = make([]float64, len(ix.ts)), make([]float64, len(ix.txs))
+	return ix
+}
+
+// sumLogLikelihood is m.sumLogLikelihood over the groups, weighted by their sizes.
+func (ix *ageIndex) sumLogLikelihood(m BGNBD) float64 {
+	for i, t := range ix.ts {
+		ix.logT[i] = math.Log(m.Alpha + t)
+	}
+	for i, t := range ix.txs {
+		ix.logX[i] = math.Log(m.Alpha + t)
+	}
+	var ll float64
+	var t bgnbdTerms
+	for i, g := range ix.groups {
+		if i == 0 || g.s.X != t.x {
+			t = m.termsOf(g.s.X)
+		}
+		ll += g.n * m.logLikelihoodLogs(t, ix.logT[ix.ti[i]], ix.logX[ix.txi[i]])
+	}
+	return ll
 }
 
 type group struct {
