@@ -277,7 +277,7 @@ func (p *Policy) Validate() error {
 	if t.WarningDays < 0 || t.WarningDays >= t.ReviewAfterDays {
 		add("tiers.warning_days", "must be between 0 and review_after_days-1, got %d", t.WarningDays)
 	}
-	if len(t.Levels) < 1 || len(t.Levels) > 9 {
+	if len(t.Levels) < 1 || len(t.Levels) > maxTierLevels {
 		add("tiers.levels", "must list 1 to 9 tiers, got %d", len(t.Levels))
 	}
 	seen := map[string]bool{}

@@ -27,13 +27,31 @@ func qualifiedTier(spend int64, p *Policy) int {
 	return t
 }
 
-// earliestQualification is the first day in [from, to] on which the rolling
-// window spend reaches threshold, or false. The window sum is piecewise constant:
-// it changes only on a day with a booking and on the day a booking leaves
-// the window, so one sweep over those days in order finds it.
-func (s *State) earliestQualification(threshold int64, from, to Day, p *Policy) (Day, bool) {
-	if from > to {
-		return 0, false
+// upgradeTier is the tier the customer holds by the data known up to day to:
+// the highest tier above the settled base whose threshold was reached on
+// or after the floor day, with that day, or the base tier itself.
+//
+// It finds the first day in [floor, to] on which the rolling window spend reaches each
+// tier's threshold in one sweep over the window, for every tier at once (the end-of-day
+// evaluation asks up to twice a day). The window sum is piecewise constant: it changes only
+// on a day with a booking and on the day a booking leaves the window.
+func (s *State) upgradeTier(to Day, p *Policy) (tier int, reached Day) {
+	base, top := int(s.BaseTier), len(p.Tiers.Levels)-1
+	from := s.TierFloor
+	if top <= base || from > to {
+		return base, s.BaseReached
+	}
+	var found [maxTierLevels]bool
+	var first [maxTierLevels]Day
+	// check records, for each tier not yet reached whose threshold sum meets, day d as its
+	// earliest; it reports whether the top tier, which ends the search, is reached.
+	check := func(sum int64, d Day) bool {
+		for t := top; t > base; t-- {
+			if !found[t] && sum >= p.Tiers.Levels[t].MinSpendMinor {
+				found[t], first[t] = true, d
+			}
+		}
+		return found[top]
 	}
 	const never = Day(1<<31 - 1)
 	w := Day(p.Tiers.WindowDays)
@@ -50,13 +68,13 @@ func (s *State) earliestQualification(threshold int64, from, to Day, p *Policy) 
 			next = s.Window[j].Day + w
 		}
 		if !checkedFrom && next > from {
-			if sum >= threshold {
-				return from, true
+			if check(sum, from) {
+				break
 			}
 			checkedFrom = true
 		}
 		if next == never || next > to {
-			return 0, false
+			break
 		}
 		for i < n && s.Window[i].Day == next {
 			sum += s.Window[i].Net
@@ -66,23 +84,20 @@ func (s *State) earliestQualification(threshold int64, from, to Day, p *Policy) 
 			sum -= s.Window[j].Net
 			j++
 		}
-		if next >= from && sum >= threshold {
-			return next, true
+		if next >= from && check(sum, next) {
+			break
 		}
 	}
+	for t := top; t > base; t-- {
+		if found[t] {
+			return t, first[t]
+		}
+	}
+	return base, s.BaseReached
 }
 
-// upgradeTier is the tier the customer holds by the data known up to day to:
-// the highest tier above the settled base whose threshold was reached on
-// or after the floor day, with that day, or the base tier itself.
-func (s *State) upgradeTier(to Day, p *Policy) (tier int, reached Day) {
-	for t := len(p.Tiers.Levels) - 1; t > int(s.BaseTier); t-- {
-		if d, ok := s.earliestQualification(p.Tiers.Levels[t].MinSpendMinor, s.TierFloor, to, p); ok {
-			return t, d
-		}
-	}
-	return int(s.BaseTier), s.BaseReached
-}
+// maxTierLevels bounds a policy's tiers (validated).
+const maxTierLevels = 9
 
 func money(minor int64, p *Policy) string {
 	return string(appendMoney(nil, minor, p))

@@ -17,7 +17,18 @@ func earliestQualificationRef(s *State, min int64, from, to Day, p *Policy) (Day
 	return 0, false
 }
 
-func TestEarliestQualificationMatchesItsDefinition(t *testing.T) {
+// upgradeTierRef is upgradeTier by its definition: the highest tier above the base whose
+// threshold the rolling spend reached on a day from the floor to to, and its first such day.
+func upgradeTierRef(s *State, to Day, p *Policy) (int, Day) {
+	for t := len(p.Tiers.Levels) - 1; t > int(s.BaseTier); t-- {
+		if d, ok := earliestQualificationRef(s, p.Tiers.Levels[t].MinSpendMinor, s.TierFloor, to, p); ok {
+			return t, d
+		}
+	}
+	return int(s.BaseTier), s.BaseReached
+}
+
+func TestUpgradeTierMatchesItsDefinition(t *testing.T) {
 	p := DefaultPolicy()
 	rapid.Check(t, func(t *rapid.T) {
 		days := rapid.SliceOfNDistinct(rapid.IntRange(0, 900), 0, 30, rapid.ID[int]).Draw(t, "days")
@@ -26,13 +37,14 @@ func TestEarliestQualificationMatchesItsDefinition(t *testing.T) {
 		for _, d := range days {
 			s.Window = append(s.Window, DayNet{Day: Day(20000 + d), Net: rapid.Int64Range(-60000, 200000).Draw(t, "net")})
 		}
-		from := Day(20000 + rapid.IntRange(0, 900).Draw(t, "from"))
-		to := from + Day(rapid.IntRange(-5, 900).Draw(t, "span"))
-		min := rapid.Int64Range(1, 400000).Draw(t, "min")
-		gd, gok := s.earliestQualification(min, from, to, p)
-		wd, wok := earliestQualificationRef(&s, min, from, to, p)
-		if gd != wd || gok != wok {
-			t.Fatalf("earliestQualification = %d,%v; definition gives %d,%v", gd, gok, wd, wok)
+		s.BaseTier = uint8(rapid.IntRange(0, len(p.Tiers.Levels)-1).Draw(t, "base"))
+		s.BaseReached = Day(20000 + rapid.IntRange(0, 900).Draw(t, "reached"))
+		s.TierFloor = Day(20000 + rapid.IntRange(0, 900).Draw(t, "floor"))
+		to := s.TierFloor + Day(rapid.IntRange(-5, 900).Draw(t, "span"))
+		gt, gd := s.upgradeTier(to, p)
+		wt, wd := upgradeTierRef(&s, to, p)
+		if gt != wt || gd != wd {
+			t.Fatalf("upgradeTier = %d on %d; definition gives %d on %d", gt, gd, wt, wd)
 		}
 	})
 }
