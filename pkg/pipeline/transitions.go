@@ -100,7 +100,8 @@ var transitionsDict = s2.MakeDict(transitionsDictV1, []byte(`{"at":"`))
 // appendTransitions appends the encoded transition entries of changes.
 func appendTransitions(out []string, changes []scoring.Change) []string {
 	for _, c := range changes {
-		b, err := json.Marshal(TransitionOf(c))
+		t := TransitionOf(c)
+		b, err := marshalTransition(&t)
 		if err != nil {
 			panic(fmt.Sprintf("encoding a transition: %v", err)) // plain data: cannot happen; guarded turns it into a rejection
 		}
