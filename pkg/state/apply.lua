@@ -19,6 +19,7 @@
 -- Returns the 0-based indexes of customers whose version had moved (nothing written for them).
 local conflicts = {}
 local keep = tonumber(ARGV[1])
+local keep_last = tostring(keep - 1) -- LTRIM's stop, printed once per call
 local nshards = tonumber(ARGV[2])
 local a = 5
 local shards = {}
@@ -101,7 +102,7 @@ for i = 2 * nshards + 3, #KEYS, 2 do
       len = redis.call('LPUSH', KEYS[i + 1], unpack(entries, s, math.min(s + 999, #entries)))
     end
     if len > keep then -- LPUSH answers the list's new length: trim only a list over its bound
-      redis.call('LTRIM', KEYS[i + 1], 0, keep - 1)
+      redis.call('LTRIM', KEYS[i + 1], '0', keep_last)
     end
   end
   a = a + nt

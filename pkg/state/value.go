@@ -30,7 +30,7 @@ const maxVersionLen = 10
 // never equals an expected version: the customer was read as unreadable and is quarantined).
 const versionLua = `
 local function customer_version(key)
-  local head = redis.pcall('GETRANGE', key, 0, 10)
+  local head = redis.pcall('GETRANGE', key, '0', '10') -- strings: a Lua number is printed with %.14g on every call
   if type(head) == 'table' then
     local t = redis.call('TYPE', key).ok
     if t == 'hash' then
