@@ -54,3 +54,25 @@ func BenchmarkFitBGNBDDays(b *testing.B) {
 		}
 	}
 }
+
+// The Gamma-Gamma likelihood a fit evaluates, with each group's log(Monetary) taken once,
+// is the per-summary one, bit for bit.
+func TestGammaGammaLogMSumsTheSameBits(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	var ss []Summary
+	for range 3000 {
+		ss = append(ss, Summary{X: float64(1 + r.IntN(10)), Monetary: float64(1+r.IntN(20000)) / 100 * (0.5 + r.Float64())})
+	}
+	pop := compress(ss, func(s Summary) Summary { return s })
+	logM := make([]float64, len(pop))
+	for i, g := range pop {
+		logM[i] = math.Log(g.s.Monetary)
+	}
+	for range 200 {
+		m := GammaGamma{P: math.Exp(r.NormFloat64() * 2), Q: math.Exp(r.NormFloat64() * 2), Gamma: math.Exp(r.NormFloat64() * 2)}
+		want := m.sumLogLikelihood(len(pop), func(i int) Summary { return pop[i].s }, func(i int) float64 { return pop[i].n })
+		if got := m.sumLogLikelihoodLogM(pop, logM); math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("%+v: with log(Monetary) taken once %v, per summary %v", m, got, want)
+		}
+	}
+}

@@ -167,9 +167,13 @@ func FitGammaGamma(ss []Summary) (GammaGammaFit, error) {
 		scaled[i] = g
 		scaled[i].s.Monetary = g.s.Monetary / scale
 	}
+	logM := make([]float64, len(scaled)) // every group has X > 0 and Monetary > 0
+	for i, g := range scaled {
+		logM[i] = math.Log(g.s.Monetary)
+	}
 	nll := func(v []float64) float64 {
 		m := GammaGamma{P: math.Exp(v[0]), Q: math.Exp(v[1]), Gamma: math.Exp(v[2])}
-		ll := m.sumLogLikelihood(len(scaled), func(i int) Summary { return scaled[i].s }, func(i int) float64 { return scaled[i].n })
+		ll := m.sumLogLikelihoodLogM(scaled, logM)
 		if math.IsNaN(ll) {
 			return math.Inf(1)
 		}

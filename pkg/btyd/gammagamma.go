@@ -57,12 +57,30 @@ func (m GammaGamma) termsOf(x float64) gammaGammaTerms {
 }
 
 func (m GammaGamma) logLikelihoodWith(t gammaGammaTerms, s Summary) float64 {
-	x, mx := t.x, s.Monetary
-	if x <= 0 || mx <= 0 {
+	if t.x <= 0 || s.Monetary <= 0 {
 		return 0
 	}
-	px := t.px
-	return t.head + (px-1)*math.Log(mx) + t.pxlx - (px+m.Q)*math.Log(m.Gamma+x*mx)
+	return m.logLikelihoodLogM(t, s, math.Log(s.Monetary))
+}
+
+// logLikelihoodLogM is logLikelihoodWith given log(Monetary), for x > 0 and Monetary > 0.
+func (m GammaGamma) logLikelihoodLogM(t gammaGammaTerms, s Summary, logMx float64) float64 {
+	x, mx, px := t.x, s.Monetary, t.px
+	return t.head + (px-1)*logMx + t.pxlx - (px+m.Q)*math.Log(m.Gamma+x*mx)
+}
+
+// sumLogLikelihoodLogM is sumLogLikelihood over groups of repeat customers with positive
+// spend, given each group's log(Monetary): a fit takes those once, not once per evaluation.
+func (m GammaGamma) sumLogLikelihoodLogM(groups []group, logM []float64) float64 {
+	var ll float64
+	var t gammaGammaTerms
+	for i, g := range groups {
+		if i == 0 || g.s.X != t.x {
+			t = m.termsOf(g.s.X)
+		}
+		ll += g.n * m.logLikelihoodLogM(t, g.s, logM[i])
+	}
+	return ll
 }
 
 // sumLogLikelihood is Σ weight(i) × LogLikelihood(summary(i)) over n summaries,
