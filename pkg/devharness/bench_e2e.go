@@ -82,6 +82,9 @@ type BenchReport struct {
 	// customers the sweeper evaluated at their deadlines (loyalty_sweeper_evaluations_total).
 	WritesByService    map[string]float64 `json:"store_writes_by_service"`
 	SweeperEvaluations float64            `json:"sweeper_evaluations"`
+	// ConflictsByService is each service's share of StoreConflicts: a consumer retries its
+	// conflicts, the sweeper leaves them due for its next pass.
+	ConflictsByService map[string]float64 `json:"store_conflicts_by_service"`
 	// Live runs only (--live): event time is the produce time, and the sweeper's
 	// loyalty_watermark_lag_seconds is sampled every half second while producing.
 	// WatermarkLag* are over the steady state (after a 10 s warm-up, before any outage). With
@@ -491,7 +494,7 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	}
 
 	// Metrics before the services stop.
-	rep.WritesByService = map[string]float64{}
+	rep.WritesByService, rep.ConflictsByService = map[string]float64{}, map[string]float64{}
 	for name, p := range procs {
 		m, err := scrape(ctx, p.HTTPAddr, b.env.Cfg.OpsToken)
 		if err != nil {
@@ -502,7 +505,10 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 			rep.WritesByService[name] = w
 		}
 		rep.StoreWrites += w
-		rep.StoreConflicts += m["loyalty_store_conflicts_total"]
+		if c := m["loyalty_store_conflicts_total"]; c > 0 {
+			rep.ConflictsByService[name] = c
+			rep.StoreConflicts += c
+		}
 		rep.SweeperEvaluations += m["loyalty_sweeper_evaluations_total"]
 	}
 	if rep.StoreWrites+rep.StoreConflicts > 0 {
@@ -862,7 +868,16 @@ func printBenchTable(w io.Writer, r BenchReport) {
 	row("produce→derived latency", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms, max %.0f ms", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs))
 	row("redis bytes/customer", fmt.Sprintf("%.0f state + %.0f transition list = %.0f (MEMORY USAGE, %d sampled, %.0f%% compact values)",
 		r.BytesPerCustomer, r.TransitionBytesPerCustomer, r.BytesPerCustomer+r.TransitionBytesPerCustomer, r.BytesSampled, 100*r.CompactEncoded))
-	row("store conflict rate", fmt.Sprintf("%.2f%% (%.0f conflicts, %.0f writes)", 100*r.ConflictRate, r.StoreConflicts, r.StoreWrites))
+	conflicts := ""
+	if len(r.ConflictsByService) > 0 {
+		names := slices.Sorted(maps.Keys(r.ConflictsByService))
+		parts := make([]string, 0, len(names))
+		for _, n := range names {
+			parts = append(parts, fmt.Sprintf("%s %.0f", n, r.ConflictsByService[n]))
+		}
+		conflicts = "; " + strings.Join(parts, ", ")
+	}
+	row("store conflict rate", fmt.Sprintf("%.2f%% (%.0f conflicts, %.0f writes%s)", 100*r.ConflictRate, r.StoreConflicts, r.StoreWrites, conflicts))
 	if len(r.WritesByService) > 0 {
 		names := slices.Sorted(maps.Keys(r.WritesByService))
 		parts := make([]string, 0, len(names))

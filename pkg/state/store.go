@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -118,6 +119,12 @@ type Store struct {
 	metrics *Metrics
 	// MaxAttempts bounds compare-and-set retries of one customer within a call.
 	MaxAttempts int
+	// Chunk bounds the customers of one read, compute and write within Apply (0:
+	// DefaultChunk). The time between a customer's read and its write is the window in which
+	// another writer's write makes it conflict and computes it again; it grows with the
+	// customers computed in between, while Redis's fixed cost per call is small beside a
+	// hundred customers' writes.
+	Chunk int
 	// SpanShards writes all the shards of a batch with one apply script call, their counter
 	// increments summed into the first shard's, and reads every shard's counters atomically.
 	// New sets it on a single server; a Redis Cluster needs a script's keys in one slot, so
@@ -171,13 +178,29 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 			case <-time.After(pause):
 			}
 		}
-		var err error
-		if pending, err = s.attempt(ctx, pending, compute, &res); err != nil {
-			return res, err
+		var retry []string
+		for chunk := range slices.Chunk(pending, s.chunk()) {
+			left, err := s.attempt(ctx, chunk, compute, &res)
+			if err != nil {
+				return res, err
+			}
+			retry = append(retry, left...)
 		}
+		pending = retry
 	}
 	return res, nil
 }
+
+// chunk is how many customers one read-compute-write of Apply takes (Store.Chunk).
+func (s *Store) chunk() int {
+	if s.Chunk > 0 {
+		return s.Chunk
+	}
+	return DefaultChunk
+}
+
+// DefaultChunk is Store.Chunk's default (docs/design.md, "Conflicts").
+const DefaultChunk = 128
 
 // ApplyOnce is Apply without the retries: it reads, computes and writes once, and returns the
 // ids it left unwritten because another writer changed them in between (or a quarantine lost
@@ -186,8 +209,15 @@ func (s *Store) Apply(ctx context.Context, customerIDs []string, compute Compute
 // small call of its own for a few customers, which costs Redis about as much as a large one.
 func (s *Store) ApplyOnce(ctx context.Context, customerIDs []string, compute ComputeFunc) (Result, []string, error) {
 	var res Result
-	left, err := s.attempt(ctx, dedupe(customerIDs), compute, &res)
-	return res, left, err
+	var left []string
+	for chunk := range slices.Chunk(dedupe(customerIDs), s.chunk()) {
+		l, err := s.attempt(ctx, chunk, compute, &res)
+		if err != nil {
+			return res, left, err
+		}
+		left = append(left, l...)
+	}
+	return res, left, nil
 }
 
 // attempt reads the pending customers, computes and writes their updates with one write, adds
