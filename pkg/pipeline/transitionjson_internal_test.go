@@ -12,7 +12,14 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 )
 
-func drawJSONString(t *rapid.T, label string) string {
+// drawJSONString draws a string; a plain one needs no escaping, as the scorer's do.
+func drawJSONString(t *rapid.T, label string, plain bool) string {
+	if plain {
+		return rapid.OneOf(
+			rapid.SampledFrom([]string{"", "GOLD", "AT_RISK", "net spend 1234.56 GBP over 365 days", "bgnbd-v1@2026-11-19"}),
+			rapid.StringMatching(`[a-zA-Z0-9 .:@_-]{0,30}`),
+		).Draw(t, label)
+	}
 	return rapid.OneOf(
 		rapid.SampledFrom([]string{"", "GOLD", "AT_RISK", "net spend 1234.56 GBP over 365 days", "bgnbd-v1@2026-11-19"}),
 		rapid.StringMatching(`[ -~]{0,20}`), // printable ASCII, quotes, backslashes and <>& included
@@ -21,7 +28,11 @@ func drawJSONString(t *rapid.T, label string) string {
 	).Draw(t, label)
 }
 
-func drawJSONFloat(t *rapid.T, label string) float64 {
+// drawJSONFloat draws a float; a plain one is a probability or an amount, as the scorer's.
+func drawJSONFloat(t *rapid.T, label string, plain bool) float64 {
+	if plain {
+		return rapid.OneOf(rapid.Float64Range(0, 1), rapid.Float64Range(-1e9, 1e9)).Draw(t, label)
+	}
 	return rapid.OneOf(
 		rapid.Float64(),
 		rapid.SampledFrom([]float64{0, math.Copysign(0, -1), 1e-6, 1e-7, 9.99e-7, 1e21, 1e20, -1e21, 0.5, 123456.78,
@@ -30,17 +41,20 @@ func drawJSONFloat(t *rapid.T, label string) float64 {
 }
 
 func drawTransition(t *rapid.T) Transition {
+	plain := rapid.Bool().Draw(t, "plain")
+	str := func(label string) string { return drawJSONString(t, label, plain) }
+	num := func(label string) float64 { return drawJSONFloat(t, label, plain) }
 	zone := rapid.SampledFrom([]*time.Location{time.UTC, time.FixedZone("x", 5*3600+1800), time.FixedZone("y", -7*3600)}).Draw(t, "zone")
 	at := time.Unix(rapid.Int64Range(-70000000000, 300000000000).Draw(t, "sec"), rapid.Int64Range(0, 999999999).Draw(t, "nsec")).In(zone)
-	tr := Transition{At: at, Kind: drawJSONString(t, "kind"), From: drawJSONString(t, "from"), To: drawJSONString(t, "to"),
-		EventID: drawJSONString(t, "id"), Direction: drawJSONString(t, "dir"), ModelVersion: drawJSONString(t, "model"),
-		FromLayer: drawJSONString(t, "fromLayer"), ToLayer: drawJSONString(t, "toLayer")}
+	tr := Transition{At: at, Kind: str("kind"), From: str("from"), To: str("to"),
+		EventID: str("id"), Direction: str("dir"), ModelVersion: str("model"),
+		FromLayer: str("fromLayer"), ToLayer: str("toLayer")}
 	if rapid.Bool().Draw(t, "score") {
-		f := drawJSONFloat(t, "scoreValue")
+		f := num("scoreValue")
 		tr.Score = &f
 	}
 	if rapid.Bool().Draw(t, "palive") {
-		f := drawJSONFloat(t, "paliveValue")
+		f := num("paliveValue")
 		tr.PAlive = &f
 	}
 	if rapid.Bool().Draw(t, "rfm") {
@@ -51,7 +65,7 @@ func drawTransition(t *rapid.T) Transition {
 	default:
 		tr.Reasons = make([]Reason, 0, n)
 		for range n {
-			tr.Reasons = append(tr.Reasons, Reason{Code: drawJSONString(t, "code"), Message: drawJSONString(t, "msg"), Value: drawJSONFloat(t, "value")})
+			tr.Reasons = append(tr.Reasons, Reason{Code: str("code"), Message: str("msg"), Value: num("value")})
 		}
 	}
 	return tr
