@@ -68,6 +68,7 @@ func TestEveryAcquisitionGetsAGreaterTokenAndARenewalKeepsIt(t *testing.T) {
 	if len(first) != 1 || first[0].Token < 1 || first[0].Key != key {
 		t.Fatalf("a's first acquisition: %+v", first)
 	}
+	a.Forget() // as a third of the TTL later: the acquisition goes to Redis and renews
 	if again := acquire(a); len(again) != 1 || again[0].Token != first[0].Token || again[0].Value != first[0].Value {
 		t.Fatalf("renewing by acquisition changed the grant: %+v then %+v", first, again)
 	}
@@ -77,6 +78,7 @@ func TestEveryAcquisitionGetsAGreaterTokenAndARenewalKeepsIt(t *testing.T) {
 	if err := a.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
+	b.Forget() // b's last acquisition, which found the lease held, is no longer recent
 	second := acquire(b)
 	if len(second) != 1 || second[0].Token <= first[0].Token {
 		t.Fatalf("b took the released lease with %+v after token %d", second, first[0].Token)
@@ -144,5 +146,49 @@ func TestLeaseKeysNeedAHashTagForTheirFence(t *testing.T) {
 	defer rdb.Close()
 	if _, err := lease.NewSet(context.Background(), rdb, "a", time.Minute, []string{"lease:untagged"}); err == nil {
 		t.Fatal("a key without a hash tag was accepted")
+	}
+}
+
+// Within a third of the TTL an acquisition answers from the last one, without Redis; after
+// Forget (or that long) it asks Redis again, which here finds the lease gone and takes it
+// with a new token.
+func TestAcquisitionsWithinAThirdOfTheTTLAnswerFromTheLastOne(t *testing.T) {
+	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{testinfra.Redis(t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := context.Background()
+	key := testinfra.Name("lease") + ":{s0}"
+	const ttl = 900 * time.Millisecond
+	a, err := lease.NewSet(ctx, rdb, "a", ttl, []string{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := a.AcquireFenced(ctx)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("first acquisition: %+v, %v", first, err)
+	}
+	if err := rdb.Del(ctx, key).Err(); err != nil { // the lease is gone in Redis
+		t.Fatal(err)
+	}
+	if cached, err := a.AcquireFenced(ctx); err != nil || len(cached) != 1 || cached[0].Token != first[0].Token {
+		t.Fatalf("an acquisition right after the first went to Redis: %+v, %v", cached, err)
+	}
+	if exists, _ := rdb.Exists(ctx, key).Result(); exists != 0 {
+		t.Fatal("the cached acquisition wrote the lease")
+	}
+	a.Forget()
+	again, err := a.AcquireFenced(ctx)
+	if err != nil || len(again) != 1 || again[0].Token <= first[0].Token {
+		t.Fatalf("after Forget: %+v, %v (first token %d)", again, err, first[0].Token)
+	}
+	time.Sleep(ttl/3 + 50*time.Millisecond)
+	if err := rdb.Del(ctx, key).Err(); err != nil {
+		t.Fatal(err)
+	}
+	late, err := a.AcquireFenced(ctx)
+	if err != nil || len(late) != 1 || late[0].Token <= again[0].Token {
+		t.Fatalf("a third of the TTL later: %+v, %v (previous token %d)", late, err, again[0].Token)
 	}
 }

@@ -236,6 +236,7 @@ func (r *Relay) Pass(ctx context.Context) (int, error) {
 			oldest[i] = first
 			if errors.Is(err, lease.ErrFenced) || errors.Is(err, ErrLeaseLapsed) {
 				r.metrics.lost.Inc()
+				r.leases.Forget()
 			}
 			errs[i] = err
 		}()
