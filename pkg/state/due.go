@@ -9,19 +9,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Due returns up to limit customers of a shard whose inactivity deadline is at or before
-// until, earliest first.
-func (s *Store) Due(ctx context.Context, shard int, until time.Time, limit int) ([]string, error) {
-	ids, err := s.rdb.ZRangeByScore(ctx, s.keys.Deadlines(shard), &redis.ZRangeBy{
-		Min: "-inf", Max: strconv.FormatInt(until.UnixMilli(), 10), Count: int64(limit)}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("reading due customers of shard %d: %w", shard, err)
-	}
-	return ids, nil
-}
-
-// DueIn is Due for several shards in one pipelined round trip: per shard (in the order
-// given) up to limit of its due customers, earliest first.
+// DueIn returns, per shard (in the order given), up to limit of its customers whose
+// inactivity deadline is at or before until, earliest first: one pipelined round trip.
 func (s *Store) DueIn(ctx context.Context, shards []int, until time.Time, limit int) ([][]string, error) {
 	if len(shards) == 0 {
 		return nil, nil
