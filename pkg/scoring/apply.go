@@ -29,8 +29,8 @@ func offsetKey(src Source) string {
 // IsDuplicate reports whether e was already applied to s: its source offset is at or below
 // the last one applied from its topic partition (a redelivery), or its event id is among the
 // ids its topic applied recently (a producer's duplicate: within the policy's dedupe horizon
-// and cap, see SeenID). Ids are compared by 128-bit digest, so a distinct id is never taken
-// for a duplicate.
+// and cap, see SeenID). Ids are compared by 64-bit digest, so a distinct id is taken for a
+// duplicate with probability at most 64/2⁶⁴ (DigestSize): never in practice.
 func IsDuplicate(s State, e Event) bool {
 	if e.Source.Topic != "" {
 		if last, ok := s.Offsets[offsetKey(e.Source)]; ok && e.Source.Offset <= last {

@@ -8,7 +8,7 @@ import (
 )
 
 // Producer duplicates (the same event id sent again, at a new offset) are recognised by the
-// ids each input topic applied recently: every id is kept as a 128-bit digest with the day it
+// ids each input topic applied recently: every id is kept as a 64-bit digest with the day it
 // was remembered on, per input topic, for the policy's dedupe.horizon_days of that topic's
 // event time and at most dedupe.max_ids_per_topic ids (see docs/scoring.md, "Duplicates").
 //
@@ -34,11 +34,14 @@ const MaxDedupeIDs = 64
 // MaxDedupeHorizonDays bounds the policy's dedupe.horizon_days.
 const MaxDedupeHorizonDays = 365
 
-// DigestSize is the size of an event id's digest: 128 bits, so two distinct ids of one
-// customer and topic collide with probability about n²/2¹²⁹, never in practice.
-const DigestSize = 16
+// DigestSize is the size of an event id's digest: 64 bits. A new id is compared with at most
+// MaxDedupeIDs digests of its customer and topic, so a distinct id is taken for a duplicate
+// with probability at most 64/2⁶⁴ ≈ 3.5·10⁻¹⁸: at 500 million events a year, once in about
+// 600 million years. Half the bytes of the 128-bit digests the ids were first kept with (most
+// of a customer's stored state; seenFormatWide).
+const DigestSize = 8
 
-// SeenID is an event id applied recently: the first 16 bytes of its SHA-256, and the day it
+// SeenID is an event id applied recently: the first 8 bytes of its SHA-256, and the day it
 // was remembered on, its topic's clock then (the newest event day of that topic applied so far,
 // this event's included). The day is the topic's event time, not the wall clock, so ageing
 // out is a function of the customer's history alone and a replay ages ids exactly as the live
@@ -108,7 +111,12 @@ func (s *State) hasSeen() bool {
 }
 
 // seenFormat is the version byte that starts the encoding of the remembered ids.
-const seenFormat = 1
+const seenFormat = 2
+
+// seenFormatWide is the format the ids were first encoded with: the same layout with 16-byte
+// digests (the first 16 bytes of the SHA-256). It is still read, keeping the first DigestSize
+// bytes, which is the digest the id has now; the customer's next write stores seenFormat.
+const seenFormatWide = 1
 
 // maxSeenDelta bounds a day difference in the encoding of the remembered ids (about 45,000
 // years), so that decoding never overflows a Day.
@@ -116,14 +124,14 @@ const maxSeenDelta = 1 << 24
 
 // encodeSeen encodes the remembered ids, compactly and deterministically:
 //
-//	version byte (1)
+//	version byte (seenFormat)
 //	per topic with ids, in index order:
 //	  header byte: topic index << 6 | (number of ids - 1)
 //	  per id: signed varint of its day minus the previous id's day (the first id of the
-//	          encoding: minus 0), then its 16-byte digest
+//	          encoding: minus 0), then its DigestSize-byte digest
 //
 // A topic's days never decrease, so within a topic the differences are small and non-negative;
-// an ordinary id takes 17 bytes.
+// an ordinary id takes 9 bytes.
 func encodeSeen(seen [seenTopics][]SeenID) []byte {
 	buf := []byte{seenFormat}
 	prev := Day(0)
@@ -141,16 +149,21 @@ func encodeSeen(seen [seenTopics][]SeenID) []byte {
 	return buf
 }
 
-// decodeSeen decodes what encodeSeen wrote. It checks everything encodeSeen guarantees: the
-// version, topics in ascending order, days that never decrease within a topic, no id twice
-// within a topic, no trailing bytes.
+// decodeSeen decodes what encodeSeen wrote, or the wide format before it (seenFormatWide).
+// It checks everything encodeSeen guarantees: the version, topics in ascending order, days
+// that never decrease within a topic, no id twice within a topic, no trailing bytes.
 func decodeSeen(buf []byte) ([seenTopics][]SeenID, error) {
 	var out [seenTopics][]SeenID
 	if len(buf) == 0 {
 		return out, errors.New("empty")
 	}
-	if buf[0] != seenFormat {
-		return out, fmt.Errorf("format %d, want %d", buf[0], seenFormat)
+	stored := DigestSize
+	switch buf[0] {
+	case seenFormat:
+	case seenFormatWide:
+		stored = 2 * DigestSize
+	default:
+		return out, fmt.Errorf("format %d, want %d or %d", buf[0], seenFormat, seenFormatWide)
 	}
 	buf = buf[1:]
 	prev, last := Day(0), -1
@@ -172,12 +185,12 @@ func decodeSeen(buf []byte) ([seenTopics][]SeenID, error) {
 				return out, fmt.Errorf("topic %d id %d: day out of range", t, i)
 			}
 			buf = buf[k:]
-			if len(buf) < DigestSize {
+			if len(buf) < stored {
 				return out, fmt.Errorf("topic %d id %d: truncated digest", t, i)
 			}
 			id := SeenID{Day: Day(d)}
 			copy(id.Digest[:], buf[:DigestSize])
-			buf = buf[DigestSize:]
+			buf = buf[stored:]
 			for _, o := range ids {
 				if o.Digest == id.Digest {
 					return out, fmt.Errorf("topic %d: digest %x twice", t, id.Digest)

@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -298,7 +299,7 @@ func TestCorruptRememberedIdsAreACorruptState(t *testing.T) {
 	}
 	for name, mutate := range map[string]func(map[string]string){
 		"not base64":              func(m map[string]string) { m["d0"] = "!!!!" },
-		"another format":          withSeen(patched(0, 2)),
+		"another format":          withSeen(patched(0, 3)),
 		"a truncated digest":      withSeen(raw[:len(raw)-1]),
 		"trailing bytes":          withSeen(append(append([]byte(nil), raw...), 0)),
 		"topics out of order":     withSeen(patched(loginsHeader, seenPurchases<<6|3)),
@@ -323,7 +324,7 @@ func TestCorruptRememberedIdsAreACorruptState(t *testing.T) {
 	}
 }
 
-// Every remembered id costs 17 bytes (a day difference and a 16-byte digest) before base64,
+// Every remembered id costs 9 bytes (a day difference and an 8-byte digest) before base64,
 // and a customer's ids stay within the cap whatever arrives.
 func TestRememberedIdsAreCompactAndCapped(t *testing.T) {
 	p := DefaultPolicy()
@@ -363,8 +364,10 @@ func FuzzSeenIDsField(f *testing.F) {
 		s, _ = mustApply(f, s, g.feedback(day(i), FeedbackNPS, 3), p)
 		f.Add(encodeSeen(s.Seen))
 	}
+	f.Add(encodeSeenWide(s.Seen))
 	f.Add([]byte{})
 	f.Add([]byte{seenFormat, 0x3f})
+	f.Add([]byte{seenFormatWide, 0x3f})
 	f.Add([]byte{seenFormat, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1})
 	base := s.MarshalFields()
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -397,4 +400,78 @@ func FuzzSeenIDsField(f *testing.F) {
 			t.Fatalf("round trip: %v\n got %+v\nback %+v", err, got.Seen, again.Seen)
 		}
 	})
+}
+
+// encodeSeenWide is encodeSeen in the wide format the ids were first stored with
+// (seenFormatWide): the layout of seenFormat with each id's 16-byte digest, the first 16
+// bytes of its SHA-256. ids must carry their full digests in wide.
+func encodeSeenWide(seen [seenTopics][]SeenID, wide ...map[[DigestSize]byte][16]byte) []byte {
+	buf := []byte{seenFormatWide}
+	prev := Day(0)
+	for t, ids := range seen {
+		if len(ids) == 0 {
+			continue
+		}
+		buf = append(buf, byte(t)<<6|byte(len(ids)-1))
+		for _, id := range ids {
+			buf = binary.AppendVarint(buf, int64(id.Day-prev))
+			full := [16]byte{}
+			copy(full[:], id.Digest[:])
+			for _, w := range wide {
+				if d, ok := w[id.Digest]; ok {
+					full = d
+				}
+			}
+			buf = append(buf, full[:]...)
+			prev = id.Day
+		}
+	}
+	return buf
+}
+
+// A state stored with the wide digests (seenFormatWide) decodes to the ids of the current
+// format: each id's digest is the first DigestSize bytes of its wide one. A duplicate of an id
+// remembered in the wide format is still skipped, and the next encoding is the narrow one.
+func TestRememberedIdsInTheWideFormatAreRead(t *testing.T) {
+	p := DefaultPolicy()
+	var g evGen
+	var s State
+	var events []Event
+	wide := map[[DigestSize]byte][16]byte{}
+	for i := 0; i < 6; i++ {
+		for _, e := range []Event{g.purchase(day(i), 1000, fmt.Sprintf("o-%d", i)), g.login(day(i)), g.feedback(day(i), FeedbackNPS, 9)} {
+			s, _ = mustApply(t, s, e, p)
+			events = append(events, e)
+			sum := sha256.Sum256([]byte(e.EventID))
+			var full [16]byte
+			copy(full[:], sum[:16])
+			wide[digestOf(e.EventID)] = full
+		}
+	}
+	back, err := decodeSeen(encodeSeenWide(s.Seen, wide))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, s.Seen) {
+		t.Fatalf("wide format decoded to %+v, want %+v", back, s.Seen)
+	}
+	ids := 0
+	for _, l := range back {
+		ids += len(l)
+	}
+	if ids != len(events) {
+		t.Fatalf("%d ids remembered, want all %d events' (within the horizon and cap)", ids, len(events))
+	}
+	if got, want := len(encodeSeen(back)), len(encodeSeenWide(back))-DigestSize*ids; got != want {
+		t.Fatalf("re-encoded: %d bytes, want %d", got, want)
+	}
+	old := s
+	old.Seen = back
+	for _, e := range events {
+		again := e
+		again.Source.Offset += 1000 // a producer's duplicate, at a new offset
+		if !IsDuplicate(old, again) {
+			t.Fatalf("%s, remembered in the wide format, is not recognised as a duplicate", e.EventID)
+		}
+	}
 }

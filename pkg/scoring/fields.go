@@ -316,7 +316,7 @@ func UnmarshalFields(m map[string]string) (State, error) {
 				s.Offsets[k[len(offsetPrefix):]] = off
 			}
 		case k == legacyRing:
-			// Written before ids were remembered per topic with 128-bit digests. Its 32-bit
+			// Written before ids were remembered per topic with SHA-256 digests. Its 32-bit
 			// hashes are dropped rather than honoured (they are what took distinct ids for
 			// duplicates); the next write leaves the field out. It must still be well formed.
 			err = checkLegacyRing(v)
