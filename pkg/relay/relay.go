@@ -4,9 +4,9 @@
 // it (acks from all in-sync replicas); a crash in between republishes it with the same
 // event_id, which is the only duplication the pipeline allows.
 //
-// The lease is fenced: the relay reads a shard and deletes its published entries only through
-// scripts that check, in Redis, that it still holds the lease with the token it was granted,
-// and it renews its leases while a pass runs. A relay that loses a shard's lease mid-pass
+// The lease is fenced: the relay reads a shard only together with the lease (one MULTI/EXEC)
+// and uses what it read only when the lease held the token it was granted, and it deletes its
+// published entries only through a script that checks the token in Redis; it renews its leases while a pass runs. A relay that loses a shard's lease mid-pass
 // cancels that shard's produce and touches the shard no more; what it had in flight can only
 // land as repeats of entries its successor publishes too (docs/design.md, "One relay per
 // outbox shard").
@@ -32,11 +32,6 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
-
-// claim returns the outbox's length and its oldest ARGV[2] entries, while the caller holds
-// the shard's lease with the token in ARGV[1]. KEYS: the lease, the outbox (one hash tag).
-var claim = redisconn.NewScript("relay-claim", lease.FenceCheck+`
-return {redis.call('XLEN', KEYS[2]), redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', ARGV[2])}`)
 
 // remove deletes the published entries ARGV[2..] from the outbox, while the caller holds the
 // shard's lease with the token in ARGV[1]; in slices, to stay within Lua's unpack limit.
@@ -161,7 +156,7 @@ func New(ctx context.Context, cfg Config, rdb redis.UniversalClient, keys keyspa
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	if err := redisconn.LoadAll(ctx, rdb, claim, remove); err != nil {
+	if err := redisconn.LoadAll(ctx, rdb, remove); err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	if metrics == nil {
@@ -199,7 +194,7 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // Pass takes or renews leases and publishes one batch from every held shard, and returns
 // the number of entries published. Each shard is read and its published entries deleted
-// only through scripts fenced by the lease's token; the leases are renewed while the pass
+// only under the fence of the lease's token (claim, remove); the leases are renewed while the pass
 // runs, and a shard whose lease is lost (refused on renewal, or not renewed before it could
 // expire) is abandoned at once: its produce is cancelled and nothing more of it is published
 // or deleted in this pass. A lost lease is returned as an error wrapping lease.ErrFenced or
@@ -289,13 +284,9 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 	if sctx.Err() != nil {
 		return 0, 0, time.Time{}, context.Cause(sctx)
 	}
-	reply, err := claim.Run(sctx, r.rdb, []string{g.Key, outbox}, g.Value, r.cfg.BatchSize).Slice()
+	depth, entries, err := r.claim(sctx, g, outbox)
 	if err != nil {
 		return 0, 0, time.Time{}, r.shardErr(sctx, shard, "reading", err)
-	}
-	depth, entries, err := parseClaim(reply)
-	if err != nil {
-		return 0, 0, time.Time{}, fmt.Errorf("outbox shard %d: %w", shard, err)
 	}
 	if len(entries) == 0 {
 		return 0, depth, time.Time{}, nil
@@ -375,7 +366,7 @@ func entryTime(id string) time.Time {
 // lease.ErrFenced and a call cut short by the lease's loss as its cause.
 func (r *Relay) shardErr(sctx context.Context, shard int, step string, err error) error {
 	switch {
-	case lease.Fenced(err):
+	case lease.Fenced(err) || errors.Is(err, lease.ErrFenced):
 		return fmt.Errorf("outbox shard %d: %s refused: %w", shard, step, lease.ErrFenced)
 	case sctx.Err() != nil && errors.Is(err, sctx.Err()):
 		return fmt.Errorf("outbox shard %d: %s: %w", shard, step, context.Cause(sctx))
@@ -383,30 +374,33 @@ func (r *Relay) shardErr(sctx context.Context, shard int, step string, err error
 	return fmt.Errorf("outbox shard %d: %s: %w", shard, step, err)
 }
 
-// parseClaim decodes the claim script's reply: the stream's length and its oldest entries.
-func parseClaim(reply []any) (int64, []redis.XMessage, error) {
-	if len(reply) != 2 {
-		return 0, nil, fmt.Errorf("claim reply has %d elements, want 2", len(reply))
+// claim reads the outbox's length and its oldest BatchSize entries together with the lease
+// under grant g, in one MULTI/EXEC: the three replies are one instant of the server, so the
+// entries were read under the fence exactly when the lease then held g's token, and
+// otherwise the read is refused with lease.ErrFenced and its entries are not used. A Lua
+// script doing the same check converts every entry into Lua tables and back, which cost
+// Redis about 4 µs per entry (XRANGE of 500 outbox entries: 2.5 ms inside EVAL against 0.43
+// ms on its own), more than the read itself.
+func (r *Relay) claim(ctx context.Context, g lease.Grant, outbox string) (int64, []redis.XMessage, error) {
+	var held *redis.StringCmd
+	var length *redis.IntCmd
+	var oldest *redis.XMessageSliceCmd
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		held = p.Get(ctx, g.Key)
+		length = p.XLen(ctx, outbox)
+		oldest = p.XRangeN(ctx, outbox, "-", "+", int64(r.cfg.BatchSize))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, nil, err
 	}
-	depth, _ := reply[0].(int64)
-	raw, _ := reply[1].([]any)
-	entries := make([]redis.XMessage, 0, len(raw))
-	for _, item := range raw {
-		pair, _ := item.([]any)
-		if len(pair) != 2 {
-			return 0, nil, errors.New("malformed outbox entry in claim reply")
-		}
-		id, _ := pair[0].(string)
-		kv, _ := pair[1].([]any)
-		values := make(map[string]any, len(kv)/2)
-		for j := 0; j+1 < len(kv); j += 2 {
-			if k, ok := kv[j].(string); ok {
-				values[k] = kv[j+1]
-			}
-		}
-		entries = append(entries, redis.XMessage{ID: id, Values: values})
+	if held.Err() != nil || held.Val() != g.Value {
+		return 0, nil, lease.ErrFenced // expired (redis.Nil) or held with another token
 	}
-	return depth, entries, nil
+	if err := errors.Join(length.Err(), oldest.Err()); err != nil {
+		return 0, nil, err
+	}
+	return length.Val(), oldest.Val(), nil
 }
 
 // ErrLeaseLapsed reports that a relay could not renew a shard's lease before it could

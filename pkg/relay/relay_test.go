@@ -215,11 +215,11 @@ func (p *stalledPublisher) Produce(ctx context.Context, recs ...stream.Record) e
 	return nil
 }
 
-// partition cuts a client off from Redis while cut is set, and runs beforeEval (once, when
-// set) ahead of the client's first single EVALSHA: the relay's read of a shard.
+// partition cuts a client off from Redis while cut is set, and runs beforeRead (once, when
+// set) ahead of the client's first transaction with an XRANGE: the relay's read of a shard.
 type partition struct {
 	cut        atomic.Bool
-	beforeEval func()
+	beforeRead func()
 	once       sync.Once
 }
 
@@ -230,9 +230,6 @@ func (p *partition) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if p.cut.Load() {
 			cmd.SetErr(errors.New("network partition"))
 			return cmd.Err()
-		}
-		if cmd.Name() == "evalsha" && p.beforeEval != nil {
-			p.once.Do(p.beforeEval)
 		}
 		return next(ctx, cmd)
 	}
@@ -246,6 +243,9 @@ func (p *partition) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 				c.SetErr(err)
 			}
 			return err
+		}
+		if p.beforeRead != nil && slices.ContainsFunc(cmds, func(c redis.Cmder) bool { return c.Name() == "xrange" }) {
+			p.once.Do(p.beforeRead)
 		}
 		return next(ctx, cmds)
 	}
@@ -401,7 +401,7 @@ func TestARelayWhoseLeaseMovesOnBeforeItReadsIsRefusedTheRead(t *testing.T) {
 	}
 	// Between the stale relay's acquisition and its read, its lease expires and the successor
 	// drains the shard and sees a new event derived.
-	hook := &partition{beforeEval: func() {
+	hook := &partition{beforeRead: func() {
 		if err := rdb.Del(ctx, keys.Lease("relay", 0)).Err(); err != nil {
 			t.Error(err)
 		}
