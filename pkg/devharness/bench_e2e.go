@@ -904,6 +904,9 @@ func printBenchTable(w io.Writer, r BenchReport) {
 				continue
 			}
 			row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", p.MicrosPerEvent, p.Seconds))
+			for _, t := range p.Threads {
+				row("    of which "+t.Kind, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", t.MicrosPerEvent, t.Seconds))
+			}
 		}
 	}
 	for i, c := range r.RedisCommands {
@@ -922,6 +925,9 @@ func printBenchTable(w io.Writer, r BenchReport) {
 		for _, p := range n.CPU {
 			if p.Seconds >= 0 {
 				row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", p.MicrosPerEvent, p.Seconds))
+				for _, t := range p.Threads {
+					row("    of which "+t.Kind, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", t.MicrosPerEvent, t.Seconds))
+				}
 			}
 		}
 	}

@@ -25,6 +25,74 @@ type ProcessCPU struct {
 	// Seconds is user + system CPU time over the run; MicrosPerEvent that per input event.
 	Seconds        float64 `json:"cpu_seconds"`
 	MicrosPerEvent float64 `json:"cpu_us_per_event"`
+	// Threads is the part of Seconds spent by kinds of threads that are a runtime's own work
+	// rather than the process's (threadKinds: a JVM's JIT compilers and garbage collectors),
+	// largest first.
+	Threads []ThreadCPU `json:"threads,omitempty"`
+}
+
+// ThreadCPU is the CPU time of one kind of thread of a process over the measured run.
+type ThreadCPU struct {
+	Kind           string  `json:"kind"`
+	Seconds        float64 `json:"cpu_seconds"`
+	MicrosPerEvent float64 `json:"cpu_us_per_event"`
+}
+
+// threadKinds names kinds of threads by the start of their name (the kernel's comm, 15
+// bytes): a JVM's JIT compilers and garbage collectors (G1's). A freshly started broker
+// spends a large share of its CPU compiling its hot paths (bench-e2e 300k events on a broker
+// 10 minutes old: C2 compiler threads about 40% of the broker's CPU), which a long-running
+// broker has long paid; the split shows how much of the broker's row that is.
+var threadKinds = []struct{ kind, prefix string }{
+	{"JIT compiler", "C1 CompilerThre"},
+	{"JIT compiler", "C2 CompilerThre"},
+	{"garbage collector", "GC Thread"},
+	{"garbage collector", "G1 "},
+}
+
+// threadKind is the kind of a thread named comm, or "" for none of threadKinds.
+func threadKind(comm string) string {
+	for _, k := range threadKinds {
+		if strings.HasPrefix(comm, k.prefix) {
+			return k.kind
+		}
+	}
+	return ""
+}
+
+// threadCPUSeconds returns the user + system time so far of each thread of pid whose kind
+// threadKind names, by thread id, with its kind.
+func threadCPUSeconds(pid int) (map[int]ThreadCPU, error) {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "task")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]ThreadCPU{}
+	for _, e := range entries {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join(dir, e.Name(), "comm"))
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		kind := threadKind(strings.TrimSpace(string(comm)))
+		if kind == "" {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		own, _, err := parseStat(string(stat))
+		if err != nil {
+			return nil, fmt.Errorf("%s/%d: %w", dir, tid, err)
+		}
+		out[tid] = ThreadCPU{Kind: kind, Seconds: own}
+	}
+	return out, nil
 }
 
 // clockTicks is the kernel's clock tick rate (AT_CLKTCK of the auxiliary vector; 100 on
@@ -45,25 +113,34 @@ var clockTicks = func() float64 {
 // processCPUSeconds is a process's user + system time so far, and that of its children it
 // has waited for (Redis's AOF rewrites and snapshots are forked children).
 func processCPUSeconds(pid int) (own, children float64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
 		return 0, 0, err
 	}
+	own, children, err = parseStat(string(b))
+	if err != nil {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return own, children, nil
+}
+
+// parseStat reads user + system time and that of the waited-for children from the contents
+// of a stat file of /proc (a process's or a thread's).
+func parseStat(s string) (own, children float64, err error) {
 	// The command name (field 2) is in parentheses and may hold spaces: count from its end.
-	s := string(b)
 	end := strings.LastIndexByte(s, ')')
 	if end < 0 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return 0, 0, errors.New("no command name")
 	}
 	// f[0] is field 3 (state); utime and stime are fields 14 and 15, cutime and cstime 16, 17.
 	f := strings.Fields(s[end+1:])
 	if len(f) < 15 {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+		return 0, 0, fmt.Errorf("%d fields", len(f)+2)
 	}
 	var t [4]float64
 	for i := range t {
 		if t[i], err = strconv.ParseFloat(f[11+i], 64); err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+			return 0, 0, err
 		}
 	}
 	return (t[0] + t[1]) / clockTicks, (t[2] + t[3]) / clockTicks, nil
@@ -138,6 +215,7 @@ func listenerPid(port int) int {
 type cpuMeter struct {
 	procs       []ProcessCPU // Seconds holds the start reading until report
 	children    []float64    // the children's start readings, by procs' index
+	threads     []map[int]ThreadCPU
 	busy, total float64
 }
 
@@ -152,12 +230,39 @@ func startCPU(pids map[string]int) (*cpuMeter, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading the CPU time of %s (pid %d): %w", name, pid, err)
 		}
+		threads, err := threadCPUSeconds(pid)
+		if err != nil {
+			return nil, fmt.Errorf("reading the CPU time of the threads of %s (pid %d): %w", name, pid, err)
+		}
 		m.procs = append(m.procs, ProcessCPU{Name: name, Pid: pid, Seconds: s})
 		m.children = append(m.children, c)
+		m.threads = append(m.threads, threads)
 	}
 	var err error
 	m.busy, m.total, err = machineCPUSeconds()
 	return m, err
+}
+
+// threadsSince is the CPU time of the kinds of threads of m.procs[i] since the start reading,
+// largest first. Threads that exited during the run are left out (a JVM stops compiler
+// threads it no longer needs), so each kind's time is at least what is reported.
+func (m *cpuMeter) threadsSince(i int, perEvent func(float64) float64) []ThreadCPU {
+	now, err := threadCPUSeconds(m.procs[i].Pid)
+	if err != nil {
+		return nil
+	}
+	byKind := map[string]float64{}
+	for tid, t := range now {
+		byKind[t.Kind] += t.Seconds - m.threads[i][tid].Seconds // a thread started since: from 0
+	}
+	var out []ThreadCPU
+	for kind, s := range byKind {
+		if s > 0 {
+			out = append(out, ThreadCPU{Kind: kind, Seconds: s, MicrosPerEvent: perEvent(s)})
+		}
+	}
+	slices.SortFunc(out, func(a, b ThreadCPU) int { return cmp.Compare(b.Seconds, a.Seconds) })
+	return out
 }
 
 // report returns each process's CPU seconds and µs per event since the start, largest first,
@@ -173,6 +278,7 @@ func (m *cpuMeter) report(events int) (procs []ProcessCPU, busy, share float64, 
 		} else {
 			p.Seconds = s - p.Seconds
 			p.MicrosPerEvent = perEvent(p.Seconds)
+			p.Threads = m.threadsSince(i, perEvent)
 			if c -= m.children[i]; c > 0 {
 				procs = append(procs, ProcessCPU{Name: p.Name + " children", Pid: p.Pid, Seconds: c, MicrosPerEvent: perEvent(c)})
 			}
