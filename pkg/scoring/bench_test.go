@@ -109,3 +109,31 @@ func BenchmarkNextDeadlineDormant(b *testing.B) {
 		NextDeadline(s, p)
 	}
 }
+
+// BenchmarkUnmarshalBinary decodes a stored customer who remembers the most ids a topic keeps
+// (dedupe.max_ids_per_topic, 64 logins within the horizon): what every write of a busy
+// customer reads first.
+func BenchmarkUnmarshalBinary(b *testing.B) {
+	p := DefaultPolicy()
+	s := typicalCustomer(b, p)
+	at := msTime(s.ClockMs)
+	var g evGen
+	g.n = 1 << 20 // offsets past the typical customer's
+	for i := range 80 {
+		s, _ = mustApply(b, s, g.login(at.Add(time.Duration(i)*time.Hour)), p)
+	}
+	if n := len(s.Seen[seenLogins]); n != p.Dedupe.MaxIDsPerTopic {
+		b.Fatalf("the customer remembers %d login ids, want %d", n, p.Dedupe.MaxIDsPerTopic)
+	}
+	data, err := s.AppendBinary(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var d State
+		if err := d.UnmarshalBinary(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

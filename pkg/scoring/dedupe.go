@@ -149,6 +149,31 @@ func encodeSeen(seen [seenTopics][]SeenID) []byte {
 	return buf
 }
 
+// digestSet finds a digest repeated among the at most 64 ids of a topic in linear time:
+// open addressing over 128 slots indexed by the digest's low bits, which are uniform (a
+// hash's). Comparing each id with those before it took 15% of a login consumer's CPU with
+// customers near the 64 ids a topic keeps.
+type digestSet struct {
+	used  [2]uint64
+	slots [128]uint64
+}
+
+// add inserts d and reports whether it was absent. At most 127 digests fit.
+func (s *digestSet) add(d [DigestSize]byte) bool {
+	v := binary.LittleEndian.Uint64(d[:])
+	for i := v & 127; ; i = (i + 1) & 127 {
+		bit := uint64(1) << (i & 63)
+		if s.used[i>>6]&bit == 0 {
+			s.used[i>>6] |= bit
+			s.slots[i] = v
+			return true
+		}
+		if s.slots[i] == v {
+			return false
+		}
+	}
+}
+
 // decodeSeen decodes what encodeSeen wrote, or the wide format before it (seenFormatWide).
 // It checks everything encodeSeen guarantees: the version, topics in ascending order, days
 // that never decrease within a topic, no id twice within a topic, no trailing bytes.
@@ -174,6 +199,7 @@ func decodeSeen(buf []byte) ([seenTopics][]SeenID, error) {
 			return out, fmt.Errorf("topic %d after topic %d", t, last)
 		}
 		last = t
+		set := digestSet{}
 		ids := make([]SeenID, 0, n)
 		for i := 0; i < n; i++ {
 			delta, k := binary.Varint(buf)
@@ -191,10 +217,8 @@ func decodeSeen(buf []byte) ([seenTopics][]SeenID, error) {
 			id := SeenID{Day: Day(d)}
 			copy(id.Digest[:], buf[:DigestSize])
 			buf = buf[stored:]
-			for _, o := range ids {
-				if o.Digest == id.Digest {
-					return out, fmt.Errorf("topic %d: digest %x twice", t, id.Digest)
-				}
+			if !set.add(id.Digest) {
+				return out, fmt.Errorf("topic %d: digest %x twice", t, id.Digest)
 			}
 			ids = append(ids, id)
 			prev = id.Day

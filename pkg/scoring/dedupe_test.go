@@ -475,3 +475,29 @@ func TestRememberedIdsInTheWideFormatAreRead(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestSetFindsRepeatsAcrossProbes: digests that share a slot (the same low bits) are
+// all kept, and a repeat is found wherever probing placed the first, wrapping past the last
+// slot.
+func TestDigestSetFindsRepeatsAcrossProbes(t *testing.T) {
+	digest := func(v uint64) [DigestSize]byte {
+		var d [DigestSize]byte
+		binary.LittleEndian.PutUint64(d[:], v)
+		return d
+	}
+	var s digestSet
+	// 64 digests that all land on slot 127, so they occupy 127, 0, 1, ... 62.
+	for i := range uint64(64) {
+		if !s.add(digest(i<<7 | 127)) {
+			t.Fatalf("digest %d reported as a repeat", i)
+		}
+	}
+	for _, i := range []uint64{0, 1, 63} {
+		if s.add(digest(i<<7 | 127)) {
+			t.Fatalf("digest %d added twice", i)
+		}
+	}
+	if !s.add(digest(64<<7|127)) || !s.add(digest(5)) {
+		t.Fatal("new digests after the probes reported as repeats")
+	}
+}
