@@ -87,18 +87,21 @@ func (s *State) seen(e Event) bool {
 // topic's clock.
 func (s *State) remember(e Event, p *Policy) {
 	t := seenTopic(e.Kind)
-	ids := s.Seen[t]
+	old := s.Seen[t]
 	clock := DayOf(e.OccurredAt)
-	if n := len(ids); n > 0 {
-		clock = max(clock, ids[n-1].Day)
+	if n := len(old); n > 0 {
+		clock = max(clock, old[n-1].Day)
 	}
-	ids = append(ids, SeenID{Day: clock, Digest: digestOf(e.EventID)})
+	// The new list is always a fresh slice, and a list is never written in place: clones of a
+	// state share their lists (State.clone).
 	from := 0
-	for from < len(ids) && clock-ids[from].Day > Day(p.Dedupe.HorizonDays) {
+	for from < len(old) && clock-old[from].Day > Day(p.Dedupe.HorizonDays) {
 		from++
 	}
-	from = max(from, len(ids)-p.Dedupe.MaxIDsPerTopic)
-	s.Seen[t] = append([]SeenID(nil), ids[from:]...)
+	from = min(max(from, len(old)+1-p.Dedupe.MaxIDsPerTopic), len(old))
+	ids := make([]SeenID, 0, len(old)-from+1)
+	ids = append(ids, old[from:]...)
+	s.Seen[t] = append(ids, SeenID{Day: clock, Digest: digestOf(e.EventID)})
 }
 
 func (s *State) hasSeen() bool {
