@@ -8,31 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 )
-
-// redisCPU is the server's used CPU seconds (user + system), from INFO cpu.
-func redisCPU(b *testing.B, rdb redis.UniversalClient) float64 {
-	b.Helper()
-	info, err := rdb.Info(context.Background(), "cpu").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	total := 0.0
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
-			f, _ := strconv.ParseFloat(v, 64)
-			total += f
-		}
-	}
-	return total
-}
 
 // BenchmarkApply writes batches of 1,000 customers spread over 64 shards, each update shaped
 // like the pipeline's: a 200-byte compact value, five KPI increments on the customer's own
@@ -82,7 +62,7 @@ func benchmarkApply(b *testing.B, batch int, spanShards bool) {
 	}
 	ids := make([]string, batch)
 	b.ResetTimer()
-	cpu0 := redisCPU(b, rdb)
+	cpu0 := testinfra.RedisCPUSeconds(b, rdb)
 	for i := 0; i < b.N; i++ {
 		for j := range ids {
 			ids[j] = fmt.Sprintf("c-%d", (i*batch+j)%customers)
@@ -92,6 +72,6 @@ func benchmarkApply(b *testing.B, batch int, spanShards bool) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric((redisCPU(b, rdb)-cpu0)*1e6/float64(b.N*batch), "redis-µs/write")
+	b.ReportMetric((testinfra.RedisCPUSeconds(b, rdb)-cpu0)*1e6/float64(b.N*batch), "redis-µs/write")
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "writes/s")
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -199,4 +200,23 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// RedisCPUSeconds is the CPU time (user + system) the Redis server behind rdb has used, from
+// INFO cpu: benchmarks report Redis's own cost per operation from two readings.
+func RedisCPUSeconds(t testing.TB, rdb redisconn.Client) float64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return total
 }
