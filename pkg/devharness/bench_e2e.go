@@ -860,6 +860,13 @@ func deleteNamespace(ctx context.Context, rdb redisconn.Client, keys keyspace.Ke
 func printBenchTable(w io.Writer, r BenchReport) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	// cpuRows is a process's row and those of its kinds of threads.
+	cpuRows := func(p ProcessCPU) {
+		row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", p.MicrosPerEvent, p.Seconds))
+		for _, t := range p.Threads {
+			row("    of which "+t.Kind, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", t.MicrosPerEvent, t.Seconds))
+		}
+	}
 	row("input events", fmt.Sprintf("%d (%d customers)", r.Events, r.Customers))
 	row("produce", fmt.Sprintf("%.1f s (%.0f events/s)", r.ProduceSeconds, r.ProduceEventsPerSec))
 	row("sustained throughput", fmt.Sprintf("%.0f events/s (all input consumed after %.1f s)", r.EventsPerSec, r.ConsumedSeconds))
@@ -903,10 +910,7 @@ func printBenchTable(w io.Writer, r BenchReport) {
 				row("  "+p.Name, "exited during the run: not measured")
 				continue
 			}
-			row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", p.MicrosPerEvent, p.Seconds))
-			for _, t := range p.Threads {
-				row("    of which "+t.Kind, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", t.MicrosPerEvent, t.Seconds))
-			}
+			cpuRows(p)
 		}
 	}
 	for i, c := range r.RedisCommands {
@@ -924,10 +928,7 @@ func printBenchTable(w io.Writer, r BenchReport) {
 		row("  CPU per event", fmt.Sprintf("%.0f µs for the machine", n.MachineMicrosPerEvent))
 		for _, p := range n.CPU {
 			if p.Seconds >= 0 {
-				row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", p.MicrosPerEvent, p.Seconds))
-				for _, t := range p.Threads {
-					row("    of which "+t.Kind, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", t.MicrosPerEvent, t.Seconds))
-				}
+				cpuRows(p)
 			}
 		}
 	}

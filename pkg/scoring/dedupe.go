@@ -98,7 +98,7 @@ func (s *State) remember(e Event, p *Policy) {
 	for from < len(old) && clock-old[from].Day > Day(p.Dedupe.HorizonDays) {
 		from++
 	}
-	from = min(max(from, len(old)+1-p.Dedupe.MaxIDsPerTopic), len(old))
+	from = max(from, len(old)+1-p.Dedupe.MaxIDsPerTopic) // at most len(old): the cap is at least 1
 	ids := make([]SeenID, 0, len(old)-from+1)
 	ids = append(ids, old[from:]...)
 	s.Seen[t] = append(ids, SeenID{Day: clock, Digest: digestOf(e.EventID)})
