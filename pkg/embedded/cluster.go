@@ -48,12 +48,16 @@ func StartRedisCluster(ctx context.Context, dir string, n int) (*RedisCluster, e
 		if err := os.MkdirAll(nodeDir, 0o755); err != nil {
 			return fail(err)
 		}
-		port, err := freePort()
-		if err != nil {
-			return fail(err)
+		// An attempt that failed to bind may have written its cluster config: each starts afresh.
+		conf := filepath.Join(nodeDir, "nodes.conf")
+		fresh := func() error {
+			if err := os.Remove(conf); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			return nil
 		}
-		node, err := startRedisOn(ctx, bin, nodeDir, port, "--cluster-enabled", "yes",
-			"--cluster-config-file", filepath.Join(nodeDir, "nodes.conf"), "--cluster-node-timeout", "5000")
+		node, err := startOnFreePort(ctx, bin, nodeDir, fresh, "--cluster-enabled", "yes",
+			"--cluster-config-file", conf, "--cluster-node-timeout", "5000")
 		if err != nil {
 			return fail(err)
 		}

@@ -96,12 +96,25 @@ func StartRedisServer(ctx context.Context, dir string) (*Redis, error) {
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	return startOnFreePort(ctx, bin, dir, nil)
+}
+
+// startOnFreePort starts redis-server (startRedisOn) on a free loopback port, trying another
+// port up to four times: a port free when it was picked may be taken before the server binds
+// it (by another test's server, or, for a cluster node, its bus port at port+10000). prepare,
+// when set, runs before each attempt.
+func startOnFreePort(ctx context.Context, bin, dir string, prepare func() error, extra ...string) (*Redis, error) {
 	for attempt := 0; ; attempt++ {
+		if prepare != nil {
+			if err := prepare(); err != nil {
+				return nil, err
+			}
+		}
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		r, err := startRedisOn(ctx, bin, dir, port)
+		r, err := startRedisOn(ctx, bin, dir, port, extra...)
 		if err == nil || attempt == 4 {
 			return r, err
 		}
