@@ -158,7 +158,7 @@ func (s *Scorer) outboxOf(changes []scoring.Change) ([]state.OutboxEntry, error)
 		if err != nil {
 			return nil, fmt.Errorf("encoding %s: %w", out.Schema(), err)
 		}
-		outbox = append(outbox, state.OutboxEntry{Topic: event.TopicOf(out), Key: c.Customer(), EventID: c.ID(), Value: value})
+		outbox = append(outbox, state.OutboxEntry{Topic: event.TopicOf(out), EventID: c.ID(), Value: value})
 	}
 	return outbox, nil
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/lease"
+	"github.com/loyalty-scoring/loyalty/pkg/outbox"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
@@ -280,11 +281,11 @@ const drainConcurrency = 8
 // the produce under sctx (cancelled when the lease is lost), and a fenced delete of what
 // Kafka acknowledged. It returns the number published and the shard's depth before the pass.
 func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, time.Time, error) {
-	shard, outbox := g.Index, r.keys.Outbox(g.Index)
+	shard, outboxKey := g.Index, r.keys.Outbox(g.Index)
 	if sctx.Err() != nil {
 		return 0, 0, time.Time{}, context.Cause(sctx)
 	}
-	depth, entries, err := r.claim(sctx, g, outbox)
+	depth, entries, err := r.claim(sctx, g, outboxKey)
 	if err != nil {
 		return 0, 0, time.Time{}, r.shardErr(sctx, shard, "reading", err)
 	}
@@ -295,14 +296,19 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 	ids := make([]any, 0, len(entries)+1)
 	ids = append(ids, g.Value)
 	records := make([]stream.Record, 0, len(entries))
+	var sources []time.Time // per record, its input record's time (zero: none)
 	for _, e := range entries {
 		ids = append(ids, e.ID)
-		rec, ok, err := r.record(e)
+		entry, err := outbox.Decode(e.Values)
 		if err != nil {
 			return 0, depth, first, fmt.Errorf("outbox shard %d entry %s: %w", shard, e.ID, err)
 		}
-		if ok {
-			records = append(records, rec)
+		for _, ev := range entry.Events {
+			rec, ok := r.record(entry.Key, ev)
+			if ok {
+				records = append(records, rec)
+				sources = append(sources, ev.SourceTime)
+			}
 		}
 	}
 	if len(records) > 0 {
@@ -314,41 +320,32 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 			}
 			return 0, depth, first, fmt.Errorf("outbox shard %d: %w", shard, err)
 		}
-		for _, rec := range records {
-			r.metrics.published.WithLabelValues(rec.Topic).Inc()
-		}
-		r.observeLatency(entries)
+		r.observeLatency(entries, records, sources)
 	}
 	// Kafka acknowledged the batch, so the entries go even when the pass is being cancelled;
 	// the fence refuses the delete if the lease went meanwhile, and the next holder publishes
 	// them again with the same ids.
-	if err := remove.Run(context.WithoutCancel(ctx), r.rdb, []string{g.Key, outbox}, ids...).Err(); err != nil {
+	if err := remove.Run(context.WithoutCancel(ctx), r.rdb, []string{g.Key, outboxKey}, ids...).Err(); err != nil {
 		return len(records), depth, first, r.shardErr(sctx, shard, "removing published entries (they will be published again)", err)
 	}
 	return len(records), depth, first, nil
 }
 
 // observeLatency records, for entries Kafka just acknowledged, how long each waited in the
-// outbox and, for those an input record caused, the end-to-end latency from its timestamp.
-func (r *Relay) observeLatency(entries []redis.XMessage) {
+// outbox and, for the records an input record caused, the end-to-end latency from its
+// timestamp; and it counts the records published.
+func (r *Relay) observeLatency(entries []redis.XMessage, records []stream.Record, sources []time.Time) {
 	now := time.Now()
 	for _, e := range entries {
 		if at := entryTime(e.ID); !at.IsZero() {
 			r.metrics.wait.Observe(max(now.Sub(at), 0).Seconds())
 		}
-		st, _ := e.Values["st"].(string)
-		if st == "" {
-			continue
+	}
+	for i, rec := range records {
+		r.metrics.published.WithLabelValues(rec.Topic).Inc()
+		if !sources[i].IsZero() {
+			r.metrics.endToEnd.WithLabelValues(rec.Topic).Observe(max(now.Sub(sources[i]), 0).Seconds())
 		}
-		ms, err := strconv.ParseInt(st, 10, 64)
-		if err != nil {
-			continue
-		}
-		topic, _ := e.Values["t"].(string)
-		if r.cfg.TopicFor != nil {
-			topic = r.cfg.TopicFor(topic)
-		}
-		r.metrics.endToEnd.WithLabelValues(topic).Observe(max(now.Sub(time.UnixMilli(ms)), 0).Seconds())
 	}
 }
 
@@ -380,14 +377,14 @@ func (r *Relay) shardErr(sctx context.Context, shard int, step string, err error
 // otherwise the read is refused with lease.ErrFenced and its entries are not used. A Lua
 // script doing the same check converts every entry into Lua tables and back, which cost
 // Redis more than the read itself (BenchmarkPass).
-func (r *Relay) claim(ctx context.Context, g lease.Grant, outbox string) (int64, []redis.XMessage, error) {
+func (r *Relay) claim(ctx context.Context, g lease.Grant, outboxKey string) (int64, []redis.XMessage, error) {
 	var held *redis.StringCmd
 	var length *redis.IntCmd
 	var oldest *redis.XMessageSliceCmd
 	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		held = p.Get(ctx, g.Key)
-		length = p.XLen(ctx, outbox)
-		oldest = p.XRangeN(ctx, outbox, "-", "+", int64(r.cfg.BatchSize))
+		length = p.XLen(ctx, outboxKey)
+		oldest = p.XRangeN(ctx, outboxKey, "-", "+", int64(r.cfg.BatchSize))
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -495,18 +492,16 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-func (r *Relay) record(e redis.XMessage) (stream.Record, bool, error) {
-	str := func(k string) string { s, _ := e.Values[k].(string); return s }
-	topic, key, id, value := str("t"), str("k"), str("id"), str("v")
-	if topic == "" || id == "" {
-		return stream.Record{}, false, errors.New("entry lacks topic or event id")
-	}
+// record is the Kafka record of event ev of customer key, on the topic TopicFor names; false
+// when TopicFor drops it.
+func (r *Relay) record(key string, ev outbox.Event) (stream.Record, bool) {
+	topic := ev.Topic
 	if r.cfg.TopicFor != nil {
 		topic = r.cfg.TopicFor(topic)
 		if topic == "" {
-			return stream.Record{}, false, nil
+			return stream.Record{}, false
 		}
 	}
-	return stream.Record{Topic: topic, Key: []byte(key), Value: []byte(value),
-		Headers: []stream.Header{{Key: "event_id", Value: []byte(id)}}}, true, nil
+	return stream.Record{Topic: topic, Key: []byte(key), Value: ev.Value,
+		Headers: []stream.Header{{Key: "event_id", Value: []byte(ev.EventID)}}}, true
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/lease"
+	"github.com/loyalty-scoring/loyalty/pkg/outbox"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/relay"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
@@ -72,7 +73,7 @@ func derive(t *testing.T, store *state.Store, customers, round int) {
 	}
 	_, err := store.Apply(context.Background(), ids, func(id string, _ state.Current) (state.Update, error) {
 		return state.Update{Fields: map[string]string{"r": fmt.Sprint(round)},
-			Outbox: []state.OutboxEntry{{Topic: "loyalty.tier-changes.v1", Key: id, EventID: fmt.Sprintf("%s-%d", id, round), Value: []byte("v")}}}, nil
+			Outbox: []state.OutboxEntry{{Topic: "loyalty.tier-changes.v1", EventID: fmt.Sprintf("%s-%d", id, round), Value: []byte("v")}}}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +117,71 @@ func TestEntriesArePublishedInOrderPerCustomerAndRemovedOnlyAfterAcknowledgement
 			t.Fatalf("customer %s: %s published after %s", rec.Key, id, prev)
 		}
 		last[string(rec.Key)] = id
+	}
+}
+
+func TestAWritesEventsArePublishedInOrderAndEntriesOfTheFormerLayoutToo(t *testing.T) {
+	rdb, keys, store := newOutbox(t, 1)
+	ctx := context.Background()
+	// An entry of the former layout, one event per entry, still waiting from before an
+	// upgrade (the notifier writes its actions so too).
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.Outbox(0), Values: []any{
+		"t", "loyalty.tier-changes.v1", "k", "c1", "id", "c1-old", "v", "former"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	events := []state.OutboxEntry{
+		{Topic: "loyalty.segment-changes.v1", EventID: "c1-seg", Value: []byte("segment")},
+		{Topic: "loyalty.churn-risk.v1", EventID: "c1-churn", Value: []byte("churn"), SourceTime: time.Now()},
+		{Topic: "loyalty.tier-changes.v1", EventID: "c1-tier", Value: []byte("tier")},
+	}
+	if _, err := store.Apply(ctx, []string{"c1"}, func(string, state.Current) (state.Update, error) {
+		return state.Update{Fields: map[string]string{"r": "1"}, Outbox: events}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := outboxLen(t, rdb, keys); n != 2 {
+		t.Fatalf("outbox holds %d entries, want the former one and one for the write", n)
+	}
+	pub := &memoryPublisher{}
+	r, err := relay.New(ctx, relay.Config{}, rdb, keys, pub, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.Pass(ctx)
+	if err != nil || n != 4 {
+		t.Fatalf("pass published %d records (%v), want 4", n, err)
+	}
+	want := []struct{ topic, id, value string }{{"loyalty.tier-changes.v1", "c1-old", "former"},
+		{"loyalty.segment-changes.v1", "c1-seg", "segment"}, {"loyalty.churn-risk.v1", "c1-churn", "churn"}, {"loyalty.tier-changes.v1", "c1-tier", "tier"}}
+	if len(pub.got) != len(want) {
+		t.Fatalf("published %d records, want %d", len(pub.got), len(want))
+	}
+	for i, rec := range pub.got {
+		if rec.Topic != want[i].topic || eventID(rec) != want[i].id || string(rec.Value) != want[i].value || string(rec.Key) != "c1" {
+			t.Errorf("record %d: %s %s=%s key %s, want %+v", i, rec.Topic, eventID(rec), rec.Value, rec.Key, want[i])
+		}
+	}
+	if n := outboxLen(t, rdb, keys); n != 0 {
+		t.Fatalf("%d entries left after the pass", n)
+	}
+}
+
+func TestACorruptEntryFailsItsShardWithTheReasonAndIsKept(t *testing.T) {
+	rdb, keys, _ := newOutbox(t, 1)
+	ctx := context.Background()
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.Outbox(0), Values: []any{"k", "c1", "e", "\x01\x09"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	pub := &memoryPublisher{}
+	r, err := relay.New(ctx, relay.Config{}, rdb, keys, pub, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Pass(ctx); !errors.Is(err, outbox.ErrCorrupt) || !strings.Contains(err.Error(), "outbox shard 0 entry") {
+		t.Fatalf("pass over a corrupt entry: %v, want outbox.ErrCorrupt naming the entry", err)
+	}
+	if len(pub.got) != 0 || outboxLen(t, rdb, keys) != 1 {
+		t.Fatalf("published %d, %d entries left; want nothing published and the entry kept", len(pub.got), outboxLen(t, rdb, keys))
 	}
 }
 
@@ -418,7 +484,7 @@ func TestARelayWhoseLeaseMovesOnBeforeItReadsIsRefusedTheRead(t *testing.T) {
 		}
 		if _, err := store.Apply(ctx, ids, func(id string, _ state.Current) (state.Update, error) {
 			return state.Update{Fields: map[string]string{"r": "3"}, Outbox: []state.OutboxEntry{
-				{Topic: "loyalty.tier-changes.v1", Key: id, EventID: id + "-3", Value: []byte("v")}}}, nil
+				{Topic: "loyalty.tier-changes.v1", EventID: id + "-3", Value: []byte("v")}}}, nil
 		}); err != nil {
 			t.Error(err)
 		}
@@ -477,7 +543,7 @@ func TestTheRelayMeasuresOutboxAgeAndEndToEndLatency(t *testing.T) {
 	rdb, keys, store := newOutbox(t, 2)
 	produced := time.Now().Add(-3 * time.Second)
 	_, err := store.Apply(context.Background(), []string{"c1", "c2"}, func(id string, _ state.Current) (state.Update, error) {
-		e := state.OutboxEntry{Topic: "loyalty.tier-changes.v1", Key: id, EventID: id + "-1", Value: []byte("v")}
+		e := state.OutboxEntry{Topic: "loyalty.tier-changes.v1", EventID: id + "-1", Value: []byte("v")}
 		if id == "c1" {
 			e.SourceTime = produced // caused by an input record; c2's is an end-of-day change
 		}

@@ -9,9 +9,9 @@
 -- histogram and KPI increments summed over every customer of the call, packed as
 -- "field\tdelta\n" lines ("" for none). Then per customer: its shard (1..S), id, expected
 -- version, 's' and the compact value (with the new version in its head) or 'h', n fields,
--- (field, value)* for a hash; deadline ms or ""; n outbox entries, (topic, key, event id,
--- value, source time ms or "")*; its histogram and its KPI increments packed the same way;
--- n transitions, (entry)* (oldest first).
+-- (field, value)* for a hash; deadline ms or ""; its derived events packed as one outbox
+-- entry's value (package outbox) or "" for none; its histogram and its KPI increments packed
+-- the same way as the totals; n transitions, (entry)* (oldest first).
 -- A customer whose version moved is not written, and its increments are taken off the
 -- totals: each journal gets one entry, the totals as 'd' and the refused customers'
 -- increments as 'u' (subtracted when read or folded). Each shard's deadlines are set with one
@@ -69,27 +69,19 @@ for i = 2 * nshards + 3, #KEYS, 2 do
     end
   end
   a = a + 1
-  local no = tonumber(ARGV[a])
-  a = a + 1
   if ok then
-    for _ = 1, no do
-      if ARGV[a + 4] == '' then
-        redis.call('XADD', sh.outbox, '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3])
-      else
-        redis.call('XADD', sh.outbox, '*', 't', ARGV[a], 'k', ARGV[a + 1], 'id', ARGV[a + 2], 'v', ARGV[a + 3], 'st', ARGV[a + 4])
-      end
-      a = a + 5
+    if ARGV[a] ~= '' then
+      redis.call('XADD', sh.outbox, '*', 'k', id, 'e', ARGV[a])
     end
   else
-    a = a + 5 * no
-    if ARGV[a] ~= '' then
-      untaken_hist[#untaken_hist + 1] = ARGV[a]
-    end
     if ARGV[a + 1] ~= '' then
-      untaken_kpi[#untaken_kpi + 1] = ARGV[a + 1]
+      untaken_hist[#untaken_hist + 1] = ARGV[a + 1]
+    end
+    if ARGV[a + 2] ~= '' then
+      untaken_kpi[#untaken_kpi + 1] = ARGV[a + 2]
     end
   end
-  a = a + 2
+  a = a + 3
   local nt = tonumber(ARGV[a])
   a = a + 1
   if ok and nt > 0 then

@@ -54,7 +54,7 @@ func benchmarkApply(b *testing.B, batch int, spanShards bool) {
 				KPI:       map[string]int64{day + ":o": 1, day + ":g": 4500, day + ":l": 1, day + ":a": 1, "19999:x": -1},
 				Histogram: map[string]int64{day + ":m:3": 1}}
 			if n%3 == 0 {
-				u.Outbox = []state.OutboxEntry{{Topic: "t", Key: id, EventID: id + day, Value: value[:120]}}
+				u.Outbox = []state.OutboxEntry{{Topic: "t", EventID: id + day, Value: value[:120]}}
 				u.Transitions = []string{`{"at":"2026-01-01","kind":"tier"}`}
 			}
 			return u, nil

@@ -17,6 +17,7 @@ package state
 import (
 	"context"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -29,6 +30,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/outbox"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 )
 
@@ -43,16 +45,9 @@ var (
 // versionField holds the per-customer version in the state hash.
 const versionField = "_v"
 
-// OutboxEntry is one derived event waiting to be published.
-type OutboxEntry struct {
-	Topic   string // logical output topic, e.g. event.TopicTierChanges
-	Key     string // customer id (the Kafka key)
-	EventID string
-	Value   []byte // the encoded record value
-	// SourceTime is the Kafka timestamp of the input record that caused the event (zero for
-	// an end-of-day change): the relay measures the end-to-end latency from it.
-	SourceTime time.Time
-}
+// OutboxEntry is one derived event waiting to be published. A customer's events of one write
+// go into one outbox entry, keyed by the customer (package outbox).
+type OutboxEntry = outbox.Event
 
 // MaxTransitions bounds a customer's transition list: the newest entries are kept.
 const MaxTransitions = 20
@@ -157,7 +152,9 @@ func (s *Store) Keys() keyspace.Keyspace { return s.keys }
 type Result struct {
 	Written   int
 	Conflicts int
-	Outbox    int
+	// Outbox is the number of outbox entries appended: one per written customer with derived
+	// events.
+	Outbox int
 }
 
 // Apply reads the customers, computes their updates and writes them atomically. Duplicated
@@ -469,7 +466,9 @@ func (s *Store) write(ctx context.Context, byShard map[int][]prepared) (conflict
 					conflicted = append(conflicted, p.id)
 				} else {
 					written++
-					outbox += len(p.update.Outbox)
+					if len(p.update.Outbox) > 0 {
+						outbox++
+					}
 				}
 				j++
 			}
@@ -526,21 +525,26 @@ func (s *Store) scriptArgs(group []int, byShard map[int][]prepared) ([]string, [
 			} else {
 				args = append(args, strconv.FormatInt(p.update.Deadline.UnixMilli(), 10))
 			}
-			args = append(args, len(p.update.Outbox))
-			for _, o := range p.update.Outbox {
-				st := ""
-				if !o.SourceTime.IsZero() {
-					st = strconv.FormatInt(o.SourceTime.UnixMilli(), 10)
-				}
-				args = append(args, o.Topic, o.Key, o.EventID, o.Value, st)
-			}
-			args = append(args, packDeltas(p.update.Histogram), packDeltas(p.update.KPI), len(p.update.Transitions))
+			args = append(args, packOutbox(p.update.Outbox), packDeltas(p.update.Histogram), packDeltas(p.update.KPI), len(p.update.Transitions))
 			for _, t := range p.update.Transitions {
 				args = append(args, t)
 			}
 		}
 	}
 	return keys, args
+}
+
+// packOutbox packs a customer's derived events as the value of its one outbox entry (package
+// outbox), or "" for none.
+func packOutbox(events []OutboxEntry) string {
+	if len(events) == 0 {
+		return ""
+	}
+	size := 1
+	for _, e := range events {
+		size += len(e.Topic) + len(e.EventID) + len(e.Value) + 3*binary.MaxVarintLen32 + binary.MaxVarintLen64
+	}
+	return string(outbox.Pack(make([]byte, 0, size), events))
 }
 
 // packDeltas packs one customer's increments as "field\tdelta\n" lines, which the script

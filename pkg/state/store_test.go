@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/outbox"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/state"
@@ -152,7 +153,7 @@ var contract = []struct {
 			}
 			return state.Update{
 				Value:     []byte("SILVER 50000"),
-				Outbox:    []state.OutboxEntry{{Topic: "loyalty.tier-changes.v1", Key: id, EventID: "ev1", Value: []byte{0, 1, 2}}},
+				Outbox:    []state.OutboxEntry{{Topic: "loyalty.tier-changes.v1", EventID: "ev1", Value: []byte{0, 1, 2}}},
 				Deadline:  at,
 				Histogram: map[string]int64{"m:3": 1},
 			}, nil
@@ -170,14 +171,86 @@ var contract = []struct {
 		k := s.Keys()
 		shard := k.Shard("c1")
 		entries, err := rdb.XRange(ctx, k.Outbox(shard), "-", "+").Result()
-		if err != nil || len(entries) != 1 || entries[0].Values["id"] != "ev1" || entries[0].Values["v"] != string([]byte{0, 1, 2}) {
+		if err != nil || len(entries) != 1 {
 			t.Fatalf("outbox %+v %v", entries, err)
+		}
+		entry, err := outbox.Decode(entries[0].Values)
+		if err != nil || entry.Key != "c1" || len(entry.Events) != 1 || entry.Events[0].EventID != "ev1" ||
+			string(entry.Events[0].Value) != string([]byte{0, 1, 2}) || entry.Events[0].Topic != "loyalty.tier-changes.v1" {
+			t.Fatalf("outbox entry %+v %v", entry, err)
 		}
 		if d, ok, err := s.Deadline(ctx, "c1"); err != nil || !ok || !d.Equal(at) {
 			t.Fatalf("deadline %v %v %v", d, ok, err)
 		}
 		if n := sumCounters(t, s.ReadHistograms)["m:3"]; n != 1 {
 			t.Fatalf("histogram m:3 = %d", n)
+		}
+	}},
+	{"a write's derived events go into one outbox entry, in order, and a refused write adds none", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		source := time.UnixMilli(1_700_000_000_123)
+		events := []state.OutboxEntry{
+			{Topic: "loyalty.segment-changes.v1", EventID: "seg-1", Value: []byte("segment")},
+			{Topic: "loyalty.churn-risk.v1", EventID: "churn-1", Value: []byte("churn"), SourceTime: source},
+			{Topic: "loyalty.tier-changes.v1", EventID: "tier-1", Value: []byte{}},
+		}
+		res, err := s.Apply(ctx, []string{"c7", "c8"}, func(id string, _ state.Current) (state.Update, error) {
+			if id == "c8" {
+				return state.Update{Value: []byte("x")}, nil // written, no events: no entry
+			}
+			return state.Update{Value: []byte("x"), Outbox: events}, nil
+		})
+		if err != nil || res.Written != 2 || res.Outbox != 1 {
+			t.Fatalf("Apply: %+v %v", res, err)
+		}
+		k := s.Keys()
+		var got []outbox.Entry
+		for shard := range k.Shards() {
+			entries, err := rdb.XRange(ctx, k.Outbox(shard), "-", "+").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				entry, err := outbox.Decode(e.Values)
+				if err != nil {
+					t.Fatalf("entry %s: %v", e.ID, err)
+				}
+				got = append(got, entry)
+			}
+		}
+		if len(got) != 1 || got[0].Key != "c7" || len(got[0].Events) != len(events) {
+			t.Fatalf("outbox entries %+v, want one of c7 with %d events", got, len(events))
+		}
+		for i, e := range got[0].Events {
+			want := events[i]
+			if e.Topic != want.Topic || e.EventID != want.EventID || string(e.Value) != string(want.Value) || !e.SourceTime.Equal(want.SourceTime) {
+				t.Errorf("event %d = %+v, want %+v", i, e, want)
+			}
+		}
+		// A write refused for its version adds nothing to the outbox: another writer gets to c7
+		// first, so the first computation's events are dropped and only the retry's are added.
+		shard := k.Shard("c7")
+		before, err := rdb.XLen(ctx, k.Outbox(shard)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		res, err = s.Apply(ctx, []string{"c7"}, func(string, state.Current) (state.Update, error) {
+			calls++
+			if calls == 1 {
+				if _, err := s.Apply(ctx, []string{"c7"}, func(string, state.Current) (state.Update, error) {
+					return state.Update{Value: []byte("other")}, nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return state.Update{Value: []byte("y"), Outbox: events[:1]}, nil
+		})
+		if err != nil || res.Conflicts != 1 || res.Written != 1 || res.Outbox != 1 || calls != 2 {
+			t.Fatalf("Apply after a concurrent write: %+v %v after %d computations, want one conflict, then one entry", res, err, calls)
+		}
+		if after, err := rdb.XLen(ctx, k.Outbox(shard)).Result(); err != nil || after != before+1 {
+			t.Fatalf("the outbox went from %d to %d entries (%v), want one more", before, after, err)
 		}
 	}},
 	{"a customer's transition list keeps the newest entries and erasure removes it", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
