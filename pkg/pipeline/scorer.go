@@ -231,7 +231,7 @@ func (s *Scorer) ApplyCompute(byCustomer map[string][]ingest.Record, wm time.Tim
 		var samples []scoring.Sample
 		counters := kpi.Deltas{}
 		var transitions []string
-		if !wm.IsZero() && before.CustomerID != "" {
+		if !wm.IsZero() && before.CustomerID != "" && scoring.Closes(before, wm, p) {
 			if err := guarded("closing days", func() error {
 				var changes []scoring.Change
 				st, changes, _, samples = scoring.SweepSampled(st, wm, p)

@@ -73,6 +73,16 @@ type Sample struct {
 	Quality Quality
 }
 
+// Closes reports whether watermark wm closes a day s has not closed yet (under the cut-point
+// gate, CloseBound). When it does not, Sweep and SweepSampled at wm return s as it is, with no
+// changes and no samples: every deadline of s is the closing of a day after the ones it has
+// closed. A caller that only wants the state skips their look-ahead with it; the consumers
+// of a live pipeline, whose customers are closed through yesterday, find nothing to close on
+// almost every write.
+func Closes(s State, wm time.Time, p *Policy) bool {
+	return s.started() && min(s.EvalDay, s.TierDay) < lastClosedDay(CloseBound(wm, p), p)
+}
+
 // SweepSampled is Sweep that also returns the customer's RFM measures at the end of every
 // boundary day it closes. It sweeps to each of those boundaries in turn (a boundary day is
 // always a deadline, so Sweep stops on it) and then on to wm, which gives the same changes as

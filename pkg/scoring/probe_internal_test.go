@@ -3,6 +3,7 @@ package scoring
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -33,6 +34,47 @@ func TestPropertyProbingFindsTheSameDeadline(t *testing.T) {
 		}
 		if s.probe {
 			t.Fatal("an applied state is marked as a probe")
+		}
+	})
+}
+
+// TestPropertyASweepThatClosesNoDayLeavesTheStateAsItIs: at a watermark that closes no day the
+// state has left open (Closes false), SweepSampled returns the state unchanged, with no
+// changes and no samples, so a caller may skip it.
+func TestPropertyASweepThatClosesNoDayLeavesTheStateAsItIs(t *testing.T) {
+	closable, unclosable := 0, 0
+	defer func() {
+		if !t.Failed() && (closable == 0 || unclosable == 0) {
+			t.Errorf("the watermarks drawn closed a day %d times and none %d times: both cases must be checked", closable, unclosable)
+		}
+	}()
+	rapid.Check(t, func(t *rapid.T) {
+		p := DefaultPolicy()
+		if rapid.Bool().Draw(t, "gated") { // cut points sealed through some day: the gate applies
+			sealed := Day(rapid.IntRange(0, 400).Draw(t, "sealed"))
+			if rapid.IntRange(0, 4).Draw(t, "never sealed") == 0 {
+				sealed = NotSealed
+			}
+			p.Sealed = &sealed
+		}
+		var s State
+		for _, e := range withOffsets(genHistory(t, p)) {
+			s, _ = mustApply(t, s, e, p)
+			if rapid.Bool().Draw(t, "sweep first") {
+				wm := msTime(s.ClockMs).Add(time.Duration(rapid.IntRange(0, 40).Draw(t, "sweep days")) * 24 * time.Hour)
+				s, _, _ = Sweep(s, wm, p)
+			}
+			wm := msTime(s.ClockMs).Add(time.Duration(rapid.IntRange(-72, 24*30).Draw(t, "hours")) * time.Hour)
+			got, changes, _, samples := SweepSampled(s, wm, p)
+			if Closes(s, wm, p) {
+				closable++ // a sweep then may or may not reach a deadline: no claim
+				continue
+			}
+			unclosable++
+			if len(changes) > 0 || len(samples) > 0 || !reflect.DeepEqual(got, s) {
+				t.Fatalf("wm %s closes no day of a state closed through %d/%d, but the sweep changed it: %d changes, %d samples, state %+v",
+					wm, s.EvalDay, s.TierDay, len(changes), len(samples), got)
+			}
 		}
 	})
 }
