@@ -32,24 +32,25 @@ type Stream struct {
 // Streams returns the topic table: every topic of the pipeline, in a fixed order (inputs
 // first). It is the one mapping of topic ↔ schema ↔ consuming service; the schema manifest
 // names the same topics and schemas, and a test keeps the two in step.
-func Streams() []Stream {
-	return []Stream{
-		{TopicPurchases, Purchase{}.Schema(), RoleInput, "purchases"},
-		{TopicLogins, Login{}.Schema(), RoleInput, "logins"},
-		{TopicFeedback, Feedback{}.Schema(), RoleInput, "feedback"},
-		{TopicTierChanges, TierChanged{}.Schema(), RoleDerived, ""},
-		{TopicChurnRisk, ChurnRiskChanged{}.Schema(), RoleDerived, ""},
-		{TopicSegmentChanges, SegmentChanged{}.Schema(), RoleDerived, ""},
-		{TopicActions, ActionDecided{}.Schema(), RoleAction, ""},
-		{TopicDeadLetter, DeadLetter{}.Schema(), RoleDeadLetter, ""},
-		{TopicErasures, CustomerErased{}.Schema(), RoleErasure, ""},
-	}
+func Streams() []Stream { return slices.Clone(streams) }
+
+// streams is the topic table (Streams); the lookups range over it without copying it.
+var streams = []Stream{
+	{TopicPurchases, Purchase{}.Schema(), RoleInput, "purchases"},
+	{TopicLogins, Login{}.Schema(), RoleInput, "logins"},
+	{TopicFeedback, Feedback{}.Schema(), RoleInput, "feedback"},
+	{TopicTierChanges, TierChanged{}.Schema(), RoleDerived, ""},
+	{TopicChurnRisk, ChurnRiskChanged{}.Schema(), RoleDerived, ""},
+	{TopicSegmentChanges, SegmentChanged{}.Schema(), RoleDerived, ""},
+	{TopicActions, ActionDecided{}.Schema(), RoleAction, ""},
+	{TopicDeadLetter, DeadLetter{}.Schema(), RoleDeadLetter, ""},
+	{TopicErasures, CustomerErased{}.Schema(), RoleErasure, ""},
 }
 
 // Topics returns the topics whose role is one of roles (every topic when none is given).
 func Topics(roles ...Role) []string {
 	var out []string
-	for _, s := range Streams() {
+	for _, s := range streams {
 		if len(roles) == 0 || slices.Contains(roles, s.Role) {
 			out = append(out, s.Topic)
 		}
@@ -60,7 +61,7 @@ func Topics(roles ...Role) []string {
 // InputStreams returns the rows of the input topics, each with its consumer service.
 func InputStreams() []Stream {
 	var out []Stream
-	for _, s := range Streams() {
+	for _, s := range streams {
 		if s.Role == RoleInput {
 			out = append(out, s)
 		}
@@ -90,7 +91,7 @@ func ConsumerServices() []string {
 
 // StreamOfTopic returns the table row of a (logical) topic.
 func StreamOfTopic(topic string) (Stream, bool) {
-	for _, s := range Streams() {
+	for _, s := range streams {
 		if s.Topic == topic {
 			return s, true
 		}
@@ -100,7 +101,7 @@ func StreamOfTopic(topic string) (Stream, bool) {
 
 // StreamOfService returns the table row of the input topic a consumer service reads.
 func StreamOfService(service string) (Stream, bool) {
-	for _, s := range Streams() {
+	for _, s := range streams {
 		if s.Service != "" && s.Service == service {
 			return s, true
 		}
@@ -110,7 +111,7 @@ func StreamOfService(service string) (Stream, bool) {
 
 // TopicOf returns the logical topic an event is published on ("" for a type with no topic).
 func TopicOf(e Event) string {
-	for _, s := range Streams() {
+	for _, s := range streams {
 		if s.Schema == e.Schema() {
 			return s.Topic
 		}

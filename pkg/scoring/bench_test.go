@@ -110,11 +110,9 @@ func BenchmarkNextDeadlineDormant(b *testing.B) {
 	}
 }
 
-// BenchmarkUnmarshalBinary decodes a stored customer who remembers the most ids a topic keeps
-// (dedupe.max_ids_per_topic, 64 logins within the horizon): what every write of a busy
-// customer reads first.
-func BenchmarkUnmarshalBinary(b *testing.B) {
-	p := DefaultPolicy()
+// busyCustomer is a typical customer who remembers the most ids a topic keeps
+// (dedupe.max_ids_per_topic, 64 logins within the horizon).
+func busyCustomer(b *testing.B, p *Policy) State {
 	s := typicalCustomer(b, p)
 	at := msTime(s.ClockMs)
 	var g evGen
@@ -125,6 +123,24 @@ func BenchmarkUnmarshalBinary(b *testing.B) {
 	if n := len(s.Seen[seenLogins]); n != p.Dedupe.MaxIDsPerTopic {
 		b.Fatalf("the customer remembers %d login ids, want %d", n, p.Dedupe.MaxIDsPerTopic)
 	}
+	return s
+}
+
+// BenchmarkAppendBinary encodes a busy customer (busyCustomer): what every write stores.
+func BenchmarkAppendBinary(b *testing.B) {
+	s := busyCustomer(b, DefaultPolicy())
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.AppendBinary(nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUnmarshalBinary decodes a busy customer (busyCustomer): what every write of a busy
+// customer reads first.
+func BenchmarkUnmarshalBinary(b *testing.B) {
+	s := busyCustomer(b, DefaultPolicy())
 	data, err := s.AppendBinary(nil)
 	if err != nil {
 		b.Fatal(err)

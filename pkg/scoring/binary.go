@@ -193,9 +193,8 @@ func (s State) AppendBinary(b []byte) ([]byte, error) {
 		b = appendOffsets(b, s.Offsets)
 	}
 	if flags&secSeen != 0 {
-		seen := encodeSeen(s.Seen)
-		b = binary.AppendUvarint(b, uint64(len(seen)))
-		b = append(b, seen...)
+		b = binary.AppendUvarint(b, uint64(seenLen(s.Seen)))
+		b = appendSeen(b, s.Seen)
 	}
 	return b, nil
 }

@@ -136,7 +136,31 @@ const maxSeenDelta = 1 << 24
 // A topic's days never decrease, so within a topic the differences are small and non-negative;
 // an ordinary id takes 9 bytes.
 func encodeSeen(seen [seenTopics][]SeenID) []byte {
-	buf := []byte{seenFormat}
+	return appendSeen(make([]byte, 0, seenLen(seen)), seen)
+}
+
+// seenLen is the length of encodeSeen's result, so that the binary encoding writes it as its
+// length prefix and then appends the ids in place.
+func seenLen(seen [seenTopics][]SeenID) int {
+	n := 1
+	prev := Day(0)
+	var tmp [binary.MaxVarintLen64]byte
+	for _, ids := range seen {
+		if len(ids) == 0 {
+			continue
+		}
+		n++
+		for _, id := range ids {
+			n += len(binary.AppendVarint(tmp[:0], int64(id.Day-prev))) + DigestSize
+			prev = id.Day
+		}
+	}
+	return n
+}
+
+// appendSeen appends encodeSeen's result to buf.
+func appendSeen(buf []byte, seen [seenTopics][]SeenID) []byte {
+	buf = append(buf, seenFormat)
 	prev := Day(0)
 	for t, ids := range seen {
 		if len(ids) == 0 {
