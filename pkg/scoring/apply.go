@@ -66,16 +66,16 @@ func Apply(s State, e Event, p *Policy) (State, []Change, error) {
 	s = s.clone()
 	s.CustomerID = e.CustomerID
 	if e.Source.Topic != "" {
-		if s.Offsets == nil {
-			s.Offsets = make(map[string]int64, 1)
-		}
+		// A new map: clones share the offsets (State.clone), so they are never written in place.
 		key := offsetKey(e.Source)
-		for k := range s.Offsets { // the customer's former partition of this topic, if any
-			if k != key && strings.HasPrefix(k, e.Source.Topic+"#") {
-				delete(s.Offsets, k)
+		offsets := make(map[string]int64, len(s.Offsets)+1)
+		for k, v := range s.Offsets { // less the customer's former partition of this topic, if any
+			if k == key || !strings.HasPrefix(k, e.Source.Topic+"#") {
+				offsets[k] = v
 			}
 		}
-		s.Offsets[key] = e.Source.Offset
+		offsets[key] = e.Source.Offset
+		s.Offsets = offsets
 	}
 	s.remember(e, p)
 
