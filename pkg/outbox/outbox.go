@@ -75,17 +75,25 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
-// ErrCorrupt reports a packed value that Unpack cannot read.
+// ErrCorrupt reports an entry of a known layout that cannot be read.
 var ErrCorrupt = errors.New("corrupt outbox entry")
 
+// ErrUnknownLayout reports an entry of a layout this version does not know: a later release
+// wrote it, and a relay of that release can publish it.
+var ErrUnknownLayout = errors.New("outbox entry of an unknown layout (written by a later release?)")
+
 // Unpack reads a packed value. Every event's topic and event id are non-empty; the values
-// are sub-slices of b.
+// are sub-slices of b. A value of a later format is refused with ErrUnknownLayout, anything
+// else it cannot read with ErrCorrupt.
 func Unpack(b []byte) ([]Event, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrCorrupt)
 	}
+	if b[0] > format {
+		return nil, fmt.Errorf("%w: format %d, this version reads up to %d", ErrUnknownLayout, b[0], format)
+	}
 	if b[0] != format {
-		return nil, fmt.Errorf("%w: format %d, this version reads %d", ErrCorrupt, b[0], format)
+		return nil, fmt.Errorf("%w: format %d", ErrCorrupt, b[0])
 	}
 	r := reader{b: b[1:]}
 	var events []Event
@@ -152,7 +160,7 @@ func (r *reader) bytes() []byte {
 }
 
 // Decode reads an entry's fields (a stream entry's values, as go-redis returns them) in
-// either layout.
+// either layout; errors wrap ErrCorrupt or ErrUnknownLayout.
 func Decode(values map[string]any) (Entry, error) {
 	str := func(k string) string { s, _ := values[k].(string); return s }
 	if packed, ok := values[FieldEvents].(string); ok {
@@ -161,6 +169,14 @@ func Decode(values map[string]any) (Entry, error) {
 			return Entry{}, err
 		}
 		return Entry{Key: str(FieldKey), Events: events}, nil
+	}
+	known := false
+	for _, f := range []string{FieldTopic, FieldEventID, FieldValue, FieldSourceTime} {
+		_, ok := values[f]
+		known = known || ok
+	}
+	if !known {
+		return Entry{}, fmt.Errorf("%w: none of the fields of a known layout", ErrUnknownLayout)
 	}
 	e := Event{Topic: str(FieldTopic), EventID: str(FieldEventID), Value: []byte(str(FieldValue))}
 	if e.Topic == "" || e.EventID == "" {

@@ -55,7 +55,7 @@ func TestCorruptEntriesAreRefusedWithTheReason(t *testing.T) {
 	good := outbox.Pack(nil, []outbox.Event{{Topic: "t", EventID: "id", Value: []byte("value")}})
 	for name, values := range map[string]map[string]any{
 		"empty packed value":     {"k": "c", "e": ""},
-		"unknown format":         {"k": "c", "e": "\x07" + string(good[1:])},
+		"format 0":               {"k": "c", "e": "\x00" + string(good[1:])},
 		"no events":              {"k": "c", "e": string(good[:1])},
 		"truncated value":        {"k": "c", "e": string(good[:len(good)-1])},
 		"length past the end":    {"k": "c", "e": "\x01\x05t"},
@@ -65,9 +65,24 @@ func TestCorruptEntriesAreRefusedWithTheReason(t *testing.T) {
 		"absurd source time":     {"k": "c", "e": "\x01\x01t\x02id\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x00"},
 		"former without an id":   {"t": "t", "k": "c", "v": "v"},
 		"former without a topic": {"id": "i", "k": "c", "v": "v"},
+		"former, topic empty":    {"t": "", "id": "i", "k": "c", "v": "v"},
 	} {
-		if entry, err := outbox.Decode(values); !errors.Is(err, outbox.ErrCorrupt) {
+		if entry, err := outbox.Decode(values); !errors.Is(err, outbox.ErrCorrupt) || errors.Is(err, outbox.ErrUnknownLayout) {
 			t.Errorf("%s: read as %+v, %v; want ErrCorrupt", name, entry, err)
+		}
+	}
+}
+
+// An entry a later release wrote is not corrupt: it waits for a relay that reads it.
+func TestEntriesOfALaterLayoutAreToldApart(t *testing.T) {
+	good := outbox.Pack(nil, []outbox.Event{{Topic: "t", EventID: "id", Value: []byte("value")}})
+	for name, values := range map[string]map[string]any{
+		"a later format byte":  {"k": "c", "e": "\x02" + string(good[1:])},
+		"fields of its own":    {"k": "c", "x": "something new"},
+		"no fields we know of": {},
+	} {
+		if entry, err := outbox.Decode(values); !errors.Is(err, outbox.ErrUnknownLayout) || errors.Is(err, outbox.ErrCorrupt) {
+			t.Errorf("%s: read as %+v, %v; want ErrUnknownLayout", name, entry, err)
 		}
 	}
 }
@@ -79,8 +94,8 @@ func FuzzUnpack(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		events, err := outbox.Unpack(b)
 		if err != nil {
-			if !errors.Is(err, outbox.ErrCorrupt) {
-				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			if errors.Is(err, outbox.ErrCorrupt) == errors.Is(err, outbox.ErrUnknownLayout) {
+				t.Fatalf("error %v wraps not exactly one of ErrCorrupt and ErrUnknownLayout", err)
 			}
 			return
 		}

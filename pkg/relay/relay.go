@@ -62,6 +62,12 @@ type Config struct {
 	TopicFor func(logical string) string
 	// Owner identifies this process in leases; empty derives one from host and pid.
 	Owner string
+	// DeadLetter receives the corrupt entries (outbox.ErrCorrupt), code
+	// "corrupt_outbox_entry": they go there, then are deleted with their batch, so a corrupt
+	// entry never stalls its shard. Nil fails the shard's pass on one instead, and it waits in
+	// the outbox. An entry of a later layout (outbox.ErrUnknownLayout) always waits: a relay
+	// of the release that wrote it publishes it.
+	DeadLetter stream.DeadLetterSink
 }
 
 // WithDefaults fills unset fields.
@@ -97,6 +103,7 @@ func (c Config) Validate() error {
 // Metrics are the relay's Prometheus metrics.
 type Metrics struct {
 	published *prometheus.CounterVec
+	dead      prometheus.Counter
 	depth     prometheus.Gauge
 	errors    prometheus.Counter
 	lost      prometheus.Counter
@@ -116,6 +123,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "loyalty_relay_published_total",
 			Help: "Derived events published to Kafka, by topic."}, []string{"topic"}),
+		dead: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_relay_dead_lettered_total",
+			Help: "Outbox entries the relay could not read, sent to the dead-letter topic instead of published."}),
 		depth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "loyalty_outbox_depth",
 			Help: "Entries waiting in the outbox shards this relay holds."}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_relay_errors_total",
@@ -131,7 +140,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: latencyBuckets}, []string{"topic"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.depth, m.errors, m.lost, m.oldest, m.wait, m.endToEnd)
+		reg.MustRegister(m.published, m.dead, m.depth, m.errors, m.lost, m.oldest, m.wait, m.endToEnd)
 	}
 	return m
 }
@@ -297,11 +306,17 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 	ids = append(ids, g.Value)
 	records := make([]stream.Record, 0, len(entries))
 	var sources []time.Time // per record, its input record's time (zero: none)
+	var unreadable []stream.Rejection
 	for _, e := range entries {
 		ids = append(ids, e.ID)
 		entry, err := outbox.Decode(e.Values)
 		if err != nil {
-			return 0, depth, first, fmt.Errorf("outbox shard %d entry %s: %w", shard, e.ID, err)
+			err = fmt.Errorf("outbox shard %d entry %s: %w", shard, e.ID, err)
+			if r.cfg.DeadLetter == nil || !errors.Is(err, outbox.ErrCorrupt) {
+				return 0, depth, first, err // a later layout waits for an upgraded relay
+			}
+			unreadable = append(unreadable, unreadableEntry(outboxKey, shard, e, err))
+			continue
 		}
 		for _, ev := range entry.Events {
 			rec, ok := r.record(entry.Key, ev)
@@ -310,6 +325,17 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 				sources = append(sources, ev.SourceTime)
 			}
 		}
+	}
+	// The unreadable entries go first: should their dead-lettering fail, nothing of the batch
+	// has been published, and a retry repeats no derived event.
+	if len(unreadable) > 0 {
+		if err := r.cfg.DeadLetter.DeadLetter(sctx, unreadable); err != nil {
+			return 0, depth, first, fmt.Errorf("outbox shard %d: dead-lettering %d unreadable entries (the batch is read again): %w", shard, len(unreadable), err)
+		}
+		for _, u := range unreadable {
+			r.log.Error("outbox entry unreadable: sent to the dead-letter topic", zap.Int("shard", shard), zap.Error(u.Err))
+		}
+		r.metrics.dead.Add(float64(len(unreadable)))
 	}
 	if len(records) > 0 {
 		if err := r.pub.Produce(sctx, records...); err != nil {
@@ -490,6 +516,25 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// unreadableEntry is the dead-letter rejection of an outbox entry the relay cannot read. Its
+// source is the outbox stream (topic: the stream's key, partition: the shard, offset: the
+// entry's milliseconds); its key is the customer id and its value the packed events, or for
+// an entry of the former layout its record value, as stored.
+func unreadableEntry(outboxKey string, shard int, e redis.XMessage, err error) stream.Rejection {
+	str := func(k string) string { s, _ := e.Values[k].(string); return s }
+	value := str(outbox.FieldEvents)
+	if _, packed := e.Values[outbox.FieldEvents]; !packed {
+		value = str(outbox.FieldValue)
+	}
+	var offset int64
+	if at := entryTime(e.ID); !at.IsZero() {
+		offset = at.UnixMilli()
+	}
+	return stream.Rejection{Code: "corrupt_outbox_entry", Err: err, Message: stream.Message{
+		Topic: outboxKey, Partition: shard, Offset: offset,
+		Key: []byte(str(outbox.FieldKey)), Value: []byte(value)}}
 }
 
 // record is the Kafka record of event ev of customer key, on the topic TopicFor names; false

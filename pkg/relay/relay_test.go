@@ -166,7 +166,71 @@ func TestAWritesEventsArePublishedInOrderAndEntriesOfTheFormerLayoutToo(t *testi
 	}
 }
 
-func TestACorruptEntryFailsItsShardWithTheReasonAndIsKept(t *testing.T) {
+// deadLetters is a dead-letter sink that keeps what it gets, or fails.
+type deadLetters struct {
+	mu   sync.Mutex
+	got  []stream.Rejection
+	fail bool
+}
+
+func (d *deadLetters) DeadLetter(_ context.Context, r []stream.Rejection) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail {
+		return errors.New("kafka unavailable")
+	}
+	d.got = append(d.got, r...)
+	return nil
+}
+
+func TestAnUnreadableEntryGoesToTheDeadLetterTopicAndItsShardGoesOn(t *testing.T) {
+	rdb, keys, _ := newOutbox(t, 1)
+	ctx := context.Background()
+	for _, values := range [][]any{
+		{"t", "loyalty.tier-changes.v1", "k", "c1", "id", "c1-1", "v", "first"},
+		{"k", "c2", "e", "\x01\x09"}, // truncated: a length past the end
+		{"t", "loyalty.tier-changes.v1", "k", "c3", "v", "no event id"},
+		{"t", "loyalty.tier-changes.v1", "k", "c1", "id", "c1-2", "v", "second"},
+	} {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.Outbox(0), Values: values}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub, dlq := &memoryPublisher{}, &deadLetters{fail: true}
+	r, err := relay.New(ctx, relay.Config{DeadLetter: dlq}, rdb, keys, pub, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// While the dead-letter topic refuses them, nothing of the batch is published or deleted.
+	if _, err := r.Pass(ctx); err == nil || !strings.Contains(err.Error(), "dead-lettering 2 unreadable entries") {
+		t.Fatalf("pass with the dead-letter topic down: %v, want the failure", err)
+	}
+	if n := outboxLen(t, rdb, keys); n != 4 || len(pub.got) != 0 {
+		t.Fatalf("%d entries left and %d events published after a failed dead-lettering, want all 4 left and none published", n, len(pub.got))
+	}
+	dlq.fail = false
+	if n, err := r.Pass(ctx); err != nil || n != 2 {
+		t.Fatalf("pass published %d (%v), want the 2 readable events", n, err)
+	}
+	if len(pub.got) != 2 || eventID(pub.got[0]) != "c1-1" || eventID(pub.got[1]) != "c1-2" {
+		t.Fatalf("published %+v, want c1-1 then c1-2", pub.got)
+	}
+	if len(dlq.got) != 2 {
+		t.Fatalf("dead-lettered %d entries, want 2", len(dlq.got))
+	}
+	for i, want := range []struct{ key, value string }{{"c2", "\x01\x09"}, {"c3", "no event id"}} {
+		rej := dlq.got[i]
+		if rej.Code != "corrupt_outbox_entry" || !errors.Is(rej.Err, outbox.ErrCorrupt) || string(rej.Message.Key) != want.key ||
+			string(rej.Message.Value) != want.value || rej.Message.Topic != keys.Outbox(0) || rej.Message.Offset <= 0 {
+			t.Errorf("dead letter %d: %+v (%v), want key %s, value %q from %s", i, rej.Message, rej.Err, want.key, want.value, keys.Outbox(0))
+		}
+	}
+	if n := outboxLen(t, rdb, keys); n != 0 {
+		t.Fatalf("%d entries left, want none", n)
+	}
+}
+
+func TestWithoutADeadLetterSinkAnUnreadableEntryFailsItsShardAndWaits(t *testing.T) {
 	rdb, keys, _ := newOutbox(t, 1)
 	ctx := context.Background()
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.Outbox(0), Values: []any{"k", "c1", "e", "\x01\x09"}}).Err(); err != nil {
@@ -182,6 +246,25 @@ func TestACorruptEntryFailsItsShardWithTheReasonAndIsKept(t *testing.T) {
 	}
 	if len(pub.got) != 0 || outboxLen(t, rdb, keys) != 1 {
 		t.Fatalf("published %d, %d entries left; want nothing published and the entry kept", len(pub.got), outboxLen(t, rdb, keys))
+	}
+}
+
+func TestAnEntryOfALaterLayoutWaitsForAnUpgradedRelay(t *testing.T) {
+	rdb, keys, _ := newOutbox(t, 1)
+	ctx := context.Background()
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: keys.Outbox(0), Values: []any{"k", "c1", "e", "\x02later"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	pub, dlq := &memoryPublisher{}, &deadLetters{}
+	r, err := relay.New(ctx, relay.Config{DeadLetter: dlq}, rdb, keys, pub, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Pass(ctx); !errors.Is(err, outbox.ErrUnknownLayout) {
+		t.Fatalf("pass over an entry of a later layout: %v, want outbox.ErrUnknownLayout", err)
+	}
+	if len(pub.got) != 0 || len(dlq.got) != 0 || outboxLen(t, rdb, keys) != 1 {
+		t.Fatalf("published %d, dead-lettered %d, %d entries left; want the entry kept for an upgraded relay", len(pub.got), len(dlq.got), outboxLen(t, rdb, keys))
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -313,7 +314,7 @@ func ensureShadowTopics(ctx context.Context, rt Target, cfg Config) error {
 type countingSink struct{ n *int64 }
 
 func (s countingSink) DeadLetter(_ context.Context, r []stream.Rejection) error {
-	*s.n += int64(len(r))
+	atomic.AddInt64(s.n, int64(len(r))) // the merge's and the relay's (unreadable outbox entries)
 	return nil
 }
 
@@ -401,7 +402,7 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	var bg sync.WaitGroup
 	bgErr := make(chan error, 3)
 	for _, task := range []func(context.Context) error{
-		func(ctx context.Context) error { return runRelay(ctx, rt, topicFor) },
+		func(ctx context.Context) error { return runRelay(ctx, rt, topicFor, sink) },
 		func(ctx context.Context) error { return runSweeper(ctx, rt, required) },
 		watch.Run,
 	} {
@@ -490,9 +491,10 @@ func waitForGate(ctx context.Context, scorer *pipeline.Scorer, next time.Time, b
 }
 
 // runRelay runs the namespace's outbox relay, publishing on the topics topicFor names ("":
-// nowhere), until ctx ends.
-func runRelay(ctx context.Context, rt *Target, topicFor func(string) string) error {
-	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, rt.Keys, rt.Producer, relay.NewMetrics(nil), rt.Log)
+// nowhere) and sending the entries it cannot read to the replay's dead-letter sink, until
+// ctx ends.
+func runRelay(ctx context.Context, rt *Target, topicFor func(string) string, deadLetters stream.DeadLetterSink) error {
+	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor, DeadLetter: deadLetters}, rt.Redis, rt.Keys, rt.Producer, relay.NewMetrics(nil), rt.Log)
 	if err != nil {
 		return err
 	}

@@ -377,7 +377,7 @@ func RunRelay(ctx context.Context, rt *Runtime, topicFor func(string) string) er
 		topicFor = rt.Topic
 	}
 	metrics := relay.NewMetrics(rt.Registerer("relay"))
-	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, rt.Keys, rt.Producer, metrics, rt.Log)
+	r, err := relay.New(ctx, relay.Config{TopicFor: topicFor, DeadLetter: rt.relayDeadLetters(topicFor)}, rt.Redis, rt.Keys, rt.Producer, metrics, rt.Log)
 	if err != nil {
 		return err
 	}
@@ -385,6 +385,23 @@ func RunRelay(ctx context.Context, rt *Runtime, topicFor func(string) string) er
 	tasks.Add(r.Run, func(ctx context.Context) error { return drainRetired(ctx, rt, topicFor, metrics) })
 	return tasks.Run(ctx)
 }
+
+// relayDeadLetters is where a relay sends the outbox entries it cannot read: the dead-letter
+// topic topicFor names, or nowhere when it names none (a relay that publishes nothing).
+func (rt *Runtime) relayDeadLetters(topicFor func(string) string) stream.DeadLetterSink {
+	topic := topicFor(event.TopicDeadLetter)
+	if topic == "" {
+		return dropUnreadable{}
+	}
+	return &stream.DeadLetterWriter{Producer: rt.Producer, Encoder: rt.Codec, Service: "relay", Topic: topic,
+		MaxRecordBytes: rt.Config.DeadLetterMaxRecordBytes}
+}
+
+// dropUnreadable is the dead-letter sink of a relay whose topics map to none: it drops the
+// unreadable entries as the relay drops the readable ones.
+type dropUnreadable struct{}
+
+func (dropUnreadable) DeadLetter(context.Context, []stream.Rejection) error { return nil }
 
 // RetiredIdle is how long a retired namespace's outboxes must stay empty before its relay
 // hand-over ends: longer than its services take to notice a promote (5 s) and drain.
@@ -426,7 +443,7 @@ func drainRetired(ctx context.Context, rt *Runtime, topicFor func(string) string
 				continue
 			}
 			log := rt.Log.With(zap.String("retired_namespace", ns))
-			r, err := relay.New(ctx, relay.Config{TopicFor: topicFor}, rt.Redis, keys, rt.Producer, metrics, log)
+			r, err := relay.New(ctx, relay.Config{TopicFor: topicFor, DeadLetter: rt.relayDeadLetters(topicFor)}, rt.Redis, keys, rt.Producer, metrics, log)
 			if err != nil {
 				log.Warn("starting the hand-over relay", zap.Error(err))
 				mu.Lock()
