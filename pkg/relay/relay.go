@@ -203,7 +203,7 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // Pass takes or renews leases and publishes one batch from every held shard, and returns
-// the number of entries published. Each shard is read and its published entries deleted
+// the number of derived events published (an entry holds one or more). Each shard is read and its published entries deleted
 // only under the fence of the lease's token (claim, remove); the leases are renewed while the
 // pass runs, and a shard whose lease is lost (refused on renewal, or not renewed before it could
 // expire) is abandoned at once: its produce is cancelled and nothing more of it is published
@@ -346,7 +346,7 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 			}
 			return 0, depth, first, fmt.Errorf("outbox shard %d: %w", shard, err)
 		}
-		r.observeLatency(entries, records, sources)
+		r.observePublished(entries, records, sources)
 	}
 	// Kafka acknowledged the batch, so the entries go even when the pass is being cancelled;
 	// the fence refuses the delete if the lease went meanwhile, and the next holder publishes
@@ -357,10 +357,10 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 	return len(records), depth, first, nil
 }
 
-// observeLatency records, for entries Kafka just acknowledged, how long each waited in the
-// outbox and, for the records an input record caused, the end-to-end latency from its
-// timestamp; and it counts the records published.
-func (r *Relay) observeLatency(entries []redis.XMessage, records []stream.Record, sources []time.Time) {
+// observePublished counts the records Kafka just acknowledged and records how long their
+// entries waited in the outbox and, for the records an input record caused (sources[i] its
+// time), the end-to-end latency from its timestamp.
+func (r *Relay) observePublished(entries []redis.XMessage, records []stream.Record, sources []time.Time) {
 	now := time.Now()
 	for _, e := range entries {
 		if at := entryTime(e.ID); !at.IsZero() {

@@ -19,10 +19,7 @@ func TestPropertyProbingFindsTheSameDeadline(t *testing.T) {
 		var s State
 		for _, e := range withOffsets(genHistory(t, p)) {
 			s, _ = mustApply(t, s, e, p)
-			if rapid.Bool().Draw(t, "sweep") {
-				wm := msTime(s.ClockMs).Add(time.Duration(rapid.IntRange(0, 60).Draw(t, "days")) * 24 * time.Hour)
-				s, _, _ = Sweep(s, wm, p)
-			}
+			s = maybeSwept(t, s, p, 60)
 			probed, _ := lookAhead(s, p, true)
 			full, a := lookAhead(s, p, false)
 			if !probed.Equal(full) {
@@ -60,10 +57,7 @@ func TestPropertyASweepThatClosesNoDayLeavesTheStateAsItIs(t *testing.T) {
 		var s State
 		for _, e := range withOffsets(genHistory(t, p)) {
 			s, _ = mustApply(t, s, e, p)
-			if rapid.Bool().Draw(t, "sweep first") {
-				wm := msTime(s.ClockMs).Add(time.Duration(rapid.IntRange(0, 40).Draw(t, "sweep days")) * 24 * time.Hour)
-				s, _, _ = Sweep(s, wm, p)
-			}
+			s = maybeSwept(t, s, p, 40)
 			wm := msTime(s.ClockMs).Add(time.Duration(rapid.IntRange(-72, 24*30).Draw(t, "hours")) * time.Hour)
 			got, changes, _, samples := SweepSampled(s, wm, p)
 			if Closes(s, wm, p) {
@@ -77,6 +71,15 @@ func TestPropertyASweepThatClosesNoDayLeavesTheStateAsItIs(t *testing.T) {
 			}
 		}
 	})
+}
+
+// maybeSwept returns s, or, as drawn, s swept to a watermark up to maxDays after its clock.
+func maybeSwept(t *rapid.T, s State, p *Policy, maxDays int) State {
+	if rapid.Bool().Draw(t, "sweep") {
+		wm := msTime(s.ClockMs).Add(time.Duration(rapid.IntRange(0, maxDays).Draw(t, "sweep days")) * 24 * time.Hour)
+		s, _, _ = Sweep(s, wm, p)
+	}
+	return s
 }
 
 // The reasons' text is what the fmt verbs they replaced print.
