@@ -51,13 +51,16 @@ type chaosSize struct {
 	gap time.Duration
 	// oversize is the number of oversized poison records (1 MiB each).
 	oversize int
+	// run bounds the run's wall time, traffic included: it must not cross a UTC midnight
+	// (awayFromMidnight), so the -timeout (CHAOS_TIMEOUT) must cover twice this plus 6 minutes.
+	run time.Duration
 }
 
 func sizeOfChaos() chaosSize {
 	if *chaosFull {
-		return chaosSize{events: 210_000, kills: 20, outage: 2 * time.Minute, traffic: 15 * time.Minute, gap: 15 * time.Second, oversize: 5}
+		return chaosSize{events: 210_000, kills: 20, outage: 2 * time.Minute, traffic: 15 * time.Minute, gap: 15 * time.Second, oversize: 5, run: 45 * time.Minute}
 	}
-	return chaosSize{events: 5_000, kills: 6, outage: 15 * time.Second, traffic: 50 * time.Second, gap: 2 * time.Second, oversize: 2}
+	return chaosSize{events: 5_000, kills: 6, outage: 15 * time.Second, traffic: 50 * time.Second, gap: 2 * time.Second, oversize: 2, run: 10 * time.Minute}
 }
 
 // chaosServices are the six services, each killed in turn.
@@ -83,7 +86,7 @@ type poison struct {
 // `make chaos` (CI size) or `make chaos CHAOS_FULL=1`.
 func TestChaos(t *testing.T) {
 	size := sizeOfChaos()
-	awayFromMidnight(t, size.traffic+30*time.Minute)
+	awayFromMidnight(t, size.run)
 	wall := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -418,13 +421,30 @@ func TestChaos(t *testing.T) {
 // awayFromMidnight waits, when a UTC day would end within need, until the next day is a few
 // minutes old: the run's events all happen on one day, so that no day closes under a live
 // run that its clean replay would see differently (see liveWindow).
+// It fails at once, saying so, when the wait and the run would not fit in the test's -timeout.
 func awayFromMidnight(t *testing.T, need time.Duration) {
 	now := time.Now().UTC()
-	midnight := now.Truncate(24 * time.Hour).Add(24 * time.Hour)
-	if midnight.Sub(now) < need {
-		t.Logf("waiting %s for the UTC day to change", (midnight.Sub(now) + 6*time.Minute).Round(time.Second))
-		time.Sleep(midnight.Sub(now) + 6*time.Minute)
+	wait := midnightWait(now, need)
+	if wait == 0 {
+		return
 	}
+	if deadline, ok := t.Deadline(); ok && now.Add(wait+need).After(deadline) {
+		t.Fatalf("the run would cross the UTC midnight in %s, and waiting %s for it plus the run (%s) exceeds -timeout: raise CHAOS_TIMEOUT to at least %s",
+			time.Until(now.Truncate(24*time.Hour).Add(24*time.Hour)).Round(time.Second), wait.Round(time.Second), need, (2*need + 6*time.Minute).Round(time.Minute))
+	}
+	t.Logf("waiting %s for the UTC day to change", wait.Round(time.Second))
+	time.Sleep(wait)
+}
+
+// midnightWait is how long a run needing need from now must wait so that it does not cross a
+// UTC midnight: until 6 minutes into the next day, or not at all.
+func midnightWait(now time.Time, need time.Duration) time.Duration {
+	now = now.UTC()
+	midnight := now.Truncate(24 * time.Hour).Add(24 * time.Hour)
+	if midnight.Sub(now) >= need {
+		return 0
+	}
+	return midnight.Sub(now) + 6*time.Minute
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Second) }
@@ -1022,6 +1042,25 @@ func waitOutboxEmpty(t *testing.T, o *e2e.Observer) {
 		if time.Now().After(deadline) {
 			t.Errorf("the retired namespace %s still has %d outbox entries three minutes after the end", o.Keys.Namespace(), n)
 			return
+		}
+	}
+}
+
+func TestAChaosRunWaitsForTheNextDayOnlyWhenItWouldCrossMidnight(t *testing.T) {
+	day := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		now  time.Time
+		need time.Duration
+		want time.Duration
+	}{
+		{day.Add(12 * time.Hour), 10 * time.Minute, 0},
+		{day.Add(24*time.Hour - 10*time.Minute), 10 * time.Minute, 0}, // ends at midnight sharp
+		{day.Add(24*time.Hour - 9*time.Minute), 10 * time.Minute, 15 * time.Minute},
+		{day.Add(24*time.Hour - time.Second), 10 * time.Minute, 6*time.Minute + time.Second},
+		{day.Add(2 * time.Minute), 10 * time.Minute, 0},
+	} {
+		if got := midnightWait(c.now, c.need); got != c.want {
+			t.Errorf("at %s needing %s: wait %s, want %s", c.now.Format("15:04:05"), c.need, got, c.want)
 		}
 	}
 }
