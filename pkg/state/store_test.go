@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -491,6 +493,74 @@ var contract = []struct {
 			if _, ok, _ := s.Deadline(ctx, id); !ok {
 				t.Errorf("%s has no deadline", id)
 			}
+		}
+	}},
+	{"one write checks the version of every kind of key it finds, and writes only the unchanged", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		k := s.Keys()
+		value := func(id string) state.ComputeFunc {
+			return func(string, state.Current) (state.Update, error) { return state.Update{Value: []byte("v1 " + id)}, nil }
+		}
+		compact := []string{"v-compact", "v-junk", "v-empty", "v-compact-moved"}
+		for _, id := range compact {
+			if _, err := s.Apply(ctx, []string{id}, value(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old := scoring.State{CustomerID: "x", ClockMs: 1_700_000_000_000, EvalDay: 19_700, TierDay: 19_700}
+		for _, id := range []string{"v-hash", "v-hash-moved"} {
+			fields := old.MarshalFields()
+			fields["_v"] = "3"
+			if err := rdb.HSet(ctx, k.Customer(id), fields).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Between the store's read and its write, other writers change five of the customers:
+		// a key appears as a list, a compact value is overwritten with text and with nothing,
+		// a hash's version and a compact value's version move on.
+		changed := map[string]func() error{
+			"v-list":       func() error { return rdb.RPush(ctx, k.Customer("v-list"), "x").Err() },
+			"v-junk":       func() error { return rdb.Set(ctx, k.Customer("v-junk"), "garbage", 0).Err() },
+			"v-empty":      func() error { return rdb.Set(ctx, k.Customer("v-empty"), "", 0).Err() },
+			"v-hash-moved": func() error { return rdb.HSet(ctx, k.Customer("v-hash-moved"), "_v", "4").Err() },
+			"v-compact-moved": func() error {
+				_, err := s.Apply(ctx, []string{"v-compact-moved"}, value("other"))
+				return err
+			},
+		}
+		ids := []string{"v-new", "v-compact", "v-hash", "v-list", "v-junk", "v-empty", "v-hash-moved", "v-compact-moved"}
+		res, left, err := s.ApplyOnce(ctx, ids, func(id string, _ state.Current) (state.Update, error) {
+			if change, ok := changed[id]; ok {
+				if err := change(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return state.Update{Value: []byte("v2 " + id)}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(left)
+		want := slices.Sorted(maps.Keys(changed))
+		if res.Written != 3 || !slices.Equal(left, want) {
+			t.Fatalf("ApplyOnce: %+v, left %v; want 3 written and %v left", res, left, want)
+		}
+		for _, id := range []string{"v-new", "v-compact", "v-hash"} {
+			cur, err := s.Current(ctx, id)
+			if err != nil || string(cur.Value) != "v2 "+id {
+				t.Errorf("%s: %q %v, want the write's value", id, cur.Value, err)
+			}
+		}
+		for id, want := range map[string]string{"v-list": "list", "v-junk": "string", "v-empty": "string", "v-hash-moved": "hash"} {
+			if typ, _ := rdb.Type(ctx, k.Customer(id)).Result(); typ != want {
+				t.Errorf("%s is a Redis %s after a refused write, want the other writer's %s", id, typ, want)
+			}
+		}
+		if got, _ := rdb.Get(ctx, k.Customer("v-junk")).Result(); got != "garbage" {
+			t.Errorf("v-junk holds %q after a refused write", got)
+		}
+		if cur, err := s.Current(ctx, "v-compact-moved"); err != nil || string(cur.Value) != "v1 other" {
+			t.Errorf("v-compact-moved: %q %v, want the other writer's value", cur.Value, err)
 		}
 	}},
 	{"a string that is not a compact state is handed over as unreadable", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
