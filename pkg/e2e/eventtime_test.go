@@ -236,7 +236,7 @@ func (w *world) replay(r *run) result {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	ns := testinfra.Name("replay")
+	ns := testinfra.Namespace(w.t, "replay")
 	if _, err := wiring.Replay(ctx, cfg, replay.Config{Namespace: ns, Outputs: replay.OutputsShadow},
 		zaptest.NewLogger(w.t, zaptest.Level(zap.WarnLevel))); err != nil {
 		w.t.Fatal(err)

@@ -169,6 +169,9 @@ func NewDeployment(name string) (Deployment, error) {
 // Name returns the deployment name.
 func (d Deployment) Name() string { return d.name }
 
+// Prefix starts every key of the deployment: "loyd:<deployment>:".
+func (d Deployment) Prefix() string { return "loyd:" + d.name + ":" }
+
 // Active holds the name of the deployment's active namespace; absent means the configured
 // LOYALTY_NAMESPACE.
 func (d Deployment) Active() string { return "loyd:" + d.name + ":active" }

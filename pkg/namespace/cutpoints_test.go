@@ -18,7 +18,7 @@ func TestSealingOnlyMovesForwardAndKeepsEveryBoundary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rdb.Close()
-	keys, err := keyspace.New(testinfra.Name("cp"), 4)
+	keys, err := keyspace.New(testinfra.Namespace(t, "cp"), 4)
 	if err != nil {
 		t.Fatal(err)
 	}

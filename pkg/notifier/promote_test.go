@@ -72,7 +72,7 @@ func TestAPromoteAndADropNeitherResendNorOrphanAnAction(t *testing.T) {
 	// The promote, as a supervisor sees it: the pointer moves, the old services exit (the
 	// relay first), new ones start on the promoted namespace.
 	ctx := context.Background()
-	promoted := testinfra.Name("ns")
+	promoted := testinfra.Namespace(t, "ns")
 	if err := namespace.Activate(ctx, e.rt.Redis, e.rt.Deployment, e.rt.Keys.Namespace(), promoted); err != nil {
 		t.Fatal(err)
 	}

@@ -184,7 +184,7 @@ func TestConfigurationErrorsNameTheVariable(t *testing.T) {
 func TestPopulationThresholdIsTheTopFractionOfStoredCLVs(t *testing.T) {
 	rdb := testinfra.RedisClient(t)
 	ctx := context.Background()
-	keys, err := keyspace.New(testinfra.Name("ns"), 8)
+	keys, err := keyspace.New(testinfra.Namespace(t, "ns"), 8)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 func TestTheKPIGaugesReportTheLastFinalDay(t *testing.T) {
 	ctx := context.Background()
 	rdb := testinfra.RedisClient(t)
-	keys, _ := keyspace.New(testinfra.Name("kpi"), 4)
+	keys, _ := keyspace.New(testinfra.Namespace(t, "kpi"), 4)
 	store, err := state.New(ctx, rdb, keys, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ func BenchmarkPass(b *testing.B) {
 
 func benchmarkPass(b *testing.B, perEntry int) {
 	rdb := testinfra.RedisClient(b)
-	keys, err := keyspace.New(testinfra.Name("relaybench"), keyspace.DefaultShards)
+	keys, err := keyspace.New(testinfra.Namespace(b, "relaybench"), keyspace.DefaultShards)
 	if err != nil {
 		b.Fatal(err)
 	}

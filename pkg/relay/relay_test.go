@@ -55,7 +55,7 @@ func setup(t *testing.T, customers int) (redis.UniversalClient, keyspace.Keyspac
 func newOutbox(t *testing.T, shards int) (redis.UniversalClient, keyspace.Keyspace, *state.Store) {
 	t.Helper()
 	rdb := testinfra.RedisClient(t)
-	keys, _ := keyspace.New(testinfra.Name("relay"), shards)
+	keys, _ := keyspace.New(testinfra.Namespace(t, "relay"), shards)
 	store, err := state.New(context.Background(), rdb, keys, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -600,7 +600,7 @@ func TestFencedReadsAndDeletesWorkOnRedisCluster(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = rdb.Close() })
 	ctx := context.Background()
-	keys, _ := keyspace.New(testinfra.Name("relay"), 8)
+	keys, _ := keyspace.New(testinfra.Namespace(t, "relay"), 8)
 	store, err := state.New(ctx, rdb, keys, nil)
 	if err != nil {
 		t.Fatal(err)

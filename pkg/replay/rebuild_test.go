@@ -82,7 +82,7 @@ func TestAQuarantinedCustomerIsReleasedWithItsStateFromAReplay(t *testing.T) {
 		t.Fatalf("quarantined after the corruption: %+v, want %s alone", qs, victim)
 	}
 
-	rebuilt := testinfra.Name("rb")
+	rebuilt := testinfra.Namespace(t, "rb")
 	if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: rebuilt, Outputs: replay.OutputsNone}, e.log); err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestAQuarantinedCustomerIsReleasedWithItsStateFromAReplay(t *testing.T) {
 	stop()
 	stop = func() {}
 
-	clean := testinfra.Name("cl")
+	clean := testinfra.Namespace(t, "cl")
 	if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: clean, Outputs: replay.OutputsNone}, e.log); err != nil {
 		t.Fatal(err)
 	}

@@ -185,7 +185,7 @@ func ids(evs []event.Event) map[string][]string {
 func newEnv(t *testing.T) *env {
 	redis, cluster := testinfra.RedisEnv(t)
 	return &env{t: t, brokers: testinfra.Kafka(t), redis: redis, redisCluster: cluster, suffix: "." + testinfra.Name("rp"),
-		live: testinfra.Name("live"), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
+		live: testinfra.Namespace(t, "live"), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 }
 
 func (e *env) produce(rt *wiring.Runtime, inputs []event.Input) {
@@ -288,7 +288,7 @@ func TestAReplayOfThePurchaseHistoryEqualsTheLiveRun(t *testing.T) {
 		t.Fatal("the live run derived nothing")
 	}
 
-	ns := testinfra.Name("rp")
+	ns := testinfra.Namespace(t, "rp")
 	var progress strings.Builder
 	sum, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: ns, Outputs: replay.OutputsShadow, Progress: &progress}, e.log)
 	if err != nil {
@@ -328,7 +328,7 @@ func TestReplayingAllThreeTopicsTwiceGivesTheSameResult(t *testing.T) {
 	}
 	defer rt.Close()
 	e.produce(rt, history(time.Now(), true))
-	a, b := testinfra.Name("ra"), testinfra.Name("rb")
+	a, b := testinfra.Namespace(t, "ra"), testinfra.Namespace(t, "rb")
 	for _, ns := range []string{a, b} {
 		if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: ns, Outputs: replay.OutputsShadow, BatchSize: 97}, e.log); err != nil {
 			t.Fatal(err)

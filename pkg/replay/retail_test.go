@@ -311,7 +311,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	}()
 
 	// 1. The same range, the same policy: zero differences, same ids on the shadow topics.
-	same := testinfra.Name("same")
+	same := testinfra.Namespace(t, "same")
 	sum, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: same, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Outputs: replay.OutputsShadow}, e.log)
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +353,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	// computation says change tier.
 	newPath, newPolicy := gbpPolicy(t, 300000, "retail-gbp-2")
 	newYAML, _ := os.ReadFile(newPath)
-	higher := testinfra.Name("gold")
+	higher := testinfra.Namespace(t, "gold")
 	if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: higher, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
 		Outputs: replay.OutputsNone, PolicyYAML: newYAML}, e.log); err != nil {
 		t.Fatal(err)
@@ -451,7 +451,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 	if keys := keysMentioning(t, promotedRT, victim); len(keys) > 0 {
 		t.Fatalf("keys left after erasing %s: %v", victim, keys)
 	}
-	again := testinfra.Name("again")
+	again := testinfra.Namespace(t, "again")
 	if _, err := wiring.Replay(ctx, e.config(e.live), replay.Config{Namespace: again, From: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), Outputs: replay.OutputsNone}, e.log); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func benchmarkApply(b *testing.B, batch int, spanShards bool) {
 		b.Fatal(err)
 	}
 	defer rdb.Close()
-	keys, err := keyspace.New(testinfra.Name("bench"), keyspace.DefaultShards)
+	keys, err := keyspace.New(testinfra.Namespace(b, "bench"), keyspace.DefaultShards)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func TestStoreContract(t *testing.T) {
 			rdb := connect(t)
 			for _, tc := range contract {
 				t.Run(tc.name, func(t *testing.T) {
-					keys, err := keyspace.New(testinfra.Name("st"), 8)
+					keys, err := keyspace.New(testinfra.Namespace(t, "st"), 8)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +17,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/loyalty-scoring/loyalty/pkg/embedded"
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 )
 
@@ -140,6 +145,90 @@ func Name(prefix string) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return prefix + "-" + hex.EncodeToString(b)
+}
+
+// Namespace returns Name(prefix) for a test's Redis key namespace, and deletes the keys of
+// the namespace and of a deployment of that name (keyspace.Keyspace.Prefix,
+// keyspace.Deployment.Prefix) from the shared Redis named by REDIS_ADDR or
+// REDIS_CLUSTER_ADDRS when the test ends. A developer's long-lived Redis (deploy/local) then
+// does not fill up with every run's customers, which also made later benchmarks on it slower
+// and noisier (AOF rewrites of hundreds of thousands of left-over keys). A Redis the test
+// started itself goes away with it and is not cleaned. The cleanup is registered first, so it
+// runs after the test's other cleanups (services stopped, clients closed).
+func Namespace(t testing.TB, prefix string) string {
+	t.Helper()
+	name := Name(prefix)
+	var addrs []string
+	cluster := false
+	if env := strings.TrimSpace(os.Getenv("REDIS_ADDR")); env != "" {
+		addrs = []string{env}
+	}
+	if env := strings.TrimSpace(os.Getenv("REDIS_CLUSTER_ADDRS")); env != "" && OnRedisCluster() {
+		addrs, cluster = strings.Split(env, ","), true
+	}
+	if len(addrs) == 0 {
+		return name
+	}
+	keys, err := keyspace.New(name, 1)
+	if err != nil {
+		t.Fatalf("test namespace %q: %v", name, err)
+	}
+	// Tests name their deployment after their namespace too (keyspace.Deployment).
+	deployment, err := keyspace.NewDeployment(name)
+	if err != nil {
+		t.Fatalf("test deployment %q: %v", name, err)
+	}
+	t.Cleanup(func() {
+		for _, prefix := range []string{keys.Prefix(), deployment.Prefix()} {
+			if err := deleteKeys(addrs, cluster, prefix+"*"); err != nil {
+				t.Logf("deleting the test's Redis keys %s*: %v", prefix, err)
+			}
+		}
+	})
+	return name
+}
+
+// deleteKeys unlinks the keys matching pattern from every master of the Redis at addrs.
+func deleteKeys(addrs []string, cluster bool, pattern string) error {
+	rdb, err := redisconn.New(redisconn.Config{Addrs: addrs, Cluster: cluster})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rdb.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// One UNLINK per key, pipelined: a Cluster node refuses a multi-key command across slots.
+	unlink := func(ctx context.Context, c *redis.Client, keys []string) error {
+		pipe := c.Pipeline()
+		for _, k := range keys {
+			pipe.Unlink(ctx, k)
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		var batch []string
+		for iter.Next(ctx) {
+			if batch = append(batch, iter.Val()); len(batch) == 1000 {
+				if err := unlink(ctx, c, batch); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return unlink(ctx, c, batch)
+	}
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, scan)
+	case *redis.Client:
+		return scan(ctx, c)
+	}
+	return fmt.Errorf("unexpected Redis client %T", rdb)
 }
 
 // RealKafkaBroker returns the addresses of a real Apache Kafka broker: KAFKA_BROKERS when set,

@@ -1,0 +1,50 @@
+package testinfra
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+)
+
+// TestNamespaceDeletesItsKeysWhenTheTestEnds: a test's namespace and deployment keys are gone
+// from the shared Redis once the test ends (more keys than one scan batch), and nothing else
+// is touched.
+func TestNamespaceDeletesItsKeysWhenTheTestEnds(t *testing.T) {
+	ctx := context.Background()
+	addr := Redis(t)
+	t.Setenv("REDIS_ADDR", addr)
+	t.Setenv("TEST_REDIS_CLUSTER", "")
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	kept := "loy:" + Name("other") + ":kept"
+	if err := rdb.Set(ctx, kept, "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Del(ctx, kept).Err() })
+	var ns string
+	t.Run("writer", func(t *testing.T) {
+		ns = Namespace(t, "ti")
+		keys, _ := keyspace.New(ns, 4)
+		dep, _ := keyspace.NewDeployment(ns)
+		pipe := rdb.Pipeline()
+		for i := range 2500 {
+			pipe.Set(ctx, keys.Customer(strconv.Itoa(i)), "x", 0)
+		}
+		pipe.Set(ctx, dep.Active(), "x", 0)
+		if _, err := pipe.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, pattern := range []string{"loy:" + ns + ":*", "loyd:" + ns + ":*"} {
+		if left, err := rdb.Keys(ctx, pattern).Result(); err != nil || len(left) > 0 {
+			t.Errorf("%d keys %s left after the test (%v)", len(left), pattern, err)
+		}
+	}
+	if n, err := rdb.Exists(ctx, kept).Result(); err != nil || n != 1 {
+		t.Errorf("another namespace's key was deleted (%d, %v)", n, err)
+	}
+}
