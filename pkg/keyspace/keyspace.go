@@ -88,6 +88,11 @@ func (k Keyspace) CustomerOfKey(key string) string {
 // Outbox is the shard's stream of derived events waiting to be published.
 func (k Keyspace) Outbox(shard int) string { return "loy:" + k.ns + ":outbox:" + tag(shard) }
 
+// OutboxBell is the Pub/Sub channel (not a key) on which a write that appends outbox entries
+// to any shard of the namespace publishes, so the relay wakes at once instead of at its next
+// poll.
+func (k Keyspace) OutboxBell() string { return "loy:" + k.ns + ":outbox-bell" }
+
 // Deadlines is the shard's sorted set of customer ids by next inactivity deadline (ms).
 func (k Keyspace) Deadlines(shard int) string { return "loy:" + k.ns + ":due:" + tag(shard) }
 

@@ -188,7 +188,7 @@ func (a *arbiter) decide(ctx context.Context, t Trigger, f Facts, rule *Rule, ch
 		flag(t.Replay()), flag(f.OpenComplaints > 0), flag(HeldOut(a.rules.HoldoutSalt, customer, a.rules.HoldoutPercent)),
 		decidedAt.UnixMilli(), payload, customer, event.TopicActions, dupID}
 	args = append(args, records...)
-	args = append(args, rule.Name, channel, decidedAt.Format(time.RFC3339Nano), triggerCap, HistoryCap, exposure, due30, due90)
+	args = append(args, rule.Name, channel, decidedAt.Format(time.RFC3339Nano), triggerCap, HistoryCap, exposure, due30, due90, a.keys.ks.OutboxBell())
 	res, err := decideScript.Run(ctx, a.rdb, ks, args...).StringSlice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("arbitrating trigger %s: %w", trigger, err)

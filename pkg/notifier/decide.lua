@@ -8,7 +8,8 @@
 --       action if care later pre-empts it; 21 rule, 22 channel, 23 decided at (RFC 3339),
 --       24 trigger cap, 25 history cap; 26 the exposure member's tail ("<trigger day>|<customer>",
 --       "" when the kind's uplift is not measured), 27 and 28 when its 30- and 90-day outcomes
---       are due (watermark ms).
+--       are due (watermark ms); 29 the namespace's outbox bell (keyspace.OutboxBell: published on
+--       with every outbox entry, to wake the relay).
 -- Returns {status, reason, pre-empted action id}: status REPEAT (this position was decided
 -- already: nothing to do), SUPPRESSED, HELD_OUT or SEND.
 local C, T, H, D, P, O = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -36,6 +37,7 @@ end
 
 local function record(id, value, outcome, reason)
   redis.call('XADD', O, '*', 't', topic, 'k', customer, 'id', id, 'v', value)
+  redis.pcall('PUBLISH', ARGV[29], '') -- a refusal (ACL) must not fail the decision
   log(id, kind, outcome, reason)
   return {outcome, reason, ''}
 end
@@ -83,6 +85,7 @@ if last_at and trigger_ms < last_at + cooldown then
       redis.call('ZREM', D, wb)
       redis.call('HDEL', P, wb, wb .. ':a', wb .. ':f', wb .. ':p')
       redis.call('XADD', O, '*', 't', topic, 'k', customer, 'id', wb, 'v', rec)
+      redis.pcall('PUBLISH', ARGV[29], '') -- a refusal (ACL) must not fail the decision
       log(wb, 'WIN_BACK', 'SUPPRESSED', 'preempted_by_care')
       preempted = wb
       -- Never sent: the withdrawn win-back is no treatment.

@@ -291,7 +291,7 @@ func (d *deliverer) settle(ctx context.Context, a *pendingAction, mode string, n
 	var n int64
 	err := d.retryRedis(ctx, func(ctx context.Context) error {
 		var err error
-		n, err = settleScript.Run(ctx, d.rdb, ks, mode, a.ActionID, next, event.TopicActions, a.CustomerID, rec, entry, HistoryCap).Int64()
+		n, err = settleScript.Run(ctx, d.rdb, ks, mode, a.ActionID, next, event.TopicActions, a.CustomerID, rec, entry, HistoryCap, d.keys.ks.OutboxBell()).Int64()
 		return err
 	})
 	if err != nil {

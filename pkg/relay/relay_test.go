@@ -675,3 +675,108 @@ func TestTheRelayMeasuresOutboxAgeAndEndToEndLatency(t *testing.T) {
 		}
 	}
 }
+
+// TestAnIdleRelayWakesOnTheOutboxBell: a relay with nothing to do waits for the outbox bell,
+// which every write appending outbox entries rings, and not for its idle poll: with a poll of
+// a minute, each write is published in seconds at most.
+func TestAnIdleRelayWakesOnTheOutboxBell(t *testing.T) {
+	rdb, keys, store := newOutbox(t, 8)
+	pub := &memoryPublisher{}
+	r, err := relay.New(context.Background(), relay.Config{IdlePoll: time.Minute, LeaseTTL: 5 * time.Minute}, rdb, keys, pub, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer running(t, r)()
+	published := func() int {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		return len(pub.got)
+	}
+	for round := range 4 {
+		derive(t, store, 5, round)
+		deadline := time.Now().Add(10 * time.Second) // far below the minute's poll
+		for published() < 5*(round+1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d of %d events published after 10s: the relay did not wake on the bell", round, published(), 5*(round+1))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// The relay has passed again by now, found nothing and waits.
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func TestAnIdlePollLongerThanAQuarterOfTheLeaseIsRefused(t *testing.T) {
+	cfg := relay.Config{IdlePoll: 3 * time.Second, LeaseTTL: 10 * time.Second}.WithDefaults()
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("an idle relay would let its leases lapse between passes; want a config error")
+	}
+	cfg.IdlePoll = 2500 * time.Millisecond
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("IdlePoll of a quarter of the lease: %v", err)
+	}
+}
+
+// TestWithoutPubSubRightsWritesGoOnAndTheRelayPolls: a Redis user that may neither publish
+// nor subscribe (ACL channels reset) still writes (the scripts ignore the refused ring), and
+// its relay falls back to polling every IdlePoll.
+func TestWithoutPubSubRightsWritesGoOnAndTheRelayPolls(t *testing.T) {
+	ctx := context.Background()
+	addr := testinfra.PrivateRedis(t)
+	admin, err := redisconn.New(redisconn.Config{Addrs: []string{addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close() })
+	if err := admin.Do(ctx, "ACL", "SETUSER", "nobell", "reset", "on", ">pw", "~*", "resetchannels", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb, err := redisconn.New(redisconn.Config{Addrs: []string{addr}, Username: "nobell", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := rdb.Publish(ctx, "loy:x:outbox-bell", "").Err(); err == nil {
+		t.Fatal("the user may publish; the test does not test a refused ring")
+	}
+	keys, _ := keyspace.New(testinfra.Name("nobell"), 4)
+	store, err := state.New(ctx, rdb, keys, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	derive(t, store, 3, 0)
+	if n := outboxLen(t, rdb, keys); n != 3 {
+		t.Fatalf("outbox holds %d entries, want the 3 written", n)
+	}
+	pub := &memoryPublisher{}
+	r, err := relay.New(ctx, relay.Config{IdlePoll: 50 * time.Millisecond, LeaseTTL: time.Second}, rdb, keys, pub, nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer running(t, r)()
+	time.Sleep(200 * time.Millisecond) // the relay is idle: it drained the first three
+	derive(t, store, 3, 1)
+	for deadline := time.Now().Add(10 * time.Second); outboxLen(t, rdb, keys) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries still in the outbox after 10s", outboxLen(t, rdb, keys))
+		}
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if len(pub.got) != 6 {
+		t.Fatalf("published %d, want 6", len(pub.got))
+	}
+}
+
+// running runs r until the returned stop is called, and fails the test if Run failed.
+func running(t *testing.T, r *relay.Relay) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -7,7 +7,8 @@
 -- keys each), then per customer its state key and its transition list.
 -- ARGV[1] the transition list's bound, ARGV[2] the number of shards S; ARGV[3] and ARGV[4] the
 -- histogram and KPI increments summed over every customer of the call, packed as
--- "field\tdelta\n" lines ("" for none). Then per customer: its shard (1..S), id, expected
+-- "field\tdelta\n" lines ("" for none); ARGV[5] the namespace's outbox bell (a Pub/Sub
+-- channel, published on once when the call appends any outbox entry). Then per customer: its shard (1..S), id, expected
 -- version, 's' and the compact value (with the new version in its head) or 'h', n fields,
 -- (field, value)* for a hash; deadline ms or ""; its derived events packed as one outbox
 -- entry's value (package outbox) or "" for none; its histogram and its KPI increments packed
@@ -21,7 +22,8 @@ local conflicts = {}
 local keep = tonumber(ARGV[1])
 local keep_last = tostring(keep - 1) -- LTRIM's stop, printed once per call
 local nshards = tonumber(ARGV[2])
-local a = 5
+local a = 6
+local rang = false
 local shards = {}
 local untaken_hist, untaken_kpi = {}, {}
 for s = 1, nshards do
@@ -72,6 +74,7 @@ for i = 2 * nshards + 3, #KEYS, 2 do
   if ok then
     if ARGV[a] ~= '' then
       redis.call('XADD', sh.outbox, '*', 'k', id, 'e', ARGV[a])
+      rang = true
     end
   else
     if ARGV[a + 1] ~= '' then
@@ -117,6 +120,9 @@ for s = 1, nshards do
   local sh = shards[s]
   chunked('ZADD', KEYS[2 * s + 2], sh.zadd)
   chunked('ZREM', KEYS[2 * s + 2], sh.zrem)
+end
+if rang then
+  redis.pcall('PUBLISH', ARGV[5], '') -- a refusal (ACL) must not fail the write
 end
 journal(KEYS[1], ARGV[3], untaken_hist)
 journal(KEYS[2], ARGV[4], untaken_kpi)

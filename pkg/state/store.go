@@ -484,7 +484,7 @@ func (s *Store) scriptArgs(group []int, byShard map[int][]prepared) ([]string, [
 		n += len(byShard[shard])
 	}
 	keys := make([]string, 0, 2+2*len(group)+2*n)
-	args := make([]any, 0, 4+n*12)
+	args := make([]any, 0, 5+n*12)
 	// The increments go to the first shard's counter journals, summed over every customer of
 	// the call: one entry per journal, less those of customers whose write the script refused.
 	// Readers sum the shards' counters and journals, and read them atomically with the
@@ -502,7 +502,7 @@ func (s *Store) scriptArgs(group []int, byShard map[int][]prepared) ([]string, [
 			}
 		}
 	}
-	args = append(args, MaxTransitions, len(group), packTotals(hist), packTotals(kpi))
+	args = append(args, MaxTransitions, len(group), packTotals(hist), packTotals(kpi), s.keys.OutboxBell())
 	for g, shard := range group {
 		for _, p := range byShard[shard] {
 			keys = append(keys, s.keys.Customer(p.id), s.keys.Transitions(p.id))
