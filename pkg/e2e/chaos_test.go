@@ -436,15 +436,25 @@ func awayFromMidnight(t *testing.T, need time.Duration) {
 	time.Sleep(wait)
 }
 
-// midnightWait is how long a run needing need from now must wait so that it does not cross a
-// UTC midnight: until 6 minutes into the next day, or not at all.
-func midnightWait(now time.Time, need time.Duration) time.Duration {
+// wallClockWait is how long a run needing need from now must wait so that the next daily
+// instant at offset from UTC midnight does not fall within it: until margin after that
+// instant, or not at all.
+func wallClockWait(now time.Time, offset, need, margin time.Duration) time.Duration {
 	now = now.UTC()
-	midnight := now.Truncate(24 * time.Hour).Add(24 * time.Hour)
-	if midnight.Sub(now) >= need {
+	next := now.Truncate(24 * time.Hour).Add(offset)
+	if !next.After(now) {
+		next = next.Add(24 * time.Hour)
+	}
+	if next.Sub(now) >= need {
 		return 0
 	}
-	return midnight.Sub(now) + 6*time.Minute
+	return next.Sub(now) + margin
+}
+
+// midnightWait is how long a chaos run needing need from now must wait so that it does not
+// cross a UTC midnight: until 6 minutes into the next day, or not at all.
+func midnightWait(now time.Time, need time.Duration) time.Duration {
+	return wallClockWait(now, 0, need, 6*time.Minute)
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Second) }
@@ -1046,21 +1056,26 @@ func waitOutboxEmpty(t *testing.T, o *e2e.Observer) {
 	}
 }
 
-func TestAChaosRunWaitsForTheNextDayOnlyWhenItWouldCrossMidnight(t *testing.T) {
+func TestARunWaitsPastADailyInstantOnlyWhenItWouldFallWithin(t *testing.T) {
 	day := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC)
+	const midnight, dayClose = 0, 2 * time.Hour
 	for _, c := range []struct {
-		now  time.Time
-		need time.Duration
-		want time.Duration
+		now              time.Time
+		at, need, margin time.Duration
+		want             time.Duration
 	}{
-		{day.Add(12 * time.Hour), 10 * time.Minute, 0},
-		{day.Add(24*time.Hour - 10*time.Minute), 10 * time.Minute, 0}, // ends at midnight sharp
-		{day.Add(24*time.Hour - 9*time.Minute), 10 * time.Minute, 15 * time.Minute},
-		{day.Add(24*time.Hour - time.Second), 10 * time.Minute, 6*time.Minute + time.Second},
-		{day.Add(2 * time.Minute), 10 * time.Minute, 0},
+		{day.Add(12 * time.Hour), midnight, 10 * time.Minute, 6 * time.Minute, 0},
+		{day.Add(24*time.Hour - 10*time.Minute), midnight, 10 * time.Minute, 6 * time.Minute, 0}, // ends at midnight sharp
+		{day.Add(24*time.Hour - 9*time.Minute), midnight, 10 * time.Minute, 6 * time.Minute, 15 * time.Minute},
+		{day.Add(24*time.Hour - time.Second), midnight, 10 * time.Minute, 6 * time.Minute, 6*time.Minute + time.Second},
+		{day.Add(2 * time.Minute), midnight, 10 * time.Minute, 6 * time.Minute, 0},
+		{day.Add(time.Hour + 55*time.Minute), dayClose, 5 * time.Minute, time.Minute, 0}, // ends at the close sharp
+		{day.Add(time.Hour + 56*time.Minute), dayClose, 5 * time.Minute, time.Minute, 5 * time.Minute},
+		{day.Add(time.Hour + 45*time.Minute), dayClose, 20 * time.Minute, time.Minute, 16 * time.Minute},
+		{day.Add(2*time.Hour + time.Second), dayClose, 20 * time.Minute, time.Minute, 0}, // just after: the next is a day away
 	} {
-		if got := midnightWait(c.now, c.need); got != c.want {
-			t.Errorf("at %s needing %s: wait %s, want %s", c.now.Format("15:04:05"), c.need, got, c.want)
+		if got := wallClockWait(c.now, c.at, c.need, c.margin); got != c.want {
+			t.Errorf("at %s needing %s before the instant at +%s: wait %s, want %s", c.now.Format("15:04:05"), c.need, c.at, got, c.want)
 		}
 	}
 }

@@ -142,17 +142,25 @@ func watermarkLag(t *testing.T, r *run) time.Duration {
 // awayFromDayClose waits while a day is about to close on the wall clock: the final
 // watermark of a caught-up pipeline is the wall clock less the hour of lateness, so days
 // close at 01:00 UTC plus that hour, and a live run and its replay must see the same days
-// closed.
+// closed. A variant takes a minute or two at CI size (-short) and up to about 15 at full
+// size; a wait that would overrun the test binary's -timeout fails at once, saying so,
+// instead of panicking at the timeout.
 func awayFromDayClose(t *testing.T) {
+	need := 20 * time.Minute
+	if testing.Short() {
+		need = 5 * time.Minute
+	}
 	now := time.Now().UTC()
-	next := now.Truncate(24 * time.Hour).Add(2 * time.Hour)
-	if next.Before(now) {
-		next = next.Add(24 * time.Hour)
+	wait := wallClockWait(now, 2*time.Hour, need, time.Minute) // the close at 02:00 UTC, and a minute
+	if wait == 0 {
+		return
 	}
-	if wait := next.Sub(now); wait < 20*time.Minute {
-		t.Logf("waiting %s until the day closes", (wait + time.Minute).Round(time.Second))
-		time.Sleep(wait + time.Minute)
+	if deadline, ok := t.Deadline(); ok && now.Add(wait+need).After(deadline) {
+		t.Fatalf("a day closes on the wall clock in %s, and waiting %s for it plus the run (%s) exceeds -timeout: raise TEST_TIMEOUT to at least %s",
+			(wait - time.Minute).Round(time.Second), wait.Round(time.Second), need, (wait + 2*need).Round(time.Minute))
 	}
+	t.Logf("waiting %s until the day closes", wait.Round(time.Second))
+	time.Sleep(wait)
 }
 
 // waitStalled waits until the given services' lag stops moving for three seconds (paused, or
