@@ -54,6 +54,9 @@ type Common struct {
 	LogLevel   zapcore.Level
 	BatchSize  int
 	Linger     time.Duration
+	// CommitInterval is how often a consumer commits its handled offsets (COMMIT_INTERVAL);
+	// 0 commits each micro-batch before fetching the next.
+	CommitInterval time.Duration
 	// AlignmentLead is how far in event time a consumer service may run ahead of the other
 	// input topics before it pauses (ALIGNMENT_LEAD); 0 turns alignment off.
 	AlignmentLead time.Duration
@@ -131,6 +134,7 @@ func Vars(httpDefault string) []Var {
 		{"PPROF", "false", "serve Go's /debug/pprof/ CPU and allocation profiles on HTTP_ADDR (behind OPS_BEARER_TOKEN when set); for benchmarks and diagnosis, off in production"},
 		{"BATCH_SIZE", "1000", "micro-batch size (1..100000)"},
 		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
+		{"COMMIT_INTERVAL", "1s", "how often a consumer service commits its handled offsets (0..10s; 0 commits each micro-batch before fetching the next); records handled but not committed at a crash are redelivered and skipped as applied"},
 		{"OUTBOX_MAX_ENTRIES", "500000", "derived events that may wait in a namespace's outboxes before consumers and the sweeper pause for the relay (1000..100000000)"},
 		{"ALIGNMENT_LEAD", "72h", "how far in event time a consumer may run ahead of the other input topics before it pauses (at most 552h; 0 turns alignment off)"},
 		{"SWEEPER_BACKLOG_LAG", "24h", "how far the watermark must be behind the wall clock, beyond the allowed lateness, for the sweeper to take a customer's deadlines between two re-check days in one evaluation (a backlog, a replay); 0 turns it off"},
@@ -295,6 +299,7 @@ func Load(env Env, httpDefault string) (Common, error) {
 		BatchSize:         p.int("BATCH_SIZE", 1, 100_000),
 		OutboxMax:         p.int("OUTBOX_MAX_ENTRIES", 1000, 100_000_000),
 		Linger:            p.duration("BATCH_LINGER"),
+		CommitInterval:    p.duration("COMMIT_INTERVAL"),
 		AlignmentLead:     p.duration("ALIGNMENT_LEAD"),
 		SweeperBacklogLag: p.duration("SWEEPER_BACKLOG_LAG"),
 	}

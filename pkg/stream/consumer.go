@@ -28,6 +28,12 @@ type ConsumerConfig struct {
 	// the beginning of each partition.
 	StartFromLatest bool
 	SessionTimeout  time.Duration
+	// CommitInterval, when positive, hands each handled batch's offsets to the reader, which
+	// commits them at most this often and when its partitions are reassigned or it closes
+	// (kafka-go's CommitInterval); the next batch does not wait for the broker. Zero commits
+	// each batch before fetching the next. A record handled but not committed yet is
+	// redelivered after a crash, and the state store skips it as applied.
+	CommitInterval time.Duration
 	// DrainTimeout bounds how long an in-flight batch may still run after shutdown began.
 	DrainTimeout time.Duration
 	// RetryBackoffMax caps the pause between retries of a failing batch.
@@ -107,6 +113,8 @@ func (c ConsumerConfig) Validate() error {
 		return fmt.Errorf("Linger: %s is not in 0..1m", c.Linger)
 	case c.MaxFetchBytes < 1024:
 		return fmt.Errorf("MaxFetchBytes: %d is below 1024", c.MaxFetchBytes)
+	case c.CommitInterval < 0 || c.CommitInterval > 10*time.Second:
+		return fmt.Errorf("CommitInterval: %s is not in 0..10s", c.CommitInterval)
 	case c.DrainTimeout <= 0:
 		return errors.New("DrainTimeout: must be positive")
 	}
@@ -157,7 +165,7 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, metrics *Metrics, log *zap
 		MaxBytes:              cfg.MaxFetchBytes,
 		MaxWait:               cfg.MaxWait,
 		QueueCapacity:         cfg.BatchSize,
-		CommitInterval:        0, // synchronous: CommitMessages returns once the broker has the offsets
+		CommitInterval:        cfg.CommitInterval, // 0: CommitMessages returns once the broker has the offsets
 		StartOffset:           start,
 		SessionTimeout:        cfg.SessionTimeout,
 		HeartbeatInterval:     cfg.SessionTimeout / 4,

@@ -250,3 +250,60 @@ func TestAnOutageLongerThanTheDrainTimeoutIsWaitedOut(t *testing.T) {
 		t.Errorf("Run at shutdown during an outage: %v, want a clean stop", err)
 	}
 }
+
+// TestACommitIntervalCommitsOnTheIntervalAndAtShutdown: with CommitInterval the handled
+// offsets reach the broker within the interval while the consumer runs, and the last ones
+// when it shuts down, so a new member of the group gets nothing handled again.
+func TestACommitIntervalCommitsOnTheIntervalAndAtShutdown(t *testing.T) {
+	brokers, topic, p := setup(t, 30)
+	group := testinfra.Name("g")
+	admin := newAdmin(t, brokers)
+	ctx := context.Background()
+	committedAll := func() bool {
+		ends, err := admin.EndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := admin.GroupOffsets(ctx, group, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for part, end := range ends {
+			if got[part] != end {
+				return false
+			}
+		}
+		return true
+	}
+	s := &seen{m: map[string]int{}}
+	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, GroupID: group, Topics: []string{topic},
+		BatchSize: 10, Linger: 10 * time.Millisecond, CommitInterval: time.Second},
+		stream.HandlerFunc(func(_ context.Context, b *stream.Batch) error { s.add(b); return nil }), nil, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	for deadline := time.Now().Add(60 * time.Second); s.len() < 30 || !committedAll(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("handled %d of 30 records, committed all: %t, after 60s", s.len(), committedAll())
+		}
+	}
+	// More records, handled, then shutdown at once: the interval has not passed.
+	produce(t, p, topic, 30, 40)
+	for deadline := time.Now().Add(60 * time.Second); s.len() < 40; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("handled %d of 40 records after 60s", s.len())
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !committedAll() {
+		t.Fatal("the offsets handled before shutdown were not committed by it")
+	}
+}

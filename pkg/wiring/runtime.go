@@ -348,8 +348,8 @@ func RunConsumer(ctx context.Context, rt *Runtime, cfg ConsumerConfig) error {
 	}
 	required := rt.nonEmptyInputPartitions()
 	kafkaCfg := stream.ConsumerConfig{Brokers: rt.Config.KafkaBrokers, GroupID: group, Topics: topics,
-		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, Security: rt.Config.KafkaSecurity,
-		StartFromLatest: cfg.StartFromLatest}
+		BatchSize: rt.Config.BatchSize, Linger: rt.Config.Linger, CommitInterval: rt.Config.CommitInterval,
+		Security: rt.Config.KafkaSecurity, StartFromLatest: cfg.StartFromLatest}
 	if rt.Config.AlignmentLead > 0 {
 		kafkaCfg.Pacer = &pipeline.Pacer{Watermarks: wm, Required: required, Topics: topics, Lead: rt.Config.AlignmentLead,
 			EventTime: pipeline.InputTime(ctx, rt.Codec), Gate: scorer.Gate}
