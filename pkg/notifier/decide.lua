@@ -35,9 +35,14 @@ local function log(id, k, outcome, reason)
   redis.call('LTRIM', H, 0, history_cap - 1)
 end
 
-local function record(id, value, outcome, reason)
+-- append_outbox appends an action's record to the outbox and rings the outbox bell.
+local function append_outbox(id, value)
   redis.call('XADD', O, '*', 't', topic, 'k', customer, 'id', id, 'v', value)
   redis.pcall('PUBLISH', ARGV[29], '') -- a refusal (ACL) must not fail the decision
+end
+
+local function record(id, value, outcome, reason)
+  append_outbox(id, value)
   log(id, kind, outcome, reason)
   return {outcome, reason, ''}
 end
@@ -84,8 +89,7 @@ if last_at and trigger_ms < last_at + cooldown then
       local rec = redis.call('HGET', P, wb .. ':p')
       redis.call('ZREM', D, wb)
       redis.call('HDEL', P, wb, wb .. ':a', wb .. ':f', wb .. ':p')
-      redis.call('XADD', O, '*', 't', topic, 'k', customer, 'id', wb, 'v', rec)
-      redis.pcall('PUBLISH', ARGV[29], '') -- a refusal (ACL) must not fail the decision
+      append_outbox(wb, rec)
       log(wb, 'WIN_BACK', 'SUPPRESSED', 'preempted_by_care')
       preempted = wb
       -- Never sent: the withdrawn win-back is no treatment.

@@ -256,13 +256,13 @@ func (r *Relay) listen(ctx context.Context) <-chan struct{} {
 	return rings
 }
 
-// Pass takes or renews leases and publishes one batch from every held shard, and returns
-// the number of derived events published (an entry holds one or more). Each shard is read and its published entries deleted
-// only under the fence of the lease's token (claim, remove); the leases are renewed while the
-// pass runs, and a shard whose lease is lost (refused on renewal, or not renewed before it could
-// expire) is abandoned at once: its produce is cancelled and nothing more of it is published
-// or deleted in this pass. A lost lease is returned as an error wrapping lease.ErrFenced or
-// ErrLeaseLapsed.
+// Pass takes or renews leases and publishes one batch from every held shard, and returns the
+// number of derived events published (an entry holds one or more). Each shard is read and its
+// published entries deleted only under the fence of the lease's token (claim, remove); the
+// leases are renewed while the pass runs, and a shard whose lease is lost (refused on renewal,
+// or not renewed before it could expire) is abandoned at once: its produce is cancelled and
+// nothing more of it is published or deleted in this pass. A lost lease is returned as an error
+// wrapping lease.ErrFenced or ErrLeaseLapsed.
 func (r *Relay) Pass(ctx context.Context) (int, error) {
 	grants, err := r.leases.AcquireFenced(ctx)
 	if err != nil {

@@ -26,21 +26,26 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/testinfra"
 )
 
-type memoryPublisher struct {
+// recorder keeps what a fake sink was given, or fails as Kafka would while fail is set.
+type recorder[T any] struct {
 	mu   sync.Mutex
-	got  []stream.Record
+	got  []T
 	fail bool
 }
 
-func (p *memoryPublisher) Produce(_ context.Context, recs ...stream.Record) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fail {
+func (r *recorder[T]) add(items []T) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
 		return errors.New("kafka unavailable")
 	}
-	p.got = append(p.got, recs...)
+	r.got = append(r.got, items...)
 	return nil
 }
+
+type memoryPublisher struct{ recorder[stream.Record] }
+
+func (p *memoryPublisher) Produce(_ context.Context, recs ...stream.Record) error { return p.add(recs) }
 
 func setup(t *testing.T, customers int) (redis.UniversalClient, keyspace.Keyspace) {
 	t.Helper()
@@ -90,7 +95,8 @@ func outboxLen(t *testing.T, rdb redis.UniversalClient, keys keyspace.Keyspace) 
 
 func TestEntriesArePublishedInOrderPerCustomerAndRemovedOnlyAfterAcknowledgement(t *testing.T) {
 	rdb, keys := setup(t, 20)
-	pub := &memoryPublisher{fail: true}
+	pub := &memoryPublisher{}
+	pub.fail = true
 	r, err := relay.New(context.Background(), relay.Config{}, rdb, keys, pub, nil, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -167,21 +173,9 @@ func TestAWritesEventsArePublishedInOrderAndEntriesOfTheFormerLayoutToo(t *testi
 }
 
 // deadLetters is a dead-letter sink that keeps what it gets, or fails.
-type deadLetters struct {
-	mu   sync.Mutex
-	got  []stream.Rejection
-	fail bool
-}
+type deadLetters struct{ recorder[stream.Rejection] }
 
-func (d *deadLetters) DeadLetter(_ context.Context, r []stream.Rejection) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.fail {
-		return errors.New("kafka unavailable")
-	}
-	d.got = append(d.got, r...)
-	return nil
-}
+func (d *deadLetters) DeadLetter(_ context.Context, r []stream.Rejection) error { return d.add(r) }
 
 func TestAnUnreadableEntryGoesToTheDeadLetterTopicAndItsShardGoesOn(t *testing.T) {
 	rdb, keys, _ := newOutbox(t, 1)
@@ -196,7 +190,8 @@ func TestAnUnreadableEntryGoesToTheDeadLetterTopicAndItsShardGoesOn(t *testing.T
 			t.Fatal(err)
 		}
 	}
-	pub, dlq := &memoryPublisher{}, &deadLetters{fail: true}
+	pub, dlq := &memoryPublisher{}, &deadLetters{}
+	dlq.fail = true
 	r, err := relay.New(ctx, relay.Config{DeadLetter: dlq}, rdb, keys, pub, nil, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)

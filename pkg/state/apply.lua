@@ -7,12 +7,12 @@
 -- keys each), then per customer its state key and its transition list.
 -- ARGV[1] the transition list's bound, ARGV[2] the number of shards S; ARGV[3] and ARGV[4] the
 -- histogram and KPI increments summed over every customer of the call, packed as
--- "field\tdelta\n" lines ("" for none); ARGV[5] the namespace's outbox bell (a Pub/Sub
--- channel, published on once when the call appends any outbox entry). Then per customer: its shard (1..S), id, expected
--- version, 's' and the compact value (with the new version in its head) or 'h', n fields,
--- (field, value)* for a hash; deadline ms or ""; its derived events packed as one outbox
--- entry's value (package outbox) or "" for none; its histogram and its KPI increments packed
--- the same way as the totals; n transitions, (entry)* (oldest first).
+-- "field\tdelta\n" lines ("" for none); ARGV[5] the namespace's outbox bell (a Pub/Sub channel,
+-- published on once when the call appends any outbox entry). Then per customer: its shard
+-- (1..S), id, expected version, 's' and the compact value (with the new version in its head) or
+-- 'h', n fields, (field, value)* for a hash; deadline ms or ""; its derived events packed as
+-- one outbox entry's value (package outbox) or "" for none; its histogram and its KPI
+-- increments packed the same way as the totals; n transitions, (entry)* (oldest first).
 -- A customer whose version moved is not written, and its increments are taken off the
 -- totals: each journal gets one entry, the totals as 'd' and the refused customers'
 -- increments as 'u' (subtracted when read or folded). Each shard's deadlines are set with one
