@@ -33,6 +33,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/ops"
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/relay"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
@@ -59,17 +60,10 @@ type BenchReport struct {
 	Derived        int     `json:"derived_events"`
 	// Latency is from the produce time of the input record named in a derived event's
 	// source to the moment the benchmark consumed the derived event (sweeper events, which
-	// no record triggers, are not counted).
-	LatencySamples int     `json:"latency_samples"`
-	LatencyP50Ms   float64 `json:"latency_p50_ms"`
-	LatencyP99Ms   float64 `json:"latency_p99_ms"`
-	LatencyMaxMs   float64 `json:"latency_max_ms"`
-	// LatencyDeliveredP50Ms and LatencyDeliveredP99Ms split the latency at the derived
-	// record's Kafka timestamp, which the relay's producer stamps when it sends the batch:
-	// they are the part from there to the benchmark's consumer (the producer's request, the
-	// broker, the fetch). The rest is the pipeline's: consumer, Redis, outbox, relay.
-	LatencyDeliveredP50Ms float64 `json:"latency_delivered_p50_ms"`
-	LatencyDeliveredP99Ms float64 `json:"latency_delivered_p99_ms"`
+	// no record triggers, are not counted). Live runs also report LatencySteady: the events
+	// produced after the same 10 s warm-up as the watermark lag, and before any outage.
+	Latency       Latency  `json:"latency"`
+	LatencySteady *Latency `json:"latency_steady,omitempty"`
 	// BytesPerCustomer is the mean MEMORY USAGE of sampled customers' state keys (key
 	// included); CompactEncoded the share of them stored as one compact value.
 	BytesPerCustomer float64 `json:"redis_bytes_per_customer"`
@@ -530,20 +524,24 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	if err != nil {
 		return rep, err
 	}
-	var lat, delivered []float64
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	var samples []latencySample
 	for _, a := range seen.all() {
 		rep.Derived++
 		if t, ok := produced[srcKey{a.src.Topic, int(a.src.Partition), a.src.Offset}]; ok {
-			lat = append(lat, float64(a.at.Sub(t))/float64(time.Millisecond))
-			delivered = append(delivered, float64(a.at.Sub(a.stamped))/float64(time.Millisecond))
+			sample := latencySample{produced: t, total: ms(a.at.Sub(t)), delivered: ms(a.at.Sub(a.stamped))}
+			if !a.written.IsZero() {
+				sample.split, sample.written, sample.relayed = true, ms(a.written.Sub(t)), ms(a.stamped.Sub(a.written))
+			}
+			samples = append(samples, sample)
 		}
 	}
-	slices.Sort(lat)
-	rep.LatencySamples = len(lat)
-	if len(lat) > 0 {
-		rep.LatencyP50Ms, rep.LatencyP99Ms, rep.LatencyMaxMs = quantile(lat, 0.50), quantile(lat, 0.99), lat[len(lat)-1]
-		slices.Sort(delivered)
-		rep.LatencyDeliveredP50Ms, rep.LatencyDeliveredP99Ms = quantile(delivered, 0.50), quantile(delivered, 0.99)
+	if len(samples) > 0 {
+		rep.Latency = summarizeLatency(samples)
+	}
+	if steady := steadySamples(samples, start, outage); o.live && len(steady) > 0 {
+		l := summarizeLatency(steady)
+		rep.LatencySteady = &l
 	}
 	rep.BytesPerCustomer, rep.TransitionBytesPerCustomer, rep.BytesSampled, rep.CompactEncoded, err = memoryPerCustomer(ctx, rdb, keys, 2000)
 	if err != nil || o.naive <= 0 {
@@ -662,6 +660,111 @@ func quantile(sorted []float64, q float64) float64 {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
+// Latency is the produce→consumed latency of derived events, in ms, and its parts.
+type Latency struct {
+	Samples int     `json:"samples"`
+	P50Ms   float64 `json:"p50_ms"`
+	P99Ms   float64 `json:"p99_ms"`
+	MaxMs   float64 `json:"max_ms"`
+	// DeliveredP50Ms and DeliveredP99Ms are the part from the derived record's Kafka
+	// timestamp, which the relay's producer stamps when it sends the batch, to the
+	// benchmark's consumer (the producer's request, the broker, the fetch).
+	DeliveredP50Ms float64 `json:"delivered_p50_ms"`
+	DeliveredP99Ms float64 `json:"delivered_p99_ms"`
+	// Split says the other parts are known: every derived record named its outbox entry.
+	// Written* is the part from the input record's produce to the append of the outbox entry
+	// the derived event was published from (the entry id's milliseconds, Redis's clock, from
+	// the relay's outbox_entry header): the Kafka fetch, the consumer's batching, the
+	// computation and the write. Relayed* is the part from that append to the Kafka
+	// timestamp: the entry's wait in the outbox and the relay's read.
+	Split        bool    `json:"split"`
+	WrittenP50Ms float64 `json:"written_p50_ms,omitempty"`
+	WrittenP99Ms float64 `json:"written_p99_ms,omitempty"`
+	RelayedP50Ms float64 `json:"relayed_p50_ms,omitempty"`
+	RelayedP99Ms float64 `json:"relayed_p99_ms,omitempty"`
+	// Tail* are the medians of the three parts among the derived events whose total
+	// latency is at or above the p99: where the tail's time went.
+	TailWrittenMs   float64 `json:"tail_written_ms,omitempty"`
+	TailRelayedMs   float64 `json:"tail_relayed_ms,omitempty"`
+	TailDeliveredMs float64 `json:"tail_delivered_ms,omitempty"`
+}
+
+// latencySample is one derived event's produce→consumed latency and its parts, in ms; split
+// when its record named its outbox entry (a relay of an earlier release does not), so that
+// written and relayed are known.
+type latencySample struct {
+	produced                           time.Time
+	total, written, relayed, delivered float64
+	split                              bool
+}
+
+// summarizeLatency returns the quantiles and parts of the samples (at least one).
+func summarizeLatency(samples []latencySample) Latency {
+	part := func(of []latencySample, f func(latencySample) float64) []float64 {
+		v := make([]float64, len(of))
+		for i, s := range of {
+			v[i] = f(s)
+		}
+		slices.Sort(v)
+		return v
+	}
+	l := Latency{Samples: len(samples)}
+	total := part(samples, func(s latencySample) float64 { return s.total })
+	l.P50Ms, l.P99Ms, l.MaxMs = quantile(total, 0.50), quantile(total, 0.99), total[len(total)-1]
+	delivered := part(samples, func(s latencySample) float64 { return s.delivered })
+	l.DeliveredP50Ms, l.DeliveredP99Ms = quantile(delivered, 0.50), quantile(delivered, 0.99)
+	var tail []latencySample
+	for _, s := range samples {
+		if !s.split {
+			return l // no split where a record did not name its entry: the parts would mislead
+		}
+		if s.total >= l.P99Ms {
+			tail = append(tail, s)
+		}
+	}
+	written := part(samples, func(s latencySample) float64 { return s.written })
+	relayed := part(samples, func(s latencySample) float64 { return s.relayed })
+	l.Split = true
+	l.WrittenP50Ms, l.WrittenP99Ms = quantile(written, 0.50), quantile(written, 0.99)
+	l.RelayedP50Ms, l.RelayedP99Ms = quantile(relayed, 0.50), quantile(relayed, 0.99)
+	l.TailWrittenMs = quantile(part(tail, func(s latencySample) float64 { return s.written }), 0.50)
+	l.TailRelayedMs = quantile(part(tail, func(s latencySample) float64 { return s.relayed }), 0.50)
+	l.TailDeliveredMs = quantile(part(tail, func(s latencySample) float64 { return s.delivered }), 0.50)
+	return l
+}
+
+// steadySamples are the samples of inputs produced after the warm-up from start and, with an
+// outage, before it began.
+func steadySamples(samples []latencySample, start time.Time, outage *outageRun) []latencySample {
+	var steady []latencySample
+	for _, s := range samples {
+		if s.produced.Before(start.Add(liveWarmUp)) || (outage != nil && !s.produced.Before(outage.stoppedAt)) {
+			continue
+		}
+		steady = append(steady, s)
+	}
+	return steady
+}
+
+// latencyRows prints a latency summary under title, its parts indented by indent.
+func latencyRows(row func(name, value string), title, indent string, l Latency) {
+	row(title, fmt.Sprintf("p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d events)", l.P50Ms, l.P99Ms, l.MaxMs, l.Samples))
+	if l.Samples == 0 {
+		return
+	}
+	if l.Split {
+		row(indent+"  of which written", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms (produce → the outbox entry's append: fetch, batching, computation, write)",
+			l.WrittenP50Ms, l.WrittenP99Ms))
+		row(indent+"  of which relayed", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms (the append → the derived record's timestamp, stamped by the relay's producer as it sends)",
+			l.RelayedP50Ms, l.RelayedP99Ms))
+	}
+	row(indent+"  of which Kafka delivery", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms (the derived record's timestamp → consumed)", l.DeliveredP50Ms, l.DeliveredP99Ms))
+	if l.Split {
+		row(indent+"  the slowest 1%", fmt.Sprintf("written %.0f ms, relayed %.0f ms, delivered %.0f ms (medians among the events at or above the p99)",
+			l.TailWrittenMs, l.TailRelayedMs, l.TailDeliveredMs))
+	}
+}
+
 type srcKey struct {
 	topic     string
 	partition int
@@ -671,6 +774,7 @@ type srcKey struct {
 type arrival struct {
 	at      time.Time
 	stamped time.Time // the derived record's Kafka timestamp
+	written time.Time // the append of the outbox entry it was published from
 	src     event.Source
 }
 
@@ -702,7 +806,8 @@ func (a *arrivals) collect(ctx context.Context, admin *stream.Admin, c interface
 		a.mu.Lock()
 		if err == nil {
 			_, _, src := e2e.Identify(ev)
-			a.list = append(a.list, arrival{at: at, stamped: m.Time, src: src})
+			written, _ := relay.OutboxEntryTime(m.Headers)
+			a.list = append(a.list, arrival{at: at, stamped: m.Time, written: written, src: src})
 		}
 		if a.next[topic] == nil {
 			a.next[topic] = map[int]int64{}
@@ -881,11 +986,10 @@ func printBenchTable(w io.Writer, r BenchReport) {
 	row("produce", fmt.Sprintf("%.1f s (%.0f events/s)", r.ProduceSeconds, r.ProduceEventsPerSec))
 	row("sustained throughput", fmt.Sprintf("%.0f events/s (all input consumed after %.1f s)", r.EventsPerSec, r.ConsumedSeconds))
 	row("drained", fmt.Sprintf("%.1f s (outbox empty, nothing due)", r.DrainedSeconds))
-	row("derived events", fmt.Sprintf("%d (%d with an input record as source)", r.Derived, r.LatencySamples))
-	row("produce→derived latency", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms, max %.0f ms", r.LatencyP50Ms, r.LatencyP99Ms, r.LatencyMaxMs))
-	if r.LatencySamples > 0 {
-		row("  of which Kafka delivery", fmt.Sprintf("p50 %.0f ms, p99 %.0f ms (the derived record's timestamp, stamped by the relay's producer as it sends, → consumed)",
-			r.LatencyDeliveredP50Ms, r.LatencyDeliveredP99Ms))
+	row("derived events", fmt.Sprintf("%d (%d with an input record as source)", r.Derived, r.Latency.Samples))
+	latencyRows(row, "produce→derived latency", "", r.Latency)
+	if r.LatencySteady != nil {
+		latencyRows(row, fmt.Sprintf("  steady (after %s)", liveWarmUp), "  ", *r.LatencySteady)
 	}
 	row("redis bytes/customer", fmt.Sprintf("%.0f state + %.0f transition list = %.0f (MEMORY USAGE, %d sampled, %.0f%% compact values)",
 		r.BytesPerCustomer, r.TransitionBytesPerCustomer, r.BytesPerCustomer+r.TransitionBytesPerCustomer, r.BytesSampled, 100*r.CompactEncoded))

@@ -76,6 +76,10 @@ func (b *bench) startOutage(ctx context.Context, cluster *e2e.Cluster, procs map
 
 func (o *outageRun) wait() error { return <-o.done }
 
+// liveWarmUp is the start of a live run left out of its steady-state figures: the services'
+// first fetches, connections and scripts, and the broker's JIT.
+const liveWarmUp = 10 * time.Second
+
 // summarizeLag fills the watermark-lag figures: the steady state after a 10 s warm-up and
 // before any outage, then the outage's worst lag and the recovery after the restart.
 // The recovery compares the watermark with the newest event produced by then (event time is
@@ -83,7 +87,7 @@ func (o *outageRun) wait() error { return <-o.done }
 func (r *BenchReport) summarizeLag(samples []lagSample, start, produced time.Time, outage *outageRun) {
 	var steady []float64
 	for _, s := range samples {
-		if s.at.Before(start.Add(10*time.Second)) || (outage != nil && !s.at.Before(outage.stoppedAt)) {
+		if s.at.Before(start.Add(liveWarmUp)) || (outage != nil && !s.at.Before(outage.stoppedAt)) {
 			continue
 		}
 		steady = append(steady, s.lag)

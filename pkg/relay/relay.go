@@ -373,7 +373,7 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 			continue
 		}
 		for _, ev := range entry.Events {
-			rec, ok := r.record(entry.Key, ev)
+			rec, ok := r.record(entry.Key, ev, e.ID)
 			if ok {
 				records = append(records, rec)
 				sources = append(sources, ev.SourceTime)
@@ -427,6 +427,19 @@ func (r *Relay) observePublished(entries []redis.XMessage, records []stream.Reco
 			r.metrics.endToEnd.WithLabelValues(rec.Topic).Observe(max(now.Sub(sources[i]), 0).Seconds())
 		}
 	}
+}
+
+// OutboxEntryTime is when the outbox entry a published record came from was appended: the
+// time of its HeaderOutboxEntry; false when the record has none (a record published by a
+// relay of an earlier release, or not by a relay) or it is not an entry id.
+func OutboxEntryTime(headers []stream.Header) (time.Time, bool) {
+	for _, h := range headers {
+		if h.Key == HeaderOutboxEntry {
+			at := entryTime(string(h.Value))
+			return at, !at.IsZero()
+		}
+	}
+	return time.Time{}, false
 }
 
 // entryTime is when a stream entry was added: the milliseconds of its id ("ms-seq").
@@ -591,9 +604,20 @@ func unreadableEntry(outboxKey string, shard int, e redis.XMessage, err error) s
 		Key: []byte(str(outbox.FieldKey)), Value: []byte(value)}}
 }
 
-// record is the Kafka record of event ev of customer key, on the topic TopicFor names; false
-// when TopicFor drops it.
-func (r *Relay) record(key string, ev outbox.Event) (stream.Record, bool) {
+// The headers of every record the relay publishes.
+const (
+	// HeaderEventID is the derived event's id: the same on every publication of the event.
+	HeaderEventID = "event_id"
+	// HeaderOutboxEntry is the id of the outbox entry the record was published from,
+	// "<ms>-<seq>" with the milliseconds of Redis's clock when its writer appended it
+	// (OutboxEntryTime): where an operator tracing an event finds its write, and where its
+	// produce→publish latency splits between the writer and the relay.
+	HeaderOutboxEntry = "outbox_entry"
+)
+
+// record is the Kafka record of event ev of customer key, read from the outbox entry with id
+// entryID, on the topic TopicFor names; false when TopicFor drops it.
+func (r *Relay) record(key string, ev outbox.Event, entryID string) (stream.Record, bool) {
 	topic := ev.Topic
 	if r.cfg.TopicFor != nil {
 		topic = r.cfg.TopicFor(topic)
@@ -602,5 +626,5 @@ func (r *Relay) record(key string, ev outbox.Event) (stream.Record, bool) {
 		}
 	}
 	return stream.Record{Topic: topic, Key: []byte(key), Value: ev.Value,
-		Headers: []stream.Header{{Key: "event_id", Value: []byte(ev.EventID)}}}, true
+		Headers: []stream.Header{{Key: HeaderEventID, Value: []byte(ev.EventID)}, {Key: HeaderOutboxEntry, Value: []byte(entryID)}}}, true
 }

@@ -118,7 +118,7 @@ func TestEntriesArePublishedInOrderPerCustomerAndRemovedOnlyAfterAcknowledgement
 	}
 	last := map[string]string{}
 	for _, rec := range pub.got {
-		id := string(rec.Headers[0].Value)
+		id := eventID(rec)
 		if prev, ok := last[string(rec.Key)]; ok && prev >= id {
 			t.Fatalf("customer %s: %s published after %s", rec.Key, id, prev)
 		}
@@ -145,8 +145,9 @@ func TestAWritesEventsArePublishedInOrderAndEntriesOfTheFormerLayoutToo(t *testi
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if n := outboxLen(t, rdb, keys); n != 2 {
-		t.Fatalf("outbox holds %d entries, want the former one and one for the write", n)
+	entries, err := rdb.XRange(ctx, keys.Outbox(0), "-", "+").Result()
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("outbox holds %d entries (%v), want the former one and one for the write", len(entries), err)
 	}
 	pub := &memoryPublisher{}
 	r, err := relay.New(ctx, relay.Config{}, rdb, keys, pub, nil, zaptest.NewLogger(t))
@@ -166,6 +167,17 @@ func TestAWritesEventsArePublishedInOrderAndEntriesOfTheFormerLayoutToo(t *testi
 		if rec.Topic != want[i].topic || eventID(rec) != want[i].id || string(rec.Value) != want[i].value || string(rec.Key) != "c1" {
 			t.Errorf("record %d: %s %s=%s key %s, want %+v", i, rec.Topic, eventID(rec), rec.Value, rec.Key, want[i])
 		}
+		// Each record names the entry it came from: the former entry, then the write's.
+		entry := entries[min(i, 1)]
+		if got := header(rec, relay.HeaderOutboxEntry); got != entry.ID {
+			t.Errorf("record %d (%s) names outbox entry %q, want %q", i, eventID(rec), got, entry.ID)
+		}
+		if at, ok := relay.OutboxEntryTime(rec.Headers); !ok || at.UnixMilli() != entryMillis(t, entry.ID) {
+			t.Errorf("record %d: outbox entry time %v (%v), want the milliseconds of %s", i, at, ok, entry.ID)
+		}
+	}
+	if _, ok := relay.OutboxEntryTime([]stream.Header{{Key: relay.HeaderEventID, Value: []byte("x")}}); ok {
+		t.Error("a record without the outbox entry header has an entry time")
 	}
 	if n := outboxLen(t, rdb, keys); n != 0 {
 		t.Fatalf("%d entries left after the pass", n)
@@ -284,7 +296,7 @@ func TestTwoRelaysNeverPublishTheSameEntryTwice(t *testing.T) {
 	wg.Wait()
 	seen := map[string]int{}
 	for _, rec := range pub.got {
-		seen[string(rec.Headers[0].Value)]++
+		seen[eventID(rec)]++
 	}
 	if len(seen) != 600 {
 		t.Fatalf("published %d distinct events, want 600", len(seen))
@@ -408,7 +420,27 @@ func partitionedClient(t *testing.T, p *partition) redis.UniversalClient {
 }
 
 // eventID is a record's event id header.
-func eventID(rec stream.Record) string { return string(rec.Headers[0].Value) }
+func eventID(rec stream.Record) string { return header(rec, relay.HeaderEventID) }
+
+func header(rec stream.Record, key string) string {
+	for _, h := range rec.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// entryMillis is the milliseconds part of a stream entry id.
+func entryMillis(t *testing.T, id string) int64 {
+	t.Helper()
+	ms, _, _ := strings.Cut(id, "-")
+	var n int64
+	if _, err := fmt.Sscan(ms, &n); err != nil {
+		t.Fatalf("entry id %q: %v", id, err)
+	}
+	return n
+}
 
 // checkCustomerOrder fails unless, per customer, the records that first carry an event id
 // are exactly the customer's derived events in order (rounds 0..rounds-1: no gap, no

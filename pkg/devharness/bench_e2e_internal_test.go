@@ -1,0 +1,52 @@
+package devharness
+
+import (
+	"testing"
+	"time"
+)
+
+func TestTheLatencySplitsIntoItsPartsAndTheTailSaysWhere(t *testing.T) {
+	// 100 events: 99 spend 10 ms writing, 5 relaying, 2 in Kafka; one spends 300 ms relaying.
+	var samples []latencySample
+	for i := range 100 {
+		s := latencySample{written: 10, relayed: 5, delivered: 2, split: true}
+		if i == 42 {
+			s.relayed = 300
+		}
+		s.total = s.written + s.relayed + s.delivered
+		samples = append(samples, s)
+	}
+	l := summarizeLatency(samples)
+	if !l.Split || l.Samples != 100 || l.P50Ms != 17 || l.P99Ms != 17 || l.MaxMs != 312 {
+		t.Fatalf("total: %+v", l)
+	}
+	if l.WrittenP50Ms != 10 || l.RelayedP50Ms != 5 || l.DeliveredP99Ms != 2 {
+		t.Fatalf("parts: %+v", l)
+	}
+	// With two slow events out of 100 the p99 is a slow one's, and the tail is theirs.
+	samples[7].relayed, samples[7].total = 300, 312
+	if l = summarizeLatency(samples); l.P99Ms != 312 || l.TailRelayedMs != 300 || l.TailWrittenMs != 10 || l.TailDeliveredMs != 2 {
+		t.Fatalf("tail: %+v", l)
+	}
+
+	// One record without its entry's header (a relay of an earlier release): no split.
+	samples[3].split = false
+	if l = summarizeLatency(samples); l.Split || l.WrittenP50Ms != 0 || l.P99Ms != 312 || l.DeliveredP50Ms != 2 {
+		t.Fatalf("a record without its entry must leave the parts unknown: %+v", l)
+	}
+}
+
+func TestTheSteadyLatencyLeavesOutTheWarmUpAndTheOutage(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var samples []latencySample
+	for s := range 60 {
+		samples = append(samples, latencySample{produced: start.Add(time.Duration(s) * time.Second), total: float64(s)})
+	}
+	steady := steadySamples(samples, start, &outageRun{stoppedAt: start.Add(40 * time.Second)})
+	if len(steady) != 30 || steady[0].total != 10 || steady[len(steady)-1].total != 39 {
+		t.Fatalf("steady: %d samples from %v to %v, want 30 from 10 to 39", len(steady), steady[0].total, steady[len(steady)-1].total)
+	}
+	if steady = steadySamples(samples, start, nil); len(steady) != 50 {
+		t.Fatalf("without an outage: %d samples, want 50", len(steady))
+	}
+}
