@@ -113,6 +113,9 @@ type BenchReport struct {
 	MachineCPUSeconds     float64      `json:"machine_cpu_seconds"`
 	MachineMicrosPerEvent float64      `json:"machine_cpu_us_per_event"`
 	MachineBusyShare      float64      `json:"machine_busy_share"`
+	// SteadyBusyShare (live runs) is the machine's busy share from the end of the warm-up to
+	// the last produce: the load of the steady rate alone, as LatencySteady is its latency.
+	SteadyBusyShare float64 `json:"steady_busy_share,omitempty"`
 	// RedisCommands is what Redis executed over the same span (INFO commandstats), the most
 	// time first; a script's time includes the commands it called (redisstats.go).
 	RedisCommands []RedisCommand `json:"redis_commands"`
@@ -391,6 +394,15 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 		}
 	}
 	b.say("producing %d events", len(recs))
+	warmedUp := make(chan [2]float64, 1) // the machine's busy and total CPU seconds after the warm-up
+	if o.live {
+		stopWarmUp := time.AfterFunc(time.Until(start.Add(liveWarmUp)), func() {
+			if busy, total, err := machineCPUSeconds(); err == nil {
+				warmedUp <- [2]float64{busy, total}
+			}
+		})
+		defer stopWarmUp.Stop()
+	}
 	producer, err := b.env.Producer()
 	if err != nil {
 		return rep, err
@@ -417,6 +429,13 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	}
 	_ = producer.Close()
 	rep.ProduceSeconds = time.Since(start).Seconds()
+	select {
+	case at := <-warmedUp:
+		if busy, total, err := machineCPUSeconds(); err == nil && total > at[1] {
+			rep.SteadyBusyShare = (busy - at[0]) / (total - at[1])
+		}
+	default: // not live, or the production ended within the warm-up
+	}
 	rep.ProduceEventsPerSec = float64(rep.Events) / rep.ProduceSeconds
 	if outage != nil {
 		if err := outage.wait(); err != nil {
@@ -1023,6 +1042,9 @@ func printBenchTable(w io.Writer, r BenchReport) {
 	if len(r.CPU) > 0 {
 		row("CPU per input event", fmt.Sprintf("%.0f µs for the machine (%.1f CPU-s, %.0f%% of %d CPUs busy)", r.MachineMicrosPerEvent,
 			r.MachineCPUSeconds, 100*r.MachineBusyShare, r.CPUs))
+		if r.SteadyBusyShare > 0 {
+			row(fmt.Sprintf("  steady (after %s)", liveWarmUp), fmt.Sprintf("%.0f%% of %d CPUs busy until the last produce", 100*r.SteadyBusyShare, r.CPUs))
+		}
 		for _, p := range r.CPU {
 			if p.Seconds < 0 {
 				row("  "+p.Name, "exited during the run: not measured")
