@@ -996,7 +996,11 @@ func printBenchTable(w io.Writer, r BenchReport) {
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	// cpuRows is a process's row and those of its kinds of threads.
 	cpuRows := func(p ProcessCPU) {
-		row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", p.MicrosPerEvent, p.Seconds))
+		rss := ""
+		if p.PeakRSSBytes > 0 {
+			rss = fmt.Sprintf(", peak RSS %.0f MB", float64(p.PeakRSSBytes)/(1<<20))
+		}
+		row("  "+p.Name, fmt.Sprintf("%.1f µs/event (%.1f CPU-s%s)", p.MicrosPerEvent, p.Seconds, rss))
 		for _, t := range p.Threads {
 			row("    of which "+t.Kind, fmt.Sprintf("%.1f µs/event (%.1f CPU-s)", t.MicrosPerEvent, t.Seconds))
 		}

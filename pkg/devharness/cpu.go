@@ -29,6 +29,28 @@ type ProcessCPU struct {
 	// rather than the process's (threadKinds: a JVM's JIT compilers and garbage collectors),
 	// largest first.
 	Threads []ThreadCPU `json:"threads,omitempty"`
+	// PeakRSSBytes is the most resident memory the process has had since it started
+	// (VmHWM), read at the end of the run: the memory side of its CPU cost.
+	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
+}
+
+// peakRSS is the process's peak resident set size (VmHWM in /proc/<pid>/status), in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest) // "<n> kB"
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("/proc/%d/status: VmHWM %q", pid, rest)
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status has no VmHWM", pid)
 }
 
 // ThreadCPU is the CPU time of one kind of thread of a process over the measured run.
@@ -279,6 +301,7 @@ func (m *cpuMeter) report(events int) (procs []ProcessCPU, busy, share float64, 
 			p.Seconds = s - p.Seconds
 			p.MicrosPerEvent = perEvent(p.Seconds)
 			p.Threads = m.threadsSince(i, perEvent)
+			p.PeakRSSBytes, _ = peakRSS(p.Pid) // a kernel thread or a vanished process has none
 			if c -= m.children[i]; c > 0 {
 				procs = append(procs, ProcessCPU{Name: p.Name + " children", Pid: p.Pid, Seconds: c, MicrosPerEvent: perEvent(c)})
 			}

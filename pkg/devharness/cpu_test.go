@@ -40,6 +40,16 @@ func TestCPUReadingsSeeThisProcessWorkAndFindItsListener(t *testing.T) {
 	if procs[0].MicrosPerEvent != procs[0].Seconds*1e6/1000 || busy < procs[0].Seconds*0.8 || share <= 0 || share > 1 {
 		t.Fatalf("per event %v of %v s; machine busy %v s, share %v", procs[0].MicrosPerEvent, procs[0].Seconds, busy, share)
 	}
+	// The peak RSS is at least the 64 MiB this test touches now, read again.
+	ballast := make([]byte, 64<<20)
+	for i := range ballast {
+		ballast[i] = byte(i)
+	}
+	procs, _, _, _ = m.report(1000)
+	if procs[0].PeakRSSBytes < 64<<20 || procs[0].PeakRSSBytes > 64<<30 {
+		t.Fatalf("peak RSS %d bytes after touching 64 MiB", procs[0].PeakRSSBytes)
+	}
+	runtime.KeepAlive(ballast)
 	if pid := listenerPid(ln.Addr().(*net.TCPAddr).Port); pid != os.Getpid() {
 		t.Fatalf("the listener on %s belongs to pid %d, not this process (%d)", ln.Addr(), pid, os.Getpid())
 	}
