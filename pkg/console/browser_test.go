@@ -60,7 +60,7 @@ func chromium(t *testing.T) string {
 func pipelineRun(t *testing.T) (*wiring.Runtime, func()) {
 	t.Helper()
 	brokers := testinfra.Kafka(t)
-	suffix := "." + testinfra.Name("console")
+	suffix := testinfra.TopicSuffix(t, "console")
 	cfg, err := config.Load(func(k string) string {
 		return map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "REDIS_ADDR": testinfra.Redis(t),
 			"LOYALTY_NAMESPACE": testinfra.Name("console"), "LOYALTY_TOPIC_SUFFIX": suffix, "LOYALTY_DEPLOYMENT": testinfra.Name("console"),

@@ -174,7 +174,7 @@ store conflicts: a table, or JSON with --output json.`,
 	fs.DurationVar(&o.naive, "naive-duration", 2*time.Minute, "after the pipeline, run the naive kafka-go/go-redis baseline on the same events for at most this long (0: none); needs a plaintext broker")
 	fs.StringVar(&o.profile, "profile", "", "write each service's CPU profile (the first --profile-seconds of the run) and allocation profile (at its end) into this directory; the services run with PPROF=true")
 	fs.DurationVar(&o.profileFor, "profile-seconds", 30*time.Second, "length of the CPU profiles of --profile")
-	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark's Redis namespace (default: delete its keys at the end)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark's Redis namespace and Kafka topics (default: delete its keys and topics at the end)")
 	fs.VarP(&o.output, "output", "o", "output format: text (a table) or json")
 	return cmd
 }
@@ -326,6 +326,11 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 		}
 		if !keep {
 			deleteNamespace(context.WithoutCancel(ctx), rdb, keys)
+			// Every run's topics hold its events: left on a developer's broker they add up to
+			// gigabytes (and to a broker start that times out).
+			if err := deleteTopics(context.WithoutCancel(ctx), admin, rep.Suffix); err != nil {
+				b.say("deleting the benchmark's topics *%s*: %v", rep.Suffix, err)
+			}
 		}
 	}()
 	procs, err := cluster.StartAll(ctx, e2e.Services()...)
@@ -972,6 +977,15 @@ func memoryPerCustomer(ctx context.Context, rdb redisconn.Client, keys keyspace.
 		return 0, 0, 0, 0, errors.New("no customer state found")
 	}
 	return float64(stateTotal) / float64(sampled), float64(txTotal) / float64(sampled), sampled, float64(compact) / float64(sampled), nil
+}
+
+// deleteTopics deletes the topics whose names contain the run's suffix.
+func deleteTopics(ctx context.Context, admin *stream.Admin, suffix string) error {
+	names, err := admin.Topics(ctx, suffix)
+	if err != nil {
+		return err
+	}
+	return admin.DeleteTopics(ctx, names...)
 }
 
 // deleteNamespace removes every key of the benchmark's namespace.

@@ -42,7 +42,7 @@ func TestTheNaiveBaselineScoresTheInputAsTheCoreDoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	suffix := "." + testinfra.Name("naive")
+	suffix := testinfra.TopicSuffix(t, "naive")
 	var specs []stream.TopicSpec
 	for _, st := range event.Streams() {
 		specs = append(specs, stream.TopicSpec{Name: st.Topic + suffix, Partitions: 1, ReplicationFactor: 1})

@@ -60,7 +60,7 @@ func buildServices(t *testing.T) map[string]string {
 func newWorldWith(t *testing.T, bins map[string]string) *world {
 	t.Helper()
 	ctx := context.Background()
-	w := &world{t: t, brokers: testinfra.RealKafkaBroker(t), redis: testinfra.Redis(t), suffix: "." + testinfra.Name("fail"),
+	w := &world{t: t, brokers: testinfra.RealKafkaBroker(t), redis: testinfra.Redis(t), suffix: testinfra.TopicSuffix(t, "fail"),
 		logDir: t.TempDir(), shards: 16, bins: bins}
 	var err error
 	if w.admin, err = stream.NewAdmin(w.brokers, stream.Security{}, zap.NewNop()); err != nil {

@@ -215,6 +215,8 @@ type NamespaceChange struct {
 	Previous string `json:"previous,omitempty"`
 	// KeysDeleted is how many keys a drop deleted.
 	KeysDeleted int64 `json:"keys_deleted,omitempty"`
+	// TopicsDeleted are the shadow topics a drop deleted (replay.DropOutputs).
+	TopicsDeleted []string `json:"topics_deleted,omitempty"`
 }
 
 func promoteCommand(out *cmdline.Output) *cobra.Command {
@@ -229,8 +231,14 @@ func promoteCommand(out *cmdline.Output) *cobra.Command {
 }
 
 func dropCommand(out *cmdline.Output) *cobra.Command {
-	return namespaceCommand("drop", "delete a namespace that is not live", "namespace to delete",
-		func(ctx context.Context, ns string, stdout io.Writer) error { return runDrop(ctx, ns, out, stdout) })
+	var keepTopics bool
+	cmd := namespaceCommand("drop", "delete a namespace that is not live, with its replay's shadow topics and consumer group", "namespace to delete",
+		func(ctx context.Context, ns string, stdout io.Writer) error {
+			return runDrop(ctx, ns, keepTopics, out, stdout)
+		})
+	cmd.Flags().BoolVar(&keepTopics, "keep-topics", false,
+		"keep the replay's shadow topics (<topic>.replay.<namespace>) and its consumer group; delete only the Redis keys")
+	return cmd
 }
 
 func runPromote(ctx context.Context, ns string, catchUp time.Duration, out *cmdline.Output, stdout io.Writer) error {
@@ -251,16 +259,26 @@ func runPromote(ctx context.Context, ns string, catchUp time.Duration, out *cmdl
 	})
 }
 
-func runDrop(ctx context.Context, ns string, out *cmdline.Output, stdout io.Writer) error {
+func runDrop(ctx context.Context, ns string, keepTopics bool, out *cmdline.Output, stdout io.Writer) error {
 	return withNamespace(ctx, ns, func(env *environment, _, other *wiring.Runtime) error {
 		n, err := replay.Drop(ctx, other.ReplayNamespace(), other.Deployment, env.cfg.Namespace)
 		if err != nil {
 			return err
 		}
-		if out.JSON() {
-			return cmdline.WriteJSON(stdout, NamespaceChange{Namespace: other.Keys.Namespace(), KeysDeleted: int64(n)})
+		var topics []string
+		if !keepTopics {
+			if topics, err = replay.DropOutputs(ctx, other.Admin, replay.Topics{Suffix: other.TopicSuffix}, ns); err != nil {
+				return fmt.Errorf("namespace %s dropped (%d keys), but not its Kafka outputs (run drop again to retry): %w", ns, n, err)
+			}
 		}
-		fmt.Fprintf(stdout, "dropped namespace %s (%d keys)\n", other.Keys.Namespace(), n)
+		if out.JSON() {
+			return cmdline.WriteJSON(stdout, NamespaceChange{Namespace: other.Keys.Namespace(), KeysDeleted: int64(n), TopicsDeleted: topics})
+		}
+		fmt.Fprintf(stdout, "dropped namespace %s (%d keys", other.Keys.Namespace(), n)
+		if !keepTopics {
+			fmt.Fprintf(stdout, ", %d shadow topics, consumer group %s", len(topics), replay.Group(ns))
+		}
+		fmt.Fprintln(stdout, ")")
 		return nil
 	})
 }

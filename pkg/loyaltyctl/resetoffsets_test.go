@@ -18,7 +18,7 @@ import (
 // the first record at or after that time on every partition of the deployment's topics.
 func TestResetOffsetsMovesAStoppedGroupToATimeOrTheBeginning(t *testing.T) {
 	brokers := testinfra.Kafka(t)
-	suffix := "." + testinfra.Name("ro")
+	suffix := testinfra.TopicSuffix(t, "ro")
 	t.Setenv("KAFKA_BROKERS", strings.Join(brokers, ","))
 	t.Setenv("LOYALTY_TOPIC_SUFFIX", suffix)
 	ctx := context.Background()

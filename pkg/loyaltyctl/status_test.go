@@ -30,7 +30,7 @@ func TestStatusReportsTheSeededPipelineState(t *testing.T) {
 	ctx := context.Background()
 	keys, rdb := commandRedis(t)
 	brokers := testinfra.Kafka(t)
-	suffix := "." + testinfra.Name("st")
+	suffix := testinfra.TopicSuffix(t, "st")
 	deployment := testinfra.Name("dep")
 	t.Setenv("KAFKA_BROKERS", strings.Join(brokers, ","))
 	t.Setenv("LOYALTY_TOPIC_SUFFIX", suffix)

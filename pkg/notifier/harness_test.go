@@ -214,7 +214,7 @@ var testDelivery = notifier.DeliveryConfig{Timeout: 2 * time.Second, MaxAttempts
 	BackoffMax: 100 * time.Millisecond, Lease: 3 * time.Second, PollInterval: 50 * time.Millisecond, DrainTimeout: 2 * time.Second}
 
 func newEnv(t testing.TB, in infra, rules *notifier.Rules, respond func(received, int) int) *env {
-	e := &env{t: t, in: in, ns: testinfra.Namespace(t, "ns"), suffix: "." + testinfra.Name("n"),
+	e := &env{t: t, in: in, ns: testinfra.Namespace(t, "ns"), suffix: testinfra.TopicSuffix(t, "n"),
 		log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 	e.rt = e.runtime()
 	e.hook = newReceiver(t, respond)

@@ -34,7 +34,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	redis, cluster := testinfra.RedisEnv(t)
 	return &env{t: t, brokers: testinfra.Kafka(t), redis: redis, redisCluster: cluster,
-		suffix: "." + testinfra.Name("e2e"), ns: testinfra.Namespace(t, "ns"), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
+		suffix: testinfra.TopicSuffix(t, "e2e"), ns: testinfra.Namespace(t, "ns"), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 }
 
 func (e *env) runtime(ctx context.Context, ns string, replay bool) *wiring.Runtime {

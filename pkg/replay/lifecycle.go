@@ -143,3 +143,38 @@ func Drop(ctx context.Context, rt Namespace, deployment keyspace.Deployment, fal
 	}
 	return deleted, namespace.Unregister(ctx, rt.Redis, deployment, rt.Keys.Namespace())
 }
+
+// DropOutputs deletes what a replay into namespace ns left on Kafka: its shadow topics and its
+// consumer group (Group), which only that replay reads. It returns the shadow topics it
+// deleted; a namespace that never replayed with shadow outputs has none, which is not an
+// error. Run it after Drop: a live namespace keeps its group and topics.
+func DropOutputs(ctx context.Context, admin *stream.Admin, topics Topics, ns string) ([]string, error) {
+	shadow := shadowTopics(topics, ns)
+	existing, err := admin.Topics(ctx, ".replay."+ns)
+	if err != nil {
+		return nil, err
+	}
+	var deleted []string
+	for _, name := range existing {
+		if slices.Contains(shadow, name) {
+			deleted = append(deleted, name)
+		}
+	}
+	if err := admin.DeleteTopics(ctx, deleted...); err != nil {
+		return nil, fmt.Errorf("deleting the shadow topics of namespace %s: %w", ns, err)
+	}
+	if err := admin.DeleteGroup(ctx, Group(ns)); err != nil {
+		return deleted, fmt.Errorf("deleting the replay's consumer group: %w", err)
+	}
+	return deleted, nil
+}
+
+// shadowTopics names the shadow topics of a replay into namespace ns: one per derived topic
+// and the dead-letter topic's.
+func shadowTopics(topics Topics, ns string) []string {
+	var names []string
+	for _, t := range append(event.DerivedTopics(), event.TopicDeadLetter) {
+		names = append(names, ShadowTopic(topics.Physical(t), ns))
+	}
+	return names
+}

@@ -304,8 +304,8 @@ func ensureShadowTopics(ctx context.Context, rt Target, cfg Config) error {
 		return nil
 	}
 	var specs []stream.TopicSpec
-	for _, t := range append(event.DerivedTopics(), event.TopicDeadLetter) {
-		specs = append(specs, stream.TopicSpec{Name: ShadowTopic(rt.Topics.Physical(t), cfg.Namespace), Partitions: rt.Partitions, ReplicationFactor: rt.ReplicationFactor, Retention: rt.Retention})
+	for _, name := range shadowTopics(rt.Topics, cfg.Namespace) {
+		specs = append(specs, stream.TopicSpec{Name: name, Partitions: rt.Partitions, ReplicationFactor: rt.ReplicationFactor, Retention: rt.Retention})
 	}
 	return rt.Admin.EnsureTopics(ctx, specs...)
 }

@@ -184,7 +184,7 @@ func ids(evs []event.Event) map[string][]string {
 
 func newEnv(t *testing.T) *env {
 	redis, cluster := testinfra.RedisEnv(t)
-	return &env{t: t, brokers: testinfra.Kafka(t), redis: redis, redisCluster: cluster, suffix: "." + testinfra.Name("rp"),
+	return &env{t: t, brokers: testinfra.Kafka(t), redis: redis, redisCluster: cluster, suffix: testinfra.TopicSuffix(t, "rp"),
 		live: testinfra.Namespace(t, "live"), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 }
 
@@ -345,6 +345,56 @@ func TestReplayingAllThreeTopicsTwiceGivesTheSameResult(t *testing.T) {
 		if !maps.Equal(sa[id], sb[id]) {
 			t.Errorf("customer %s differs between the two replays: %s", id, strings.Join(e2e.FieldDiff(sa[id], sb[id]), "; "))
 		}
+	}
+	checkDrop(t, e, rt, a, b)
+}
+
+// checkDrop drops replay namespace ns with its Kafka outputs and checks that its keys, shadow
+// topics and consumer group are gone, while those of replay other and the live namespace
+// stay.
+func checkDrop(t *testing.T, e *env, live *wiring.Runtime, ns, other string) {
+	t.Helper()
+	ctx := context.Background()
+	rt := e.runtimeOf(ns)
+	topics := replay.Topics{Suffix: rt.TopicSuffix}
+	if _, err := replay.Drop(ctx, live.ReplayNamespace(), live.Deployment, e.live); err == nil {
+		t.Fatal("dropping the live namespace was accepted")
+	}
+	n, err := replay.Drop(ctx, rt.ReplayNamespace(), rt.Deployment, e.live)
+	if err != nil || n == 0 {
+		t.Fatalf("drop deleted %d keys (%v)", n, err)
+	}
+	deleted, err := replay.DropOutputs(ctx, rt.Admin, topics, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(event.DerivedTopics()) + 1; len(deleted) != want {
+		t.Fatalf("deleted shadow topics %v, want the %d derived and dead-letter ones", deleted, want)
+	}
+	if left, err := rt.Redis.Keys(ctx, rt.Keys.Prefix()+"*").Result(); err != nil || len(left) > 0 {
+		t.Errorf("%d keys of the dropped namespace left (%v): %v", len(left), err, left[:min(5, len(left))])
+	}
+	for { // Kafka deletes topics asynchronously
+		left, err := rt.Admin.Topics(ctx, ".replay."+ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if offs, err := rt.Admin.GroupOffsets(ctx, replay.Group(ns), live.Topic(event.TopicPurchases)); err != nil || len(offs) > 0 {
+		t.Errorf("the dropped replay's group still has offsets %v (%v)", offs, err)
+	}
+	if kept, err := rt.Admin.Topics(ctx, ".replay."+other); err != nil || len(kept) != len(deleted) {
+		t.Errorf("the other replay's shadow topics: %v (%v), want %d", kept, err, len(deleted))
+	}
+	if offs, err := rt.Admin.GroupOffsets(ctx, replay.Group(other), live.Topic(event.TopicPurchases)); err != nil || len(offs) == 0 {
+		t.Errorf("the other replay's group lost its offsets (%v)", err)
+	}
+	if again, err := replay.DropOutputs(ctx, rt.Admin, topics, ns); err != nil || len(again) != 0 {
+		t.Errorf("dropping the outputs again: %v (%v), want nothing and no error", again, err)
 	}
 }
 

@@ -16,6 +16,8 @@ type adminAPI interface {
 	OffsetCommit(ctx context.Context, req *kafka.OffsetCommitRequest) (*kafka.OffsetCommitResponse, error)
 	CreateTopics(ctx context.Context, req *kafka.CreateTopicsRequest) (*kafka.CreateTopicsResponse, error)
 	DescribeConfigs(ctx context.Context, req *kafka.DescribeConfigsRequest) (*kafka.DescribeConfigsResponse, error)
+	DeleteTopics(ctx context.Context, req *kafka.DeleteTopicsRequest) (*kafka.DeleteTopicsResponse, error)
+	DeleteGroups(ctx context.Context, req *kafka.DeleteGroupsRequest) (*kafka.DeleteGroupsResponse, error)
 }
 
 // Admin does a process's administrative Kafka requests (offsets, consumer-group positions,

@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -117,5 +118,63 @@ func TestTopicsAreCreatedWithTheirRetention(t *testing.T) {
 		Config: map[string]string{"retention.ms": "1"}})
 	if err == nil {
 		t.Error("retention.ms in Config was accepted next to Retention")
+	}
+}
+
+// Topics lists the topics whose names contain a fragment; DeleteTopics deletes them, and
+// DeleteGroup a group's offsets; neither minds what is already gone.
+func TestAdminListsAndDeletesTopicsAndGroups(t *testing.T) {
+	brokers := testinfra.Kafka(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := newAdmin(t, brokers)
+	fragment := "." + testinfra.Name("admin-del")
+	kept := testinfra.Name("admin-kept")
+	mine := []string{"a" + fragment, "b" + fragment + ".replay.x"}
+	for _, name := range append(mine, kept) {
+		if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: name, Partitions: 1, ReplicationFactor: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := admin.Topics(ctx, fragment)
+	if err != nil || !slices.Equal(got, mine) {
+		t.Fatalf("Topics(%q) = %v, %v; want %v", fragment, got, err, mine)
+	}
+
+	group := testinfra.Name("admin-del-g")
+	if err := admin.CommitGroupOffsets(ctx, group, kept, stream.Offsets{0: 0}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second time the group is gone already
+		if err := admin.DeleteGroup(ctx, group); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if offs, err := admin.GroupOffsets(ctx, group, kept); err != nil || len(offs) != 0 {
+		t.Fatalf("the deleted group still has offsets %v (%v)", offs, err)
+	}
+
+	if err := admin.DeleteTopics(ctx, append(mine, "never-created"+fragment)...); err != nil {
+		t.Fatal(err)
+	}
+	// Kafka deletes a topic asynchronously: metadata may list it for a moment.
+	for {
+		got, err = admin.Topics(ctx, fragment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("topics %v still listed after their deletion", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if all, err := admin.Topics(ctx, ""); err != nil || !slices.Contains(all, kept) || slices.Contains(all, "__consumer_offsets") {
+		t.Fatalf("Topics(\"\") = %d topics (%v): want %s among them and no internal topic", len(all), err, kept)
+	}
+	if err := admin.DeleteTopics(ctx, kept); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -146,6 +146,36 @@ func (f *fakeAPI) CreateTopics(_ context.Context, req *kafka.CreateTopicsRequest
 	return resp, nil
 }
 
+func (f *fakeAPI) DeleteTopics(_ context.Context, req *kafka.DeleteTopicsRequest) (*kafka.DeleteTopicsResponse, error) {
+	e := f.next("deletetopics")
+	if e.err != nil && !e.inner {
+		return nil, e.err
+	}
+	resp := &kafka.DeleteTopicsResponse{Errors: map[string]error{}}
+	for i, name := range req.Topics {
+		resp.Errors[name] = nil
+		if e.inner && e.partition == i {
+			resp.Errors[name] = e.err
+		}
+	}
+	return resp, nil
+}
+
+func (f *fakeAPI) DeleteGroups(_ context.Context, req *kafka.DeleteGroupsRequest) (*kafka.DeleteGroupsResponse, error) {
+	e := f.next("deletegroups")
+	if e.err != nil && !e.inner {
+		return nil, e.err
+	}
+	resp := &kafka.DeleteGroupsResponse{Errors: map[string]error{}}
+	for _, g := range req.GroupIDs {
+		resp.Errors[g] = nil
+		if e.inner {
+			resp.Errors[g] = e.err
+		}
+	}
+	return resp, nil
+}
+
 // DescribeConfigs answers every resource with a retention.ms of seven days.
 func (f *fakeAPI) DescribeConfigs(_ context.Context, req *kafka.DescribeConfigsRequest) (*kafka.DescribeConfigsResponse, error) {
 	e := f.next("describeconfigs")
@@ -288,6 +318,10 @@ func TestEveryOperationRetriesItsTransientErrors(t *testing.T) {
 			func(a *Admin) error {
 				return a.EnsureTopics(ctx, TopicSpec{Name: "a", Partitions: 1, ReplicationFactor: 1}, TopicSpec{Name: "b", Partitions: 1, ReplicationFactor: 1})
 			}},
+		{"DeleteTopics, no controller yet", "deletetopics", []fakeErr{{err: kafka.NotController}, {err: kafka.RequestTimedOut, partition: 1, inner: true}},
+			func(a *Admin) error { return a.DeleteTopics(ctx, "a", "b") }},
+		{"DeleteGroup, coordinator loading", "deletegroups", []fakeErr{{err: kafka.GroupLoadInProgress, inner: true}, {err: netErr}},
+			func(a *Admin) error { return a.DeleteGroup(ctx, "g") }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -317,6 +351,20 @@ func TestNonRetriableErrorsFailAtOnce(t *testing.T) {
 	err = testAdmin(t, f, fastPolicy()).CommitGroupOffsets(ctx, "g", "t", Offsets{0: 1})
 	if !errors.Is(err, ErrGroupActive) || f.count("offsetcommit") != 1 {
 		t.Errorf("CommitGroupOffsets = %v after %d calls, want ErrGroupActive after 1", err, f.count("offsetcommit"))
+	}
+
+	f = newFakeAPI(2)
+	f.fail("deletegroups", fakeErr{err: kafka.NonEmptyGroup, inner: true})
+	err = testAdmin(t, f, fastPolicy()).DeleteGroup(ctx, "g")
+	if !errors.Is(err, kafka.NonEmptyGroup) || f.count("deletegroups") != 1 {
+		t.Errorf("DeleteGroup = %v after %d calls, want NonEmptyGroup after 1", err, f.count("deletegroups"))
+	}
+
+	f = newFakeAPI(2)
+	f.fail("deletetopics", fakeErr{err: kafka.TopicAuthorizationFailed, partition: 0, inner: true})
+	err = testAdmin(t, f, fastPolicy()).DeleteTopics(ctx, "a")
+	if !errors.Is(err, kafka.TopicAuthorizationFailed) || f.count("deletetopics") != 1 {
+		t.Errorf("DeleteTopics = %v after %d calls, want TopicAuthorizationFailed after 1", err, f.count("deletetopics"))
 	}
 
 	f = newFakeAPI(2)

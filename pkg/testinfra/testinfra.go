@@ -24,6 +24,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/embedded"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
 // Kafka returns broker addresses: KAFKA_BROKERS when set and non-empty, else a fresh
@@ -145,6 +146,44 @@ func Name(prefix string) string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return prefix + "-" + hex.EncodeToString(b)
+}
+
+// TopicSuffix returns "." + Name(prefix), a topic suffix (LOYALTY_TOPIC_SUFFIX) no other test
+// run uses. On the shared broker named by KAFKA_BROKERS it deletes every topic whose name
+// contains it when the test ends: the deployment's topics, and a replay's shadow topics
+// ("<topic><suffix>.replay.<namespace>"). A developer's long-lived broker (deploy/local)
+// otherwise keeps every run's records; 3.8 GB of them once made its start time out. An
+// in-process broker goes away with the test. Like Namespace's, the cleanup is registered
+// first, so it runs after the test's services have stopped.
+func TopicSuffix(t testing.TB, prefix string) string {
+	t.Helper()
+	suffix := "." + Name(prefix)
+	env := strings.TrimSpace(os.Getenv("KAFKA_BROKERS"))
+	if env == "" {
+		return suffix
+	}
+	t.Cleanup(func() {
+		if err := deleteTopics(strings.Split(env, ","), suffix); err != nil {
+			t.Logf("deleting the test's Kafka topics *%s*: %v", suffix, err)
+		}
+	})
+	return suffix
+}
+
+// deleteTopics deletes the topics of the brokers whose names contain fragment.
+func deleteTopics(brokers []string, fragment string) error {
+	admin, err := stream.NewAdmin(brokers, stream.Security{}, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = admin.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	names, err := admin.Topics(ctx, fragment)
+	if err != nil {
+		return err
+	}
+	return admin.DeleteTopics(ctx, names...)
 }
 
 // Namespace returns Name(prefix) for a test's Redis key namespace, and deletes the keys of

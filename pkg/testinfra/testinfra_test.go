@@ -2,12 +2,16 @@ package testinfra
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
+	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
 // TestNamespaceDeletesItsKeysWhenTheTestEnds: a test's namespace and deployment keys are gone
@@ -46,5 +50,54 @@ func TestNamespaceDeletesItsKeysWhenTheTestEnds(t *testing.T) {
 	}
 	if n, err := rdb.Exists(ctx, kept).Result(); err != nil || n != 1 {
 		t.Errorf("another namespace's key was deleted (%d, %v)", n, err)
+	}
+}
+
+// TestTopicSuffixDeletesItsTopicsWhenTheTestEnds: the topics named with a test's suffix, a
+// replay's shadow topics among them, are gone from the shared broker once the test ends, and
+// another run's topic is kept.
+func TestTopicSuffixDeletesItsTopicsWhenTheTestEnds(t *testing.T) {
+	brokers := Kafka(t)
+	t.Setenv("KAFKA_BROKERS", strings.Join(brokers, ","))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := stream.NewAdmin(brokers, stream.Security{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = admin.Close() }()
+	kept := Name("other-run")
+	ensure := func(names ...string) {
+		for _, n := range names {
+			if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: n, Partitions: 1, ReplicationFactor: 1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ensure(kept)
+	defer func() { _ = admin.DeleteTopics(context.WithoutCancel(ctx), kept) }()
+	var suffix string
+	t.Run("writer", func(t *testing.T) {
+		suffix = TopicSuffix(t, "ti")
+		ensure("loyalty.purchases.v1"+suffix, "loyalty.tier-changes.v1"+suffix+".replay.ns1")
+		if got, err := admin.Topics(ctx, suffix); err != nil || len(got) != 2 {
+			t.Fatalf("topics of the suffix: %v (%v)", got, err)
+		}
+	})
+	for { // Kafka deletes a topic asynchronously
+		got, err := admin.Topics(ctx, suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("topics %v left after the test", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if all, err := admin.Topics(ctx, ""); err != nil || !slices.Contains(all, kept) {
+		t.Errorf("another run's topic %s was deleted (%v)", kept, err)
 	}
 }

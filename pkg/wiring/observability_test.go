@@ -222,7 +222,7 @@ func serviceMetricNames(t *testing.T) map[string]bool {
 	brokers := testinfra.Kafka(t)
 	cfg, err := config.Load(func(k string) string {
 		return map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "REDIS_ADDR": testinfra.Redis(t),
-			"LOYALTY_NAMESPACE": testinfra.Name("obs"), "LOYALTY_TOPIC_SUFFIX": "." + testinfra.Name("obs"),
+			"LOYALTY_NAMESPACE": testinfra.Name("obs"), "LOYALTY_TOPIC_SUFFIX": testinfra.TopicSuffix(t, "obs"),
 			"LOYALTY_DEPLOYMENT": testinfra.Name("obs"), "KAFKA_PARTITIONS": "1", "LOYALTY_SHARDS": "4"}[k]
 	}, "off")
 	if err != nil {

@@ -55,7 +55,7 @@ func TestARuntimeRefusesARedisThatMayEvictKeys(t *testing.T) {
 // and every other topic KAFKA_OUTPUT_RETENTION.
 func TestTopicsAreCreatedWithTheRetentionOfTheirRole(t *testing.T) {
 	brokers := testinfra.Kafka(t)
-	suffix := "." + testinfra.Name("ret")
+	suffix := testinfra.TopicSuffix(t, "ret")
 	cfg, err := config.Load(func(k string) string {
 		return map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "LOYALTY_TOPIC_SUFFIX": suffix,
 			"KAFKA_INPUT_RETENTION": "infinite", "KAFKA_OUTPUT_RETENTION": "45d", "KAFKA_PARTITIONS": "1"}[k]
