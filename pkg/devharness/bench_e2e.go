@@ -437,7 +437,7 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	select {
 	case at := <-warmedUp:
 		if busy, total, err := machineCPUSeconds(); err == nil && total > at[1] {
-			rep.SteadyBusyShare = (busy - at[0]) / (total - at[1])
+			rep.SteadyBusyShare = min((busy-at[0])/(total-at[1]), 1)
 		}
 	default: // not live, or the production ended within the warm-up
 	}

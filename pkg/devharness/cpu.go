@@ -315,7 +315,7 @@ func (m *cpuMeter) report(events int) (procs []ProcessCPU, busy, share float64, 
 	}
 	busy = b - m.busy
 	if t > m.total {
-		share = busy / (t - m.total)
+		share = min(busy/(t-m.total), 1) // busy ≤ total; the tick sums in seconds can round past 1
 	}
 	return procs, busy, share, nil
 }
