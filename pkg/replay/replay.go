@@ -362,6 +362,7 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	if err != nil {
 		return err
 	}
+	store.Concurrency = state.PipelinedConcurrency // ApplyCompute is safe for it
 	wm, err := rt.watermarks(ctx)
 	if err != nil {
 		return err

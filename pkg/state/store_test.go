@@ -8,7 +8,9 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,6 +283,52 @@ var contract = []struct {
 		}
 		if got, _ := s.Transitions(ctx, "c-tx"); len(got) != 0 {
 			t.Fatalf("after erasure the transitions are %v", got)
+		}
+	}},
+	{"with Concurrency 2 a call's chunks overlap, and every customer is written once", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		s.Chunk, s.Concurrency = 10, 2
+		ids := make([]string, 45) // five chunks, the last one short
+		for i := range ids {
+			ids[i] = fmt.Sprintf("c%02d", i)
+		}
+		secondChunkComputed := make(chan struct{})
+		var calls atomic.Int32
+		res, err := s.Apply(ctx, ids, func(id string, _ state.Current) (state.Update, error) {
+			calls.Add(1)
+			switch id {
+			case ids[0]: // the first chunk is still in flight when the second is computed
+				select {
+				case <-secondChunkComputed:
+				case <-time.After(10 * time.Second):
+					return state.Update{}, errors.New("the second chunk was not computed while the first was in flight")
+				}
+			case ids[10]:
+				close(secondChunkComputed)
+			}
+			return state.Update{Fields: map[string]string{"id": id},
+				Outbox: []state.OutboxEntry{{Topic: "t", EventID: id + "-e", Value: []byte("v")}}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Written != len(ids) || res.Outbox != len(ids) || res.Conflicts != 0 || calls.Load() != int32(len(ids)) {
+			t.Fatalf("result %+v after %d computations, want %d written with an outbox entry each", res, calls.Load(), len(ids))
+		}
+		for _, id := range ids {
+			if f, err := s.Get(ctx, id); err != nil || f["id"] != id {
+				t.Fatalf("customer %s: %v (%v)", id, f, err)
+			}
+		}
+		// A failing chunk fails the call, after the chunks in flight have ended.
+		_, err = s.Apply(ctx, ids, func(id string, _ state.Current) (state.Update, error) {
+			if id == ids[23] {
+				return state.Update{}, errors.New("boom")
+			}
+			return state.Update{Fields: map[string]string{"id": id, "round": "2"}}, nil
+		})
+		if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(err.Error(), ids[23]) {
+			t.Fatalf("a failing computation: %v", err)
 		}
 	}},
 	{"an update that changes nothing writes nothing", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {

@@ -1,13 +1,14 @@
 // Package stream is the pipeline's only door to Kafka (segmentio/kafka-go): consumer-group
 // consumers that hand micro-batches to a handler and commit only after it succeeds, a producer
-// keyed by customer, an Admin (topic bootstrap, offsets, group positions, range reads; one per
-// process, retrying Kafka's transient errors), and the middleware that keeps one bad record
+// keyed by customer, an Admin (topic bootstrap, offsets, group positions, range reads, topic
+// and group deletion; one per process, retrying Kafka's transient errors), and the middleware that keeps one bad record
 // from ever blocking a partition (recover, dead-letter, metrics).
 package stream
 
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -45,6 +46,7 @@ type Rejection struct {
 // middleware publishes those before the batch is committed.
 type Batch struct {
 	Messages []Message
+	mu       sync.Mutex // guards rejected: a handler may reject from several goroutines
 	rejected map[int]Rejection
 }
 
@@ -53,6 +55,8 @@ func NewBatch(msgs []Message) *Batch { return &Batch{Messages: msgs} }
 
 // Reject marks record i as not processable. Rejecting a record twice keeps the first reason.
 func (b *Batch) Reject(i int, code string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.rejected == nil {
 		b.rejected = map[int]Rejection{}
 	}
@@ -63,12 +67,16 @@ func (b *Batch) Reject(i int, code string, err error) {
 
 // Rejected reports whether record i was rejected.
 func (b *Batch) Rejected(i int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	_, ok := b.rejected[i]
 	return ok
 }
 
 // Rejections returns the rejected records in batch order.
 func (b *Batch) Rejections() []Rejection {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	out := make([]Rejection, 0, len(b.rejected))
 	for i := range b.Messages {
 		if r, ok := b.rejected[i]; ok {

@@ -3,6 +3,8 @@ package stream_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
@@ -85,3 +87,35 @@ func TestOversizeRecordsAreRejectedBeforeTheHandlerSeesThem(t *testing.T) {
 type sinkFunc func(context.Context, []stream.Rejection) error
 
 func (f sinkFunc) DeadLetter(ctx context.Context, r []stream.Rejection) error { return f(ctx, r) }
+
+// A handler may reject records of one batch from several goroutines (the store computes two
+// chunks at once): every rejection is kept, the first reason of each record wins, and the
+// race detector sees no unguarded access.
+func TestABatchTakesRejectionsFromSeveralGoroutines(t *testing.T) {
+	msgs := make([]stream.Message, 200)
+	for i := range msgs {
+		msgs[i] = stream.Message{Topic: "t", Offset: int64(i)}
+	}
+	b := stream.NewBatch(msgs)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < len(msgs); i += 2 { // every record twice, by two goroutines
+				b.Reject(i, fmt.Sprintf("g%d", g), errors.New("bad"))
+				_ = b.Rejected(i)
+			}
+		}()
+	}
+	wg.Wait()
+	rs := b.Rejections()
+	if len(rs) != len(msgs) {
+		t.Fatalf("%d rejections kept, want %d", len(rs), len(msgs))
+	}
+	for i, r := range rs {
+		if r.Message.Offset != int64(i) || (r.Code != fmt.Sprintf("g%d", i%2) && r.Code != fmt.Sprintf("g%d", i%2+2)) {
+			t.Fatalf("rejection %d: offset %d code %s", i, r.Message.Offset, r.Code)
+		}
+	}
+}
