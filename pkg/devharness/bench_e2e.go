@@ -328,7 +328,7 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 			deleteNamespace(context.WithoutCancel(ctx), rdb, keys)
 			// Every run's topics hold its events: left on a developer's broker they add up to
 			// gigabytes (and to a broker start that times out).
-			if err := deleteTopics(context.WithoutCancel(ctx), admin, rep.Suffix); err != nil {
+			if _, err := admin.DeleteTopicsContaining(context.WithoutCancel(ctx), rep.Suffix); err != nil {
 				b.say("deleting the benchmark's topics *%s*: %v", rep.Suffix, err)
 			}
 		}
@@ -436,8 +436,8 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	rep.ProduceSeconds = time.Since(start).Seconds()
 	select {
 	case at := <-warmedUp:
-		if busy, total, err := machineCPUSeconds(); err == nil && total > at[1] {
-			rep.SteadyBusyShare = min((busy-at[0])/(total-at[1]), 1)
+		if busy, total, err := machineCPUSeconds(); err == nil {
+			rep.SteadyBusyShare = busyShare(at[0], at[1], busy, total)
 		}
 	default: // not live, or the production ended within the warm-up
 	}
@@ -762,10 +762,9 @@ func summarizeLatency(samples []latencySample) Latency {
 func steadySamples(samples []latencySample, start time.Time, outage *outageRun) []latencySample {
 	var steady []latencySample
 	for _, s := range samples {
-		if s.produced.Before(start.Add(liveWarmUp)) || (outage != nil && !s.produced.Before(outage.stoppedAt)) {
-			continue
+		if steadyState(s.produced, start, outage) {
+			steady = append(steady, s)
 		}
-		steady = append(steady, s)
 	}
 	return steady
 }
@@ -977,15 +976,6 @@ func memoryPerCustomer(ctx context.Context, rdb redisconn.Client, keys keyspace.
 		return 0, 0, 0, 0, errors.New("no customer state found")
 	}
 	return float64(stateTotal) / float64(sampled), float64(txTotal) / float64(sampled), sampled, float64(compact) / float64(sampled), nil
-}
-
-// deleteTopics deletes the topics whose names contain the run's suffix.
-func deleteTopics(ctx context.Context, admin *stream.Admin, suffix string) error {
-	names, err := admin.Topics(ctx, suffix)
-	if err != nil {
-		return err
-	}
-	return admin.DeleteTopics(ctx, names...)
 }
 
 // deleteNamespace removes every key of the benchmark's namespace.

@@ -50,3 +50,17 @@ func TestTheSteadyLatencyLeavesOutTheWarmUpAndTheOutage(t *testing.T) {
 		t.Fatalf("without an outage: %d samples, want 50", len(steady))
 	}
 }
+
+// The busy share is busy over total time between two readings, at most 1 (the sums of ticks
+// can round busy past total on a saturated machine), and 0 when no time passed.
+func TestTheBusyShareIsAtMostOne(t *testing.T) {
+	for _, c := range []struct{ b0, t0, b1, t1, want float64 }{
+		{1, 2, 3, 6, 0.5},
+		{0.1, 0.2, 0.3 + 1e-12, 0.3, 1},
+		{5, 10, 5, 10, 0},
+	} {
+		if got := busyShare(c.b0, c.t0, c.b1, c.t1); got != c.want {
+			t.Errorf("busyShare(%v, %v, %v, %v) = %v, want %v", c.b0, c.t0, c.b1, c.t1, got, c.want)
+		}
+	}
+}

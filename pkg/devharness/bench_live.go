@@ -80,6 +80,12 @@ func (o *outageRun) wait() error { return <-o.done }
 // first fetches, connections and scripts, and the broker's JIT.
 const liveWarmUp = 10 * time.Second
 
+// steadyState reports whether at is in a live run's steady state: after the warm-up from
+// start and, with an outage, before it began.
+func steadyState(at, start time.Time, outage *outageRun) bool {
+	return !at.Before(start.Add(liveWarmUp)) && (outage == nil || at.Before(outage.stoppedAt))
+}
+
 // summarizeLag fills the watermark-lag figures: the steady state after a 10 s warm-up and
 // before any outage, then the outage's worst lag and the recovery after the restart.
 // The recovery compares the watermark with the newest event produced by then (event time is
@@ -87,10 +93,9 @@ const liveWarmUp = 10 * time.Second
 func (r *BenchReport) summarizeLag(samples []lagSample, start, produced time.Time, outage *outageRun) {
 	var steady []float64
 	for _, s := range samples {
-		if s.at.Before(start.Add(liveWarmUp)) || (outage != nil && !s.at.Before(outage.stoppedAt)) {
-			continue
+		if steadyState(s.at, start, outage) {
+			steady = append(steady, s.lag)
 		}
-		steady = append(steady, s.lag)
 	}
 	slices.Sort(steady)
 	r.WatermarkLagSamples = len(steady)

@@ -313,9 +313,15 @@ func (m *cpuMeter) report(events int) (procs []ProcessCPU, busy, share float64, 
 	if err != nil {
 		return procs, 0, 0, err
 	}
-	busy = b - m.busy
-	if t > m.total {
-		share = min(busy/(t-m.total), 1) // busy ≤ total; the tick sums in seconds can round past 1
+	return procs, b - m.busy, busyShare(m.busy, m.total, b, t), nil
+}
+
+// busyShare is the machine's busy share between two readings of machineCPUSeconds (0 when no
+// time passed). Busy time is part of the total, but their sums of ticks in seconds can round
+// the ratio past 1.
+func busyShare(busy0, total0, busy1, total1 float64) float64 {
+	if total1 <= total0 {
+		return 0
 	}
-	return procs, busy, share, nil
+	return min((busy1-busy0)/(total1-total0), 1)
 }

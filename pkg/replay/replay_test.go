@@ -374,16 +374,7 @@ func checkDrop(t *testing.T, e *env, live *wiring.Runtime, ns, other string) {
 	if left, err := rt.Redis.Keys(ctx, rt.Keys.Prefix()+"*").Result(); err != nil || len(left) > 0 {
 		t.Errorf("%d keys of the dropped namespace left (%v): %v", len(left), err, left[:min(5, len(left))])
 	}
-	for { // Kafka deletes topics asynchronously
-		left, err := rt.Admin.Topics(ctx, ".replay."+ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(left) == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testinfra.WaitTopicsGone(t, rt.Admin, ".replay."+ns)
 	if offs, err := rt.Admin.GroupOffsets(ctx, replay.Group(ns), live.Topic(event.TopicPurchases)); err != nil || len(offs) > 0 {
 		t.Errorf("the dropped replay's group still has offsets %v (%v)", offs, err)
 	}

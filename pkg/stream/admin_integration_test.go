@@ -157,20 +157,7 @@ func TestAdminListsAndDeletesTopicsAndGroups(t *testing.T) {
 	if err := admin.DeleteTopics(ctx, append(mine, "never-created"+fragment)...); err != nil {
 		t.Fatal(err)
 	}
-	// Kafka deletes a topic asynchronously: metadata may list it for a moment.
-	for {
-		got, err = admin.Topics(ctx, fragment)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("topics %v still listed after their deletion", got)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testinfra.WaitTopicsGone(t, admin, fragment)
 	if all, err := admin.Topics(ctx, ""); err != nil || !slices.Contains(all, kept) || slices.Contains(all, "__consumer_offsets") {
 		t.Fatalf("Topics(\"\") = %d topics (%v): want %s among them and no internal topic", len(all), err, kept)
 	}

@@ -1,8 +1,8 @@
 // Package stream is the pipeline's only door to Kafka (segmentio/kafka-go): consumer-group
 // consumers that hand micro-batches to a handler and commit only after it succeeds, a producer
 // keyed by customer, an Admin (topic bootstrap, offsets, group positions, range reads, topic
-// and group deletion; one per process, retrying Kafka's transient errors), and the middleware that keeps one bad record
-// from ever blocking a partition (recover, dead-letter, metrics).
+// and group deletion; one per process, retrying Kafka's transient errors), and the middleware
+// that keeps one bad record from ever blocking a partition (recover, dead-letter, metrics).
 package stream
 
 import (

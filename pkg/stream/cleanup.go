@@ -52,6 +52,16 @@ func (a *Admin) DeleteTopics(ctx context.Context, names ...string) error {
 	})
 }
 
+// DeleteTopicsContaining deletes the topics whose names contain fragment (Topics) and returns
+// their names: a run's or a test's topics, named with its suffix.
+func (a *Admin) DeleteTopicsContaining(ctx context.Context, fragment string) ([]string, error) {
+	names, err := a.Topics(ctx, fragment)
+	if err != nil {
+		return nil, err
+	}
+	return names, a.DeleteTopics(ctx, names...)
+}
+
 // DeleteGroup deletes a consumer group and its committed offsets; a group that does not
 // exist is not an error. A group with members is refused (kafka.NonEmptyGroup): stop them
 // first.

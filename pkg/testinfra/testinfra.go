@@ -179,11 +179,29 @@ func deleteTopics(brokers []string, fragment string) error {
 	defer func() { _ = admin.Close() }()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	names, err := admin.Topics(ctx, fragment)
-	if err != nil {
-		return err
+	_, err = admin.DeleteTopicsContaining(ctx, fragment)
+	return err
+}
+
+// WaitTopicsGone waits until admin lists no topic containing fragment: Kafka deletes topics
+// asynchronously, and its metadata may list a deleted one for a moment. It fails the test
+// after 30 seconds, naming the topics still listed.
+func WaitTopicsGone(t testing.TB, admin *stream.Admin, fragment string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		left, err := admin.Topics(context.Background(), fragment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topics %v still listed 30 s after their deletion", left)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return admin.DeleteTopics(ctx, names...)
 }
 
 // Namespace returns Name(prefix) for a test's Redis key namespace, and deletes the keys of

@@ -84,19 +84,7 @@ func TestTopicSuffixDeletesItsTopicsWhenTheTestEnds(t *testing.T) {
 			t.Fatalf("topics of the suffix: %v (%v)", got, err)
 		}
 	})
-	for { // Kafka deletes a topic asynchronously
-		got, err := admin.Topics(ctx, suffix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("topics %v left after the test", got)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	WaitTopicsGone(t, admin, suffix)
 	if all, err := admin.Topics(ctx, ""); err != nil || !slices.Contains(all, kept) {
 		t.Errorf("another run's topic %s was deleted (%v)", kept, err)
 	}
