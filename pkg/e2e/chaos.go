@@ -153,27 +153,6 @@ type slot struct {
 	removed bool
 }
 
-// spawn starts one more instance of service without waiting for it to be ready.
-func (c *Cluster) spawn(service string) (*Process, error) {
-	bin, ok := c.Bins[service]
-	if !ok {
-		return nil, fmt.Errorf("no binary for service %s", service)
-	}
-	c.mu.Lock()
-	if c.seq == nil {
-		c.seq = map[string]int{}
-	}
-	c.seq[service]++
-	name := service + "-" + strconv.Itoa(c.seq[service])
-	c.mu.Unlock()
-	p, err := StartProcess(name, bin, filepath.Join(c.LogDir, c.Namespace+"-"+name+".log"), c.env())
-	if err != nil {
-		return nil, err
-	}
-	c.procs.Add(p)
-	return p, nil
-}
-
 // Add starts a supervised instance of service, waits until it is ready and returns its slot.
 func (s *Supervisor) Add(ctx context.Context, service string) (int, error) {
 	p, err := s.Cluster.spawn(service)

@@ -42,8 +42,32 @@ func (c *Cluster) env() map[string]string {
 	return env
 }
 
-// Start starts one more instance of service and waits until it is ready.
+// Start starts one more instance of service and waits until it is ready. An instance that
+// exits because its HTTP port was taken between the pick and its bind is started again on
+// another port.
 func (c *Cluster) Start(ctx context.Context, service string) (*Process, error) {
+	timeout := c.ReadyTimeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	for attempt := 1; ; attempt++ {
+		p, err := c.spawn(service)
+		if err != nil {
+			return nil, err
+		}
+		err = p.WaitReady(ctx, timeout)
+		if err == nil {
+			return p, nil
+		}
+		p.Kill()
+		if attempt == 3 || !p.lostItsPort() {
+			return nil, err
+		}
+	}
+}
+
+// spawn starts one more instance of service without waiting for it to be ready.
+func (c *Cluster) spawn(service string) (*Process, error) {
 	bin, ok := c.Bins[service]
 	if !ok {
 		return nil, fmt.Errorf("no binary for service %s", service)
@@ -53,22 +77,13 @@ func (c *Cluster) Start(ctx context.Context, service string) (*Process, error) {
 		c.seq = map[string]int{}
 	}
 	c.seq[service]++
-	n := c.seq[service]
+	name := service + "-" + strconv.Itoa(c.seq[service])
 	c.mu.Unlock()
-	name := service + "-" + strconv.Itoa(n)
 	p, err := StartProcess(name, bin, filepath.Join(c.LogDir, c.Namespace+"-"+name+".log"), c.env())
 	if err != nil {
 		return nil, err
 	}
 	c.procs.Add(p)
-	timeout := c.ReadyTimeout
-	if timeout == 0 {
-		timeout = time.Minute
-	}
-	if err := p.WaitReady(ctx, timeout); err != nil {
-		p.Kill()
-		return nil, err
-	}
 	return p, nil
 }
 

@@ -20,7 +20,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/freeport"
 )
 
 // Module is the import path prefix of the services.
@@ -75,7 +75,7 @@ type Process struct {
 // every pipeline variable was removed, an HTTP_ADDR on a free loopback port, and its output
 // appended to logPath.
 func StartProcess(name, bin, logPath string, env map[string]string) (*Process, error) {
-	addr, err := freeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}
@@ -115,15 +115,6 @@ func childEnv(env map[string]string, httpAddr string) []string {
 	return append(out, "HTTP_ADDR="+httpAddr)
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // Pid returns the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
@@ -158,6 +149,15 @@ func (p *Process) WaitReady(ctx context.Context, timeout time.Duration) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// lostItsPort reports whether the process ended because its HTTP address was in use.
+func (p *Process) lostItsPort() bool {
+	if done, _ := p.Exited(); !done {
+		return false
+	}
+	log, err := os.ReadFile(p.LogPath)
+	return err == nil && strings.Contains(string(log), "bind: address already in use")
 }
 
 // Kill sends SIGKILL and waits for the process to be gone.

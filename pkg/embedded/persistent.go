@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/loyalty-scoring/loyalty/pkg/freeport"
 )
 
 // PersistentRedis is a redis-server child process with the append-only file on (fsync every
@@ -40,7 +42,7 @@ func StartPersistentRedis(ctx context.Context, dir string) (*PersistentRedis, er
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating redis dir: %w", err)
 	}
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}

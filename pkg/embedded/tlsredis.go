@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/loyalty-scoring/loyalty/pkg/freeport"
 )
 
 // TLSRedisOptions configures StartTLSRedisServer.
@@ -54,7 +56,7 @@ func StartTLSRedisServer(ctx context.Context, dir string, opts TLSRedisOptions) 
 	}
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
+		port, err := freeport.Port()
 		if err != nil {
 			return nil, err
 		}
