@@ -55,15 +55,16 @@ say() { echo "kafka.sh: $*" >&2; }
 # port_in_use PORT: something accepts connections on 127.0.0.1:PORT
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# free_port: a port the kernel considers free right now (python3 if present, else probe randomly)
+# free_port: a random port below the kernel's ephemeral range that nothing listens on. A port
+# from the ephemeral range (what binding port 0 returns) can be taken as the local port of any
+# outgoing connection, or of a client's connect to it while the server is down (a TCP
+# self-connect), before the server binds it or between a stop and a restart on it.
 free_port() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-    return
-  fi
-  local p
+  local lo=20000 hi p
+  hi=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$hi" -gt $((lo + 1000)) ] 2>/dev/null || hi=32768
   for _ in $(seq 1 200); do
-    p=$(( (RANDOM << 15 | RANDOM) % 25000 + 30000 ))
+    p=$(( (RANDOM << 15 | RANDOM) % (hi - lo) + lo ))
     port_in_use "$p" || { echo "$p"; return; }
   done
   die "no free port found"
