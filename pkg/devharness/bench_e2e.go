@@ -2,6 +2,7 @@ package devharness
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -23,6 +24,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/loyalty-scoring/loyalty/pkg/cmdline"
@@ -116,12 +118,23 @@ type BenchReport struct {
 	// SteadyBusyShare (live runs) is the machine's busy share from the end of the warm-up to
 	// the last produce: the load of the steady rate alone, as LatencySteady is its latency.
 	SteadyBusyShare float64 `json:"steady_busy_share,omitempty"`
+	// KafkaRequests is what each process asked of the broker, whose cost is mostly per
+	// request: the services' loyalty_kafka_* counters over their life, and the generator's
+	// producer. The observer that reads the derived events is not counted.
+	KafkaRequests []KafkaRequests `json:"kafka_requests"`
 	// RedisCommands is what Redis executed over the same span (INFO commandstats), the most
 	// time first; a script's time includes the commands it called (redisstats.go).
 	RedisCommands []RedisCommand `json:"redis_commands"`
 	// Naive is the naive baseline measured after the pipeline, on the same input events and
 	// machine (naive.go); nil with --naive-duration 0.
 	Naive *NaiveResult `json:"naive,omitempty"`
+}
+
+// KafkaRequests are one process's requests to the broker.
+type KafkaRequests struct {
+	Process string  `json:"process"`
+	Fetch   float64 `json:"fetch_requests"`
+	Produce float64 `json:"produce_requests"`
 }
 
 // benchOptions are the flags of `loyalty-dev bench-e2e`.
@@ -432,7 +445,12 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 			return rep, err
 		}
 	}
+	generatorRequests := KafkaRequests{Process: "generator (bench-e2e)"}
+	generatorRequests.Produce, err = producedRequests(producer)
 	_ = producer.Close()
+	if err != nil {
+		return rep, err
+	}
 	rep.ProduceSeconds = time.Since(start).Seconds()
 	select {
 	case at := <-warmedUp:
@@ -534,7 +552,13 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 			rep.StoreConflicts += c
 		}
 		rep.SweeperEvaluations += m["loyalty_sweeper_evaluations_total"]
+		rep.KafkaRequests = append(rep.KafkaRequests, KafkaRequests{Process: name,
+			Fetch: m["loyalty_kafka_fetch_requests_total"], Produce: m["loyalty_kafka_produce_requests_total"]})
 	}
+	rep.KafkaRequests = append(rep.KafkaRequests, generatorRequests)
+	slices.SortFunc(rep.KafkaRequests, func(a, b KafkaRequests) int {
+		return cmp.Compare(b.Fetch+b.Produce, a.Fetch+a.Produce)
+	})
 	if rep.StoreWrites+rep.StoreConflicts > 0 {
 		rep.ConflictRate = rep.StoreConflicts / (rep.StoreWrites + rep.StoreConflicts)
 	}
@@ -1047,6 +1071,18 @@ func printBenchTable(w io.Writer, r BenchReport) {
 		row("outage", fmt.Sprintf("%s stopped %.0f s: lag up to %.0f s; back within 5 s of the median %.1f s after the restart",
 			r.OutageService, r.OutageSeconds, r.OutageLagMax, r.RecoverySeconds))
 	}
+	if len(r.KafkaRequests) > 0 {
+		var fetch, produce float64
+		for _, k := range r.KafkaRequests {
+			fetch, produce = fetch+k.Fetch, produce+k.Produce
+		}
+		perK := func(n float64) float64 { return 1000 * n / float64(max(r.Events, 1)) }
+		row("kafka requests", fmt.Sprintf("%.1f fetch and %.1f produce requests per 1000 input events (%.0f and %.0f)",
+			perK(fetch), perK(produce), fetch, produce))
+		for _, k := range r.KafkaRequests {
+			row("  "+k.Process, fmt.Sprintf("fetch %.1f, produce %.1f", perK(k.Fetch), perK(k.Produce)))
+		}
+	}
 	if len(r.CPU) > 0 {
 		row("CPU per input event", fmt.Sprintf("%.0f µs for the machine (%.1f CPU-s, %.0f%% of %d CPUs busy)", r.MachineMicrosPerEvent,
 			r.MachineCPUSeconds, 100*r.MachineBusyShare, r.CPUs))
@@ -1082,4 +1118,22 @@ func printBenchTable(w io.Writer, r BenchReport) {
 	}
 	row("setup", fmt.Sprintf("kafka %s, redis %s, %d CPUs", r.Kafka, r.Redis, r.CPUs))
 	_ = tw.Flush()
+}
+
+// producedRequests is how many produce requests p sent (its loyalty_kafka_produce_requests_total).
+func producedRequests(p *stream.Producer) (float64, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(p.Requests()); err != nil {
+		return 0, fmt.Errorf("the generator's produce requests: %w", err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		return 0, fmt.Errorf("the generator's produce requests: %w", err)
+	}
+	for _, f := range families {
+		if f.GetName() == "loyalty_kafka_produce_requests_total" && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetCounter().GetValue(), nil
+		}
+	}
+	return 0, errors.New("the generator's producer reports no produce requests")
 }

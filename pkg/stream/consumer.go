@@ -177,7 +177,9 @@ func NewConsumer(cfg ConsumerConfig, handler Handler, metrics *Metrics, log *zap
 		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { log.Warn(fmt.Sprintf(msg, args...)) }),
 		WatchPartitionChanges: true,
 	}
-	return &Consumer{cfg: cfg, reader: kafka.NewReader(rc), handler: handler, metrics: metrics, log: log}, nil
+	reader := kafka.NewReader(rc)
+	metrics.requests.add(reader)
+	return &Consumer{cfg: cfg, reader: reader, handler: handler, metrics: metrics, log: log}, nil
 }
 
 // Run consumes until ctx is cancelled, then finishes and commits the in-flight batch (within

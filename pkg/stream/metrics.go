@@ -19,6 +19,7 @@ type Metrics struct {
 	fetchErrors  prometheus.Counter
 	held         prometheus.Gauge
 	paused       prometheus.Gauge
+	requests     *readerRequests
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil means do not register,
@@ -57,9 +58,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "loyalty_consumer_paused", Help: "1 while the consumer holds all the records it may and waits for another service to catch up in event time.",
 		}),
+		requests: newReaderRequests(),
 	}
 	if reg != nil {
-		reg.MustRegister(m.recordsIn, m.batches, m.batchLatency, m.batchSize, m.rejected, m.lag, m.commitErrors, m.fetchErrors, m.held, m.paused)
+		reg.MustRegister(m.recordsIn, m.batches, m.batchLatency, m.batchSize, m.rejected, m.lag, m.commitErrors, m.fetchErrors, m.held, m.paused, m.requests)
 	}
 	return m
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 )
@@ -83,7 +84,8 @@ type Record struct {
 
 // Producer writes records synchronously with acks from all in-sync replicas.
 type Producer struct {
-	w *kafka.Writer
+	w        *kafka.Writer
+	requests *writerRequests
 }
 
 // DefaultBatchBytes bounds the records the producer sends to one partition in one request:
@@ -120,7 +122,7 @@ func NewProducer(cfg ProducerConfig, log *zap.Logger) (*Producer, error) {
 		Transport:              transport,
 		ErrorLogger:            kafka.LoggerFunc(func(msg string, args ...any) { log.Warn(fmt.Sprintf(msg, args...)) }),
 	}
-	return &Producer{w: w}, nil
+	return &Producer{w: w, requests: newWriterRequests(w)}, nil
 }
 
 // PartitionOf returns the partition of a topic with n partitions that the producer writes
@@ -156,6 +158,10 @@ func (p *Producer) Produce(ctx context.Context, records ...Record) error {
 	}
 	return nil
 }
+
+// Requests returns the collector of the producer's requests to the broker (produce requests,
+// records, bytes, retries, errors), for the process's Prometheus registry.
+func (p *Producer) Requests() prometheus.Collector { return p.requests }
 
 // Close flushes and closes the writer.
 func (p *Producer) Close() error { return p.w.Close() }

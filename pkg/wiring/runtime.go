@@ -192,6 +192,10 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 		rt.Close()
 		return nil, err
 	}
+	if err := rt.Ops.Registry.Register(rt.Producer.Requests()); err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("registering the producer's metrics: %w", err)
+	}
 
 	return rt, nil
 }
