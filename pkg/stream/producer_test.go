@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
@@ -40,5 +43,169 @@ func TestOneProduceOfManyLargeRecordsFitsTheBrokersRequestLimit(t *testing.T) {
 	ends, err := newAdmin(t, brokers).EndOffsets(ctx, topic)
 	if err != nil || ends[0] != int64(len(recs)) {
 		t.Fatalf("end offset %v (%v), want all %d records written", ends, err, len(recs))
+	}
+	// Over several requests, the partition's records keep their order.
+	got := readAll(ctx, t, brokers, topic, 0, len(recs))
+	for i, v := range got {
+		if want := fmt.Sprintf("%06d", i); !bytes.HasPrefix(v, []byte(want)) {
+			t.Fatalf("record at offset %d begins %q, want %q", i, v[:min(len(v), 6)], want)
+		}
+	}
+}
+
+// readAll reads the values of the first n records of one partition.
+func readAll(ctx context.Context, t *testing.T, brokers []string, topic string, partition, n int) [][]byte {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, Partition: partition, MaxBytes: 8 << 20})
+	defer r.Close()
+	out := make([][]byte, 0, n)
+	for len(out) < n {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading %s[%d] after %d records: %v", topic, partition, len(out), err)
+		}
+		out = append(out, m.Value)
+	}
+	return out
+}
+
+// TestOneProduceSendsOneRequestPerLeaderForAllItsPartitions: records for every partition of
+// two topics go in one request, each lands on the partition the Java client's murmur2 picks,
+// and a record over BatchBytes is refused before anything is sent.
+func TestOneProduceSendsOneRequestPerLeaderForAllItsPartitions(t *testing.T) {
+	brokers := testinfra.Kafka(t)
+	a, b := testinfra.Name("multi-a"), testinfra.Name("multi-b")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := newAdmin(t, brokers)
+	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: a, Partitions: 6, ReplicationFactor: 1},
+		stream.TopicSpec{Name: b, Partitions: 3, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers, BatchBytes: 4 << 10}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.Requests())
+	var recs []stream.Record
+	want := map[string][]int64{a: make([]int64, 6), b: make([]int64, 3)}
+	for i := range 300 {
+		topic := a
+		if i%3 == 0 {
+			topic = b
+		}
+		key := []byte(fmt.Sprintf("customer-%d", i))
+		recs = append(recs, stream.Record{Topic: topic, Key: key, Value: []byte("v")})
+		want[topic][stream.PartitionOf(key, len(want[topic]))]++
+	}
+	if err := p.Produce(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := gathered(t, reg)["loyalty_kafka_produce_requests_total"]; got != 1 {
+		t.Errorf("produce requests = %v, want 1 for 300 small records over 9 partitions of one broker", got)
+	}
+	for topic, counts := range want {
+		ends, err := admin.EndOffsets(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for part, n := range counts {
+			if ends[part] != n {
+				t.Errorf("%s partition %d holds %d records, want %d (murmur2 of their keys)", topic, part, ends[part], n)
+			}
+		}
+	}
+	big := stream.Record{Topic: a, Key: []byte("k"), Value: bytes.Repeat([]byte{'x'}, 5<<10)}
+	if err := p.Produce(ctx, stream.Record{Topic: a, Key: []byte("k"), Value: []byte("small")}, big); err == nil ||
+		!strings.Contains(err.Error(), "larger than the producer's limit") {
+		t.Fatalf("producing a record over BatchBytes: %v, want the size refused", err)
+	}
+	if got := gathered(t, reg)["loyalty_kafka_produce_requests_total"]; got != 1 {
+		t.Errorf("produce requests = %v after a refused record, want none sent", got)
+	}
+}
+
+// TestAProducerWritesToATopicCreatedAfterItsFirstRequest: kafka-go's transport refreshes its
+// metadata every few seconds, so a topic created after the producer's first request is
+// unknown to it for a moment; the produce waits for it rather than failing.
+func TestAProducerWritesToATopicCreatedAfterItsFirstRequest(t *testing.T) {
+	brokers := testinfra.Kafka(t)
+	first, later := testinfra.Name("first"), testinfra.Name("later")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := newAdmin(t, brokers)
+	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: first, Partitions: 1, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Produce(ctx, stream.Record{Topic: first, Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: later, Partitions: 2, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Produce(ctx, stream.Record{Topic: later, Key: []byte("k"), Value: []byte("v")}); err != nil {
+		t.Fatalf("producing to a topic created after the producer's first request: %v", err)
+	}
+}
+
+// TestConcurrentProducesShareRequests: calls made while another call's request is in flight
+// go together in the next request, and every call's records are written.
+func TestConcurrentProducesShareRequests(t *testing.T) {
+	brokers := testinfra.Kafka(t)
+	topic := testinfra.Name("shared")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := newAdmin(t, brokers)
+	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: topic, Partitions: 3, ReplicationFactor: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.Requests())
+	const calls, each = 40, 10
+	start := make(chan struct{})
+	errs := make(chan error, calls)
+	for c := range calls {
+		go func() {
+			recs := make([]stream.Record, each)
+			for i := range recs {
+				recs[i] = stream.Record{Topic: topic, Key: []byte(fmt.Sprintf("c%d-%d", c, i)), Value: []byte("v")}
+			}
+			<-start
+			errs <- p.Produce(ctx, recs...)
+		}()
+	}
+	close(start)
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ends, err := admin.EndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written int64
+	for _, n := range ends {
+		written += n
+	}
+	if written != calls*each {
+		t.Fatalf("%d records written, want %d", written, calls*each)
+	}
+	got := gathered(t, reg)["loyalty_kafka_produce_requests_total"]
+	t.Logf("%d concurrent calls took %v produce requests", calls, got)
+	if got > calls/2 {
+		t.Errorf("%v produce requests for %d concurrent calls, want them to share requests (at most %d)", got, calls, calls/2)
 	}
 }

@@ -8,14 +8,14 @@ import (
 )
 
 // The broker's cost is mostly per request, not per record (docs/design.md, "Cost per event"),
-// so the requests a service makes of it are metrics of their own. kafka-go counts them in its
-// Reader and Writer statistics, which reset on every read: a collector reads them when it is
-// scraped and adds them to running Prometheus counters.
+// so the requests a service makes of it are metrics of their own. The Producer counts its own;
+// kafka-go counts the consumers' fetches in its Reader statistics, which reset on every read:
+// a collector reads them when it is scraped and adds them to running Prometheus counters.
 
 // readerRequests is the collector of the consumers' kafka-go readers.
 type readerRequests struct {
-	mu      sync.Mutex
-	readers []*kafka.Reader
+	mu                                         sync.Mutex
+	readers                                    []*kafka.Reader
 	fetches, bytes, records, dials, rebalances prometheus.Counter
 }
 
@@ -68,50 +68,47 @@ func (r *readerRequests) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// writerRequests is the collector of a producer's kafka-go writer.
-type writerRequests struct {
-	mu                                        sync.Mutex
-	writer                                    *kafka.Writer
-	requests, records, bytes, retries, errors prometheus.Counter
+// producerRequests counts a Producer's requests as it sends them.
+type producerRequests struct {
+	requests, records, bytes, errors prometheus.Counter
 }
 
-func newWriterRequests(w *kafka.Writer) *writerRequests {
+func newProducerRequests() *producerRequests {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 	}
-	return &writerRequests{writer: w,
+	return &producerRequests{
 		requests: counter("loyalty_kafka_produce_requests_total",
-			"Produce requests the producer sent to the broker (one per partition batch and attempt)."),
+			"Produce requests the producer sent to the broker (one per partition leader, with a batch for each partition; retries included)."),
 		records: counter("loyalty_kafka_produced_records_total", "Records the producer sent (again on each retry)."),
 		bytes:   counter("loyalty_kafka_produced_bytes_total", "Bytes of the records the producer sent (keys and values, again on each retry)."),
-		retries: counter("loyalty_kafka_produce_retries_total", "Produce attempts that followed a failed one."),
-		errors:  counter("loyalty_kafka_produce_errors_total", "Produce attempts that failed."),
+		errors: counter("loyalty_kafka_produce_errors_total",
+			"Produce requests that failed, and partitions whose batch the broker refused (each retried while the error is transient)."),
 	}
 }
 
-func (w *writerRequests) counters() []prometheus.Counter {
-	return []prometheus.Counter{w.requests, w.records, w.bytes, w.retries, w.errors}
+func (r *producerRequests) sent(records, bytes int) {
+	r.requests.Inc()
+	r.records.Add(float64(records))
+	r.bytes.Add(float64(bytes))
+}
+
+func (r *producerRequests) failed() { r.errors.Inc() }
+
+func (r *producerRequests) counters() []prometheus.Counter {
+	return []prometheus.Counter{r.requests, r.records, r.bytes, r.errors}
 }
 
 // Describe implements prometheus.Collector.
-func (w *writerRequests) Describe(ch chan<- *prometheus.Desc) {
-	for _, c := range w.counters() {
+func (r *producerRequests) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range r.counters() {
 		c.Describe(ch)
 	}
 }
 
-// Collect implements prometheus.Collector: it takes what the writer counted since the last
-// scrape.
-func (w *writerRequests) Collect(ch chan<- prometheus.Metric) {
-	w.mu.Lock()
-	s := w.writer.Stats()
-	w.requests.Add(float64(s.Writes))
-	w.records.Add(float64(s.Messages))
-	w.bytes.Add(float64(s.Bytes))
-	w.retries.Add(float64(s.Retries))
-	w.errors.Add(float64(s.Errors))
-	w.mu.Unlock()
-	for _, c := range w.counters() {
+// Collect implements prometheus.Collector.
+func (r *producerRequests) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range r.counters() {
 		c.Collect(ch)
 	}
 }
