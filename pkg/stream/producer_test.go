@@ -69,26 +69,37 @@ func readAll(ctx context.Context, t *testing.T, brokers []string, topic string, 
 	return out
 }
 
+// producerOn creates the topics (name: partitions) on the test broker and a producer with
+// cfg (its Brokers filled in), closed when the test ends; it returns the broker's admin and
+// the producer, whose requests are counted in reg.
+func producerOn(ctx context.Context, t *testing.T, cfg stream.ProducerConfig, topics map[string]int) (*stream.Admin, *stream.Producer, *prometheus.Registry) {
+	t.Helper()
+	brokers := testinfra.Kafka(t)
+	admin := newAdmin(t, brokers)
+	for name, n := range topics {
+		if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: name, Partitions: n, ReplicationFactor: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Brokers = brokers
+	p, err := stream.NewProducer(cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.Requests())
+	return admin, p, reg
+}
+
 // TestOneProduceSendsOneRequestPerLeaderForAllItsPartitions: records for every partition of
 // two topics go in one request, each lands on the partition the Java client's murmur2 picks,
 // and a record over BatchBytes is refused before anything is sent.
 func TestOneProduceSendsOneRequestPerLeaderForAllItsPartitions(t *testing.T) {
-	brokers := testinfra.Kafka(t)
 	a, b := testinfra.Name("multi-a"), testinfra.Name("multi-b")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin := newAdmin(t, brokers)
-	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: a, Partitions: 6, ReplicationFactor: 1},
-		stream.TopicSpec{Name: b, Partitions: 3, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers, BatchBytes: 4 << 10}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(p.Requests())
+	admin, p, reg := producerOn(ctx, t, stream.ProducerConfig{BatchBytes: 4 << 10}, map[string]int{a: 6, b: 3})
 	var recs []stream.Record
 	want := map[string][]int64{a: make([]int64, 6), b: make([]int64, 3)}
 	for i := range 300 {
@@ -131,19 +142,10 @@ func TestOneProduceSendsOneRequestPerLeaderForAllItsPartitions(t *testing.T) {
 // metadata every few seconds, so a topic created after the producer's first request is
 // unknown to it for a moment; the produce waits for it rather than failing.
 func TestAProducerWritesToATopicCreatedAfterItsFirstRequest(t *testing.T) {
-	brokers := testinfra.Kafka(t)
 	first, later := testinfra.Name("first"), testinfra.Name("later")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin := newAdmin(t, brokers)
-	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: first, Partitions: 1, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	admin, p, _ := producerOn(ctx, t, stream.ProducerConfig{}, map[string]int{first: 1})
 	if err := p.Produce(ctx, stream.Record{Topic: first, Key: []byte("k"), Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
@@ -158,21 +160,10 @@ func TestAProducerWritesToATopicCreatedAfterItsFirstRequest(t *testing.T) {
 // TestConcurrentProducesShareRequests: calls made while another call's request is in flight
 // go together in the next request, and every call's records are written.
 func TestConcurrentProducesShareRequests(t *testing.T) {
-	brokers := testinfra.Kafka(t)
 	topic := testinfra.Name("shared")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin := newAdmin(t, brokers)
-	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: topic, Partitions: 3, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(p.Requests())
+	admin, p, reg := producerOn(ctx, t, stream.ProducerConfig{}, map[string]int{topic: 3})
 	const calls, each = 40, 10
 	start := make(chan struct{})
 	errs := make(chan error, calls)
