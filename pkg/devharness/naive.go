@@ -15,6 +15,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/pipeline"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
+	"github.com/loyalty-scoring/loyalty/pkg/state"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
@@ -159,29 +160,26 @@ func (n *naiveRun) apply(ctx context.Context, w *kafka.Writer, m kafka.Message) 
 	return int64(len(changes)), nil
 }
 
-// deleteKeys removes the baseline's keys.
+// deleteKeys removes the baseline's keys, on every master (concurrently on a Cluster, where
+// each key is unlinked on its own: one command may not span slots). Best effort: what it
+// leaves is in a namespace of its own.
 func (n *naiveRun) deleteKeys(ctx context.Context) {
-	var batch []string
-	flush := func() {
-		if len(batch) > 0 {
-			_ = n.rdb.Del(ctx, batch...).Err()
-			batch = batch[:0]
-		}
-	}
-	scan := func(c *redis.Client) error {
+	_ = state.ForEachMaster(ctx, n.rdb, func(ctx context.Context, c *redis.Client) error {
 		iter := c.Scan(ctx, 0, n.prefix+"*", 1000).Iterator()
+		pipe := c.Pipeline()
 		for iter.Next(ctx) {
-			batch = append(batch, iter.Val())
-			if len(batch) == 500 {
-				flush()
+			pipe.Unlink(ctx, iter.Val())
+			if pipe.Len() == 500 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		if pipe.Len() > 0 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return err
 			}
 		}
 		return iter.Err()
-	}
-	if cc, ok := n.rdb.(*redis.ClusterClient); ok {
-		_ = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(c) })
-	} else if c, ok := n.rdb.(*redis.Client); ok {
-		_ = scan(c)
-	}
-	flush()
+	})
 }

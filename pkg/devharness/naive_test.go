@@ -88,7 +88,6 @@ func TestTheNaiveBaselineScoresTheInputAsTheCoreDoes(t *testing.T) {
 
 	n := &naiveRun{brokers: brokers, rdb: rdb, codec: c, policy: p, suffix: suffix, prefix: "naive-test:" + testinfra.Name("k") + ":",
 		outTopic: out, scorer: pipeline.NewScorer(p, c, false)}
-	defer n.deleteKeys(context.WithoutCancel(ctx))
 	applied, derived, elapsed, err := n.run(ctx, len(recs), 2*time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -106,4 +105,10 @@ func TestTheNaiveBaselineScoresTheInputAsTheCoreDoes(t *testing.T) {
 		}
 	}
 	t.Logf("naive baseline: %d events, %d derived, in %s (%.0f events/s)", applied, derived, elapsed.Round(time.Millisecond), float64(applied)/elapsed.Seconds())
+	n.deleteKeys(context.WithoutCancel(ctx))
+	for id := range want {
+		if left, err := rdb.Exists(ctx, n.prefix+id).Result(); err != nil || left != 0 {
+			t.Fatalf("customer %s of the baseline still stored after deleteKeys (%d, %v)", id, left, err)
+		}
+	}
 }

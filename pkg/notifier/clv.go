@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,10 +106,21 @@ func LoadThreshold(ctx context.Context, rdb redis.UniversalClient, keys keyspace
 // sample (at least one), so "CLV ≥ threshold" selects the top fraction. ok is false when
 // fewer than c.MinSample customers have a purchase.
 func ComputeThreshold(ctx context.Context, rdb redis.UniversalClient, keys keyspace.Keyspace, p *scoring.Policy, c CLVConfig, now time.Time) (Threshold, bool, error) {
-	var values []float64
+	// On a Cluster the masters are scanned concurrently (go-redis's ForEachMaster): each scan
+	// collects its own values, merged under mu.
+	var (
+		mu     sync.Mutex
+		values []float64
+	)
 	scan := func(ctx context.Context, node redis.UniversalClient) error {
+		var mine []float64
+		defer func() {
+			mu.Lock()
+			values = append(values, mine...)
+			mu.Unlock()
+		}()
 		var cursor uint64
-		for len(values) < c.SampleSize {
+		for len(mine) < c.SampleSize {
 			batch, next, err := node.Scan(ctx, cursor, keys.Prefix()+"c:*", 500).Result()
 			if err != nil {
 				return fmt.Errorf("scanning customers: %w", err)
@@ -123,8 +135,8 @@ func ComputeThreshold(ctx context.Context, rdb redis.UniversalClient, keys keysp
 					if err != nil || st.PurchaseDays == 0 {
 						continue // a corrupt state is the store's problem, not the sample's
 					}
-					values = append(values, CLVMinor(st, scoring.DayOf(time.UnixMilli(st.ClockMs)), p, c))
-					if len(values) >= c.SampleSize {
+					mine = append(mine, CLVMinor(st, scoring.DayOf(time.UnixMilli(st.ClockMs)), p, c))
+					if len(mine) >= c.SampleSize {
 						break
 					}
 				}
@@ -144,6 +156,7 @@ func ComputeThreshold(ctx context.Context, rdb redis.UniversalClient, keys keysp
 	if err != nil {
 		return Threshold{}, false, err
 	}
+	values = values[:min(len(values), c.SampleSize)]
 	if len(values) < c.MinSample {
 		return Threshold{Sample: len(values)}, false, nil
 	}
