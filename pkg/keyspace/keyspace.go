@@ -34,8 +34,8 @@ func New(ns string, shards int) (Keyspace, error) {
 	if err := ValidateNamespace(ns); err != nil {
 		return Keyspace{}, err
 	}
-	if shards < 1 || shards > 4096 {
-		return Keyspace{}, fmt.Errorf("shards: %d is not in 1..4096", shards)
+	if shards < 1 || shards > maxShards {
+		return Keyspace{}, fmt.Errorf("shards: %d is not in 1..%d", shards, maxShards)
 	}
 	return Keyspace{ns: ns, shards: shards}, nil
 }
@@ -45,7 +45,17 @@ func (k Keyspace) Shards() int { return k.shards }
 
 // Shard returns the shard of a customer.
 func (k Keyspace) Shard(customerID string) int {
-	return int(crc32.ChecksumIEEE([]byte(customerID)) % uint32(k.shards))
+	return int(checksumIEEE(customerID) % uint32(k.shards))
+}
+
+// checksumIEEE is crc32.ChecksumIEEE of s, a byte at a time: without the conversion to a
+// byte slice, which allocated on every key built (several per customer write).
+func checksumIEEE(s string) uint32 {
+	crc := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		crc = crc32.IEEETable[byte(crc)^s[i]] ^ (crc >> 8)
+	}
+	return ^crc
 }
 
 // ValidateNamespace checks a namespace name.
@@ -64,7 +74,24 @@ func ValidateNamespace(ns string) error {
 // Namespace returns the namespace name.
 func (k Keyspace) Namespace() string { return k.ns }
 
-func tag(shard int) string { return "{s" + strconv.Itoa(shard) + "}" }
+func tag(shard int) string {
+	if shard >= 0 && shard < len(tags) {
+		return tags[shard]
+	}
+	return "{s" + strconv.Itoa(shard) + "}"
+}
+
+// tags are the hash tags of every shard a keyspace may have, built once.
+var tags = func() []string {
+	out := make([]string, maxShards)
+	for i := range out {
+		out[i] = "{s" + strconv.Itoa(i) + "}"
+	}
+	return out
+}()
+
+// maxShards bounds a keyspace's shard count.
+const maxShards = 4096
 
 // Customer is the hash holding a customer's state. Only the shard is inside the hash tag, so
 // braces in a customer id cannot move the key to another slot.

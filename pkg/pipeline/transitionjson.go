@@ -13,10 +13,17 @@ import (
 // that encoding/json writes in exponent form or refuses, times outside years 0-9999) make it
 // hand the whole entry to encoding/json, so the bytes never differ.
 func marshalTransition(t *Transition) ([]byte, error) {
-	if b, ok := appendTransitionJSON(make([]byte, 0, 512), t); ok {
-		return b, nil
+	return appendTransitionTo(make([]byte, 0, 512), t)
+}
+
+// appendTransitionTo appends the JSON of t to b (marshalTransition into a buffer of the
+// caller's).
+func appendTransitionTo(b []byte, t *Transition) ([]byte, error) {
+	if out, ok := appendTransitionJSON(b, t); ok {
+		return out, nil
 	}
-	return json.Marshal(t)
+	js, err := json.Marshal(t)
+	return append(b, js...), err
 }
 
 func appendTransitionJSON(b []byte, t *Transition) ([]byte, bool) {

@@ -4,7 +4,9 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -98,23 +100,37 @@ const (
 var transitionsDict = s2.MakeDict(transitionsDictV1, []byte(`{"at":"`))
 
 // appendTransitions appends the encoded transition entries of changes.
+// The JSON and the compressed block are built in pooled buffers, so an entry costs one
+// allocation: its string.
 func appendTransitions(out []string, changes []scoring.Change) []string {
+	if len(changes) == 0 {
+		return out
+	}
+	buf := transitionBuffers.Get().(*[]byte)
+	defer transitionBuffers.Put(buf)
 	for _, c := range changes {
 		t := TransitionOf(c)
-		b, err := marshalTransition(&t)
+		js, err := appendTransitionTo((*buf)[:0], &t)
 		if err != nil {
 			panic(fmt.Sprintf("encoding a transition: %v", err)) // plain data: cannot happen; guarded turns it into a rejection
 		}
-		out = append(out, compressTransition(b))
+		*buf = js[:0]
+		out = append(out, compressTransition(js))
 	}
 	return out
 }
 
+// transitionBuffers hold the JSON of a transition entry while it is compressed (*[]byte).
+var transitionBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 // compressTransition is the stored entry of a transition's JSON.
 func compressTransition(b []byte) string {
-	dst := make([]byte, 1, 1+s2.MaxEncodedLen(len(b)))
+	buf := transitionBuffers.Get().(*[]byte)
+	defer transitionBuffers.Put(buf)
+	dst := slices.Grow((*buf)[:0], 1+s2.MaxEncodedLen(len(b)))[:1]
 	dst[0] = transitionsV1
 	block := transitionsDict.Encode(dst[1:cap(dst)], b)
+	*buf = dst[:0]
 	return string(dst[:1+len(block)])
 }
 

@@ -68,15 +68,24 @@ func moneyBucketValue(b int) float64 {
 // "<boundary>:bg:<x>.<t_x days>.<T days>", and after a repeat purchase its Gamma-Gamma one,
 // "<boundary>:gg:<x>.<repeat net minor>" (exact: the fit on them is the fit on the customers).
 func Fields(s scoring.Sample) []string {
-	prefix := strconv.Itoa(int(s.Boundary)) + ":"
+	// Each field is built in buf and copied out once: one allocation per field.
+	var buf [96]byte
+	head := append(strconv.AppendInt(buf[:0], int64(s.Boundary), 10), ':')
+	n := len(head)
+	field := func(kind string, v int64) []byte {
+		return strconv.AppendInt(append(head[:n], kind...), v, 10)
+	}
 	out := make([]string, 3, 5)
-	out[0] = prefix + "r:" + strconv.Itoa(bucketR(s.Values.RecencyDays))
-	out[1] = prefix + "f:" + strconv.Itoa(bucketF(s.Values.Frequency))
-	out[2] = prefix + "m:" + strconv.Itoa(bucketM(s.Values.MonetaryMinor))
+	out[0] = string(field("r:", int64(bucketR(s.Values.RecencyDays))))
+	out[1] = string(field("f:", int64(bucketF(s.Values.Frequency))))
+	out[2] = string(field("m:", int64(bucketM(s.Values.MonetaryMinor))))
 	if m := s.Model; m != nil {
-		out = append(out, prefix+"bg:"+strconv.Itoa(int(m.X))+"."+strconv.Itoa(int(m.TXDays))+"."+strconv.Itoa(int(m.TDays)))
+		b := append(field("bg:", int64(m.X)), '.')
+		b = append(strconv.AppendInt(b, int64(m.TXDays), 10), '.')
+		out = append(out, string(strconv.AppendInt(b, int64(m.TDays), 10)))
 		if m.X > 0 {
-			out = append(out, prefix+"gg:"+strconv.Itoa(int(m.X))+"."+strconv.FormatInt(m.RepeatNetMinor, 10))
+			b = append(field("gg:", int64(m.X)), '.')
+			out = append(out, string(strconv.AppendInt(b, m.RepeatNetMinor, 10)))
 		}
 	}
 	return out

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/loyalty-scoring/loyalty/pkg/scoring"
@@ -74,6 +76,29 @@ func TestFieldsNameTheirBoundaryAndOldFieldsAreNotBoundaryCounters(t *testing.T)
 	for _, old := range []string{"r:5", "m:12", "x"} {
 		if _, ok := BoundaryOf(old); ok {
 			t.Fatalf("%q taken for a boundary counter", old)
+		}
+	}
+}
+
+// TestFieldsNameTheBoundaryMeasureAndBucket: the histogram fields are
+// "<boundary>:<r|f|m>:<bucket>", then with a model sample "<boundary>:bg:<x>.<t_x>.<T>" and,
+// after a repeat purchase, "<boundary>:gg:<x>.<repeat net minor>"; stored counters are keyed by
+// them, so the text must never change.
+func TestFieldsNameTheBoundaryMeasureAndBucket(t *testing.T) {
+	v := scoring.RFMValues{RecencyDays: 12, Frequency: 3, MonetaryMinor: 4500}
+	r, f, m := strconv.Itoa(bucketR(v.RecencyDays)), strconv.Itoa(bucketF(v.Frequency)), strconv.Itoa(bucketM(v.MonetaryMinor))
+	for _, c := range []struct {
+		sample scoring.Sample
+		want   []string
+	}{
+		{scoring.Sample{Boundary: 20454, Values: v}, []string{"20454:r:" + r, "20454:f:" + f, "20454:m:" + m}},
+		{scoring.Sample{Boundary: -7, Values: v, Model: &scoring.ModelSample{X: 0, TXDays: 0, TDays: 35}},
+			[]string{"-7:r:" + r, "-7:f:" + f, "-7:m:" + m, "-7:bg:0.0.35"}},
+		{scoring.Sample{Boundary: 20461, Values: v, Model: &scoring.ModelSample{X: 2, TXDays: 40, TDays: 300, RepeatNetMinor: -150}},
+			[]string{"20461:r:" + r, "20461:f:" + f, "20461:m:" + m, "20461:bg:2.40.300", "20461:gg:2.-150"}},
+	} {
+		if got := Fields(c.sample); !slices.Equal(got, c.want) {
+			t.Errorf("Fields(%+v) = %q, want %q", c.sample, got, c.want)
 		}
 	}
 }

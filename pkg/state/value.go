@@ -114,10 +114,14 @@ func (c Current) View() map[string]string {
 
 // encodeValue is the stored string of a compact state at version.
 func encodeValue(version uint64, payload []byte) []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(payload))
-	b = append(b, valueMagic)
-	b = binary.AppendUvarint(b, version)
-	return append(b, payload...)
+	return appendValue(make([]byte, 0, 1+binary.MaxVarintLen64+len(payload)), version, payload)
+}
+
+// appendValue appends the stored string of a compact state at version to dst.
+func appendValue(dst []byte, version uint64, payload []byte) []byte {
+	dst = append(dst, valueMagic)
+	dst = binary.AppendUvarint(dst, version)
+	return append(dst, payload...)
 }
 
 // decodeValue splits a stored string into its version and compact state; ok is false for a
