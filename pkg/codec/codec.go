@@ -74,6 +74,9 @@ type readerSchema struct {
 	name    string
 	avro    *goavro.Codec
 	fromMap func(map[string]any) (event.Event, error)
+	// direct, when set, decodes without goavro what it can (directdecode.go).
+	direct directDecoder
+	enums  enumSymbols
 }
 
 // Codec encodes and decodes events. It is safe for concurrent use.
@@ -129,7 +132,9 @@ func New(ctx context.Context, registry Registry) (*Codec, error) {
 		w := &writerSchema{name: s.Name, id: id, avro: avro, toMap: conv.toMap}
 		w.direct, w.enums = agreeingDirect(w, latest.Text)
 		c.writers[s.Name] = w
-		c.readers[id] = &readerSchema{name: s.Name, avro: avro, fromMap: conv.fromMap}
+		r := &readerSchema{name: s.Name, avro: avro, fromMap: conv.fromMap}
+		r.direct, r.enums = agreeingDecoder(s.Name, latest.Text, avro, conv)
+		c.readers[id] = r
 	}
 	return c, nil
 }
@@ -206,6 +211,11 @@ func (c *Codec) Decode(ctx context.Context, value []byte) (event.Event, error) {
 	r, err := c.reader(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if r.direct != nil {
+		if e, ok := r.direct(value[headerLen:], r.enums); ok {
+			return e, nil
+		}
 	}
 	native, rest, err := r.avro.NativeFromBinary(value[headerLen:])
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // field by field in the order of the latest schema. They are used only when they agree with
 // goavro: New encodes a sample of each with both and keeps the goavro path on any difference
 // (a schema changed without its direct encoder); the tests compare the two byte for byte over
-// random events and every enum symbol. Decoding stays with goavro.
+// random events and every enum symbol. The input events have direct decoders (directdecode.go).
 
 // directEncoder appends the Avro body of e (no header) to b.
 type directEncoder func(b []byte, e event.Event, enums enumIndex) ([]byte, error)

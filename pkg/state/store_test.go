@@ -624,6 +624,54 @@ var contract = []struct {
 			t.Fatalf("State: %v, want ErrCorruptState", err)
 		}
 	}},
+	{"one read of many shards tells every kind of key apart", func(t *testing.T, rdb redis.UniversalClient, s *state.Store) {
+		ctx := context.Background()
+		k := s.Keys()
+		// Compact values of several shards, written through the store.
+		var compact []string
+		for i := range 24 {
+			compact = append(compact, fmt.Sprintf("r-%d", i))
+		}
+		if _, err := s.Apply(ctx, compact, func(id string, _ state.Current) (state.Update, error) {
+			return state.Update{Value: []byte("value of " + id)}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.Set(ctx, k.Customer("r-junk"), "garbage", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.HSet(ctx, k.Customer("r-hash"), "_v", "3", "tier", "GOLD").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.RPush(ctx, k.Customer("r-list"), "x").Err(); err != nil {
+			t.Fatal(err)
+		}
+		ids := append([]string{"r-missing", "r-junk", "r-hash", "r-list"}, compact...)
+		seen := map[string]state.Current{}
+		if _, err := s.Apply(ctx, ids, func(id string, cur state.Current) (state.Update, error) {
+			seen[id] = cur
+			return state.Update{}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range compact {
+			if cur := seen[id]; string(cur.Value) != "value of "+id || cur.Fields != nil || cur.Unreadable != "" {
+				t.Errorf("%s read as %+v", id, cur)
+			}
+		}
+		if cur := seen["r-missing"]; !cur.Empty() {
+			t.Errorf("a customer never written read as %+v", cur)
+		}
+		if cur := seen["r-junk"]; cur.Unreadable == "" || cur.Value != nil {
+			t.Errorf("a string that is no compact state read as %+v", cur)
+		}
+		if cur := seen["r-hash"]; cur.Fields["tier"] != "GOLD" || cur.Value != nil || cur.Unreadable != "" {
+			t.Errorf("a hash of the former layout read as %+v", cur)
+		}
+		if cur := seen["r-list"]; cur.Unreadable == "" || cur.Fields != nil {
+			t.Errorf("a list read as %+v", cur)
+		}
+	}},
 }
 
 // sumCounters sums every shard's counters as a reader sees them (hash and journal).

@@ -99,6 +99,9 @@ func (h *holdBack) take(heads map[TopicPartition]time.Time, limit time.Time, n i
 				last = i
 			}
 		}
+		if last >= 0 && out == nil {
+			out = make([]Message, 0, min(n, h.n)) // grown by appends, a batch was copied several times
+		}
 		i := 0
 		for i <= last && len(out) < n {
 			out = append(out, q[i].msg)
