@@ -625,7 +625,8 @@ func (s *Store) scriptArgs(group []int, byShard map[int][]prepared) ([]string, [
 	return keys, args
 }
 
-// argBytes is about what a customer's own arguments take in scriptArgs' buffer (at least).
+// argBytes bounds what a customer's own arguments take in scriptArgs' buffer, so the buffer
+// is allocated once.
 func argBytes(u Update) int {
 	size := 2*maxDecimalLen + 1 + binary.MaxVarintLen64 + len(u.Value)
 	if len(u.Outbox) > 0 {
