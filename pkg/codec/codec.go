@@ -133,7 +133,7 @@ func New(ctx context.Context, registry Registry) (*Codec, error) {
 		w.direct, w.enums = agreeingDirect(w, latest.Text)
 		c.writers[s.Name] = w
 		r := &readerSchema{name: s.Name, avro: avro, fromMap: conv.fromMap}
-		r.direct, r.enums = agreeingDecoder(s.Name, latest.Text, avro, conv)
+		r.direct, r.enums = agreeingDecoder(r, latest.Text, conv.toMap)
 		c.readers[id] = r
 	}
 	return c, nil
@@ -217,22 +217,27 @@ func (c *Codec) Decode(ctx context.Context, value []byte) (event.Event, error) {
 			return e, nil
 		}
 	}
-	native, rest, err := r.avro.NativeFromBinary(value[headerLen:])
-	if err != nil {
-		return nil, fmt.Errorf("decoding %s (schema %d): %w: %w", r.name, id, ErrMalformed, err)
-	}
-	if len(rest) != 0 {
-		return nil, fmt.Errorf("decoding %s (schema %d): %w: %d trailing bytes", r.name, id, ErrMalformed, len(rest))
-	}
-	m, ok := native.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("decoding %s (schema %d): %w: not a record", r.name, id, ErrMalformed)
-	}
-	e, err := r.fromMap(m)
+	e, err := r.goavroDecode(value[headerLen:])
 	if err != nil {
 		return nil, fmt.Errorf("decoding %s (schema %d): %w: %w", r.name, id, ErrMalformed, err)
 	}
 	return e, nil
+}
+
+// goavroDecode decodes an Avro body (no header) with goavro and the schema's converter.
+func (r *readerSchema) goavroDecode(body []byte) (event.Event, error) {
+	native, rest, err := r.avro.NativeFromBinary(body)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%d trailing bytes", len(rest))
+	}
+	m, ok := native.(map[string]any)
+	if !ok {
+		return nil, errors.New("not a record")
+	}
+	return r.fromMap(m)
 }
 
 // reader finds the schema a record was written with: one of ours by ID, or an older version

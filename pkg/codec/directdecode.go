@@ -4,8 +4,6 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
-
 	"github.com/loyalty-scoring/loyalty/pkg/event"
 )
 
@@ -173,11 +171,11 @@ func symbolsOf(enums enumIndex) enumSymbols {
 	return out
 }
 
-// agreeingDecoder returns the schema's direct decoder and enum symbols when it has one that
-// decodes samples (every optional field set, and none) exactly as goavro does, and nil
-// otherwise (goavro decodes).
-func agreeingDecoder(name, schema string, avro *goavro.Codec, conv converter) (directDecoder, enumSymbols) {
-	direct, ok := directDecoders[name]
+// agreeingDecoder returns the direct decoder and enum symbols of r's schema (its text) when it
+// has one that decodes samples (every optional field set, and none) exactly as goavro does,
+// and nil otherwise (goavro decodes). toMap is the schema's converter to goavro's form.
+func agreeingDecoder(r *readerSchema, schema string, toMap func(event.Event) (map[string]any, error)) (directDecoder, enumSymbols) {
+	direct, ok := directDecoders[r.name]
 	if !ok {
 		return nil, nil
 	}
@@ -186,16 +184,16 @@ func agreeingDecoder(name, schema string, avro *goavro.Codec, conv converter) (d
 		return nil, nil
 	}
 	enums := symbolsOf(ordinals)
-	for _, sample := range inputSamples(name) {
-		native, err := conv.toMap(sample)
+	for _, sample := range inputSamples(r.name) {
+		native, err := toMap(sample)
 		if err != nil {
 			return nil, nil
 		}
-		body, err := avro.BinaryFromNative(nil, native)
+		body, err := r.avro.BinaryFromNative(nil, native)
 		if err != nil {
 			return nil, nil
 		}
-		want, err := goavroDecode(avro, conv, body)
+		want, err := r.goavroDecode(body)
 		if err != nil {
 			return nil, nil
 		}
@@ -204,20 +202,6 @@ func agreeingDecoder(name, schema string, avro *goavro.Codec, conv converter) (d
 		}
 	}
 	return direct, enums
-}
-
-// goavroDecode decodes a body with goavro and the converter, as Decode does without a direct
-// decoder.
-func goavroDecode(avro *goavro.Codec, conv converter, body []byte) (event.Event, error) {
-	native, rest, err := avro.NativeFromBinary(body)
-	if err != nil {
-		return nil, err
-	}
-	m, ok := native.(map[string]any)
-	if len(rest) != 0 || !ok {
-		return nil, ErrMalformed
-	}
-	return conv.fromMap(m)
 }
 
 // inputSamples are events of an input schema for agreeingDecoder: one with every optional

@@ -49,18 +49,18 @@ func TestADecoderThatDisagreesWithGoavroIsNotUsed(t *testing.T) {
 		l.Channel = "SOMEWHERE" // a decoder reading the enum wrongly
 		return l, ok
 	}
-	if d, _ := agreeingDecoder("Login", loginSchema(t), r.avro, converters["Login"]); d != nil {
+	schema := loginSchema(t, c)
+	if d, _ := agreeingDecoder(r, schema, converters["Login"].toMap); d != nil {
 		t.Fatal("a decoder that disagrees with goavro on the sample is used")
 	}
 	directDecoders["Login"] = saved
-	if d, _ := agreeingDecoder("Login", loginSchema(t), r.avro, converters["Login"]); d == nil {
+	if d, _ := agreeingDecoder(r, schema, converters["Login"].toMap); d == nil {
 		t.Fatal("the real decoder is refused")
 	}
 }
 
-func loginSchema(t *testing.T) string {
+func loginSchema(t *testing.T, c *Codec) string {
 	t.Helper()
-	c := newTestCodec(t)
 	id, _ := c.SchemaID("Login")
 	text, err := c.registry.SchemaByID(context.Background(), id)
 	if err != nil {
@@ -116,7 +116,7 @@ func TestDirectDecodingIsGoavrosOnEveryEncodedEvent(t *testing.T) {
 		if !ok {
 			t.Fatalf("the direct decoder left an event the codec wrote to goavro: %+v", e)
 		}
-		want, err := goavroDecode(r.avro, converters[e.Schema()], body)
+		want, err := r.goavroDecode(body)
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Fatalf("direct %+v, goavro %+v (%v)", got, want, err)
 		}
@@ -150,7 +150,7 @@ func FuzzDirectDecode(f *testing.F) {
 		if !ok {
 			return
 		}
-		want, err := goavroDecode(r.avro, converters[name], body)
+		want, err := r.goavroDecode(body)
 		if err != nil {
 			t.Fatalf("%s: direct read %+v from %x, which goavro refuses: %v", name, got, body, err)
 		}
