@@ -71,6 +71,8 @@ type receiver struct {
 	perKey  map[string]int
 	// block, when not nil, holds requests until closed.
 	block chan struct{}
+	// gaveUp counts the held requests whose sender gave up (closed the connection).
+	gaveUp int
 }
 
 func newReceiver(t testing.TB, respond func(r received, nth int) int) *receiver {
@@ -144,10 +146,20 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	rc.mu.Lock()
 	rc.reqs[idx].Status = status
+	if block != nil && status == 0 {
+		rc.gaveUp++
+	}
 	rc.mu.Unlock()
 	if status != 0 {
 		w.WriteHeader(status)
 	}
+}
+
+// abandoned returns how many held requests the sender gave up on.
+func (rc *receiver) abandoned() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.gaveUp
 }
 
 func (rc *receiver) requests() []received {

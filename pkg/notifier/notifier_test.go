@@ -406,6 +406,8 @@ func TestKillingTheNotifierMidDeliveryNeitherLosesNorDuplicatesAnAction(t *testi
 	stop := e.start(e.rt, first)
 	waitFor(t, 30*time.Second, "every action to be in flight", func() bool { return len(e.hook.requests()) == len(customers) })
 	stop()
+	// The killed process closed its connections; the receiver sees that a moment later.
+	waitFor(t, 10*time.Second, "the receiver to see every in-flight attempt abandoned", func() bool { return e.hook.abandoned() == len(customers) })
 
 	// The receiver recovers; a new process (fresh runtime, same namespace and group) takes over.
 	e.hook.mu.Lock()
