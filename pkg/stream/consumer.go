@@ -20,7 +20,8 @@ type ConsumerConfig struct {
 	BatchSize int
 	// Linger is how long to wait for more records after the first one of a batch arrived.
 	Linger time.Duration
-	// MaxFetchBytes bounds one fetch response per partition.
+	// MaxFetchBytes bounds one fetch response: a request covers every partition of the
+	// consumer led by one broker, each allowed an equal share (at least 64 KiB).
 	MaxFetchBytes int
 	// MaxWait bounds how long the broker holds a fetch that has no data.
 	MaxWait time.Duration
@@ -131,53 +132,28 @@ type Consumer struct {
 	log     *zap.Logger
 }
 
-// groupReader is the part of *kafka.Reader a Consumer uses.
+// groupReader is what a Consumer reads its group's records with: a groupFetcher (kafka-go's
+// Reader has the same methods).
 type groupReader interface {
 	FetchMessage(ctx context.Context) (kafka.Message, error)
 	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
 	Close() error
 }
 
-// NewConsumer validates cfg (after WithDefaults) and prepares the group reader. metrics may
-// be nil.
+// NewConsumer validates cfg (after WithDefaults) and joins the group in the background (see
+// groupFetcher). metrics may be nil.
 func NewConsumer(cfg ConsumerConfig, handler Handler, metrics *Metrics, log *zap.Logger) (*Consumer, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("consumer config: %w", err)
 	}
-	dialer, err := cfg.Security.dialer()
-	if err != nil {
-		return nil, err
-	}
-	start := kafka.FirstOffset
-	if cfg.StartFromLatest {
-		start = kafka.LastOffset
-	}
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	rc := kafka.ReaderConfig{
-		Brokers:               cfg.Brokers,
-		GroupID:               cfg.GroupID,
-		GroupTopics:           cfg.Topics,
-		Dialer:                dialer,
-		MinBytes:              1,
-		MaxBytes:              cfg.MaxFetchBytes,
-		MaxWait:               cfg.MaxWait,
-		QueueCapacity:         cfg.BatchSize,
-		CommitInterval:        cfg.CommitInterval, // 0: CommitMessages returns once the broker has the offsets
-		StartOffset:           start,
-		SessionTimeout:        cfg.SessionTimeout,
-		HeartbeatInterval:     cfg.SessionTimeout / 4,
-		RebalanceTimeout:      cfg.SessionTimeout * 3,
-		JoinGroupBackoff:      500 * time.Millisecond,
-		ReadBackoffMin:        50 * time.Millisecond,
-		ReadBackoffMax:        time.Second,
-		Logger:                kafka.LoggerFunc(func(msg string, args ...any) { log.Debug(fmt.Sprintf(msg, args...)) }),
-		ErrorLogger:           kafka.LoggerFunc(func(msg string, args ...any) { log.Warn(fmt.Sprintf(msg, args...)) }),
-		WatchPartitionChanges: true,
+	reader, err := newGroupFetcher(cfg, log)
+	if err != nil {
+		return nil, err
 	}
-	reader := kafka.NewReader(rc)
 	metrics.requests.add(reader)
 	return &Consumer{cfg: cfg, reader: reader, handler: handler, metrics: metrics, log: log}, nil
 }

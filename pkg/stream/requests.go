@@ -9,13 +9,16 @@ import (
 
 // The broker's cost is mostly per request, not per record (docs/design.md, "Cost per event"),
 // so the requests a service makes of it are metrics of their own. The Producer counts its own;
-// kafka-go counts the consumers' fetches in its Reader statistics, which reset on every read:
-// a collector reads them when it is scraped and adds them to running Prometheus counters.
+// the consumers' fetchers count theirs in kafka-go's Reader statistics, which reset on every
+// read: a collector reads them when it is scraped and adds them to running Prometheus counters.
 
-// readerRequests is the collector of the consumers' kafka-go readers.
+// readerStats is what readerRequests reads: a consumer's fetcher (or a kafka-go Reader).
+type readerStats interface{ Stats() kafka.ReaderStats }
+
+// readerRequests is the collector of the consumers' fetchers.
 type readerRequests struct {
 	mu                                         sync.Mutex
-	readers                                    []*kafka.Reader
+	readers                                    []readerStats
 	fetches, bytes, records, dials, rebalances prometheus.Counter
 }
 
@@ -25,7 +28,7 @@ func newReaderRequests() *readerRequests {
 	}
 	return &readerRequests{
 		fetches: counter("loyalty_kafka_fetch_requests_total",
-			"Fetch requests the consumer sent to the broker (one per partition and fetch)."),
+			"Fetch requests the consumer sent to the broker (one per partition leader and fetch, for all the partitions it leads)."),
 		bytes:      counter("loyalty_kafka_fetched_bytes_total", "Bytes of the records the consumer fetched (keys and values)."),
 		records:    counter("loyalty_kafka_fetched_records_total", "Records the consumer fetched."),
 		dials:      counter("loyalty_kafka_consumer_dials_total", "Connections the consumer opened to brokers."),
@@ -33,7 +36,7 @@ func newReaderRequests() *readerRequests {
 	}
 }
 
-func (r *readerRequests) add(reader *kafka.Reader) {
+func (r *readerRequests) add(reader readerStats) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.readers = append(r.readers, reader)
