@@ -132,7 +132,7 @@ func Vars(httpDefault string) []Var {
 		{"OPS_BEARER_TOKEN_FILE", "", "file holding the ops bearer token (a mounted secret), instead of OPS_BEARER_TOKEN"},
 		{"GOGC", "400", "garbage collector target: percent of heap growth between collections (Go's GOGC, whose default is 100), or off; GOMEMLIMIT caps the heap"},
 		{"PPROF", "false", "serve Go's /debug/pprof/ CPU and allocation profiles on HTTP_ADDR (behind OPS_BEARER_TOKEN when set); for benchmarks and diagnosis, off in production"},
-		{"BATCH_SIZE", "1000", "micro-batch size (1..100000)"},
+		{"BATCH_SIZE", "4000", "micro-batch size (1..100000)"},
 		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
 		{"COMMIT_INTERVAL", "1s", "how often a consumer service commits its handled offsets (0..10s; 0 commits each micro-batch before fetching the next); records handled but not committed at a crash are redelivered and skipped as applied"},
 		{"OUTBOX_MAX_ENTRIES", "500000", "derived events that may wait in a namespace's outboxes before consumers and the sweeper pause for the relay (1000..100000000)"},

@@ -69,10 +69,16 @@ type Pacer interface {
 	Admit(ctx context.Context, heads map[TopicPartition]time.Time) (limit time.Time, ownHolder bool, err error)
 }
 
+// DefaultBatchSize is the default BatchSize. Live a batch is cut by its Linger long before
+// it is full; in a backlog a larger batch holds more events of each customer, so a customer is
+// written once for several (docs/design.md, "Cost per event": 4,000 against 1,000 wrote a
+// third fewer logins states, for about a fifth more events a second).
+const DefaultBatchSize = 4000
+
 // WithDefaults fills unset fields with values tuned for throughput on small machines.
 func (c ConsumerConfig) WithDefaults() ConsumerConfig {
 	if c.BatchSize == 0 {
-		c.BatchSize = 1000
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.Linger == 0 {
 		c.Linger = 50 * time.Millisecond
