@@ -19,10 +19,17 @@ import (
 
 func setup(t *testing.T, n int) (brokers []string, topic string, producer *stream.Producer) {
 	t.Helper()
+	brokers, topic, p := newTopic(t, 2)
+	produce(t, p, topic, 0, n)
+	return brokers, topic, p
+}
+
+// newTopic creates a topic of the given partitions on the test broker and a producer for it.
+func newTopic(t *testing.T, partitions int) (brokers []string, topic string, producer *stream.Producer) {
+	t.Helper()
 	brokers = testinfra.Kafka(t)
 	topic = testinfra.Name("stream-test")
-	ctx := context.Background()
-	if err := newAdmin(t, brokers).EnsureTopics(ctx, stream.TopicSpec{Name: topic, Partitions: 2, ReplicationFactor: 1}); err != nil {
+	if err := newAdmin(t, brokers).EnsureTopics(context.Background(), stream.TopicSpec{Name: topic, Partitions: partitions, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
 	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zaptest.NewLogger(t))
@@ -30,7 +37,6 @@ func setup(t *testing.T, n int) (brokers []string, topic string, producer *strea
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	produce(t, p, topic, 0, n)
 	return brokers, topic, p
 }
 

@@ -175,14 +175,7 @@ func (f *groupFetcher) FetchMessage(ctx context.Context) (kafka.Message, error) 
 func (f *groupFetcher) CommitMessages(ctx context.Context, msgs ...kafka.Message) error {
 	offsets := map[string]map[int]int64{}
 	for _, m := range msgs {
-		byPartition, ok := offsets[m.Topic]
-		if !ok {
-			byPartition = map[int]int64{}
-			offsets[m.Topic] = byPartition
-		}
-		if cur, ok := byPartition[m.Partition]; !ok || m.Offset+1 > cur {
-			byPartition[m.Partition] = m.Offset + 1
-		}
+		raiseOffset(offsets, m.Topic, m.Partition, m.Offset+1)
 	}
 	req := commitRequest{offsets: offsets}
 	if f.cfg.CommitInterval == 0 {
@@ -229,15 +222,8 @@ func (f *groupFetcher) commitLoop(ctx context.Context, gen *kafka.Generation) {
 	var answers []chan error
 	merge := func(req commitRequest) {
 		for topic, parts := range req.offsets {
-			byPartition, ok := pending[topic]
-			if !ok {
-				byPartition = map[int]int64{}
-				pending[topic] = byPartition
-			}
 			for p, off := range parts {
-				if cur, ok := byPartition[p]; !ok || off > cur {
-					byPartition[p] = off
-				}
+				raiseOffset(pending, topic, p, off)
 			}
 		}
 		if req.answer != nil {
@@ -287,6 +273,18 @@ func (f *groupFetcher) commitLoop(ctx context.Context, gen *kafka.Generation) {
 				commit()
 			}
 		}
+	}
+}
+
+// raiseOffset sets offsets' entry for a partition to off unless it holds a higher one.
+func raiseOffset(offsets map[string]map[int]int64, topic string, partition int, off int64) {
+	byPartition, ok := offsets[topic]
+	if !ok {
+		byPartition = map[int]int64{}
+		offsets[topic] = byPartition
+	}
+	if cur, ok := byPartition[partition]; !ok || off > cur {
+		byPartition[partition] = off
 	}
 }
 
@@ -435,18 +433,18 @@ func (f *groupFetcher) leaders(ctx context.Context, positions []*fetchPosition) 
 	if err != nil {
 		return nil, err
 	}
-	leader := map[fetchPosition]int{}
+	leader := map[TopicPartition]int{}
 	for _, t := range md.Topics {
 		if t.Error != nil {
 			return nil, fmt.Errorf("%s: %w", t.Name, t.Error)
 		}
 		for _, part := range t.Partitions {
-			leader[fetchPosition{topic: t.Name, partition: part.ID}] = part.Leader.ID
+			leader[TopicPartition{Topic: t.Name, Partition: part.ID}] = part.Leader.ID
 		}
 	}
 	out := map[int][]*fetchPosition{}
 	for _, p := range positions {
-		id, ok := leader[fetchPosition{topic: p.topic, partition: p.partition}]
+		id, ok := leader[TopicPartition{Topic: p.topic, Partition: p.partition}]
 		if !ok {
 			return nil, fmt.Errorf("%s partition %d: %w", p.topic, p.partition, kafka.UnknownTopicOrPartition)
 		}
@@ -522,14 +520,14 @@ func (f *groupFetcher) deliver(ctx context.Context, parts []*fetchPosition, m pr
 	if res.ErrorCode != 0 {
 		return false, kafka.Error(res.ErrorCode)
 	}
-	byKey := make(map[fetchPosition]*fetchPosition, len(parts))
+	byKey := make(map[TopicPartition]*fetchPosition, len(parts))
 	for _, p := range parts {
-		byKey[fetchPosition{topic: p.topic, partition: p.partition}] = p
+		byKey[TopicPartition{Topic: p.topic, Partition: p.partition}] = p
 	}
 	var firstErr error
 	for _, t := range res.Topics {
 		for _, part := range t.Partitions {
-			p := byKey[fetchPosition{topic: t.Topic, partition: int(part.Partition)}]
+			p := byKey[TopicPartition{Topic: t.Topic, Partition: int(part.Partition)}]
 			if p == nil {
 				continue
 			}

@@ -39,17 +39,7 @@ func (l *partitionLog) count() int {
 
 func sixPartitions(t *testing.T, perPartition int) (brokers []string, topic string) {
 	t.Helper()
-	brokers = testinfra.Kafka(t)
-	topic = testinfra.Name("fetch-test")
-	ctx := context.Background()
-	if err := newAdmin(t, brokers).EnsureTopics(ctx, stream.TopicSpec{Name: topic, Partitions: 6, ReplicationFactor: 1}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	brokers, topic, p := newTopic(t, 6)
 	var recs []stream.Record
 	filled := make([]int, 6)
 	for i := 0; len(recs) < 6*perPartition; i++ {
@@ -59,7 +49,7 @@ func sixPartitions(t *testing.T, perPartition int) (brokers []string, topic stri
 			recs = append(recs, stream.Record{Topic: topic, Key: key, Value: []byte(fmt.Sprint(i))})
 		}
 	}
-	if err := p.Produce(ctx, recs...); err != nil {
+	if err := p.Produce(context.Background(), recs...); err != nil {
 		t.Fatal(err)
 	}
 	return brokers, topic
