@@ -24,7 +24,9 @@ import (
 // fetches it needs. Group membership, heartbeats, rebalances and offset commits are kafka-go's
 // ConsumerGroup's, with the Reader's semantics: records of a generation that ended are dropped
 // unread, commits go to the generation current when they are made, and a CommitInterval
-// gathers them and commits at most that often and when the generation ends.
+// gathers them and commits at most that often and when the generation ends. Unlike the
+// Reader, a commit leaves out the partitions the generation did not assign to this member
+// (commitLoop).
 type groupFetcher struct {
 	cfg       ConsumerConfig
 	group     *kafka.ConsumerGroup
@@ -217,12 +219,34 @@ func (f *groupFetcher) Stats() kafka.ReaderStats {
 
 // commitLoop commits the offsets handed to CommitMessages during gen: each at once, or those
 // gathered every CommitInterval, and what is left when gen ends.
+//
+// Only gen's partitions are committed, and never below what gen committed: a batch handled
+// across a rebalance may hold records of a partition that moved to another member, which
+// reads it from the last commit and may have committed further since; committing the batch
+// there would move the partition back and have its records read again (kafka-go's Reader
+// commits them). A partition that stayed is committed as usual.
 func (f *groupFetcher) commitLoop(ctx context.Context, gen *kafka.Generation) {
+	assigned := map[TopicPartition]bool{}
+	for topic, parts := range gen.Assignments {
+		for _, p := range parts {
+			assigned[TopicPartition{Topic: topic, Partition: p.ID}] = true
+		}
+	}
+	committed := map[TopicPartition]int64{}
 	pending := map[string]map[int]int64{}
 	var answers []chan error
 	merge := func(req commitRequest) {
 		for topic, parts := range req.offsets {
 			for p, off := range parts {
+				tp := TopicPartition{Topic: topic, Partition: p}
+				if !assigned[tp] {
+					f.log.Debug("not committing a partition this member no longer holds",
+						zap.String("topic", topic), zap.Int("partition", p), zap.Int64("offset", off))
+					continue
+				}
+				if last, ok := committed[tp]; ok && off <= last {
+					continue
+				}
 				raiseOffset(pending, topic, p, off)
 			}
 		}
@@ -243,6 +267,11 @@ func (f *groupFetcher) commitLoop(ctx context.Context, gen *kafka.Generation) {
 		}
 		answers = answers[:0]
 		if err == nil {
+			for topic, parts := range pending {
+				for p, off := range parts {
+					committed[TopicPartition{Topic: topic, Partition: p}] = off
+				}
+			}
 			pending = map[string]map[int]int64{}
 		}
 	}

@@ -197,3 +197,121 @@ func TestPartitionsMovedByRebalancesAreReadOnFromTheCommittedOffsets(t *testing.
 		}
 	}
 }
+
+// A batch handled across a rebalance is committed only for the partitions its member still
+// holds: the partitions that moved are another member's, which may have committed further, and
+// a late commit would move their offsets back (their records would be read again).
+func TestALateCommitLeavesAPartitionThatMovedToAnotherMember(t *testing.T) {
+	brokers, topic, p := newTopic(t, 2)
+	produce := func(perPartition int) {
+		t.Helper()
+		var recs []stream.Record
+		for part := 0; part < 2; part++ {
+			for n, i := 0, 0; n < perPartition; i++ {
+				key := []byte(fmt.Sprintf("k%d", i))
+				if stream.PartitionOf(key, 2) == part {
+					recs = append(recs, stream.Record{Topic: topic, Key: key, Value: []byte("v")})
+					n++
+				}
+			}
+		}
+		if err := p.Produce(context.Background(), recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(50)
+	group := testinfra.Name("g")
+	type member struct {
+		handled chan []stream.Message
+		stop    func()
+	}
+	start := func(hold <-chan struct{}) member {
+		m := member{handled: make(chan []stream.Message, 100)}
+		h := stream.HandlerFunc(func(ctx context.Context, b *stream.Batch) error {
+			m.handled <- b.Messages
+			if hold != nil {
+				select {
+				case <-hold:
+				case <-ctx.Done():
+				}
+			}
+			return nil
+		})
+		c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, GroupID: group, Topics: []string{topic},
+			BatchSize: 1000, Linger: 2 * time.Second, SessionTimeout: 6 * time.Second}, h, nil, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		m.stop = func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+		return m
+	}
+	next := func(m member, who string) []stream.Message {
+		t.Helper()
+		select {
+		case msgs := <-m.handled:
+			return msgs
+		case <-time.After(90 * time.Second):
+			t.Fatalf("%s handled no batch", who)
+			return nil
+		}
+	}
+	release := make(chan struct{})
+	first := start(release)
+	held := next(first, "the first member")
+	parts := map[int]bool{}
+	for _, m := range held {
+		parts[m.Partition] = true
+	}
+	if len(parts) != 2 {
+		t.Fatalf("the first batch holds partitions %v, want both", parts)
+	}
+	produce(50)          // the partitions end at 100; the held batch reaches 50 on each
+	second := start(nil) // joins: one partition moves to it
+	defer second.stop()
+	moved := next(second, "the second member")[0].Partition
+	admin := newAdmin(t, brokers)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		offs, err := admin.GroupOffsets(context.Background(), group, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if offs[moved] == 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second member committed %v, want partition %d at 100", offs, moved)
+		}
+		select {
+		case <-second.handled:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	close(release) // the first member commits its batch: both partitions in one request
+	kept := 1 - moved
+	for {
+		offs, err := admin.GroupOffsets(context.Background(), group, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if offs[kept] >= 50 {
+			if offs[moved] != 100 {
+				t.Errorf("partition %d, moved to the second member, is committed at %d, want 100: the first member's late commit moved it back", moved, offs[moved])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first member never committed its batch: offsets %v", offs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	first.stop()
+}
