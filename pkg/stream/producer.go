@@ -205,7 +205,8 @@ func (p *Producer) Produce(ctx context.Context, records ...Record) error {
 // relay's drains, a consumer's dead letters) share requests. Calls queued while those
 // requests were in flight go next, sent by a goroutine of their own, so no caller waits for
 // more than its own requests. One call's records keep their order; calls that go together
-// succeed or fail together. It runs without the caller's cancellation: its requests are
+// succeed or fail together, but for a refusal (a record the broker will never take, or a
+// request it will never answer): then each call is sent again alone and gets its own outcome. It runs without the caller's cancellation: its requests are
 // bounded by WriteTimeout and MaxAttempts, and a caller that stops waiting is not waited for.
 func (p *Producer) sendQueued(ctx context.Context) {
 	p.qmu.Lock()
@@ -220,8 +221,19 @@ func (p *Producer) sendQueued(ctx context.Context) {
 		}
 	}
 	err := p.produce(ctx, records)
-	for _, c := range calls {
-		c.done <- err
+	var refused *refusal
+	if len(calls) > 1 && errors.As(err, &refused) {
+		// A refusal fails the call whose record it names, not the calls that shared its
+		// request: each is sent again on its own. The partitions the broker had accepted get
+		// their records a second time, as after any failed attempt.
+		p.log.Debug("a shared produce request was refused; sending its calls one by one", zap.Int("calls", len(calls)), zap.Error(err))
+		for _, c := range calls {
+			c.done <- p.produce(ctx, c.records)
+		}
+	} else {
+		for _, c := range calls {
+			c.done <- err
+		}
 	}
 	p.qmu.Lock()
 	defer p.qmu.Unlock()
@@ -231,6 +243,14 @@ func (p *Producer) sendQueued(ctx context.Context) {
 	}
 	go p.sendQueued(ctx)
 }
+
+// refusal is an error that sending the same records again cannot change: a partition's batch
+// refused with a code that is not transient (a record over the topic's max.message.bytes, a
+// topic the client may not write), or a request failed for good.
+type refusal struct{ err error }
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
 
 // batchedSize is a record's size in a v2 record batch, at most.
 func batchedSize(r Record) int {
@@ -415,8 +435,11 @@ func (p *Producer) send(ctx context.Context, keys []partitionKey, pending map[pa
 	failed := map[partitionKey]error{}
 	if err != nil {
 		p.requests.failed()
-		if ctx.Err() != nil || !producible(err) {
+		if ctx.Err() != nil {
 			return nil, err
+		}
+		if !producible(err) {
+			return nil, &refusal{err}
 		}
 		for _, k := range keys {
 			failed[k] = err
@@ -438,7 +461,7 @@ func (p *Producer) send(ctx context.Context, keys []partitionKey, pending map[pa
 			perr := kafka.Error(part.ErrorCode)
 			p.requests.failed()
 			if !retriableCode(perr) {
-				return nil, fmt.Errorf("%s partition %d: %w", k.topic, k.partition, perr)
+				return nil, &refusal{fmt.Errorf("%s partition %d: %w", k.topic, k.partition, perr)}
 			}
 			failed[k] = perr
 		}

@@ -3,6 +3,7 @@ package stream_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -198,5 +199,47 @@ func TestConcurrentProducesShareRequests(t *testing.T) {
 	t.Logf("%d concurrent calls took %v produce requests", calls, got)
 	if got > calls/2 {
 		t.Errorf("%v produce requests for %d concurrent calls, want them to share requests (at most %d)", got, calls, calls/2)
+	}
+}
+
+// Calls that share a request do not share a refusal: a record the broker refuses for good
+// (here a record larger than its topic's max.message.bytes) fails its own call, and the calls
+// that went with it are sent again on their own and succeed.
+func TestARefusedRecordFailsOnlyItsOwnCall(t *testing.T) {
+	good, strict := testinfra.Name("shared-good"), testinfra.Name("shared-strict")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, p, reg := producerOn(ctx, t, stream.ProducerConfig{Linger: 300 * time.Millisecond}, map[string]int{good: 1})
+	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: strict, Partitions: 1, ReplicationFactor: 1,
+		Config: map[string]string{"max.message.bytes": "1000"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Both topics' layouts are known before the shared call, so its records go in one request.
+	if err := p.Produce(ctx, stream.Record{Topic: good, Value: []byte("warm")}, stream.Record{Topic: strict, Value: []byte("warm")}); err != nil {
+		t.Fatal(err)
+	}
+	before := gathered(t, reg)["loyalty_kafka_produce_requests_total"]
+	refused, accepted := make(chan error, 1), make(chan error, 1)
+	go func() {
+		refused <- p.Produce(ctx, stream.Record{Topic: strict, Value: make([]byte, 5000)})
+	}()
+	time.Sleep(50 * time.Millisecond) // within the first call's linger: the second shares its request
+	go func() { accepted <- p.Produce(ctx, stream.Record{Topic: good, Value: []byte("ok")}) }()
+	if err := <-refused; err == nil || !errors.Is(err, kafka.MessageSizeTooLarge) {
+		t.Errorf("the call with a record over its topic's limit returned %v, want the broker's refusal (%v)", err, kafka.MessageSizeTooLarge)
+	}
+	if err := <-accepted; err != nil {
+		t.Errorf("the call that shared a request with a refused record failed: %v", err)
+	}
+	// One shared request, refused; then each call's own.
+	if requests := gathered(t, reg)["loyalty_kafka_produce_requests_total"] - before; requests != 3 {
+		t.Errorf("%v produce requests, want 3: the shared one, then one per call", requests)
+	}
+	ends, err := admin.EndOffsets(ctx, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ends[0] < 2 {
+		t.Errorf("%s holds %d records, want the warm-up's and the accepted call's", good, ends[0])
 	}
 }
