@@ -367,7 +367,7 @@ func TestTheConsoleShowsWhatTheAPIAndRedisSayInARealBrowser(t *testing.T) {
 	if rows != len(transitions) || rows != len(apiCustomer.Transitions) || rows == 0 {
 		t.Errorf("customer %s: %d transitions shown, Redis holds %d, the API %d", id, rows, len(transitions), len(apiCustomer.Transitions))
 	}
-	if newest, _ := pipeline.ParseTransition(transitions[0]); firstEvent != newest.EventID {
+	if newest, _ := pipeline.ParseTransition(id, transitions[0]); firstEvent != newest.EventID {
 		t.Errorf("the first transition shown is %s, the newest in Redis %s", firstEvent, newest.EventID)
 	}
 	t.Logf("overview of %s: %s orders, %s active, %s net revenue over 30 days; %d churn alerts, %d actions; customer %s: %s, %s, %s, %d transitions",

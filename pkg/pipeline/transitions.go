@@ -79,20 +79,27 @@ func orNone(s string) string {
 	return s
 }
 
-// Transition entries are stored compressed: a version byte (transitionsV1), then the entry's
-// JSON as one S2 block compressed against the transitions dictionary (transitions-v1.dict:
-// sixteen typical entries of every kind, from a bench-e2e run of synthetic customers). A
-// segment change's JSON, most of a list, is about 550 bytes, its block about 140, for about
-// 2 µs of CPU; a customer's list of up to 20 entries had been most of the memory a customer
-// costs in Redis (bench-e2e: 11 kB against 370 bytes of state). Entries written as plain
-// JSON by earlier versions (they begin with '{') are still read. The dictionary must never
-// change: a new one takes a new version byte, and the old one stays for reading.
+// Transition entries are stored compressed: a version byte, then the entry's JSON as one S2
+// block compressed against the transitions dictionary (transitions-v1.dict: sixteen typical
+// entries of every kind, from a bench-e2e run of synthetic customers). A segment change's
+// JSON, most of a list, is about 550 bytes, its block about 140, for about 2 µs of CPU; a
+// customer's list of up to 20 entries had been most of the memory a customer costs in Redis
+// (bench-e2e: 11 kB against 370 bytes of state).
+//
+// Version 2 (transitionsV2) leaves the event id out of the JSON: it is a function of the
+// customer and the entry (scoring.EventID of the kind, the new value and the time), and the
+// reader computes it again. The id is 64 hex digits that do not compress, 64 of a segment
+// entry's 141 bytes in version 1. An entry whose id is not that function (none the scoring
+// core writes) is stored as version 1, with its id. Entries of version 1, and entries written
+// as plain JSON by earlier versions (they begin with '{'), are still read. The dictionary must
+// never change: a new one takes a new version byte, and the old one stays for reading.
 //
 //go:embed transitions-v1.dict
 var transitionsDictV1 []byte
 
 const (
 	transitionsV1 = 0x01
+	transitionsV2 = 0x02
 	// maxTransitionJSON bounds what a stored entry may claim to decode to (corrupt data).
 	maxTransitionJSON = 64 << 10
 )
@@ -110,37 +117,60 @@ func appendTransitions(out []string, changes []scoring.Change) []string {
 	defer transitionBuffers.Put(buf)
 	for _, c := range changes {
 		t := TransitionOf(c)
+		version := byte(transitionsV1)
+		if id, ok := derivedEventID(c.Customer(), &t); ok && id == t.EventID {
+			version, t.EventID = transitionsV2, ""
+		}
 		js, err := appendTransitionTo((*buf)[:0], &t)
 		if err != nil {
 			panic(fmt.Sprintf("encoding a transition: %v", err)) // plain data: cannot happen; guarded turns it into a rejection
 		}
 		*buf = js[:0]
-		out = append(out, compressTransition(js))
+		out = append(out, compressTransition(version, js))
 	}
 	return out
+}
+
+// derivedEventID is the event id of t's change when its customer is customerID
+// (scoring.EventID), and whether t's kind has one.
+func derivedEventID(customerID string, t *Transition) (string, bool) {
+	var value string
+	switch t.Kind {
+	case "tier":
+		value = t.Direction + ":" + t.To
+	case "churn":
+		value = t.To
+	case "segment":
+		value = t.To + "/" + t.ToLayer
+	default:
+		return "", false
+	}
+	return scoring.EventID(customerID, t.Kind, value, t.At), true
 }
 
 // transitionBuffers hold the JSON of a transition entry while it is compressed (*[]byte).
 var transitionBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// compressTransition is the stored entry of a transition's JSON.
-func compressTransition(b []byte) string {
+// compressTransition is the stored entry of a transition's JSON, under the version byte.
+func compressTransition(version byte, b []byte) string {
 	buf := transitionBuffers.Get().(*[]byte)
 	defer transitionBuffers.Put(buf)
 	dst := slices.Grow((*buf)[:0], 1+s2.MaxEncodedLen(len(b)))[:1]
-	dst[0] = transitionsV1
+	dst[0] = version
 	block := transitionsDict.Encode(dst[1:cap(dst)], b)
 	*buf = dst[:0]
 	return string(dst[:1+len(block)])
 }
 
-// ParseTransition decodes an entry of a customer's transition list: a compressed entry, or
-// the plain JSON of an earlier version.
-func ParseTransition(entry string) (Transition, error) {
+// ParseTransition decodes an entry of customerID's transition list: a compressed entry of
+// either version, or the plain JSON of an earlier version.
+func ParseTransition(customerID, entry string) (Transition, error) {
 	b := []byte(entry)
+	version := byte(0)
 	switch {
 	case strings.HasPrefix(entry, "{"):
-	case strings.HasPrefix(entry, string(rune(transitionsV1))):
+	case strings.HasPrefix(entry, string(rune(transitionsV1))), strings.HasPrefix(entry, string(rune(transitionsV2))):
+		version = entry[0]
 		n, err := s2.DecodedLen(b[1:])
 		if err != nil {
 			return Transition{}, fmt.Errorf("transition entry: %w", err)
@@ -157,6 +187,13 @@ func ParseTransition(entry string) (Transition, error) {
 	var t Transition
 	if err := json.Unmarshal(b, &t); err != nil {
 		return Transition{}, fmt.Errorf("transition entry: %w", err)
+	}
+	if version == transitionsV2 {
+		id, ok := derivedEventID(customerID, &t)
+		if !ok || t.EventID != "" {
+			return Transition{}, fmt.Errorf("transition entry of version 2 with kind %q and event id %q: want a tier, churn or segment change without one", t.Kind, t.EventID)
+		}
+		t.EventID = id
 	}
 	return t, nil
 }

@@ -180,7 +180,7 @@ func (s *consoleSource) Customer(ctx context.Context, id string) (console.Custom
 		return console.Customer{}, err
 	}
 	for _, e := range entries {
-		t, err := pipeline.ParseTransition(e)
+		t, err := pipeline.ParseTransition(id, e)
 		if err != nil {
 			return console.Customer{}, err
 		}
