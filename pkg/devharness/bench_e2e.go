@@ -185,7 +185,7 @@ store conflicts: a table, or JSON with --output json.`,
 	fs.StringVar(&o.outageService, "outage-service", "logins", "the service --outage stops")
 	fs.DurationVar(&o.outageAt, "outage-at", 0, "when into the run --outage begins (0: a third of the way)")
 	fs.DurationVar(&o.naive, "naive-duration", 2*time.Minute, "after the pipeline, run the naive kafka-go/go-redis baseline on the same events for at most this long (0: none); needs a plaintext broker")
-	fs.StringVar(&o.profile, "profile", "", "write each service's CPU profile (the first --profile-seconds of the run) and allocation profile (at its end) into this directory; the services run with PPROF=true")
+	fs.StringVar(&o.profile, "profile", "", "write each service's CPU profile (the first --profile-seconds of the run), heap profile (as the CPU profile ends) and allocation profile (at the run's end) into this directory; the services run with PPROF=true")
 	fs.DurationVar(&o.profileFor, "profile-seconds", 30*time.Second, "length of the CPU profiles of --profile")
 	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark's Redis namespace and Kafka topics (default: delete its keys and topics at the end)")
 	fs.VarP(&o.output, "output", "o", "output format: text (a table) or json")
@@ -407,6 +407,11 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 				url := fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(o.profileFor.Seconds())))
 				if err := b.saveProfile(ctx, p.HTTPAddr, url, filepath.Join(o.profile, name+".cpu.pprof")); err != nil {
 					b.say("CPU profile of %s: %v", name, err)
+				}
+				// The memory in use as the CPU profile ends: in a backlog, what the consumers
+				// hold while they are busiest (the allocation profile at the end sees them idle).
+				if err := b.saveProfile(ctx, p.HTTPAddr, "/debug/pprof/heap", filepath.Join(o.profile, name+".heap.pprof")); err != nil {
+					b.say("heap profile of %s: %v", name, err)
 				}
 			}()
 		}
