@@ -55,7 +55,9 @@ type Config struct {
 	// PolicyYAML is the policy to replay with; nil uses the live namespace's.
 	PolicyYAML []byte
 	Outputs    string
-	BatchSize  int
+	// BatchSize is the most merged records handled as one batch (0: stream.DefaultBatchSize,
+	// the services' batch).
+	BatchSize int
 	// Progress receives a progress line every second; nil disables it.
 	Progress io.Writer
 }
@@ -177,7 +179,7 @@ func (c Config) CheckNotLive(live string) error {
 // same arguments).
 func Run(ctx context.Context, live Namespace, rt Target, cfg Config) (Summary, error) {
 	if cfg.BatchSize == 0 {
-		cfg.BatchSize = 1000
+		cfg.BatchSize = stream.DefaultBatchSize
 	}
 	if err := cfg.Validate(); err != nil {
 		return Summary{}, err
