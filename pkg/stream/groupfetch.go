@@ -220,19 +220,25 @@ func (f *groupFetcher) Stats() kafka.ReaderStats {
 // commitLoop commits the offsets handed to CommitMessages during gen: each at once, or those
 // gathered every CommitInterval, and what is left when gen ends.
 //
-// Only gen's partitions are committed, and never below what gen committed: a batch handled
-// across a rebalance may hold records of a partition that moved to another member, which
-// reads it from the last commit and may have committed further since; committing the batch
-// there would move the partition back and have its records read again (kafka-go's Reader
-// commits them). A partition that stayed is committed as usual.
+// Only gen's partitions are committed, and never at or below their committed offset when gen
+// began or what gen committed since: a batch handled across a rebalance may hold records of a
+// partition that moved to another member, which reads it from the last commit and may have
+// committed further since; committing the batch there would move the partition back and have
+// its records read again (kafka-go's Reader commits them). The same holds for a partition
+// that moved and came back in a later generation. A partition that stayed is committed as
+// usual.
 func (f *groupFetcher) commitLoop(ctx context.Context, gen *kafka.Generation) {
 	assigned := map[TopicPartition]bool{}
+	committed := map[TopicPartition]int64{} // from the group's commits when gen began
 	for topic, parts := range gen.Assignments {
 		for _, p := range parts {
-			assigned[TopicPartition{Topic: topic, Partition: p.ID}] = true
+			tp := TopicPartition{Topic: topic, Partition: p.ID}
+			assigned[tp] = true
+			if p.Offset >= 0 { // else nothing committed: kafka.FirstOffset or LastOffset
+				committed[tp] = p.Offset
+			}
 		}
 	}
-	committed := map[TopicPartition]int64{}
 	pending := map[string]map[int]int64{}
 	var answers []chan error
 	merge := func(req commitRequest) {

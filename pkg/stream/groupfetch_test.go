@@ -200,8 +200,14 @@ func TestPartitionsMovedByRebalancesAreReadOnFromTheCommittedOffsets(t *testing.
 
 // A batch handled across a rebalance is committed only for the partitions its member still
 // holds: the partitions that moved are another member's, which may have committed further, and
-// a late commit would move their offsets back (their records would be read again).
+// a late commit would move their offsets back (their records would be read again). Nor is it
+// committed below where a partition that came back to the member started again.
 func TestALateCommitLeavesAPartitionThatMovedToAnotherMember(t *testing.T) {
+	t.Run("moved", func(t *testing.T) { lateCommitAfterAMove(t, false) })
+	t.Run("moved and came back", func(t *testing.T) { lateCommitAfterAMove(t, true) })
+}
+
+func lateCommitAfterAMove(t *testing.T, comesBack bool) {
 	brokers, topic, p := newTopic(t, 2)
 	produce := func(perPartition int) {
 		t.Helper()
@@ -225,7 +231,7 @@ func TestALateCommitLeavesAPartitionThatMovedToAnotherMember(t *testing.T) {
 		handled chan []stream.Message
 		stop    func()
 	}
-	start := func(hold <-chan struct{}) member {
+	start := func(hold <-chan struct{}, metrics *stream.Metrics) member {
 		m := member{handled: make(chan []stream.Message, 100)}
 		h := stream.HandlerFunc(func(ctx context.Context, b *stream.Batch) error {
 			m.handled <- b.Messages
@@ -238,7 +244,7 @@ func TestALateCommitLeavesAPartitionThatMovedToAnotherMember(t *testing.T) {
 			return nil
 		})
 		c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, GroupID: group, Topics: []string{topic},
-			BatchSize: 1000, Linger: 2 * time.Second, SessionTimeout: 6 * time.Second}, h, nil, zaptest.NewLogger(t))
+			BatchSize: 1000, Linger: 2 * time.Second, SessionTimeout: 6 * time.Second}, h, metrics, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +270,8 @@ func TestALateCommitLeavesAPartitionThatMovedToAnotherMember(t *testing.T) {
 		}
 	}
 	release := make(chan struct{})
-	first := start(release)
+	reg := prometheus.NewRegistry()
+	first := start(release, stream.NewMetrics(reg))
 	held := next(first, "the first member")
 	parts := map[int]bool{}
 	for _, m := range held {
@@ -273,9 +280,8 @@ func TestALateCommitLeavesAPartitionThatMovedToAnotherMember(t *testing.T) {
 	if len(parts) != 2 {
 		t.Fatalf("the first batch holds partitions %v, want both", parts)
 	}
-	produce(50)          // the partitions end at 100; the held batch reaches 50 on each
-	second := start(nil) // joins: one partition moves to it
-	defer second.stop()
+	produce(50)               // the partitions end at 100; the held batch reaches 50 on each
+	second := start(nil, nil) // joins: one partition moves to it
 	moved := next(second, "the second member")[0].Partition
 	admin := newAdmin(t, brokers)
 	deadline := time.Now().Add(90 * time.Second)
@@ -294,6 +300,19 @@ func TestALateCommitLeavesAPartitionThatMovedToAnotherMember(t *testing.T) {
 		case <-second.handled:
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+	if comesBack {
+		// The second member leaves: the first joins a third generation, holding both
+		// partitions again, the moved one from the second member's commit at 100.
+		second.stop()
+		for gathered(t, reg)["loyalty_kafka_rebalances_total"] < 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the first member joined %v generations, want 3", gathered(t, reg)["loyalty_kafka_rebalances_total"])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	} else {
+		defer second.stop()
 	}
 	close(release) // the first member commits its batch: both partitions in one request
 	kept := 1 - moved
