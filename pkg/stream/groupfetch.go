@@ -228,15 +228,12 @@ func (f *groupFetcher) Stats() kafka.ReaderStats {
 // that moved and came back in a later generation. A partition that stayed is committed as
 // usual.
 func (f *groupFetcher) commitLoop(ctx context.Context, gen *kafka.Generation) {
-	assigned := map[TopicPartition]bool{}
-	committed := map[TopicPartition]int64{} // from the group's commits when gen began
+	// committed holds gen's partitions, each with the offset committed last: the group's when
+	// gen began (-1 when there was none: kafka.FirstOffset or LastOffset), then gen's own.
+	committed := map[TopicPartition]int64{}
 	for topic, parts := range gen.Assignments {
 		for _, p := range parts {
-			tp := TopicPartition{Topic: topic, Partition: p.ID}
-			assigned[tp] = true
-			if p.Offset >= 0 { // else nothing committed: kafka.FirstOffset or LastOffset
-				committed[tp] = p.Offset
-			}
+			committed[TopicPartition{Topic: topic, Partition: p.ID}] = max(p.Offset, -1)
 		}
 	}
 	pending := map[string]map[int]int64{}
@@ -245,12 +242,13 @@ func (f *groupFetcher) commitLoop(ctx context.Context, gen *kafka.Generation) {
 		for topic, parts := range req.offsets {
 			for p, off := range parts {
 				tp := TopicPartition{Topic: topic, Partition: p}
-				if !assigned[tp] {
+				last, held := committed[tp]
+				if !held {
 					f.log.Debug("not committing a partition this member no longer holds",
 						zap.String("topic", topic), zap.Int("partition", p), zap.Int64("offset", off))
 					continue
 				}
-				if last, ok := committed[tp]; ok && off <= last {
+				if off <= last {
 					continue
 				}
 				raiseOffset(pending, topic, p, off)

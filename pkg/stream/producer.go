@@ -206,8 +206,9 @@ func (p *Producer) Produce(ctx context.Context, records ...Record) error {
 // requests were in flight go next, sent by a goroutine of their own, so no caller waits for
 // more than its own requests. One call's records keep their order; calls that go together
 // succeed or fail together, but for a refusal (a record the broker will never take, or a
-// request it will never answer): then each call is sent again alone and gets its own outcome. It runs without the caller's cancellation: its requests are
-// bounded by WriteTimeout and MaxAttempts, and a caller that stops waiting is not waited for.
+// request it will never answer): then each call is sent again alone and gets its own
+// outcome. It runs without the caller's cancellation: its requests are bounded by
+// WriteTimeout and MaxAttempts, and a caller that stops waiting is not waited for.
 func (p *Producer) sendQueued(ctx context.Context) {
 	p.qmu.Lock()
 	calls := p.queue
