@@ -131,21 +131,18 @@ func appendTransitions(out []string, changes []scoring.Change) []string {
 	return out
 }
 
-// derivedEventID is the event id of t's change when its customer is customerID
-// (scoring.EventID), and whether t's kind has one.
+// derivedEventID is the event id of t's change when its customer is customerID, and whether
+// t's kind has one.
 func derivedEventID(customerID string, t *Transition) (string, bool) {
-	var value string
 	switch t.Kind {
 	case "tier":
-		value = t.Direction + ":" + t.To
+		return scoring.TierEventID(customerID, t.Direction, t.To, t.At), true
 	case "churn":
-		value = t.To
+		return scoring.ChurnEventID(customerID, t.To, t.At), true
 	case "segment":
-		value = t.To + "/" + t.ToLayer
-	default:
-		return "", false
+		return scoring.SegmentEventID(customerID, t.To, t.ToLayer, t.At), true
 	}
-	return scoring.EventID(customerID, t.Kind, value, t.At), true
+	return "", false
 }
 
 // transitionBuffers hold the JSON of a transition entry while it is compressed (*[]byte).

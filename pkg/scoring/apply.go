@@ -404,7 +404,7 @@ func (s *State) stepChurn(d Day, at time.Time, src Source, p *Policy, out []Chan
 			Message: fmt.Sprintf("risk score fell to %.2f, below the %s level's %.2f", f.score, s.Churn,
 				map[Level]float64{LevelMedium: c.Medium.Leave, LevelHigh: c.High.Leave}[s.Churn])}}, ch.Reasons...)
 	}
-	ch.EventID = EventID(s.CustomerID, "churn", next.String(), at)
+	ch.EventID = ChurnEventID(s.CustomerID, next.String(), at)
 	s.Churn, s.ChurnSince = next, d+1
 	return append(out, ch)
 }
@@ -463,7 +463,7 @@ func (s *State) stepSegment(d Day, at time.Time, src Source, p *Policy, out []Ch
 	ch := &SegmentChange{CustomerID: s.CustomerID, FromSegment: s.Segment, ToSegment: seg, ValueLayer: layer,
 		FromValueLayer: s.ValueLayer, RFM: rfm, CutpointsVersion: p.Cutpoints.Version, PolicyVersion: p.Version,
 		Reasons: rfmReasons(v, rfm, p), OccurredAt: at, Source: src}
-	ch.EventID = EventID(s.CustomerID, "segment", seg.String()+"/"+layer.String(), at)
+	ch.EventID = SegmentEventID(s.CustomerID, seg.String(), layer.String(), at)
 	s.Segment, s.ValueLayer = seg, layer
 	return append(out, ch)
 }

@@ -119,6 +119,24 @@ func (c *ChurnRiskChange) Customer() string { return c.CustomerID }
 // Customer implements Change.
 func (c *SegmentChange) Customer() string { return c.CustomerID }
 
+// TierEventID is the id (EventID) of a tier change in direction to tier to; ChurnEventID and
+// SegmentEventID are those of the other kinds. A transition list entry holds the change's
+// kind, values and time, so its reader derives the id again from them
+// (pipeline.ParseTransition): these are the one definition both sides use.
+func TierEventID(customerID, direction, to string, at time.Time) string {
+	return EventID(customerID, "tier", direction+":"+to, at)
+}
+
+// ChurnEventID is the id of a change to churn level level (see TierEventID).
+func ChurnEventID(customerID, level string, at time.Time) string {
+	return EventID(customerID, "churn", level, at)
+}
+
+// SegmentEventID is the id of a change to segment and value layer (see TierEventID).
+func SegmentEventID(customerID, segment, layer string, at time.Time) string {
+	return EventID(customerID, "segment", segment+"/"+layer, at)
+}
+
 // EventID is the deterministic id of a derived event: the hex SHA-256 of
 // the customer id, the change kind ("tier", "churn", "segment"), the new
 // state value and the event time in Unix milliseconds, each

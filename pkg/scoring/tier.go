@@ -149,7 +149,7 @@ func (s *State) syncTier(upTo Day, occurred func() (int64, Source), p *Policy, o
 			Message: fmt.Sprintf("a refund within the %d-day returns window brought qualifying spend below the %s threshold of %s",
 				p.Tiers.ReturnsWindowDays, p.TierName(from), money(p.Tiers.Levels[from].MinSpendMinor, p))}}
 	}
-	c.EventID = EventID(s.CustomerID, "tier", string(c.Direction)+":"+c.To, c.OccurredAt)
+	c.EventID = TierEventID(s.CustomerID, string(c.Direction), c.To, c.OccurredAt)
 	return append(out, c)
 }
 
@@ -188,7 +188,7 @@ func (s *State) settleTier(d Day, src Source, p *Policy, out []Change) []Change 
 					Reasons: []Reason{{Code: ReasonReviewMissed, Value: float64(spend),
 						Message: fmt.Sprintf("at the review, net spend over %d days was %s, below the %s threshold of %s",
 							tp.WindowDays, money(spend, p), p.TierName(base), money(threshold, p))}}}
-				c.EventID = EventID(s.CustomerID, "tier", "DOWN:"+c.To, at)
+				c.EventID = TierEventID(s.CustomerID, string(c.Direction), c.To, at)
 				out = append(out, c)
 			}
 		}
@@ -205,7 +205,7 @@ func (s *State) settleTier(d Day, src Source, p *Policy, out []Change) []Change 
 				Reasons: []Reason{{Code: ReasonReviewAtRisk, Value: float64(projected),
 					Message: fmt.Sprintf("on pace for %s at the %s review on %s, below the %s threshold of %s",
 						money(projected, p), p.TierName(base), review.Start().Format("2006-01-02"), p.TierName(base), money(threshold, p))}}}
-			c.EventID = EventID(s.CustomerID, "tier", "WARNING:"+c.To, at)
+			c.EventID = TierEventID(s.CustomerID, string(c.Direction), c.To, at)
 			out = append(out, c)
 		}
 	}
