@@ -40,11 +40,18 @@ func (l *partitionLog) count() int {
 func sixPartitions(t *testing.T, perPartition int) (brokers []string, topic string) {
 	t.Helper()
 	brokers, topic, p := newTopic(t, 6)
+	fillPartitions(t, p, topic, 6, perPartition)
+	return brokers, topic
+}
+
+// fillPartitions produces perPartition records to each of the topic's partitions.
+func fillPartitions(t *testing.T, p *stream.Producer, topic string, partitions, perPartition int) {
+	t.Helper()
 	var recs []stream.Record
-	filled := make([]int, 6)
-	for i := 0; len(recs) < 6*perPartition; i++ {
+	filled := make([]int, partitions)
+	for i := 0; len(recs) < partitions*perPartition; i++ {
 		key := []byte(fmt.Sprintf("k%d", i))
-		if part := stream.PartitionOf(key, 6); filled[part] < perPartition {
+		if part := stream.PartitionOf(key, partitions); filled[part] < perPartition {
 			filled[part]++
 			recs = append(recs, stream.Record{Topic: topic, Key: key, Value: []byte(fmt.Sprint(i))})
 		}
@@ -52,7 +59,45 @@ func sixPartitions(t *testing.T, perPartition int) (brokers []string, topic stri
 	if err := p.Produce(context.Background(), recs...); err != nil {
 		t.Fatal(err)
 	}
-	return brokers, topic
+}
+
+// runConsumer runs a consumer until the returned stop is called, which fails the test if Run
+// returned an error.
+func runConsumer(t *testing.T, cfg stream.ConsumerConfig, h stream.Handler, metrics *stream.Metrics) (stop func()) {
+	t.Helper()
+	c, err := stream.NewConsumer(cfg, h, metrics, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+// waitForOffsets polls the group's committed offsets until done accepts them, and returns
+// them; after 90 s it fails, saying what was awaited.
+func waitForOffsets(t *testing.T, admin *stream.Admin, group, topic, what string, done func(stream.Offsets) bool) stream.Offsets {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		offs, err := admin.GroupOffsets(context.Background(), group, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done(offs) {
+			return offs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed offsets %v, want %s", offs, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // checkOrdered fails unless log holds offsets 0..perPartition-1 of each of the six partitions,
@@ -82,24 +127,15 @@ func TestOneFetchRequestReadsEveryPartitionOfALeader(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	metrics := stream.NewMetrics(reg)
 	log := &partitionLog{offsets: map[int][]int64{}}
-	c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, GroupID: testinfra.Name("g"), Topics: []string{topic},
+	stop := runConsumer(t, stream.ConsumerConfig{Brokers: brokers, GroupID: testinfra.Name("g"), Topics: []string{topic},
 		BatchSize: 1000, Linger: 200 * time.Millisecond, MaxWait: 5 * time.Second},
-		stream.HandlerFunc(func(_ context.Context, b *stream.Batch) error { log.add(b); return nil }), metrics, zaptest.NewLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+		stream.HandlerFunc(func(_ context.Context, b *stream.Batch) error { log.add(b); return nil }), metrics)
 	deadline := time.Now().Add(60 * time.Second)
 	for log.count() < 6*perPartition && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fetches := gathered(t, reg)["loyalty_kafka_fetch_requests_total"]
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	checkOrdered(t, log, perPartition)
 	// The first request answers with every partition's records; the next waits at the broker
 	// (MaxWait) for more.
@@ -124,20 +160,8 @@ func TestPartitionsMovedByRebalancesAreReadOnFromTheCommittedOffsets(t *testing.
 			time.Sleep(40 * time.Millisecond) // the stream lasts about 10 s: long enough for the group to change mid-stream
 			return nil
 		})
-		c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, GroupID: group, Topics: []string{topic},
-			BatchSize: 10, Linger: 5 * time.Millisecond, SessionTimeout: 6 * time.Second}, slow, nil, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx) }()
-		return func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
+		return runConsumer(t, stream.ConsumerConfig{Brokers: brokers, GroupID: group, Topics: []string{topic},
+			BatchSize: 10, Linger: 5 * time.Millisecond, SessionTimeout: 6 * time.Second}, slow, nil)
 	}
 	waitHandled := func(n int) {
 		deadline := time.Now().Add(90 * time.Second)
@@ -163,25 +187,13 @@ func TestPartitionsMovedByRebalancesAreReadOnFromTheCommittedOffsets(t *testing.
 	if first >= 6*perPartition {
 		t.Fatalf("the first member handled all %d records; the partitions were not shared", first)
 	}
-	admin := newAdmin(t, brokers)
-	deadline = time.Now().Add(90 * time.Second)
-	for {
-		offs, err := admin.GroupOffsets(context.Background(), group, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
+	waitForOffsets(t, newAdmin(t, brokers), group, topic, fmt.Sprintf("%d on each of the six partitions", perPartition), func(offs stream.Offsets) bool {
 		done := len(offs) == 6
 		for _, off := range offs {
 			done = done && off == perPartition
 		}
-		if done {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("committed offsets %v, want %d on each of the six partitions", offs, perPartition)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return done
+	})
 	stopSecond()
 	log.mu.Lock()
 	defer log.mu.Unlock()
@@ -209,23 +221,7 @@ func TestALateCommitLeavesAPartitionThatMovedToAnotherMember(t *testing.T) {
 
 func lateCommitAfterAMove(t *testing.T, comesBack bool) {
 	brokers, topic, p := newTopic(t, 2)
-	produce := func(perPartition int) {
-		t.Helper()
-		var recs []stream.Record
-		for part := 0; part < 2; part++ {
-			for n, i := 0, 0; n < perPartition; i++ {
-				key := []byte(fmt.Sprintf("k%d", i))
-				if stream.PartitionOf(key, 2) == part {
-					recs = append(recs, stream.Record{Topic: topic, Key: key, Value: []byte("v")})
-					n++
-				}
-			}
-		}
-		if err := p.Produce(context.Background(), recs...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	produce(50)
+	fillPartitions(t, p, topic, 2, 50)
 	group := testinfra.Name("g")
 	type member struct {
 		handled chan []stream.Message
@@ -243,20 +239,8 @@ func lateCommitAfterAMove(t *testing.T, comesBack bool) {
 			}
 			return nil
 		})
-		c, err := stream.NewConsumer(stream.ConsumerConfig{Brokers: brokers, GroupID: group, Topics: []string{topic},
-			BatchSize: 1000, Linger: 2 * time.Second, SessionTimeout: 6 * time.Second}, h, metrics, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx) }()
-		m.stop = func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
+		m.stop = runConsumer(t, stream.ConsumerConfig{Brokers: brokers, GroupID: group, Topics: []string{topic},
+			BatchSize: 1000, Linger: 2 * time.Second, SessionTimeout: 6 * time.Second}, h, metrics)
 		return m
 	}
 	next := func(m member, who string) []stream.Message {
@@ -280,31 +264,17 @@ func lateCommitAfterAMove(t *testing.T, comesBack bool) {
 	if len(parts) != 2 {
 		t.Fatalf("the first batch holds partitions %v, want both", parts)
 	}
-	produce(50)               // the partitions end at 100; the held batch reaches 50 on each
-	second := start(nil, nil) // joins: one partition moves to it
+	fillPartitions(t, p, topic, 2, 50) // the partitions end at 100; the held batch reaches 50 on each
+	second := start(nil, nil)          // joins: one partition moves to it
 	moved := next(second, "the second member")[0].Partition
 	admin := newAdmin(t, brokers)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		offs, err := admin.GroupOffsets(context.Background(), group, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if offs[moved] == 100 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the second member committed %v, want partition %d at 100", offs, moved)
-		}
-		select {
-		case <-second.handled:
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	waitForOffsets(t, admin, group, topic, fmt.Sprintf("partition %d at 100, committed by the second member", moved),
+		func(offs stream.Offsets) bool { return offs[moved] == 100 })
 	if comesBack {
 		// The second member leaves: the first joins a third generation, holding both
 		// partitions again, the moved one from the second member's commit at 100.
 		second.stop()
+		deadline := time.Now().Add(90 * time.Second)
 		for gathered(t, reg)["loyalty_kafka_rebalances_total"] < 3 {
 			if time.Now().After(deadline) {
 				t.Fatalf("the first member joined %v generations, want 3", gathered(t, reg)["loyalty_kafka_rebalances_total"])
@@ -316,21 +286,10 @@ func lateCommitAfterAMove(t *testing.T, comesBack bool) {
 	}
 	close(release) // the first member commits its batch: both partitions in one request
 	kept := 1 - moved
-	for {
-		offs, err := admin.GroupOffsets(context.Background(), group, topic)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if offs[kept] >= 50 {
-			if offs[moved] != 100 {
-				t.Errorf("partition %d, moved to the second member, is committed at %d, want 100: the first member's late commit moved it back", moved, offs[moved])
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first member never committed its batch: offsets %v", offs)
-		}
-		time.Sleep(50 * time.Millisecond)
+	offs := waitForOffsets(t, admin, group, topic, fmt.Sprintf("partition %d at 50 or more: the first member's batch", kept),
+		func(offs stream.Offsets) bool { return offs[kept] >= 50 })
+	if offs[moved] != 100 {
+		t.Errorf("partition %d, moved to the second member, is committed at %d, want 100: the first member's late commit moved it back", moved, offs[moved])
 	}
 	first.stop()
 }
