@@ -55,7 +55,8 @@ func (e *Environment) Codec(ctx context.Context) (*codec.Codec, error) {
 
 // Producer returns a Kafka producer for the configured brokers.
 func (e *Environment) Producer() (*stream.Producer, error) {
-	return stream.NewProducer(stream.ProducerConfig{Brokers: e.Cfg.KafkaBrokers, Security: e.Cfg.KafkaSecurity}, e.Log)
+	return stream.NewProducer(stream.ProducerConfig{Brokers: e.Cfg.KafkaBrokers, Security: e.Cfg.KafkaSecurity,
+		Compression: e.Cfg.KafkaCompression}, e.Log)
 }
 
 // Redis returns a client of the configured Redis that has answered a PING.

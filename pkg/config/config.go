@@ -24,8 +24,11 @@ import (
 
 // Common holds the settings shared by every process.
 type Common struct {
-	KafkaBrokers      []string
-	KafkaSecurity     stream.Security
+	KafkaBrokers  []string
+	KafkaSecurity stream.Security
+	// KafkaCompression is the codec of every record batch the process produces
+	// (KAFKA_COMPRESSION).
+	KafkaCompression  stream.Compression
 	Partitions        int
 	ReplicationFactor int
 	// InputRetention and OutputRetention are the retention of the topics the services create:
@@ -106,6 +109,7 @@ func Vars(httpDefault string) []Var {
 		{"KAFKA_SASL_MECHANISM", "", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
 		{"KAFKA_USERNAME", "", "SASL user"},
 		{"KAFKA_PASSWORD", "", "SASL password"},
+		{"KAFKA_COMPRESSION", "snappy", "codec of the record batches the services, the relay and loyaltyctl produce: none, gzip, snappy, lz4 or zstd"},
 		{"KAFKA_PARTITIONS", "6", "partitions of the topics created when missing"},
 		{"KAFKA_REPLICATION_FACTOR", "1", "replication factor of the topics created when missing"},
 		{"KAFKA_INPUT_RETENTION", "400d", "retention of input topics created when missing (> the 365-day tier window, for replays): 400d, 9600h or infinite"},
@@ -226,6 +230,15 @@ func (p *parser) gcPercent(name string) int {
 	return p.int(name, 1, 1_000_000)
 }
 
+// compression reads a Kafka codec name (stream.ParseCompression).
+func (p *parser) compression(name string) stream.Compression {
+	c, err := stream.ParseCompression(p.raw(name))
+	if err != nil {
+		p.errs = append(p.errs, fmt.Errorf("%s: %w", name, err))
+	}
+	return c
+}
+
 // retention reads a topic retention: a positive duration (Go syntax, or whole days such as
 // 400d) of at least a millisecond, or "infinite"/"-1" for stream.RetentionInfinite.
 func (p *parser) retention(name string) time.Duration {
@@ -274,6 +287,7 @@ func Load(env Env, httpDefault string) (Common, error) {
 			SASLMechanism: p.str("KAFKA_SASL_MECHANISM"), Username: p.str("KAFKA_USERNAME"),
 			Password: p.str("KAFKA_PASSWORD"),
 		},
+		KafkaCompression:         p.compression("KAFKA_COMPRESSION"),
 		Partitions:               p.int("KAFKA_PARTITIONS", 1, 10_000),
 		ReplicationFactor:        p.int("KAFKA_REPLICATION_FACTOR", 1, 16),
 		InputRetention:           p.retention("KAFKA_INPUT_RETENTION"),

@@ -48,8 +48,11 @@ type BenchReport struct {
 	Suffix    string  `json:"topic_suffix"`
 	Rate      float64 `json:"produce_rate_limit"`
 	Kafka     string  `json:"kafka"`
-	Redis     string  `json:"redis"`
-	CPUs      int     `json:"cpus"`
+	// Compression is the codec of every batch the services and the generator produce
+	// (KAFKA_COMPRESSION).
+	Compression string `json:"compression"`
+	Redis       string `json:"redis"`
+	CPUs        int    `json:"cpus"`
 	// ProduceSeconds is how long producing the input took; ProduceEventsPerSec its rate.
 	ProduceSeconds      float64 `json:"produce_seconds"`
 	ProduceEventsPerSec float64 `json:"produce_events_per_sec"`
@@ -268,7 +271,8 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	n, days, rate, keep := o.events, o.days, o.rate, o.keep
 	cfg := b.env.Cfg
 	rep := BenchReport{Rate: rate, Namespace: randomName("bench-"), Suffix: "." + randomName("bench-"),
-		Kafka: strings.Join(cfg.KafkaBrokers, ","), Redis: strings.Join(cfg.Redis.Addrs, ","), CPUs: runtime.NumCPU()}
+		Kafka: strings.Join(cfg.KafkaBrokers, ","), Compression: cfg.KafkaCompression.String(),
+		Redis: strings.Join(cfg.Redis.Addrs, ","), CPUs: runtime.NumCPU()}
 	codec, err := b.env.Codec(ctx)
 	if err != nil {
 		return rep, err
@@ -1121,7 +1125,7 @@ func printBenchTable(w io.Writer, r BenchReport) {
 			}
 		}
 	}
-	row("setup", fmt.Sprintf("kafka %s, redis %s, %d CPUs", r.Kafka, r.Redis, r.CPUs))
+	row("setup", fmt.Sprintf("kafka %s (%s batches), redis %s, %d CPUs", r.Kafka, r.Compression, r.Redis, r.CPUs))
 	_ = tw.Flush()
 }
 

@@ -14,10 +14,29 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/produce"
 	"go.uber.org/zap"
 )
+
+// Compression is a Kafka record batch codec (kafka-go's), for the packages that configure
+// producers without using kafka-go themselves.
+type Compression = compress.Compression
+
+// ParseCompression reads a codec name as KAFKA_COMPRESSION takes it: none, gzip, snappy, lz4
+// or zstd.
+func ParseCompression(name string) (Compression, error) {
+	var c Compression
+	switch name {
+	case "none", "gzip", "snappy", "lz4", "zstd":
+		if err := c.UnmarshalText([]byte(name)); err != nil {
+			return 0, fmt.Errorf("compression %q: %w", name, err)
+		}
+		return c, nil
+	}
+	return 0, fmt.Errorf("compression %q: want none, gzip, snappy, lz4 or zstd", name)
+}
 
 // ProducerConfig configures a Producer.
 type ProducerConfig struct {
@@ -37,7 +56,12 @@ type ProducerConfig struct {
 	// BatchBytes bounds the records sent to one partition in one request, and so the
 	// largest record (0: DefaultBatchBytes).
 	BatchBytes int
-	Security   Security
+	// Compression is the codec of the record batches the producer sends (KAFKA_COMPRESSION;
+	// zero: none). The broker stores and serves them compressed (topics keep
+	// compression.type=producer), so it saves network and disk on every hop after this one;
+	// the consumers decompress. See docs/design.md, "Cost per event".
+	Compression Compression
+	Security    Security
 }
 
 // WithDefaults fills unset fields.
@@ -71,6 +95,8 @@ func (c ProducerConfig) Validate() error {
 		return errors.New("MaxAttempts: must be positive")
 	case c.BatchBytes < 1:
 		return errors.New("BatchBytes: must be positive")
+	case c.Compression < compress.None || c.Compression > compress.Zstd:
+		return fmt.Errorf("Compression: %d is not a Kafka codec", c.Compression)
 	}
 	return c.Security.Validate()
 }
@@ -423,7 +449,8 @@ func (p *Producer) send(ctx context.Context, keys []partitionKey, pending map[pa
 			req.Topics = append(req.Topics, produce.RequestTopic{Topic: k.topic})
 		}
 		req.Topics[i].Partitions = append(req.Topics[i].Partitions, produce.RequestPartition{Partition: int32(k.partition),
-			RecordSet: protocol.RecordSet{Version: 2, Records: kafka.NewRecordReader(batch...)}})
+			RecordSet: protocol.RecordSet{Version: 2, Attributes: protocol.Attributes(p.cfg.Compression),
+				Records: kafka.NewRecordReader(batch...)}})
 		records += len(batch)
 		for _, r := range batch {
 			bytes += recordBytes(r)

@@ -188,7 +188,7 @@ func NewRuntime(ctx context.Context, cfg config.Common, log *zap.Logger, opts Op
 	// take them; the other topics then need a matching message.max.bytes (README).
 	batchBytes := max(stream.DefaultBatchBytes, cfg.DeadLetterMaxRecordBytes+1<<10)
 	if rt.Producer, err = stream.NewProducer(stream.ProducerConfig{Brokers: cfg.KafkaBrokers, Security: cfg.KafkaSecurity,
-		BatchBytes: batchBytes}, log); err != nil {
+		BatchBytes: batchBytes, Compression: cfg.KafkaCompression}, log); err != nil {
 		rt.Close()
 		return nil, err
 	}
