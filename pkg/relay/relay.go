@@ -66,9 +66,10 @@ type Config struct {
 	// Owner identifies this process in leases; empty derives one from host and pid.
 	Owner string
 	// DeadLetter receives the corrupt entries (outbox.ErrCorrupt), code
-	// "corrupt_outbox_entry": they go there, then are deleted with their batch, so a corrupt
-	// entry never stalls its shard. Nil fails the shard's pass on one instead, and it waits in
-	// the outbox. An entry of a later layout (outbox.ErrUnknownLayout) always waits: a relay
+	// "corrupt_outbox_entry", and the derived events Kafka refuses for good
+	// (stream.RecordRefused), code "refused_derived_event": they go there, then are deleted
+	// with their batch, so neither stalls its shard. Nil fails the shard's pass on one
+	// instead, and it waits in the outbox. An entry of a later layout (outbox.ErrUnknownLayout) always waits: a relay
 	// of the release that wrote it publishes it.
 	DeadLetter stream.DeadLetterSink
 }
@@ -110,6 +111,7 @@ func (c Config) Validate() error {
 type Metrics struct {
 	published *prometheus.CounterVec
 	dead      prometheus.Counter
+	refused   prometheus.Counter
 	depth     prometheus.Gauge
 	errors    prometheus.Counter
 	lost      prometheus.Counter
@@ -131,6 +133,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Derived events published to Kafka, by topic."}, []string{"topic"}),
 		dead: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_relay_dead_lettered_total",
 			Help: "Outbox entries the relay could not read, sent to the dead-letter topic instead of published."}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_relay_refused_total",
+			Help: "Derived events Kafka refused for good (over their topic's max.message.bytes, invalid), sent to the dead-letter topic instead of published."}),
 		depth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "loyalty_outbox_depth",
 			Help: "Entries waiting in the outbox shards this relay holds."}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_relay_errors_total",
@@ -146,7 +150,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: latencyBuckets}, []string{"topic"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.dead, m.depth, m.errors, m.lost, m.oldest, m.wait, m.endToEnd)
+		reg.MustRegister(m.published, m.dead, m.refused, m.depth, m.errors, m.lost, m.oldest, m.wait, m.endToEnd)
 	}
 	return m
 }
@@ -392,7 +396,11 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 		r.metrics.dead.Add(float64(len(unreadable)))
 	}
 	if len(records) > 0 {
-		if err := r.pub.Produce(sctx, records...); err != nil {
+		err := r.pub.Produce(sctx, records...)
+		if err != nil && sctx.Err() == nil && r.cfg.DeadLetter != nil && stream.RecordRefused(err) {
+			err = r.setAsideRefused(sctx, shard, records, err)
+		}
+		if err != nil {
 			if sctx.Err() != nil && ctx.Err() == nil {
 				// The lease went while the records were in flight: some may still land, as
 				// repeats of what the shard's next holder publishes from the same entries.
@@ -409,6 +417,59 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 		return len(records), depth, first, r.shardErr(sctx, shard, "removing published entries (they will be published again)", err)
 	}
 	return len(records), depth, first, nil
+}
+
+// setAsideRefused publishes a batch that Kafka refused because of some of its records (err,
+// stream.RecordRefused: a derived event over its topic's max.message.bytes, say), in halves
+// until each refused record stands alone, and sends those to the dead-letter topic, code
+// "refused_derived_event", so that one such record does not stall its outbox shard for ever.
+// The others are published in their order, and a customer's events keep theirs. Halves the
+// broker had accepted before a refusal are published again, with the same event ids, as
+// after any failed attempt. Any other error ends it, and the batch is read again.
+func (r *Relay) setAsideRefused(ctx context.Context, shard int, records []stream.Record, err error) error {
+	var refused []stream.Rejection
+	var split func(recs []stream.Record, err error) error
+	split = func(recs []stream.Record, err error) error {
+		if err == nil {
+			return nil
+		}
+		if !stream.RecordRefused(err) {
+			return err
+		}
+		if len(recs) == 1 {
+			refused = append(refused, stream.Rejection{Code: "refused_derived_event", Err: err, Message: stream.Message{
+				Topic: recs[0].Topic, Key: recs[0].Key, Value: recs[0].Value, Headers: recs[0].Headers, Time: time.Now()}})
+			return nil
+		}
+		half := len(recs) / 2
+		if err := split(recs[:half], r.pub.Produce(ctx, recs[:half]...)); err != nil {
+			return err
+		}
+		return split(recs[half:], r.pub.Produce(ctx, recs[half:]...))
+	}
+	if err := split(records, err); err != nil {
+		return err
+	}
+	if err := r.cfg.DeadLetter.DeadLetter(ctx, refused); err != nil {
+		return fmt.Errorf("dead-lettering %d derived events Kafka refused (the batch is read again): %w", len(refused), err)
+	}
+	for _, rej := range refused {
+		r.log.Error("derived event refused by Kafka: sent to the dead-letter topic", zap.Int("shard", shard),
+			zap.String("topic", rej.Message.Topic), zap.String("event_id", header(rej.Message.Headers, HeaderEventID)),
+			zap.Int("bytes", len(rej.Message.Value)), zap.Error(rej.Err))
+	}
+	r.metrics.refused.Add(float64(len(refused)))
+	return nil
+}
+
+// header returns the value of the header named key, or "".
+func header(headers []stream.Header, key string) string {
+	for _, h := range headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 // observePublished counts the records Kafka just acknowledged and records how long their

@@ -1,6 +1,7 @@
 package relay_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -806,4 +807,124 @@ func running(t *testing.T, r *relay.Relay) (stop func()) {
 			t.Error(err)
 		}
 	}
+}
+
+// TestADerivedEventKafkaRefusesGoesToTheDeadLetterTopicAndItsShardGoesOn, against real
+// Kafka: an output topic takes records of at most 1,000 bytes, and one customer's event is
+// 5,000. The relay publishes the others, in each customer's order, dead-letters that one with
+// the broker's refusal, and empties the shard, where it used to retry the batch for ever.
+func TestADerivedEventKafkaRefusesGoesToTheDeadLetterTopicAndItsShardGoesOn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	brokers := testinfra.Kafka(t)
+	topic := testinfra.Name("strict-out")
+	admin, err := stream.NewAdmin(brokers, stream.Security{}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.EnsureTopics(ctx, stream.TopicSpec{Name: topic, Partitions: 2, ReplicationFactor: 1,
+		Config: map[string]string{"max.message.bytes": "1000"}}); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := stream.NewProducer(stream.ProducerConfig{Brokers: brokers}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	rdb, keys, store := newOutbox(t, 1)
+	const customers, rounds = 6, 3
+	for round := range rounds {
+		ids := make([]string, customers)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("c%d", i)
+		}
+		if _, err := store.Apply(ctx, ids, func(id string, _ state.Current) (state.Update, error) {
+			value := []byte(fmt.Sprintf("%s round %d", id, round))
+			if id == "c3" && round == 1 {
+				value = bytes.Repeat([]byte{'x'}, 5000)
+			}
+			return state.Update{Fields: map[string]string{"r": fmt.Sprint(round)},
+				Outbox: []state.OutboxEntry{{Topic: "loyalty.tier-changes.v1", EventID: fmt.Sprintf("%s-%d", id, round), Value: value}}}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	dlq := &deadLetters{}
+	r, err := relay.New(ctx, relay.Config{DeadLetter: dlq, TopicFor: func(string) string { return topic }},
+		rdb, keys, producer, relay.NewMetrics(reg), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Pass(ctx); err != nil {
+		t.Fatalf("a pass over a batch holding a refused event: %v", err)
+	}
+	if n := outboxLen(t, rdb, keys); n != 0 {
+		t.Fatalf("%d entries left in the shard, want none", n)
+	}
+	if len(dlq.got) != 1 {
+		t.Fatalf("dead-lettered %d events, want the one over the topic's limit", len(dlq.got))
+	}
+	rej := dlq.got[0]
+	if rej.Code != "refused_derived_event" || !stream.RecordRefused(rej.Err) || !strings.Contains(rej.Err.Error(), "Message Size Too Large") || string(rej.Message.Key) != "c3" ||
+		len(rej.Message.Value) != 5000 || eventID(stream.Record{Headers: rej.Message.Headers}) != "c3-1" || rej.Message.Topic != topic {
+		t.Errorf("dead letter %+v (%v), want c3's event c3-1 of 5,000 bytes for %s refused as too large", rej.Message.Headers, rej.Err, topic)
+	}
+	// Every other event is on the topic, each customer's first published in the order derived
+	// (what the broker accepted before the refusal is there twice, with the same ids).
+	var got []stream.Record
+	ends, err := admin.EndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range 2 {
+		out := make(chan stream.Message, ends[p]+1)
+		if err := admin.ReadRange(ctx, topic, p, 0, ends[p], out); err != nil {
+			t.Fatal(err)
+		}
+		close(out)
+		for m := range out {
+			got = append(got, stream.Record{Key: m.Key, Value: m.Value, Headers: m.Headers})
+		}
+	}
+	last, seen := map[string]int{}, map[string]bool{}
+	for _, rec := range got {
+		id := eventID(rec)
+		var c string
+		var round int
+		if _, err := fmt.Sscanf(strings.Replace(id, "-", " ", 1), "%s %d", &c, &round); err != nil {
+			t.Fatalf("event id %q: %v", id, err)
+		}
+		if seen[id] {
+			continue // a repeat: consumers dedupe by event id
+		}
+		if prev, ok := last[c]; ok && round < prev {
+			t.Errorf("%s: event of round %d first published after round %d", c, round, prev)
+		}
+		last[c] = round
+		seen[id] = true
+	}
+	if want := customers*rounds - 1; len(seen) != want || seen["c3-1"] {
+		t.Errorf("%d distinct events published (c3-1 among them: %t), want %d without it", len(seen), seen["c3-1"], want)
+	}
+	if n := counterValue(t, reg, "loyalty_relay_refused_total"); n != 1 {
+		t.Errorf("loyalty_relay_refused_total %v, want 1", n)
+	}
+}
+
+// counterValue reads a counter of reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

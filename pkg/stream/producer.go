@@ -199,8 +199,8 @@ func (p *Producer) Produce(ctx context.Context, records ...Record) error {
 	}
 	for _, r := range records {
 		if size := batchedSize(r); size > p.cfg.BatchBytes {
-			return fmt.Errorf("producing %d records: a record of %d bytes for %s is larger than the producer's limit of %d bytes (BatchBytes)",
-				len(records), size, r.Topic, p.cfg.BatchBytes)
+			return fmt.Errorf("producing %d records: a record of %d bytes for %s is larger than the producer's limit of %d bytes (BatchBytes): %w",
+				len(records), size, r.Topic, p.cfg.BatchBytes, errOverBatchBytes)
 		}
 	}
 	c := &call{records: records, done: make(chan error, 1)}
@@ -278,6 +278,27 @@ type refusal struct{ err error }
 
 func (r *refusal) Error() string { return r.err.Error() }
 func (r *refusal) Unwrap() error { return r.err }
+
+// errOverBatchBytes is why a record larger than BatchBytes is refused before it is sent.
+var errOverBatchBytes = errors.New("record over the producer's limit")
+
+// RecordRefused reports whether a Produce failed because of what one of its records is, so
+// that sending it again as it is can never succeed: larger than BatchBytes or than its
+// topic's max.message.bytes, or refused by the broker as invalid (a timestamp out of the
+// topic's bounds, say). A caller holding several records can find the refused ones by
+// sending fewer at a time. A topic the client may not write is not such a refusal: it holds
+// for every record until an operator grants the right.
+func RecordRefused(err error) bool {
+	if errors.Is(err, errOverBatchBytes) {
+		return true
+	}
+	var r *refusal
+	if !errors.As(err, &r) {
+		return false
+	}
+	return errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge) ||
+		errors.Is(err, kafka.InvalidRecord) || errors.Is(err, kafka.InvalidTimestamp)
+}
 
 // batchedSize is a record's size in a v2 record batch, at most.
 func batchedSize(r Record) int {

@@ -132,8 +132,8 @@ func TestOneProduceSendsOneRequestPerLeaderForAllItsPartitions(t *testing.T) {
 	}
 	big := stream.Record{Topic: a, Key: []byte("k"), Value: bytes.Repeat([]byte{'x'}, 5<<10)}
 	if err := p.Produce(ctx, stream.Record{Topic: a, Key: []byte("k"), Value: []byte("small")}, big); err == nil ||
-		!strings.Contains(err.Error(), "larger than the producer's limit") {
-		t.Fatalf("producing a record over BatchBytes: %v, want the size refused", err)
+		!strings.Contains(err.Error(), "larger than the producer's limit") || !stream.RecordRefused(err) {
+		t.Fatalf("producing a record over BatchBytes: %v, want the size refused, a refusal of the record (RecordRefused)", err)
 	}
 	if got := gathered(t, reg)["loyalty_kafka_produce_requests_total"]; got != 1 {
 		t.Errorf("produce requests = %v after a refused record, want none sent", got)
@@ -226,8 +226,8 @@ func TestARefusedRecordFailsOnlyItsOwnCall(t *testing.T) {
 	}()
 	time.Sleep(50 * time.Millisecond) // within the first call's linger: the second shares its request
 	go func() { accepted <- p.Produce(ctx, stream.Record{Topic: good, Value: []byte("ok")}) }()
-	if err := <-refused; err == nil || !errors.Is(err, kafka.MessageSizeTooLarge) {
-		t.Errorf("the call with a record over its topic's limit returned %v, want the broker's refusal (%v)", err, kafka.MessageSizeTooLarge)
+	if err := <-refused; err == nil || !errors.Is(err, kafka.MessageSizeTooLarge) || !stream.RecordRefused(err) {
+		t.Errorf("the call with a record over its topic's limit returned %v, want the broker's refusal (%v), a refusal of the record (RecordRefused)", err, kafka.MessageSizeTooLarge)
 	}
 	if err := <-accepted; err != nil {
 		t.Errorf("the call that shared a request with a refused record failed: %v", err)
@@ -295,6 +295,18 @@ func TestParseCompressionRefusesAnUnknownCodec(t *testing.T) {
 	for _, name := range []string{"lz5", "LZ4 ", "", "3"} {
 		if _, err := stream.ParseCompression(name); err == nil {
 			t.Errorf("ParseCompression(%q) accepted it", name)
+		}
+	}
+}
+
+// TestATransientOrUnrelatedErrorIsNotARefusedRecord: only a refusal of the record itself lets
+// a caller set a record aside; a timeout, a cancelled call or a broker's code outside a
+// produce answer means trying again. (The refusals are checked where they happen, above.)
+func TestATransientOrUnrelatedErrorIsNotARefusedRecord(t *testing.T) {
+	for _, err := range []error{errors.New("broker unreachable"), kafka.RequestTimedOut, context.Canceled,
+		fmt.Errorf("producing 3 records: %w", kafka.MessageSizeTooLarge), nil} {
+		if stream.RecordRefused(err) {
+			t.Errorf("RecordRefused(%v) = true", err)
 		}
 	}
 }
