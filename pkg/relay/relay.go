@@ -69,8 +69,9 @@ type Config struct {
 	// "corrupt_outbox_entry", and the derived events Kafka refuses for good
 	// (stream.RecordRefused), code "refused_derived_event": they go there, then are deleted
 	// with their batch, so neither stalls its shard. Nil fails the shard's pass on one
-	// instead, and it waits in the outbox. An entry of a later layout (outbox.ErrUnknownLayout) always waits: a relay
-	// of the release that wrote it publishes it.
+	// instead, and it waits in the outbox. An entry of a later layout
+	// (outbox.ErrUnknownLayout) always waits: a relay of the release that wrote it publishes
+	// it.
 	DeadLetter stream.DeadLetterSink
 }
 
@@ -398,7 +399,16 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 	if len(records) > 0 {
 		err := r.pub.Produce(sctx, records...)
 		if err != nil && sctx.Err() == nil && r.cfg.DeadLetter != nil && stream.RecordRefused(err) {
-			err = r.setAsideRefused(sctx, shard, records, err)
+			var refused map[int]bool
+			if refused, err = r.setAsideRefused(sctx, shard, records, err); err == nil && len(refused) > 0 {
+				kept, keptSources := records[:0:0], sources[:0:0]
+				for i := range records {
+					if !refused[i] {
+						kept, keptSources = append(kept, records[i]), append(keptSources, sources[i])
+					}
+				}
+				records, sources = kept, keptSources
+			}
 		}
 		if err != nil {
 			if sctx.Err() != nil && ctx.Err() == nil {
@@ -423,43 +433,48 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 // stream.RecordRefused: a derived event over its topic's max.message.bytes, say), in halves
 // until each refused record stands alone, and sends those to the dead-letter topic, code
 // "refused_derived_event", so that one such record does not stall its outbox shard for ever.
-// The others are published in their order, and a customer's events keep theirs. Halves the
-// broker had accepted before a refusal are published again, with the same event ids, as
-// after any failed attempt. Any other error ends it, and the batch is read again.
-func (r *Relay) setAsideRefused(ctx context.Context, shard int, records []stream.Record, err error) error {
-	var refused []stream.Rejection
-	var split func(recs []stream.Record, err error) error
-	split = func(recs []stream.Record, err error) error {
+// It returns their indexes. The others are published in their order, and a customer's
+// events keep theirs. Halves the broker had accepted before a refusal are published again,
+// with the same event ids, as after any failed attempt. Any other error ends it, and the
+// batch is read again.
+func (r *Relay) setAsideRefused(ctx context.Context, shard int, records []stream.Record, err error) (refused map[int]bool, _ error) {
+	refused = map[int]bool{}
+	var rejections []stream.Rejection
+	// split settles records[lo:hi], whose produce returned err.
+	var split func(lo, hi int, err error) error
+	split = func(lo, hi int, err error) error {
 		if err == nil {
 			return nil
 		}
 		if !stream.RecordRefused(err) {
 			return err
 		}
-		if len(recs) == 1 {
-			refused = append(refused, stream.Rejection{Code: "refused_derived_event", Err: err, Message: stream.Message{
-				Topic: recs[0].Topic, Key: recs[0].Key, Value: recs[0].Value, Headers: recs[0].Headers, Time: time.Now()}})
+		if hi-lo == 1 {
+			rec := records[lo]
+			refused[lo] = true
+			rejections = append(rejections, stream.Rejection{Code: "refused_derived_event", Err: err, Message: stream.Message{
+				Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: rec.Headers, Time: time.Now()}})
 			return nil
 		}
-		half := len(recs) / 2
-		if err := split(recs[:half], r.pub.Produce(ctx, recs[:half]...)); err != nil {
+		mid := (lo + hi) / 2
+		if err := split(lo, mid, r.pub.Produce(ctx, records[lo:mid]...)); err != nil {
 			return err
 		}
-		return split(recs[half:], r.pub.Produce(ctx, recs[half:]...))
+		return split(mid, hi, r.pub.Produce(ctx, records[mid:hi]...))
 	}
-	if err := split(records, err); err != nil {
-		return err
+	if err := split(0, len(records), err); err != nil {
+		return nil, err
 	}
-	if err := r.cfg.DeadLetter.DeadLetter(ctx, refused); err != nil {
-		return fmt.Errorf("dead-lettering %d derived events Kafka refused (the batch is read again): %w", len(refused), err)
+	if err := r.cfg.DeadLetter.DeadLetter(ctx, rejections); err != nil {
+		return nil, fmt.Errorf("dead-lettering %d derived events Kafka refused (the batch is read again): %w", len(rejections), err)
 	}
-	for _, rej := range refused {
+	for _, rej := range rejections {
 		r.log.Error("derived event refused by Kafka: sent to the dead-letter topic", zap.Int("shard", shard),
 			zap.String("topic", rej.Message.Topic), zap.String("event_id", header(rej.Message.Headers, HeaderEventID)),
 			zap.Int("bytes", len(rej.Message.Value)), zap.Error(rej.Err))
 	}
-	r.metrics.refused.Add(float64(len(refused)))
-	return nil
+	r.metrics.refused.Add(float64(len(rejections)))
+	return refused, nil
 }
 
 // header returns the value of the header named key, or "".

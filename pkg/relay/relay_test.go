@@ -911,6 +911,9 @@ func TestADerivedEventKafkaRefusesGoesToTheDeadLetterTopicAndItsShardGoesOn(t *t
 	if n := counterValue(t, reg, "loyalty_relay_refused_total"); n != 1 {
 		t.Errorf("loyalty_relay_refused_total %v, want 1", n)
 	}
+	if n := counterValue(t, reg, "loyalty_relay_published_total"); n != customers*rounds-1 {
+		t.Errorf("loyalty_relay_published_total %v, want %d: the refused event is not counted", n, customers*rounds-1)
+	}
 }
 
 // counterValue reads a counter of reg.
