@@ -37,6 +37,7 @@ func commands(out *cmdline.Output) []*cobra.Command {
 		kpiCommand(out),
 		produceCommand(out),
 		consumeCommand(),
+		dlqCommand(out),
 		modelCommand(out),
 		replayCommand(out),
 		diffCommand(out),
