@@ -16,10 +16,6 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 )
 
-// refusedCode is the dead-letter code of a derived event Kafka refused for good (the relay's
-// setAsideRefused).
-const refusedCode = "refused_derived_event"
-
 func dlqCommand(out *cmdline.Output) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
@@ -29,9 +25,9 @@ func dlqCommand(out *cmdline.Output) *cobra.Command {
 	var o republishOptions
 	republish := &cobra.Command{
 		Use:   "republish --since T",
-		Short: "publish again, on their topics, the derived events the relay dead-lettered because Kafka refused them (code " + refusedCode + ")",
+		Short: "publish again, on their topics, the derived events the relay dead-lettered because Kafka refused them (code " + relay.CodeRefusedEvent + ")",
 		Long: `A derived event Kafka refuses for good (over its topic's max.message.bytes, say) goes to the
-dead-letter topic with code ` + refusedCode + `, so that it does not stall its outbox shard
+dead-letter topic with code ` + relay.CodeRefusedEvent + `, so that it does not stall its outbox shard
 (alert LoyaltyDerivedEventsRefused). Once the topic takes it (its limit raised), republish
 publishes each such dead letter dead-lettered at or after --since on the topic it was meant for,
 with its key, its value and an event_id header read from the value, as the relay would have.
@@ -107,11 +103,12 @@ func runRepublish(ctx context.Context, o republishOptions, out *cmdline.Output, 
 		if from[p] >= end {
 			continue
 		}
-		msgs := make(chan stream.Message, end-from[p])
-		if err := admin.ReadRange(ctx, dlq, p, from[p], end, msgs); err != nil {
-			return fmt.Errorf("reading %s partition %d: %w", dlq, p, err)
-		}
-		close(msgs)
+		// Read as it arrives: only the refused events are kept, not the range.
+		msgs, read := make(chan stream.Message, 256), make(chan error, 1)
+		go func() {
+			read <- admin.ReadRange(ctx, dlq, p, from[p], end, msgs)
+			close(msgs)
+		}()
 		for m := range msgs {
 			r, rec, ok := refusedEvent(ctx, c, m)
 			if !ok {
@@ -121,6 +118,9 @@ func runRepublish(ctx context.Context, o republishOptions, out *cmdline.Output, 
 				records = append(records, rec)
 			}
 			results = append(results, r)
+		}
+		if err := <-read; err != nil {
+			return fmt.Errorf("reading %s partition %d: %w", dlq, p, err)
 		}
 	}
 	if !o.dryRun && len(records) > 0 {
@@ -155,7 +155,7 @@ func refusedEvent(ctx context.Context, c *codec.Codec, m stream.Message) (republ
 		return republished{}, stream.Record{}, false // not an envelope this command reads; consume shows it
 	}
 	dl, ok := ev.(event.DeadLetter)
-	if !ok || dl.ErrorCode != refusedCode {
+	if !ok || dl.ErrorCode != relay.CodeRefusedEvent {
 		return republished{}, stream.Record{}, false
 	}
 	r := republished{Topic: dl.SourceTopic, Key: string(dl.Key), Bytes: len(dl.Value)}

@@ -66,8 +66,8 @@ func TestDLQRepublishPublishesTheRefusedDerivedEventsAgain(t *testing.T) {
 	w := &stream.DeadLetterWriter{Producer: producer, Encoder: c, Topic: dlq, Service: "relay", MaxRecordBytes: 20_000}
 	refusal := errors.New("tier-changes partition 1: [10] Message Size Too Large")
 	if err := w.DeadLetter(ctx, []stream.Rejection{
-		{Code: refusedCode, Err: refusal, Message: stream.Message{Topic: tiers, Key: []byte("c-d-ok"), Value: refused}},
-		{Code: refusedCode, Err: refusal, Message: stream.Message{Topic: tiers, Key: []byte("c-d-cut"), Value: cut}},
+		{Code: relay.CodeRefusedEvent, Err: refusal, Message: stream.Message{Topic: tiers, Key: []byte("c-d-ok"), Value: refused}},
+		{Code: relay.CodeRefusedEvent, Err: refusal, Message: stream.Message{Topic: tiers, Key: []byte("c-d-cut"), Value: cut}},
 		{Code: "malformed", Err: errors.New("not Avro"), Message: stream.Message{Topic: event.TopicPurchases + suffix, Key: []byte("c-9"), Value: []byte("junk")}},
 	}); err != nil {
 		t.Fatal(err)

@@ -399,16 +399,7 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 	if len(records) > 0 {
 		err := r.pub.Produce(sctx, records...)
 		if err != nil && sctx.Err() == nil && r.cfg.DeadLetter != nil && stream.RecordRefused(err) {
-			var refused map[int]bool
-			if refused, err = r.setAsideRefused(sctx, shard, records, err); err == nil && len(refused) > 0 {
-				kept, keptSources := records[:0:0], sources[:0:0]
-				for i := range records {
-					if !refused[i] {
-						kept, keptSources = append(kept, records[i]), append(keptSources, sources[i])
-					}
-				}
-				records, sources = kept, keptSources
-			}
+			records, sources, err = r.setAsideRefused(sctx, shard, records, sources, err)
 		}
 		if err != nil {
 			if sctx.Err() != nil && ctx.Err() == nil {
@@ -432,13 +423,14 @@ func (r *Relay) drain(ctx, sctx context.Context, g lease.Grant) (int, int64, tim
 // setAsideRefused publishes a batch that Kafka refused because of some of its records (err,
 // stream.RecordRefused: a derived event over its topic's max.message.bytes, say), in halves
 // until each refused record stands alone, and sends those to the dead-letter topic, code
-// "refused_derived_event", so that one such record does not stall its outbox shard for ever.
-// It returns their indexes. The others are published in their order, and a customer's
-// events keep theirs. Halves the broker had accepted before a refusal are published again,
-// with the same event ids, as after any failed attempt. Any other error ends it, and the
-// batch is read again.
-func (r *Relay) setAsideRefused(ctx context.Context, shard int, records []stream.Record, err error) (refused map[int]bool, _ error) {
-	refused = map[int]bool{}
+// CodeRefusedEvent, so that one such record does not stall its outbox shard for ever. It
+// returns the records it published, with their sources' times (sources[i] is records[i]'s),
+// in their order: a customer's events keep theirs. Halves the broker had accepted before a
+// refusal are published again, with the same event ids, as after any failed attempt. Any
+// other error ends it, and the batch is read again.
+func (r *Relay) setAsideRefused(ctx context.Context, shard int, records []stream.Record, sources []time.Time, err error) (
+	published []stream.Record, publishedSources []time.Time, _ error) {
+	refused := map[int]bool{}
 	var rejections []stream.Rejection
 	// split settles records[lo:hi], whose produce returned err.
 	var split func(lo, hi int, err error) error
@@ -452,7 +444,7 @@ func (r *Relay) setAsideRefused(ctx context.Context, shard int, records []stream
 		if hi-lo == 1 {
 			rec := records[lo]
 			refused[lo] = true
-			rejections = append(rejections, stream.Rejection{Code: "refused_derived_event", Err: err, Message: stream.Message{
+			rejections = append(rejections, stream.Rejection{Code: CodeRefusedEvent, Err: err, Message: stream.Message{
 				Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: rec.Headers, Time: time.Now()}})
 			return nil
 		}
@@ -463,10 +455,10 @@ func (r *Relay) setAsideRefused(ctx context.Context, shard int, records []stream
 		return split(mid, hi, r.pub.Produce(ctx, records[mid:hi]...))
 	}
 	if err := split(0, len(records), err); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := r.cfg.DeadLetter.DeadLetter(ctx, rejections); err != nil {
-		return nil, fmt.Errorf("dead-lettering %d derived events Kafka refused (the batch is read again): %w", len(rejections), err)
+		return nil, nil, fmt.Errorf("dead-lettering %d derived events Kafka refused (the batch is read again): %w", len(rejections), err)
 	}
 	for _, rej := range rejections {
 		r.log.Error("derived event refused by Kafka: sent to the dead-letter topic", zap.Int("shard", shard),
@@ -474,7 +466,12 @@ func (r *Relay) setAsideRefused(ctx context.Context, shard int, records []stream
 			zap.Int("bytes", len(rej.Message.Value)), zap.Error(rej.Err))
 	}
 	r.metrics.refused.Add(float64(len(rejections)))
-	return refused, nil
+	for i := range records {
+		if !refused[i] {
+			published, publishedSources = append(published, records[i]), append(publishedSources, sources[i])
+		}
+	}
+	return published, publishedSources, nil
 }
 
 // header returns the value of the header named key, or "".
@@ -679,6 +676,10 @@ func unreadableEntry(outboxKey string, shard int, e redis.XMessage, err error) s
 		Topic: outboxKey, Partition: shard, Offset: offset,
 		Key: []byte(str(outbox.FieldKey)), Value: []byte(value)}}
 }
+
+// CodeRefusedEvent is the dead-letter code of a derived event Kafka refused for good
+// (setAsideRefused); loyaltyctl dlq republish publishes those again.
+const CodeRefusedEvent = "refused_derived_event"
 
 // The headers of every record the relay publishes.
 const (

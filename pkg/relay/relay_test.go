@@ -867,7 +867,7 @@ func TestADerivedEventKafkaRefusesGoesToTheDeadLetterTopicAndItsShardGoesOn(t *t
 		t.Fatalf("dead-lettered %d events, want the one over the topic's limit", len(dlq.got))
 	}
 	rej := dlq.got[0]
-	if rej.Code != "refused_derived_event" || !stream.RecordRefused(rej.Err) || !strings.Contains(rej.Err.Error(), "Message Size Too Large") || string(rej.Message.Key) != "c3" ||
+	if rej.Code != relay.CodeRefusedEvent || !stream.RecordRefused(rej.Err) || !strings.Contains(rej.Err.Error(), "Message Size Too Large") || string(rej.Message.Key) != "c3" ||
 		len(rej.Message.Value) != 5000 || eventID(stream.Record{Headers: rej.Message.Headers}) != "c3-1" || rej.Message.Topic != topic {
 		t.Errorf("dead letter %+v (%v), want c3's event c3-1 of 5,000 bytes for %s refused as too large", rej.Message.Headers, rej.Err, topic)
 	}
