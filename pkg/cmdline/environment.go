@@ -3,12 +3,12 @@ package cmdline
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/config"
+	"github.com/loyalty-scoring/loyalty/pkg/gcsettings"
 	"github.com/loyalty-scoring/loyalty/pkg/redisconn"
 	"github.com/loyalty-scoring/loyalty/pkg/stream"
 	"github.com/loyalty-scoring/loyalty/pkg/wiring"
@@ -33,7 +33,8 @@ func LoadEnvironment(name string) (*Environment, error) {
 		return nil, fmt.Errorf("logger: %w", err)
 	}
 	log = log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
-	debug.SetGCPercent(cfg.GCPercent) // a replay or backfill is the services' work in one process
+	// A replay or backfill is the services' work in one process.
+	gcsettings.Apply(gcsettings.Settings{GCPercent: cfg.GCPercent, MemoryLimitRatio: cfg.MemoryLimitRatio}, log)
 	redisconn.RouteLogs(log)
 	return &Environment{Cfg: cfg, Log: log}, nil
 }

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -79,6 +80,10 @@ type Common struct {
 	// 11% less CPU per event in bench-e2e, at the price of a few tens of MB more memory;
 	// GOMEMLIMIT, read by the Go runtime, caps the heap whatever this says.
 	GCPercent int
+	// MemoryLimitRatio is the share of the container's memory limit (cgroup) the services
+	// hold their Go heap under (MEMORY_LIMIT_RATIO, 0.9 by default; 0 or off: none). An
+	// explicit GOMEMLIMIT wins. See package gcsettings.
+	MemoryLimitRatio float64
 
 	// TopicSuffix is appended to every Kafka topic name (LOYALTY_TOPIC_SUFFIX, empty by
 	// default). It lets tests and side-by-side environments share one broker.
@@ -135,6 +140,7 @@ func Vars(httpDefault string) []Var {
 		{"OPS_BEARER_TOKEN", "", "bearer token required on /metrics and /readyz details (16+ visible ASCII characters; /healthz and the /readyz verdict stay open); unset: open"},
 		{"OPS_BEARER_TOKEN_FILE", "", "file holding the ops bearer token (a mounted secret), instead of OPS_BEARER_TOKEN"},
 		{"GOGC", "400", "garbage collector target: percent of heap growth between collections (Go's GOGC, whose default is 100), or off; GOMEMLIMIT caps the heap"},
+		{"MEMORY_LIMIT_RATIO", "0.9", "share of the container's memory limit (cgroup v2 or v1) the Go heap is held under, so GOGC's headroom never outgrows the container (0 < ratio <= 1; 0 or off: none; an explicit GOMEMLIMIT wins; no container limit: none)"},
 		{"PPROF", "false", "serve Go's /debug/pprof/ CPU and allocation profiles on HTTP_ADDR (behind OPS_BEARER_TOKEN when set); for benchmarks and diagnosis, off in production"},
 		{"BATCH_SIZE", "4000", "micro-batch size (1..100000)"},
 		{"BATCH_LINGER", "50ms", "how long to wait to fill a micro-batch"},
@@ -230,6 +236,20 @@ func (p *parser) gcPercent(name string) int {
 	return p.int(name, 1, 1_000_000)
 }
 
+// ratio reads a share in (0, 1], or 0 or "off" for none.
+func (p *parser) ratio(name string) float64 {
+	v := p.raw(name)
+	if strings.EqualFold(v, "off") {
+		return 0
+	}
+	r, err := strconv.ParseFloat(v, 64)
+	if err != nil || math.IsNaN(r) || r < 0 || r > 1 {
+		p.errs = append(p.errs, fmt.Errorf("%s=%q: want a share in 0..1 (such as 0.9), or off", name, v))
+		r, _ = strconv.ParseFloat(p.defaults[name], 64)
+	}
+	return r
+}
+
 // compression reads a Kafka codec name (stream.ParseCompression).
 func (p *parser) compression(name string) stream.Compression {
 	c, err := stream.ParseCompression(p.raw(name))
@@ -310,6 +330,7 @@ func Load(env Env, httpDefault string) (Common, error) {
 		HTTPAddr:          p.str("HTTP_ADDR"),
 		Profiling:         p.bool("PPROF"),
 		GCPercent:         p.gcPercent("GOGC"),
+		MemoryLimitRatio:  p.ratio("MEMORY_LIMIT_RATIO"),
 		BatchSize:         p.int("BATCH_SIZE", 1, 100_000),
 		OutboxMax:         p.int("OUTBOX_MAX_ENTRIES", 1000, 100_000_000),
 		Linger:            p.duration("BATCH_LINGER"),

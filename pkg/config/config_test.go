@@ -137,6 +137,22 @@ func TestDeadLetterRecordLimitDefaultsAndIsValidated(t *testing.T) {
 	}
 }
 
+// MEMORY_LIMIT_RATIO defaults to 0.9 of the container's limit, takes "off" or 0 for none and
+// refuses anything outside 0..1 by name.
+func TestMemoryLimitRatioDefaultsToNinetyPercent(t *testing.T) {
+	for v, want := range map[string]float64{"": 0.9, "0.75": 0.75, "1": 1, "0": 0, "off": 0, "OFF": 0} {
+		c, err := config.Load(env(map[string]string{"MEMORY_LIMIT_RATIO": v}), "")
+		if err != nil || c.MemoryLimitRatio != want {
+			t.Errorf("MEMORY_LIMIT_RATIO=%q: %v, %v; want %v", v, c.MemoryLimitRatio, err, want)
+		}
+	}
+	for _, v := range []string{"1.5", "-0.1", "90%", "NaN", "half"} {
+		if _, err := config.Load(env(map[string]string{"MEMORY_LIMIT_RATIO": v}), ""); err == nil || !strings.Contains(err.Error(), "MEMORY_LIMIT_RATIO") {
+			t.Errorf("MEMORY_LIMIT_RATIO=%q: got %v, want an error naming the variable", v, err)
+		}
+	}
+}
+
 // GOGC defaults to 400 for the services, takes Go's own syntax ("off" included) and refuses
 // anything else by name.
 func TestGCTargetDefaultsTo400AndReadsGoSyntax(t *testing.T) {

@@ -51,8 +51,10 @@ type BenchReport struct {
 	// Compression is the codec of every batch the services and the generator produce
 	// (KAFKA_COMPRESSION).
 	Compression string `json:"compression"`
-	Redis       string `json:"redis"`
-	CPUs        int    `json:"cpus"`
+	// ServiceMemoryLimit is each service's GOMEMLIMIT in bytes (--service-memory-limit; 0: none).
+	ServiceMemoryLimit int64  `json:"service_memory_limit,omitempty"`
+	Redis              string `json:"redis"`
+	CPUs               int    `json:"cpus"`
 	// ProduceSeconds is how long producing the input took; ProduceEventsPerSec its rate.
 	ProduceSeconds      float64 `json:"produce_seconds"`
 	ProduceEventsPerSec float64 `json:"produce_events_per_sec"`
@@ -160,6 +162,9 @@ type benchOptions struct {
 	// profileFor the CPU profiles' length.
 	profile    string
 	profileFor time.Duration
+	// serviceMemory is the soft memory limit of each service process, in bytes (GOMEMLIMIT;
+	// 0: none), as gcsettings sets from a container's limit.
+	serviceMemory int64
 }
 
 func benchE2ECommand() *cobra.Command {
@@ -190,6 +195,7 @@ store conflicts: a table, or JSON with --output json.`,
 	fs.DurationVar(&o.naive, "naive-duration", 2*time.Minute, "after the pipeline, run the naive kafka-go/go-redis baseline on the same events for at most this long (0: none); needs a plaintext broker")
 	fs.StringVar(&o.profile, "profile", "", "write each service's CPU profile (the first --profile-seconds of the run), heap profile (as the CPU profile ends) and allocation profile (at the run's end) into this directory; the services run with PPROF=true")
 	fs.DurationVar(&o.profileFor, "profile-seconds", 30*time.Second, "length of the CPU profiles of --profile")
+	fs.Var(&byteSize{&o.serviceMemory}, "service-memory-limit", "hold each service's Go heap under this size (GOMEMLIMIT, such as 460MiB: what MEMORY_LIMIT_RATIO 0.9 makes of a 512 MiB container); the generator is not limited")
 	fs.BoolVar(&o.keep, "keep", false, "keep the benchmark's Redis namespace and Kafka topics (default: delete its keys and topics at the end)")
 	fs.VarP(&o.output, "output", "o", "output format: text (a table) or json")
 	return cmd
@@ -272,7 +278,7 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	cfg := b.env.Cfg
 	rep := BenchReport{Rate: rate, Namespace: randomName("bench-"), Suffix: "." + randomName("bench-"),
 		Kafka: strings.Join(cfg.KafkaBrokers, ","), Compression: cfg.KafkaCompression.String(),
-		Redis: strings.Join(cfg.Redis.Addrs, ","), CPUs: runtime.NumCPU()}
+		ServiceMemoryLimit: o.serviceMemory, Redis: strings.Join(cfg.Redis.Addrs, ","), CPUs: runtime.NumCPU()}
 	codec, err := b.env.Codec(ctx)
 	if err != nil {
 		return rep, err
@@ -331,11 +337,15 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 	}
 	cluster := &e2e.Cluster{Brokers: cfg.KafkaBrokers, Redis: cfg.Redis.Addrs[0], Namespace: rep.Namespace, Suffix: rep.Suffix,
 		Bins: bins, LogDir: logDir}
+	cluster.Env = map[string]string{}
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			return rep, err
 		}
-		cluster.Env = map[string]string{"PPROF": "true"}
+		cluster.Env["PPROF"] = "true"
+	}
+	if o.serviceMemory > 0 {
+		cluster.Env["GOMEMLIMIT"] = strconv.FormatInt(o.serviceMemory, 10)
 	}
 	defer func() {
 		if err := cluster.Stop(40 * time.Second); err != nil {
@@ -1125,7 +1135,11 @@ func printBenchTable(w io.Writer, r BenchReport) {
 			}
 		}
 	}
-	row("setup", fmt.Sprintf("kafka %s (%s batches), redis %s, %d CPUs", r.Kafka, r.Compression, r.Redis, r.CPUs))
+	limit := ""
+	if r.ServiceMemoryLimit > 0 {
+		limit = fmt.Sprintf(", services' GOMEMLIMIT %d MiB", r.ServiceMemoryLimit>>20)
+	}
+	row("setup", fmt.Sprintf("kafka %s (%s batches), redis %s, %d CPUs%s", r.Kafka, r.Compression, r.Redis, r.CPUs, limit))
 	_ = tw.Flush()
 }
 

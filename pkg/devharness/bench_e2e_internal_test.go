@@ -64,3 +64,18 @@ func TestTheBusyShareIsAtMostOne(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceMemoryLimitReadsGOMEMLIMITSizes(t *testing.T) {
+	for v, want := range map[string]int64{"460MiB": 460 << 20, "1GiB": 1 << 30, "500000000": 500_000_000, "64KiB": 64 << 10, "0": 0, "2TiB": 2 << 40, "100B": 100} {
+		var n int64
+		if err := (&byteSize{&n}).Set(v); err != nil || n != want {
+			t.Errorf("%q: %d, %v; want %d", v, n, err, want)
+		}
+	}
+	for _, v := range []string{"", "460MB", "-1MiB", "1.5GiB", "lots", "99999999TiB"} {
+		var n int64
+		if err := (&byteSize{&n}).Set(v); err == nil {
+			t.Errorf("%q: accepted as %d, want an error", v, n)
+		}
+	}
+}

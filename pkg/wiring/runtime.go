@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
 	"github.com/loyalty-scoring/loyalty/pkg/config"
 	"github.com/loyalty-scoring/loyalty/pkg/event"
+	"github.com/loyalty-scoring/loyalty/pkg/gcsettings"
 	"github.com/loyalty-scoring/loyalty/pkg/keyspace"
 	"github.com/loyalty-scoring/loyalty/pkg/namespace"
 	"github.com/loyalty-scoring/loyalty/pkg/notifier"
@@ -583,7 +583,7 @@ func Main(b Binary) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
-	debug.SetGCPercent(cfg.GCPercent)
+	gcsettings.Apply(gcsettings.Settings{GCPercent: cfg.GCPercent, MemoryLimitRatio: cfg.MemoryLimitRatio}, log)
 	redisconn.RouteLogs(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
