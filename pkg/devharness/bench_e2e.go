@@ -145,12 +145,14 @@ type KafkaRequests struct {
 // benchOptions are the flags of `loyalty-dev bench-e2e`.
 type benchOptions struct {
 	events, days int
-	writeJSON    string
-	binDir       string
-	timeout      time.Duration
-	rate         float64
-	keep         bool
-	output       cmdline.Output
+	// runs is how many times the benchmark runs, one after another (BenchSeries from 2 on).
+	runs      int
+	writeJSON string
+	binDir    string
+	timeout   time.Duration
+	rate      float64
+	keep      bool
+	output    cmdline.Output
 	// live stamps each event with its produce time; outage stops outageService meanwhile.
 	live          bool
 	outage        time.Duration
@@ -184,9 +186,10 @@ store conflicts: a table, or JSON with --output json.`,
 	fs := cmd.Flags()
 	fs.IntVar(&o.events, "events", 1_000_000, "input events to produce (about; a realistic mix of purchases, refunds, logins, feedback)")
 	fs.IntVar(&o.days, "days", 365, "days of history the events span")
+	fs.IntVar(&o.runs, "runs", 1, "run the benchmark this many times, one after another, each in a fresh namespace and topics; from 2 on, a summary of the runs' medians and ranges follows their reports (the JSON: the runs and the summary)")
 	fs.StringVar(&o.writeJSON, "write-json", "", "also write the report as JSON to this file")
 	fs.StringVar(&o.binDir, "bin", "./bin", "directory with the prebuilt service binaries (make build)")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up on a run after this long")
 	fs.Float64Var(&o.rate, "rate", 0, "produce at most this many events/s (0: as fast as possible, a backlog; below the sustained throughput, the latency is the pipeline's own)")
 	fs.BoolVar(&o.live, "live", false, "live traffic: each event's time is its produce time (needs --rate); reports the watermark lag")
 	fs.DurationVar(&o.outage, "outage", 0, "with --live: stop --outage-service this long, a third of the way into the run, and report the recovery")
@@ -205,6 +208,9 @@ func runBenchE2E(ctx context.Context, o benchOptions, stdout, stderr io.Writer) 
 	if o.events < 1 || o.days < 1 || o.rate < 0 {
 		return cmdline.Usagef("--events and --days must be positive, --rate not negative")
 	}
+	if o.runs < 1 || o.runs > 100 {
+		return cmdline.Usagef("--runs %d: want 1..100", o.runs)
+	}
 	if (o.live && o.rate == 0) || (o.outage > 0 && !o.live) || o.outage < 0 || o.outageAt < 0 {
 		return cmdline.Usagef("--live needs --rate, and --outage (positive) needs --live")
 	}
@@ -219,21 +225,50 @@ func runBenchE2E(ctx context.Context, o benchOptions, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
 	b := &bench{env: env, log: stderr}
-	rep, err := b.run(ctx, o, bins)
-	if err != nil {
-		return err
+	var reps []BenchReport
+	for i := range o.runs {
+		ro := o
+		if o.runs > 1 {
+			b.say("run %d of %d", i+1, o.runs)
+			if o.profile != "" {
+				ro.profile = filepath.Join(o.profile, fmt.Sprintf("run-%d", i+1))
+			}
+		}
+		runCtx, cancel := context.WithTimeout(ctx, o.timeout)
+		rep, err := b.run(runCtx, ro, bins)
+		cancel()
+		if err != nil {
+			if o.runs > 1 {
+				return fmt.Errorf("run %d of %d: %w", i+1, o.runs, err)
+			}
+			return err
+		}
+		reps = append(reps, rep)
+		if !o.output.JSON() {
+			if o.runs > 1 {
+				fmt.Fprintf(stdout, "run %d of %d\n", i+1, o.runs)
+			}
+			printBenchTable(stdout, rep)
+			if o.runs > 1 {
+				fmt.Fprintln(stdout)
+			}
+		}
 	}
-	js, err := json.MarshalIndent(rep, "", "  ")
+	var report any = reps[0]
+	if o.runs > 1 {
+		series := BenchSeries{Runs: reps, Summary: summarize(reps)}
+		report = series
+		if !o.output.JSON() {
+			printBenchSummary(stdout, series.Summary)
+		}
+	}
+	js, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding the report: %w", err)
 	}
 	if o.output.JSON() {
 		fmt.Fprintf(stdout, "%s\n", js)
-	} else {
-		printBenchTable(stdout, rep)
 	}
 	if o.writeJSON != "" {
 		if err := os.WriteFile(o.writeJSON, append(js, '\n'), 0o644); err != nil {

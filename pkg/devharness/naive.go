@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -60,7 +61,14 @@ type naiveRun struct {
 func (n *naiveRun) run(ctx context.Context, total int, d time.Duration) (applied, derived int64, elapsed time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	w := &kafka.Writer{Addr: kafka.TCP(n.brokers...), Topic: n.outTopic} // the default Writer
+	// The default Writer, on a transport of its own with the default transport's settings:
+	// the process-wide one caches the cluster's metadata for six seconds, so in the second run
+	// of a series (bench-e2e --runs) it did not know this run's new output topic yet, and the
+	// writes failed with Unknown Topic Or Partition. A baseline run as a process of its own
+	// starts with an empty cache too.
+	transport := &kafka.Transport{Dial: (&net.Dialer{Timeout: 3 * time.Second}).DialContext}
+	defer transport.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(n.brokers...), Topic: n.outTopic, Transport: transport}
 	defer w.Close()
 	group := "naive-" + randomName("g")
 	var topics []string
