@@ -54,7 +54,7 @@ func TestPromtoolAcceptsTheScrapeConfigAndTheAlertRulesAndTheirTests(t *testing.
 	dir := filepath.Join(deployDir, "prometheus")
 	runPromtool(t, "check", "config", filepath.Join(dir, "prometheus.yml"))
 	out := runPromtool(t, "check", "rules", filepath.Join(dir, "alerts.yml"))
-	if !strings.Contains(out, "SUCCESS: 8 rules found") {
+	if !strings.Contains(out, "SUCCESS: 9 rules found") {
 		t.Errorf("promtool check rules: %s", out)
 	}
 	runPromtool(t, "test", "rules", filepath.Join(dir, "alerts_test.yml"))
