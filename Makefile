@@ -170,6 +170,7 @@ run:
 
 SERVICES := deploy/local/services.sh
 BENCH_E2E_EVENTS ?= 1000000
+BENCH_E2E_RUNS   ?= 3
 BENCH_E2E_FLAGS  ?=
 
 # Every service of ./services as a background process against `make infra-up`'s Kafka and
@@ -185,9 +186,10 @@ services-status:
 
 # End-to-end benchmark against real Kafka + Redis (`make infra-up` first): builds every binary
 # into bin/ (make build), starts those services in a fresh namespace and topic suffix, produces
-# BENCH_E2E_EVENTS events, prints a table (the JSON report goes to deploy/local/.run/bench-e2e.json).
+# BENCH_E2E_EVENTS events, BENCH_E2E_RUNS times (medians: the machines are shared and noisy),
+# prints each run's table and the summary (the JSON report goes to deploy/local/.run/bench-e2e.json).
 bench-e2e: build
 	@if [ -z "$${KAFKA_BROKERS:-}" ] && [ -f deploy/local/.run/env ]; then source deploy/local/.run/env; fi; \
 	if [ -z "$${KAFKA_BROKERS:-}" ]; then echo "bench-e2e needs real Kafka and Redis: make infra-up" >&2; exit 1; fi; \
 	mkdir -p deploy/local/.run; \
-	$(BIN)/loyalty-dev bench-e2e --bin $(BIN) --events $(BENCH_E2E_EVENTS) --write-json deploy/local/.run/bench-e2e.json $(BENCH_E2E_FLAGS)
+	$(BIN)/loyalty-dev bench-e2e --bin $(BIN) --events $(BENCH_E2E_EVENTS) --runs $(BENCH_E2E_RUNS) --write-json deploy/local/.run/bench-e2e.json $(BENCH_E2E_FLAGS)
