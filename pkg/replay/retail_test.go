@@ -38,11 +38,11 @@ type invoice struct {
 }
 
 // retailPath is the UCI Online Retail file committed in testdata/retail.
-func retailPath(t *testing.T) string {
+func retailPath(t testing.TB) string {
 	return testinfra.DataFile(t, "retail/online_retail_uci.csv.gz")
 }
 
-func loadRetail(t *testing.T) []invoice {
+func loadRetail(t testing.TB) []invoice {
 	f, err := os.Open(retailPath(t))
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +252,7 @@ func closedThrough(t *testing.T, e *env, rt *wiring.Runtime) int {
 	return int(scoring.DayOf(wm.Add(-rt.Policy.AllowedLateness))) - 1
 }
 
-func gbpPolicy(t *testing.T, goldMinor int64, version string) (string, *scoring.Policy) {
+func gbpPolicy(t testing.TB, goldMinor int64, version string) (string, *scoring.Policy) {
 	y := string(scoring.DefaultPolicyYAML())
 	y = strings.Replace(y, "currency: USD", "currency: GBP", 1)
 	y = strings.Replace(y, "version: default-2025.1", "version: "+version, 1)

@@ -41,6 +41,24 @@ func (s *State) upgradeTier(to Day, p *Policy) (tier int, reached Day) {
 	if top <= base || from > to {
 		return base, s.BaseReached
 	}
+	const never = Day(1<<31 - 1)
+	w := Day(p.Tiers.WindowDays)
+	// A window ending on a day of [from, to] holds bookings of days after from−w and up to to
+	// at most, so their positive nets bound every such window's sum. Most customers, on most
+	// days they are evaluated, are far from the next threshold: one pass without the sweep.
+	lowest := p.Tiers.Levels[top].MinSpendMinor
+	for t := base + 1; t <= top; t++ {
+		lowest = min(lowest, p.Tiers.Levels[t].MinSpendMinor)
+	}
+	var bound int64
+	for _, e := range s.Window {
+		if e.Day > from-w && e.Day <= to && e.Net > 0 {
+			bound += e.Net
+		}
+	}
+	if bound < lowest {
+		return base, s.BaseReached
+	}
 	var found [maxTierLevels]bool
 	var first [maxTierLevels]Day
 	// check records, for each tier not yet reached whose threshold sum meets, day d as its
@@ -53,8 +71,6 @@ func (s *State) upgradeTier(to Day, p *Policy) (tier int, reached Day) {
 		}
 		return found[top]
 	}
-	const never = Day(1<<31 - 1)
-	w := Day(p.Tiers.WindowDays)
 	n := len(s.Window)
 	i, j := 0, 0 // next booking to add; next booking to remove (on its Day+w)
 	var sum int64
