@@ -45,18 +45,15 @@ func (s *State) upgradeTier(to Day, p *Policy) (tier int, reached Day) {
 	w := Day(p.Tiers.WindowDays)
 	// A window ending on a day of [from, to] holds bookings of days after from−w and up to to
 	// at most, so their positive nets bound every such window's sum. Most customers, on most
-	// days they are evaluated, are far from the next threshold: one pass without the sweep.
-	lowest := p.Tiers.Levels[top].MinSpendMinor
-	for t := base + 1; t <= top; t++ {
-		lowest = min(lowest, p.Tiers.Levels[t].MinSpendMinor)
-	}
+	// days they are evaluated, are far from the next threshold (the tier above the base: the
+	// policy's thresholds rise with the tiers): one pass without the sweep.
 	var bound int64
 	for _, e := range s.Window {
 		if e.Day > from-w && e.Day <= to && e.Net > 0 {
 			bound += e.Net
 		}
 	}
-	if bound < lowest {
+	if bound < p.Tiers.Levels[base+1].MinSpendMinor {
 		return base, s.BaseReached
 	}
 	var found [maxTierLevels]bool
