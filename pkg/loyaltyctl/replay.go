@@ -94,7 +94,7 @@ func runReplay(ctx context.Context, o replayOptions, out *cmdline.Output, stdout
 	}
 	fmt.Fprintf(stdout, "replayed %d events into %s in %s (%.0f events/s, %d rejected)%s\n", sum.Events, sum.Namespace,
 		sum.Elapsed.Round(time.Millisecond), sum.PerSecond, sum.Rejected, map[bool]string{true: ", resumed", false: ""}[sum.Resumed])
-	return nil
+	return sum.WriteBreakdown(stdout)
 }
 
 // runtimes builds the live runtime (following promotion) and, when ns is set, the runtime of ns.

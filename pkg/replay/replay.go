@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/loyalty-scoring/loyalty/pkg/codec"
@@ -163,7 +164,58 @@ type Summary struct {
 	Elapsed   time.Duration `json:"elapsed_ns"`
 	PerSecond float64       `json:"events_per_second"`
 	Resumed   bool          `json:"resumed"`
+	// Where Elapsed went, as the merge saw it: applying the merged records (reading, scoring
+	// and writing them); waiting at cut-point boundaries, for the namespace's sweeper to
+	// evaluate every customer through the boundary and its cut points (and, at a refit
+	// boundary, its churn model) to be derived and sealed; and draining after the last
+	// record (the boundaries and deadlines left up to the end of the range, the outbox).
+	Applying time.Duration `json:"applying_ns"`
+	Waiting  time.Duration `json:"waiting_at_boundaries_ns"`
+	Draining time.Duration `json:"draining_ns"`
+	// Evaluations is how many due customers the replay's sweeper evaluated; Refits how many
+	// churn models its cut-point deriver fitted, in Fitting (part of the waits and the drain:
+	// a boundary is not sealed before its model).
+	Evaluations int64         `json:"sweeper_evaluations"`
+	Refits      int           `json:"churn_model_refits"`
+	Fitting     time.Duration `json:"fitting_ns"`
 }
+
+// WriteBreakdown writes where the replay's time went, one line under its summary.
+func (s Summary) WriteBreakdown(w io.Writer) error {
+	round := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	_, err := fmt.Fprintf(w, "  applying records %s, waiting at cut-point boundaries %s, draining %s; %d customer evaluations by the sweeper, %d churn models fitted in %s\n",
+		round(s.Applying), round(s.Waiting), round(s.Draining), s.Evaluations, s.Refits, round(s.Fitting))
+	return err
+}
+
+// addWork reads the replay's sweeper evaluations and model fits from its registry.
+func (s *Summary) addWork(reg prometheus.Gatherer) error {
+	families, err := reg.Gather()
+	if err != nil {
+		return fmt.Errorf("reading the replay's sweeper and deriver metrics: %w", err)
+	}
+	for _, f := range families {
+		if len(f.GetMetric()) != 1 {
+			continue
+		}
+		m := f.GetMetric()[0]
+		switch f.GetName() {
+		case metricEvaluations:
+			s.Evaluations = int64(m.GetCounter().GetValue())
+		case metricFitSeconds:
+			h := m.GetHistogram()
+			s.Refits = int(h.GetSampleCount())
+			s.Fitting = time.Duration(h.GetSampleSum() * float64(time.Second))
+		}
+	}
+	return nil
+}
+
+// The metrics of the sweeper and the cut-point deriver a replay's summary reads.
+const (
+	metricEvaluations = "loyalty_sweeper_evaluations_total"
+	metricFitSeconds  = "loyalty_churn_model_fit_seconds"
+)
 
 // CheckNotLive reports an error when the replay would write into the live namespace.
 func (c Config) CheckNotLive(live string) error {
@@ -200,7 +252,11 @@ func Run(ctx context.Context, live Namespace, rt Target, cfg Config) (Summary, e
 	}
 	start := time.Now()
 	sum := Summary{Namespace: cfg.Namespace, Resumed: resumed}
-	err = apply(ctx, &rt, cfg, meta, &sum)
+	work := prometheus.NewRegistry()
+	err = apply(ctx, &rt, cfg, meta, &sum, work)
+	if werr := sum.addWork(work); err == nil {
+		err = werr
+	}
 	sum.Elapsed = time.Since(start)
 	if sum.Elapsed > 0 {
 		sum.PerSecond = float64(sum.Events) / sum.Elapsed.Seconds()
@@ -322,7 +378,7 @@ func (s countingSink) DeadLetter(_ context.Context, r []stream.Rejection) error 
 
 // apply merges the range into the namespace, running the relay and the sweeper beside it,
 // and waits until everything derived is published.
-func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summary) error {
+func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summary, work prometheus.Registerer) error {
 	group := Group(cfg.Namespace)
 	var sources []*source
 	readCtx, stopReaders := context.WithCancel(ctx)
@@ -406,7 +462,7 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	bgErr := make(chan error, 3)
 	for _, task := range []func(context.Context) error{
 		func(ctx context.Context) error { return runRelay(ctx, rt, topicFor, sink) },
-		func(ctx context.Context) error { return runSweeper(ctx, rt, required) },
+		func(ctx context.Context) error { return runSweeper(ctx, rt, required, work) },
 		watch.Run,
 	} {
 		bg.Add(1)
@@ -423,6 +479,7 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 	progress := newProgress(cfg.Progress, sources, total)
 	defer progress.stop()
 	caughtUpAtEnd := cfg.To.IsZero()
+	merging := time.Now()
 	for {
 		select {
 		case err := <-readErr:
@@ -438,7 +495,10 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 		if len(msgs) == 0 {
 			break
 		}
-		if err := waitForGate(ctx, scorer, m.timeOf(msgs[0]), bgErr); err != nil {
+		waiting := time.Now()
+		err = waitForGate(ctx, scorer, m.timeOf(msgs[0]), bgErr)
+		sum.Waiting += time.Since(waiting)
+		if err != nil {
 			return err
 		}
 		// The watermark sees a partition as caught up when the replay reaches the end of its
@@ -458,7 +518,11 @@ func apply(ctx context.Context, rt *Target, cfg Config, meta Metadata, sum *Summ
 		sum.Events += int64(len(msgs))
 		progress.add(msgs)
 	}
-	return drain(ctx, rt, requiredFields, bgErr)
+	draining := time.Now()
+	sum.Applying = draining.Sub(merging) - sum.Waiting
+	err = drain(ctx, rt, requiredFields, bgErr)
+	sum.Draining = time.Since(draining)
+	return err
 }
 
 // replayPoll is how often a replay's sweeper, cut-point deriver and watches look again when
@@ -507,7 +571,7 @@ func runRelay(ctx context.Context, rt *Target, topicFor func(string) string, dea
 // runSweeper runs the namespace's inactivity sweeper and cut-point deriver, whose clock waits
 // for the required partitions, until ctx ends. Its derived events carry the replay
 // marker.
-func runSweeper(ctx context.Context, rt *Target, required func(context.Context) ([]string, error)) error {
+func runSweeper(ctx context.Context, rt *Target, required func(context.Context) ([]string, error), reg prometheus.Registerer) error {
 	store, err := state.New(ctx, rt.Redis, rt.Keys, state.NewMetrics(nil))
 	if err != nil {
 		return err
@@ -517,7 +581,7 @@ func runSweeper(ctx context.Context, rt *Target, required func(context.Context) 
 		return err
 	}
 	scorer := pipeline.NewScorer(rt.Policy, rt.Codec, true)
-	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required, Poll: replayPoll}, rt.Redis, store, scorer, wm, nil, rt.Log)
+	sw, err := pipeline.NewSweeper(ctx, pipeline.SweeperConfig{Required: required, Poll: replayPoll}, rt.Redis, store, scorer, wm, reg, rt.Log)
 	if err != nil {
 		return err
 	}
@@ -526,7 +590,7 @@ func runSweeper(ctx context.Context, rt *Target, required func(context.Context) 
 		return err
 	}
 	deriver := pipeline.NewCutpointDeriver(pipeline.CutpointDeriver{Redis: rt.Redis, Store: store, Watermarks: wm,
-		Required: required, Policy: rt.Policy, Log: rt.Log, Poll: replayPoll}, nil)
+		Required: required, Policy: rt.Policy, Log: rt.Log, Poll: replayPoll}, reg)
 	var tasks supervise.Group
 	tasks.Add(sw.Run, deriver.Run, watch.Run)
 	return tasks.Run(ctx)

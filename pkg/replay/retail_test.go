@@ -317,6 +317,7 @@ func TestAcceptanceRetailBackfillReplayDiffPromoteAndErase(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("replay: %d events in %s = %.0f events/s", sum.Events, sum.Elapsed.Round(time.Millisecond), sum.PerSecond)
+	checkBreakdown(t, sum)
 	sameRT := e.runtimeOf(same)
 	d, err := replay.Compare(ctx, liveRT.ReplayScores(), sameRT.ReplayScores(), 5, liveRT.ReplayOutputs())
 	if err != nil {
@@ -491,5 +492,29 @@ func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkBreakdown checks that a replay of the retail year says where its time went: the three
+// phases account for its elapsed time but the set-up before the merge, it waited at
+// boundaries, its sweeper evaluated customers and its deriver fitted churn models.
+func checkBreakdown(t *testing.T, sum replay.Summary) {
+	t.Helper()
+	var b strings.Builder
+	if err := sum.WriteBreakdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	t.Log(strings.TrimSpace(b.String()))
+	phases := sum.Applying + sum.Waiting + sum.Draining
+	if phases > sum.Elapsed || phases < sum.Elapsed*9/10 {
+		t.Errorf("applying %s + waiting %s + draining %s = %s, for %s elapsed", sum.Applying, sum.Waiting, sum.Draining, phases, sum.Elapsed)
+	}
+	if sum.Applying <= 0 || sum.Waiting <= 0 || sum.Draining <= 0 {
+		t.Errorf("a year of history applied in %s, waiting %s at its boundaries, drained in %s", sum.Applying, sum.Waiting, sum.Draining)
+	}
+	// Every customer is evaluated through every boundary after its first purchase; the
+	// policy refits every 28 days.
+	if sum.Evaluations < sum.Events || sum.Refits < 10 || sum.Fitting <= 0 {
+		t.Errorf("%d sweeper evaluations for %d events, %d churn models fitted in %s", sum.Evaluations, sum.Events, sum.Refits, sum.Fitting)
 	}
 }
