@@ -3,6 +3,7 @@ package btyd
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -71,8 +72,89 @@ func TestGammaGammaLogMSumsTheSameBits(t *testing.T) {
 	for range 200 {
 		m := GammaGamma{P: math.Exp(r.NormFloat64() * 2), Q: math.Exp(r.NormFloat64() * 2), Gamma: math.Exp(r.NormFloat64() * 2)}
 		want := m.sumLogLikelihood(len(pop), func(i int) Summary { return pop[i].s }, func(i int) float64 { return pop[i].n })
-		if got := m.sumLogLikelihoodLogM(pop, logM); math.Float64bits(got) != math.Float64bits(want) {
+		if got := m.sumLogLikelihoodLogM(pop, logM, make([]float64, len(pop)), nil); math.Float64bits(got) != math.Float64bits(want) {
 			t.Fatalf("%+v: with log(Monetary) taken once %v, per summary %v", m, got, want)
 		}
 	}
+}
+
+// A fit's likelihood is the same bits on any number of cores: its terms are taken by a pool
+// of up to GOMAXPROCS goroutines, but summed in one order. A sweeper on a larger machine than
+// the replay's fits the same model.
+func TestLikelihoodIsTheSameBitsOnAnyNumberOfCores(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	// Ages in fractions of a day, so each purchase count's run of groups (X = 0's first)
+	// spans several chunks: a chunk starting inside a run must take its own terms.
+	var bs []Summary
+	for range 16 * termChunk {
+		x := float64(r.IntN(4))
+		s := Summary{X: x, T: float64(1+r.IntN(400*24)) / 24 / 7}
+		if x > 0 {
+			s.TX = s.T * r.Float64()
+		}
+		bs = append(bs, s)
+	}
+	bg := newAgeIndex(compress(bs, func(s Summary) Summary { return s }))
+	if bg.groups[2*termChunk].s.X != 0 {
+		t.Fatalf("%d groups, of which fewer than %d buy none: the first run does not span chunks", len(bg.groups), 2*termChunk)
+	}
+	var gs []Summary
+	for range 16 * termChunk {
+		gs = append(gs, Summary{X: float64(1 + r.IntN(10)), Monetary: float64(1+r.IntN(20000)) / 100 * (0.5 + r.Float64())})
+	}
+	gg := compress(gs, func(s Summary) Summary { return s })
+	logM := make([]float64, len(gg))
+	for i, g := range gg {
+		logM[i] = math.Log(g.s.Monetary)
+	}
+	type params struct {
+		bg BGNBD
+		gg GammaGamma
+	}
+	var ps []params
+	for range 50 {
+		ps = append(ps, params{
+			bg: BGNBD{R: math.Exp(r.NormFloat64()), Alpha: math.Exp(r.NormFloat64()), A: math.Exp(r.NormFloat64()), B: math.Exp(r.NormFloat64())},
+			gg: GammaGamma{P: math.Exp(r.NormFloat64()), Q: math.Exp(r.NormFloat64()), Gamma: math.Exp(r.NormFloat64())},
+		})
+	}
+	sums := func() (out []uint64) {
+		pool := newTermPool(len(bg.groups))
+		defer pool.close()
+		bg.pool = pool
+		defer func() { bg.pool = nil }()
+		terms := make([]float64, len(gg))
+		for _, p := range ps {
+			out = append(out, math.Float64bits(bg.sumLogLikelihood(p.bg)),
+				math.Float64bits(p.gg.sumLogLikelihoodLogM(gg, logM, terms, pool)))
+		}
+		return out
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	one := sums()
+	for _, procs := range []int{2, 3, 8} {
+		runtime.GOMAXPROCS(procs)
+		if newTermPool(len(bg.groups)) == nil {
+			t.Fatalf("GOMAXPROCS %d: no pool", procs)
+		}
+		for i, got := range sums() {
+			if got != one[i] {
+				t.Fatalf("GOMAXPROCS %d: sum %d is %v, on one core %v", procs, i, math.Float64frombits(got), math.Float64frombits(one[i]))
+			}
+		}
+	}
+}
+
+// BenchmarkLikelihoodDays is one evaluation of a refit's BG/NBD likelihood over a population
+// of 20,000 customers observed in whole days, its terms taken by a fit's pool (-cpu 1: the
+// caller's goroutine alone).
+func BenchmarkLikelihoodDays(b *testing.B) {
+	ix := newAgeIndex(compress(daySummaries(20000, 1), func(s Summary) Summary { return s }))
+	ix.pool = newTermPool(len(ix.groups))
+	defer ix.pool.close()
+	m := BGNBD{R: 0.25, Alpha: 4.4, A: 0.8, B: 2.4}
+	for b.Loop() {
+		ix.sumLogLikelihood(m)
+	}
+	b.ReportMetric(float64(len(ix.groups)), "groups")
 }

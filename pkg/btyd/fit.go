@@ -102,6 +102,8 @@ func FitBGNBDPenalized(ss []Summary, penalizer float64) (BGNBDFit, error) {
 		}
 	}
 	pop := newAgeIndex(compress(ss, func(s Summary) Summary { s.Monetary = 0; return s }))
+	pop.pool = newTermPool(len(pop.groups))
+	defer pop.pool.close()
 	nll := func(v []float64) float64 {
 		m := BGNBD{R: math.Exp(v[0]), Alpha: math.Exp(v[1]), A: math.Exp(v[2]), B: math.Exp(v[3])}
 		ll := pop.sumLogLikelihood(m)
@@ -171,9 +173,11 @@ func FitGammaGamma(ss []Summary) (GammaGammaFit, error) {
 	for i, g := range scaled {
 		logM[i] = math.Log(g.s.Monetary)
 	}
+	terms, pool := make([]float64, len(scaled)), newTermPool(len(scaled))
+	defer pool.close()
 	nll := func(v []float64) float64 {
 		m := GammaGamma{P: math.Exp(v[0]), Q: math.Exp(v[1]), Gamma: math.Exp(v[2])}
-		ll := m.sumLogLikelihoodLogM(scaled, logM)
+		ll := m.sumLogLikelihoodLogM(scaled, logM, terms, pool)
 		if math.IsNaN(ll) {
 			return math.Inf(1)
 		}
@@ -205,6 +209,8 @@ type ageIndex struct {
 	ti, txi    []int32
 	ts, txs    []float64
 	logT, logX []float64 // log(α+T), log(α+TX) of the evaluation in progress
+	terms      []float64 // each group's weighted term of the evaluation in progress
+	pool       *termPool // nil: one goroutine
 }
 
 func newAgeIndex(groups []group) *ageIndex {
@@ -224,6 +230,7 @@ func newAgeIndex(groups []group) *ageIndex {
 		ix.txi[i] = distinct(txAt, &ix.txs, g.s.TX)
 	}
 	ix.logT, ix.logX = make([]float64, len(ix.ts)), make([]float64, len(ix.txs))
+	ix.terms = make([]float64, len(groups))
 	return ix
 }
 
@@ -235,15 +242,17 @@ func (ix *ageIndex) sumLogLikelihood(m BGNBD) float64 {
 	for i, t := range ix.txs {
 		ix.logX[i] = math.Log(m.Alpha + t)
 	}
-	var ll float64
-	var t bgnbdTerms
-	for i, g := range ix.groups {
-		if i == 0 || g.s.X != t.x {
-			t = m.termsOf(g.s.X)
+	ix.pool.fillTerms(len(ix.groups), func(lo, hi int) {
+		var t bgnbdTerms
+		for i := lo; i < hi; i++ {
+			g := &ix.groups[i]
+			if i == lo || g.s.X != t.x {
+				t = m.termsOf(g.s.X)
+			}
+			ix.terms[i] = g.n * m.logLikelihoodLogs(t, ix.logT[ix.ti[i]], ix.logX[ix.txi[i]])
 		}
-		ll += g.n * m.logLikelihoodLogs(t, ix.logT[ix.ti[i]], ix.logX[ix.txi[i]])
-	}
-	return ll
+	})
+	return sumInOrder(ix.terms)
 }
 
 type group struct {

@@ -71,16 +71,20 @@ func (m GammaGamma) logLikelihoodLogM(t gammaGammaTerms, s Summary, logMx float6
 
 // sumLogLikelihoodLogM is sumLogLikelihood over groups of repeat customers with positive
 // spend, given each group's log(Monetary): a fit takes those once, not once per evaluation.
-func (m GammaGamma) sumLogLikelihoodLogM(groups []group, logM []float64) float64 {
-	var ll float64
-	var t gammaGammaTerms
-	for i, g := range groups {
-		if i == 0 || g.s.X != t.x {
-			t = m.termsOf(g.s.X)
+// terms (as long as groups) holds each group's weighted term on the way, taken on pool's
+// goroutines (nil: the caller's alone).
+func (m GammaGamma) sumLogLikelihoodLogM(groups []group, logM, terms []float64, pool *termPool) float64 {
+	pool.fillTerms(len(groups), func(lo, hi int) {
+		var t gammaGammaTerms
+		for i := lo; i < hi; i++ {
+			g := &groups[i]
+			if i == lo || g.s.X != t.x {
+				t = m.termsOf(g.s.X)
+			}
+			terms[i] = g.n * m.logLikelihoodLogM(t, g.s, logM[i])
 		}
-		ll += g.n * m.logLikelihoodLogM(t, g.s, logM[i])
-	}
-	return ll
+	})
+	return sumInOrder(terms[:len(groups)])
 }
 
 // sumLogLikelihood is Σ weight(i) × LogLikelihood(summary(i)) over n summaries,
