@@ -119,7 +119,7 @@ func TestLikelihoodIsTheSameBitsOnAnyNumberOfCores(t *testing.T) {
 		})
 	}
 	sums := func() (out []uint64) {
-		pool := newTermPool(len(bg.groups))
+		pool := newTermPool(len(bg.groups), maxTermWorkers)
 		defer pool.close()
 		bg.pool = pool
 		defer func() { bg.pool = nil }()
@@ -134,9 +134,11 @@ func TestLikelihoodIsTheSameBitsOnAnyNumberOfCores(t *testing.T) {
 	one := sums()
 	for _, procs := range []int{2, 3, 8} {
 		runtime.GOMAXPROCS(procs)
-		if newTermPool(len(bg.groups)) == nil {
+		pool := newTermPool(len(bg.groups), maxTermWorkers)
+		if pool == nil {
 			t.Fatalf("GOMAXPROCS %d: no pool", procs)
 		}
+		pool.close()
 		for i, got := range sums() {
 			if got != one[i] {
 				t.Fatalf("GOMAXPROCS %d: sum %d is %v, on one core %v", procs, i, math.Float64frombits(got), math.Float64frombits(one[i]))
@@ -150,7 +152,7 @@ func TestLikelihoodIsTheSameBitsOnAnyNumberOfCores(t *testing.T) {
 // caller's goroutine alone).
 func BenchmarkLikelihoodDays(b *testing.B) {
 	ix := newAgeIndex(compress(daySummaries(20000, 1), func(s Summary) Summary { return s }))
-	ix.pool = newTermPool(len(ix.groups))
+	ix.pool = newTermPool(len(ix.groups), runtime.GOMAXPROCS(0))
 	defer ix.pool.close()
 	m := BGNBD{R: 0.25, Alpha: 4.4, A: 0.8, B: 2.4}
 	for b.Loop() {

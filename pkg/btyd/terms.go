@@ -12,10 +12,12 @@ const termChunk = 512
 // maxTermWorkers bounds the goroutines of one fit's likelihood evaluations.
 const maxTermWorkers = 8
 
-// termPool takes the terms of a fit's likelihood evaluations on every core. A refit evaluates
-// its likelihood hundreds of times over every group, and a boundary's cut points wait for it
-// (in a replay and in a backlog, so does the input), so each evaluation's terms are split
-// into chunks that the fitting goroutine and the pool's helpers take in turn. The helpers
+// termPool takes the terms of a fit's likelihood evaluations on several cores. A refit
+// evaluates its likelihood hundreds of times over every group, and a boundary's cut points
+// wait for it (in a replay, so does the merge), so each evaluation's terms can be split into
+// chunks that the fitting goroutine and the pool's helpers take in turn. The helpers spin
+// (yielding) between evaluations: a fit that owns the machine gains, one on a machine busy
+// with other work costs it CPU (see FitBGNBDPenalizedOn). The helpers
 // stay awake between evaluations for the length of one fit: a goroutine woken for each
 // evaluation started too late to help (waking an idle core took 0.1–0.3 ms on the
 // development VM, against about 0.7 ms for an evaluation of 18,000 groups). Chunks only fill
@@ -36,10 +38,11 @@ type evaluation struct {
 	done   atomic.Int64 // chunks filled
 }
 
-// newTermPool returns a pool for a fit over n groups, or nil when one goroutine is enough.
-// Close it when the fit ends.
-func newTermPool(n int) *termPool {
-	workers := min(runtime.GOMAXPROCS(0), maxTermWorkers, (n+termChunk-1)/termChunk)
+// newTermPool returns a pool of up to workers goroutines (the caller's included, at most
+// GOMAXPROCS) for a fit over n groups, or nil when one goroutine is enough. Close it when the
+// fit ends.
+func newTermPool(n, workers int) *termPool {
+	workers = min(workers, runtime.GOMAXPROCS(0), maxTermWorkers, (n+termChunk-1)/termChunk)
 	if workers <= 1 {
 		return nil
 	}

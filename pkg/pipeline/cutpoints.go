@@ -78,6 +78,12 @@ type CutpointDeriver struct {
 	Policy *scoring.Policy
 	Poll   time.Duration // 0: 100ms
 	Log    *zap.Logger
+	// FitWorkers is how many goroutines a refit takes its likelihood on (0 or 1: its own);
+	// the model is the same either way. A replay, which owns the machine and whose merge
+	// waits for every refit, sets GOMAXPROCS; the sweeper service keeps one, since the helpers
+	// spin between evaluations and take CPU the consumers and Redis need in a backlog
+	// (btyd.FitBGNBDPenalizedOn).
+	FitWorkers int
 
 	sealedAt   prometheus.Gauge
 	fitSeconds prometheus.Histogram
@@ -183,7 +189,7 @@ func (d *CutpointDeriver) Step(ctx context.Context) (bool, error) {
 // model.
 func (d *CutpointDeriver) refit(next *namespace.SealedCutpoints, h population.Histograms) {
 	start := time.Now()
-	m, err := h.FitModel(next.Boundary, d.Policy)
+	m, err := h.FitModel(next.Boundary, d.Policy, d.FitWorkers)
 	if err != nil {
 		next.ModelNote = err.Error()
 		lvl := d.Log.Warn

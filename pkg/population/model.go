@@ -15,8 +15,8 @@ var ErrTooLittleData = errors.New("too little data for a churn model fit")
 // FitModel fits the BG/NBD and Gamma-Gamma models on the population of boundary b, under the
 // policy's churn.refit minimums; a population below them is ErrTooLittleData. The fit depends
 // only on the counts (btyd sorts the distinct summaries), so every deriver, and a replay,
-// fits the same model.
-func (h Histograms) FitModel(b scoring.Day, p *scoring.Policy) (*scoring.FittedModel, error) {
+// fits the same model, on any number of workers (btyd.FitBGNBDPenalizedOn).
+func (h Histograms) FitModel(b scoring.Day, p *scoring.Policy, workers int) (*scoring.FittedModel, error) {
 	r := p.Churn.Refit
 	var customers, repeat int64
 	for k, c := range h.BG {
@@ -40,7 +40,7 @@ func (h Histograms) FitModel(b scoring.Day, p *scoring.Policy) (*scoring.FittedM
 			bgs = append(bgs, s)
 		}
 	}
-	bg, err := btyd.FitBGNBDPenalized(bgs, r.Penalizer)
+	bg, err := btyd.FitBGNBDPenalizedOn(bgs, r.Penalizer, workers)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func (h Histograms) FitModel(b scoring.Day, p *scoring.Policy) (*scoring.FittedM
 	}
 	// A population whose repeat customers all spend alike does not identify Gamma-Gamma (q
 	// runs off): the BG/NBD fit still stands, and CLV keeps the configured spend model.
-	if gg, err := btyd.FitGammaGamma(ggs); err == nil {
+	if gg, err := btyd.FitGammaGammaOn(ggs, workers); err == nil {
 		m.GammaGamma = &gg.Params
 	} else if !errors.Is(err, btyd.ErrNoData) && !errors.Is(err, btyd.ErrUnidentified) {
 		return nil, err

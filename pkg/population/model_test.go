@@ -81,7 +81,7 @@ func TestTheFitOnTheHistogramsIsTheFitOnTheCustomers(t *testing.T) {
 			spend = append(spend, btyd.Summary{X: float64(m.X), Monetary: float64(m.RepeatNetMinor) / float64(m.X)})
 		}
 	}
-	got, err := h.FitModel(b, p)
+	got, err := h.FitModel(b, p, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestAPopulationBelowTheRefitMinimumsIsNotFitted(t *testing.T) {
 	// Too few customers.
 	h := NewHistograms()
 	add(h, simulated(rng, r.MinCustomers-1, btyd.BGNBD{R: 0.8, Alpha: 30, A: 0.6, B: 2.5}))
-	if _, err := h.FitModel(b, p); !errors.Is(err, ErrTooLittleData) {
+	if _, err := h.FitModel(b, p, 1); !errors.Is(err, ErrTooLittleData) {
 		t.Fatalf("%d customers: %v, want ErrTooLittleData", r.MinCustomers-1, err)
 	}
 	// Enough customers, too few of whom bought again.
@@ -138,7 +138,7 @@ func TestAPopulationBelowTheRefitMinimumsIsNotFitted(t *testing.T) {
 		ms = append(ms, m)
 	}
 	add(h, ms)
-	if _, err := h.FitModel(b, p); !errors.Is(err, ErrTooLittleData) {
+	if _, err := h.FitModel(b, p, 1); !errors.Is(err, ErrTooLittleData) {
 		t.Fatalf("%d repeat customers: %v, want ErrTooLittleData", r.MinRepeatCustomers-1, err)
 	}
 	// Another boundary's counters never count.

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -590,7 +591,7 @@ func runSweeper(ctx context.Context, rt *Target, required func(context.Context) 
 		return err
 	}
 	deriver := pipeline.NewCutpointDeriver(pipeline.CutpointDeriver{Redis: rt.Redis, Store: store, Watermarks: wm,
-		Required: required, Policy: rt.Policy, Log: rt.Log, Poll: replayPoll}, reg)
+		Required: required, Policy: rt.Policy, Log: rt.Log, Poll: replayPoll, FitWorkers: runtime.GOMAXPROCS(0)}, reg)
 	var tasks supervise.Group
 	tasks.Add(sw.Run, deriver.Run, watch.Run)
 	return tasks.Run(ctx)
