@@ -15,14 +15,13 @@ const maxTermWorkers = 8
 // termPool takes the terms of a fit's likelihood evaluations on several cores. A refit
 // evaluates its likelihood hundreds of times over every group, and a boundary's cut points
 // wait for it (in a replay, so does the merge), so each evaluation's terms can be split into
-// chunks that the fitting goroutine and the pool's helpers take in turn. The helpers spin
-// (yielding) between evaluations: a fit that owns the machine gains, one on a machine busy
-// with other work costs it CPU (see FitBGNBDPenalizedOn). The helpers
-// stay awake between evaluations for the length of one fit: a goroutine woken for each
-// evaluation started too late to help (waking an idle core took 0.1–0.3 ms on the
-// development VM, against about 0.7 ms for an evaluation of 18,000 groups). Chunks only fill
-// their own terms and the caller sums them in index order (sumInOrder), so a fit is the same
-// bits on any number of cores.
+// chunks that the fitting goroutine and the pool's helpers take in turn. The helpers stay
+// awake, spinning and yielding, between evaluations for the length of one fit: a goroutine
+// woken for each evaluation started too late to help (waking an idle core took 0.1–0.3 ms on
+// the development VM, against about 0.7 ms for an evaluation of 18,000 groups). So a fit
+// that owns the machine gains, and one on a machine busy with other work takes CPU from it
+// (see FitBGNBDPenalizedOn). Chunks only fill their own terms and the caller sums them in
+// index order (sumInOrder), so a fit is the same bits on any number of cores.
 type termPool struct {
 	cur  atomic.Pointer[evaluation]
 	stop atomic.Bool
