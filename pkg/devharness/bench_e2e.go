@@ -605,7 +605,7 @@ func (b *bench) run(ctx context.Context, o benchOptions, bins map[string]string)
 			rep.ConflictsByService[name] = c
 			rep.StoreConflicts += c
 		}
-		rep.SweeperEvaluations += m["loyalty_sweeper_evaluations_total"]
+		rep.SweeperEvaluations += m[pipeline.MetricSweeperEvaluations]
 		rep.KafkaRequests = append(rep.KafkaRequests, KafkaRequests{Process: name,
 			Fetch: m["loyalty_kafka_fetch_requests_total"], Produce: m["loyalty_kafka_produce_requests_total"]})
 	}

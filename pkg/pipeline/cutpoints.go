@@ -89,11 +89,15 @@ type CutpointDeriver struct {
 	fitSeconds prometheus.Histogram
 }
 
+// MetricChurnModelFitSeconds is the deriver's histogram of refit times (a replay's summary
+// reads its count and sum).
+const MetricChurnModelFitSeconds = "loyalty_churn_model_fit_seconds"
+
 // NewCutpointDeriver returns a deriver; reg may be nil.
 func NewCutpointDeriver(d CutpointDeriver, reg prometheus.Registerer) *CutpointDeriver {
 	d.sealedAt = prometheus.NewGauge(prometheus.GaugeOpts{Name: "loyalty_cutpoints_sealed_boundary_seconds",
 		Help: "End of the last cut-point boundary day sealed (Unix seconds); it trails the watermark by less than the boundary distance plus the allowed lateness."})
-	d.fitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "loyalty_churn_model_fit_seconds",
+	d.fitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricChurnModelFitSeconds,
 		Help: "Time to fit the churn models (BG/NBD and Gamma-Gamma) at a refit boundary.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 8)})
 	if reg != nil {
 		reg.MustRegister(d.sealedAt, d.fitSeconds)

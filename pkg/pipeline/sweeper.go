@@ -66,6 +66,10 @@ func (c SweeperConfig) withDefaults() SweeperConfig {
 	return c
 }
 
+// MetricSweeperEvaluations counts the customers a sweeper evaluated at their deadlines (a
+// replay's summary and bench-e2e read it).
+const MetricSweeperEvaluations = "loyalty_sweeper_evaluations_total"
+
 // Sweeper evaluates customers whose inactivity deadline the pipeline watermark has passed.
 // It is a service of its own (services/sweeper) rather than a goroutine in every consumer:
 // its clock needs the watermark of all three input topics, and one process per shard is
@@ -92,7 +96,7 @@ func NewSweeper(ctx context.Context, cfg SweeperConfig, rdb redisconn.Client, st
 	if err != nil {
 		return nil, err
 	}
-	evaluated := prometheus.NewCounter(prometheus.CounterOpts{Name: "loyalty_sweeper_evaluations_total",
+	evaluated := prometheus.NewCounter(prometheus.CounterOpts{Name: MetricSweeperEvaluations,
 		Help: "Customers evaluated because their inactivity deadline passed."})
 	lag := prometheus.NewGauge(prometheus.GaugeOpts{Name: "loyalty_watermark_lag_seconds",
 		Help: "Wall clock minus the pipeline's event-time watermark. Live and caught up it is the allowed lateness plus a heartbeat; it grows while a consumer is down or behind (see docs/operations.md)."})

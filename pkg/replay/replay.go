@@ -201,9 +201,9 @@ func (s *Summary) addWork(reg prometheus.Gatherer) error {
 		}
 		m := f.GetMetric()[0]
 		switch f.GetName() {
-		case metricEvaluations:
+		case pipeline.MetricSweeperEvaluations:
 			s.Evaluations = int64(m.GetCounter().GetValue())
-		case metricFitSeconds:
+		case pipeline.MetricChurnModelFitSeconds:
 			h := m.GetHistogram()
 			s.Refits = int(h.GetSampleCount())
 			s.Fitting = time.Duration(h.GetSampleSum() * float64(time.Second))
@@ -211,12 +211,6 @@ func (s *Summary) addWork(reg prometheus.Gatherer) error {
 	}
 	return nil
 }
-
-// The metrics of the sweeper and the cut-point deriver a replay's summary reads.
-const (
-	metricEvaluations = "loyalty_sweeper_evaluations_total"
-	metricFitSeconds  = "loyalty_churn_model_fit_seconds"
-)
 
 // CheckNotLive reports an error when the replay would write into the live namespace.
 func (c Config) CheckNotLive(live string) error {
